@@ -1,0 +1,120 @@
+//! The pipeline's common currency: what the listener and the local receiver hand to the
+//! processing task, and the bounded queue between them.
+//!
+//! Producers (the Telemetry API listener, the local OTLP receiver) never wait: they
+//! `try_send` and, when the queue is full, count the loss in [`Stats`] and move on.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tokio::sync::mpsc;
+
+use crate::stats::{DropReason, Stats};
+use crate::telemetry::event::TelemetryRecord;
+
+/// Data a function's own OpenTelemetry SDK sent to the local receiver, already decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OtlpPayload {
+    Traces(ExportTraceServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+/// One unit of work for the processing task.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Intake {
+    /// The decoded records of one Telemetry API POST, in delivery order.
+    Telemetry(Vec<TelemetryRecord>),
+    /// One request of the local OTLP receiver.
+    Otlp(OtlpPayload),
+}
+
+impl Intake {
+    /// How many records this unit carries, for drop accounting.
+    pub fn record_count(&self) -> u64 {
+        match self {
+            Intake::Telemetry(records) => records.len() as u64,
+            Intake::Otlp(OtlpPayload::Traces(r)) => r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len() as u64)
+                .sum(),
+            Intake::Otlp(OtlpPayload::Logs(r)) => r
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .map(|sl| sl.log_records.len() as u64)
+                .sum(),
+            Intake::Otlp(OtlpPayload::Metrics(r)) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .map(|sm| sm.metrics.len() as u64)
+                .sum(),
+        }
+    }
+}
+
+/// The producer side of the intake queue. Cheap to clone; never blocks.
+#[derive(Clone, Debug)]
+pub struct IntakeSender {
+    tx: mpsc::Sender<Intake>,
+    stats: Arc<Stats>,
+}
+
+/// Whether [`IntakeSender::offer`] queued the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    Queued,
+    /// The queue was full or closed; the records were counted as dropped.
+    Dropped,
+}
+
+impl IntakeSender {
+    /// Queue `intake` without waiting. A full or closed queue drops it and counts the loss.
+    pub fn offer(&self, intake: Intake) -> Offered {
+        let records = intake.record_count();
+        match self.tx.try_send(intake) {
+            Ok(()) => Offered::Queued,
+            Err(_) => {
+                self.stats.dropped(DropReason::IntakeFull, records);
+                Offered::Dropped
+            }
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+}
+
+/// Create the intake queue holding at most `capacity` units.
+pub fn intake_queue(capacity: usize, stats: Arc<Stats>) -> (IntakeSender, mpsc::Receiver<Intake>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (IntakeSender { tx, stats }, rx)
+}
+
+/// OTLP data ready for the export buffer, one list per signal.
+///
+/// The mapper and the local receiver append to it; the buffer takes it whole.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Signals {
+    pub spans: Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>,
+    pub metrics: Vec<opentelemetry_proto::tonic::metrics::v1::ResourceMetrics>,
+    pub logs: Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs>,
+}
+
+impl Signals {
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.metrics.is_empty() && self.logs.is_empty()
+    }
+
+    pub fn append(&mut self, other: Signals) {
+        self.spans.extend(other.spans);
+        self.metrics.extend(other.metrics);
+        self.logs.extend(other.logs);
+    }
+}

@@ -1,0 +1,88 @@
+//! Contrail's own counters: what it received, exported and dropped, by reason.
+//!
+//! Updated with relaxed atomics from every task; read by the self-telemetry mapper and the
+//! shutdown report. Nothing is ever lost without one of these counters moving.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why records were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The intake queue between the listeners and the processing task was full.
+    IntakeFull,
+    /// A Telemetry API record that did not decode.
+    Malformed,
+    /// The export buffer was full.
+    BufferFull,
+    /// The backend refused the data permanently (a 4xx other than 429).
+    Rejected,
+    /// Retries ran out of time or attempts.
+    ExportFailed,
+    /// Per-invocation state evicted before it was complete.
+    Evicted,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 6] = [
+        DropReason::IntakeFull,
+        DropReason::Malformed,
+        DropReason::BufferFull,
+        DropReason::Rejected,
+        DropReason::ExportFailed,
+        DropReason::Evicted,
+    ];
+
+    /// The value of the `reason` attribute in self-telemetry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::IntakeFull => "intake_full",
+            DropReason::Malformed => "malformed",
+            DropReason::BufferFull => "buffer_full",
+            DropReason::Rejected => "rejected",
+            DropReason::ExportFailed => "export_failed",
+            DropReason::Evicted => "evicted",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters shared by every part of the extension.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Telemetry API records received (decoded or not).
+    pub telemetry_records: AtomicU64,
+    /// Telemetry API records of a type Contrail does not know (kept as logs, counted).
+    pub unknown_records: AtomicU64,
+    /// Records received by the local OTLP receiver (spans, log records, metrics).
+    pub receiver_records: AtomicU64,
+    /// Records handed to the backend successfully.
+    pub exported_records: AtomicU64,
+    /// Export requests sent, and those that failed.
+    pub export_attempts: AtomicU64,
+    pub export_failures: AtomicU64,
+    /// `platform.logsDropped` totals reported by Lambda.
+    pub platform_dropped_records: AtomicU64,
+    pub platform_dropped_bytes: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl Stats {
+    pub fn dropped(&self, reason: DropReason, records: u64) {
+        self.dropped[reason.index()].fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub fn dropped_total(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

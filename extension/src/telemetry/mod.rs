@@ -1,0 +1,3 @@
+//! The Telemetry API: the event model and the HTTP listener that receives it.
+
+pub mod event;

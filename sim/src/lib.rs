@@ -1,0 +1,1 @@
+//! contrail-sim: a local AWS Lambda execution environment.
