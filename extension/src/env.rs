@@ -28,3 +28,37 @@ impl<const N: usize> Env for [(&str, &str); N] {
         self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
     }
 }
+
+/// One variable whose value Contrail cannot use.
+///
+/// Displays as `NAME=value is not valid: reason`, the form used in `init/error` messages and
+/// in the warning Contrail prints when it falls back to a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: String,
+    pub value: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn new(var: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            var: var.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={:?} is not valid: {}", self.var, self.value, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A variable that is set to something other than blank.
+pub fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
+    env.var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
