@@ -1,0 +1,58 @@
+//! An extension on the `lambda-extension` crate, used by the emulator's tests. It subscribes to
+//! the Telemetry API (the crate sends schema 2022-07-01) and writes every event and telemetry
+//! record it receives to $RUST_EXT_OUT as JSON lines.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use lambda_extension::{
+    Error, Extension, LambdaEvent, LambdaTelemetry, NextEvent, SharedService, service_fn,
+};
+
+fn append(out: &Arc<Mutex<std::fs::File>>, line: serde_json::Value) {
+    if let Ok(mut f) = out.lock() {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let path = std::env::var("RUST_EXT_OUT")?;
+    let port: u16 = std::env::var("RUST_EXT_TELEMETRY_PORT")?.parse()?;
+    let out = Arc::new(Mutex::new(std::fs::File::create(path)?));
+    let events_out = out.clone();
+    let events = service_fn(move |event: LambdaEvent| {
+        let out = events_out.clone();
+        async move {
+            let kind = match &event.next {
+                NextEvent::Invoke(i) => {
+                    serde_json::json!({"kind": "INVOKE", "requestId": i.request_id, "tracing": i.tracing.value})
+                }
+                NextEvent::Shutdown(s) => {
+                    serde_json::json!({"kind": "SHUTDOWN", "reason": s.shutdown_reason})
+                }
+            };
+            append(&out, kind);
+            Ok::<(), Error>(())
+        }
+    });
+    let tel_out = out.clone();
+    let telemetry = SharedService::new(service_fn(move |batch: Vec<LambdaTelemetry>| {
+        let out = tel_out.clone();
+        async move {
+            for t in batch {
+                append(
+                    &out,
+                    serde_json::json!({"kind": "telemetry", "record": serde_json::to_value(&t)?}),
+                );
+            }
+            Ok::<(), Error>(())
+        }
+    }));
+    Extension::new()
+        .with_events_processor(events)
+        .with_telemetry_processor(telemetry)
+        .with_telemetry_port_number(port)
+        .run()
+        .await
+}

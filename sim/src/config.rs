@@ -1,0 +1,158 @@
+//! What a run does: the function, its extensions, the invocations and the environment's settings.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::telemetry::Schema;
+
+/// How the environment starts (`AWS_LAMBDA_INITIALIZATION_TYPE`, `initializationType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitType {
+    #[default]
+    OnDemand,
+    ProvisionedConcurrency,
+    SnapStart,
+    LambdaManagedInstances,
+}
+
+impl InitType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitType::OnDemand => "on-demand",
+            InitType::ProvisionedConcurrency => "provisioned-concurrency",
+            InitType::SnapStart => "snap-start",
+            InitType::LambdaManagedInstances => "lambda-managed-instances",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<InitType> {
+        match s {
+            "on-demand" => Some(InitType::OnDemand),
+            "provisioned-concurrency" => Some(InitType::ProvisionedConcurrency),
+            "snap-start" => Some(InitType::SnapStart),
+            "lambda-managed-instances" => Some(InitType::LambdaManagedInstances),
+            _ => None,
+        }
+    }
+}
+
+/// `AWS_LAMBDA_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// The value of `AWS_LAMBDA_LOG_FORMAT`.
+    pub fn env_value(self) -> &'static str {
+        match self {
+            LogFormat::Text => "Text",
+            LogFormat::Json => "JSON",
+        }
+    }
+}
+
+/// When invocations start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Each invocation as soon as the previous one ended.
+    Burst,
+    /// Invocation starts spaced by this interval (or right after the previous one, if it took
+    /// longer).
+    Interval(Duration),
+}
+
+/// Everything one run needs. `RunConfig::default()` plus a runtime command is a valid run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The runtime: program and arguments (`bootstrap`, `python -m awslambdaric app.handler`).
+    pub runtime_command: Vec<String>,
+    /// Working directory of the runtime, `LAMBDA_TASK_ROOT` (default: the current directory).
+    pub task_root: Option<PathBuf>,
+    /// Every executable in this folder is an extension (like `/opt/extensions`).
+    pub extensions_dir: Option<PathBuf>,
+    /// More extension executables.
+    pub extensions: Vec<PathBuf>,
+    pub handler: String,
+    pub function_name: String,
+    pub function_version: String,
+    pub region: String,
+    pub account_id: String,
+    pub memory_mb: u32,
+    pub timeout: Duration,
+    pub init_type: InitType,
+    pub invocations: u32,
+    pub payload: Vec<u8>,
+    pub schedule: Schedule,
+    /// Time the environment stays frozen between two invocations (and before the first one
+    /// for provisioned concurrency).
+    pub idle_gap: Duration,
+    pub freeze: bool,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+    /// Invocations in flight at once (Lambda Managed Instances only).
+    pub concurrency: u32,
+    /// Variables the function is configured with.
+    pub env: Vec<(String, String)>,
+    /// Address of the Runtime, Extensions and Telemetry APIs.
+    pub listen: SocketAddr,
+    pub init_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    /// Records a Telemetry API subscriber may have queued before the oldest are dropped.
+    pub telemetry_queue_limit: usize,
+    /// Only accept Telemetry API subscriptions with this schema version.
+    pub required_schema: Option<Schema>,
+    /// Copy children's output to the sim's stderr, prefixed.
+    pub echo_output: bool,
+    pub runtime_version: Option<String>,
+    pub client_context: Option<String>,
+    pub cognito_identity: Option<String>,
+    /// Extra Telemetry API records (`type`, `record`) delivered right after the first
+    /// `platform.start` of each environment: how tests put unknown event types and malformed
+    /// records in the stream.
+    pub inject_telemetry: Vec<(String, serde_json::Value)>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            runtime_command: Vec::new(),
+            task_root: None,
+            extensions_dir: None,
+            extensions: Vec::new(),
+            handler: "function.handler".into(),
+            function_name: "contrail-sim-function".into(),
+            function_version: "$LATEST".into(),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            memory_mb: 128,
+            timeout: Duration::from_secs(3),
+            init_type: InitType::OnDemand,
+            invocations: 1,
+            payload: b"{}".to_vec(),
+            schedule: Schedule::Burst,
+            idle_gap: Duration::ZERO,
+            freeze: true,
+            log_format: LogFormat::Text,
+            log_level: None,
+            concurrency: 1,
+            env: Vec::new(),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            init_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_millis(2_000),
+            telemetry_queue_limit: crate::telemetry::DEFAULT_QUEUE_LIMIT,
+            required_schema: None,
+            echo_output: false,
+            runtime_version: None,
+            client_context: None,
+            cognito_identity: None,
+            inject_telemetry: Vec::new(),
+        }
+    }
+}

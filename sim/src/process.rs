@@ -1,0 +1,251 @@
+//! Child processes: spawning in their own process group, capturing their output as telemetry,
+//! freezing (SIGSTOP/SIGCONT of the group), and measuring peak RSS and CPU time from /proc.
+
+use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::config::LogFormat;
+use crate::telemetry::{Event, Hub};
+
+/// Which telemetry stream a child's output goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Function,
+    Extension,
+}
+
+/// What to start.
+pub struct SpawnSpec<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: &'a Path,
+    pub role: Role,
+    /// The label of echoed lines (`function`, or the extension's name).
+    pub label: String,
+    pub echo: bool,
+    pub log_format: LogFormat,
+}
+
+/// Starts a child in a new process group with its stdout and stderr captured.
+pub fn spawn(spec: SpawnSpec<'_>, hub: Arc<Hub>) -> std::io::Result<Child> {
+    let mut cmd = Command::new(spec.program);
+    cmd.args(spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    let mut child = cmd.spawn()?;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(capture(
+            BufReader::new(out),
+            spec.role,
+            spec.label.clone(),
+            spec.echo,
+            spec.log_format,
+            hub.clone(),
+        ));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(capture(
+            BufReader::new(err),
+            spec.role,
+            spec.label,
+            spec.echo,
+            spec.log_format,
+            hub,
+        ));
+    }
+    Ok(child)
+}
+
+async fn capture<R: tokio::io::AsyncRead + Unpin>(
+    reader: BufReader<R>,
+    role: Role,
+    label: String,
+    echo: bool,
+    format: LogFormat,
+    hub: Arc<Hub>,
+) {
+    let mut lines = reader.split(b'\n');
+    let kind = match role {
+        Role::Function => "function",
+        Role::Extension => "extension",
+    };
+    while let Ok(Some(line)) = lines.next_segment().await {
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches('\r');
+        if echo {
+            eprintln!("[{label}] {text}");
+        }
+        hub.publish(Event {
+            time: OffsetDateTime::now_utc(),
+            kind: kind.to_owned(),
+            record: log_record(text, format),
+        });
+    }
+}
+
+/// The record Lambda delivers for one line of output: the line itself in text format; in JSON
+/// format, the object when the line is a JSON object (as runtimes write it), else the line.
+pub fn log_record(line: &str, format: LogFormat) -> Value {
+    if format == LogFormat::Json
+        && line.trim_start().starts_with('{')
+        && let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line)
+    {
+        return v;
+    }
+    Value::String(line.to_owned())
+}
+
+/// Describes an exit status the way a person reads it.
+pub fn describe_exit(status: std::process::ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exit code {code}")
+    } else if let Some(sig) = status.signal() {
+        match Signal::try_from(sig) {
+            Ok(s) => format!("killed by {}", s.as_str()),
+            Err(_) => format!("killed by signal {sig}"),
+        }
+    } else {
+        "unknown exit status".to_owned()
+    }
+}
+
+/// Sends `sig` to a process group, ignoring groups that no longer exist.
+pub fn signal_group(pgid: u32, sig: Signal) {
+    if let Ok(p) = i32::try_from(pgid) {
+        let _ = killpg(Pid::from_raw(p), sig);
+    }
+}
+
+/// Latest measurement of one process (the group leader).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcStats {
+    pub peak_rss_kb: u64,
+    pub rss_kb: u64,
+    pub cpu_ms: u64,
+}
+
+/// Linux reports /proc times in USER_HZ, which the kernel ABI fixes at 100 per second.
+const TICKS_PER_SEC: u64 = 100;
+
+fn status_kb(status: &str, key: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        rest.trim().trim_end_matches("kB").trim().parse().ok()
+    })
+}
+
+/// `(pgrp, utime+stime+cutime+cstime in ticks)` from `/proc/PID/stat`.
+fn stat_fields(pid: u32) -> Option<(u32, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); pgrp is field 5, utime..cstime are fields 14..17.
+    let pgrp = f.get(2)?.parse().ok()?;
+    let mut ticks = 0u64;
+    for i in 11..=14 {
+        ticks += f.get(i)?.parse::<u64>().ok()?;
+    }
+    Some((pgrp, ticks))
+}
+
+/// Reads one process's peak and current RSS and its CPU time (with reaped children).
+pub fn read_stats(pid: u32) -> Option<ProcStats> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let (_, ticks) = stat_fields(pid)?;
+    Some(ProcStats {
+        peak_rss_kb: status_kb(&status, "VmHWM")?,
+        rss_kb: status_kb(&status, "VmRSS").unwrap_or(0),
+        cpu_ms: ticks * 1000 / TICKS_PER_SEC,
+    })
+}
+
+/// Sum of the resident memory of every process in these process groups (kB).
+pub fn groups_rss_kb(pgids: &[u32]) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((pgrp, _)) = stat_fields(pid) else {
+            continue;
+        };
+        if !pgids.contains(&pgrp) {
+            continue;
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            total += status_kb(&status, "VmRSS").unwrap_or(0);
+        }
+    }
+    total
+}
+
+/// Measurements of every child of an environment, kept up to date by sampling.
+#[derive(Debug, Default, Clone)]
+pub struct Measurements {
+    pub per_pid: HashMap<u32, ProcStats>,
+    pub peak_env_rss_kb: u64,
+}
+
+impl Measurements {
+    /// Takes one sample of `pids` (each a group leader).
+    pub fn sample(&mut self, pids: &[u32]) {
+        for &pid in pids {
+            if let Some(s) = read_stats(pid) {
+                let e = self.per_pid.entry(pid).or_default();
+                e.peak_rss_kb = e.peak_rss_kb.max(s.peak_rss_kb);
+                e.rss_kb = s.rss_kb;
+                e.cpu_ms = e.cpu_ms.max(s.cpu_ms);
+            }
+        }
+        let total = groups_rss_kb(pids);
+        self.peak_env_rss_kb = self.peak_env_rss_kb.max(total);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_stats() {
+        let s = read_stats(std::process::id()).unwrap();
+        assert!(s.peak_rss_kb > 0);
+        assert!(s.peak_rss_kb >= s.rss_kb);
+    }
+
+    #[test]
+    fn json_lines_become_objects_only_in_json_format() {
+        let line = r#"{"level":"INFO","message":"hi"}"#;
+        assert!(log_record(line, LogFormat::Json).is_object());
+        assert!(log_record(line, LogFormat::Text).is_string());
+        assert_eq!(
+            log_record("plain", LogFormat::Json),
+            Value::String("plain".into())
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! What a run measured, as a serializable report and as text.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::telemetry::DeliveryStats;
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ExtensionReport {
+    pub name: String,
+    pub path: String,
+    /// Which execution environment (0 = the first; a reset starts a new one).
+    pub environment: u32,
+    pub events: Vec<String>,
+    pub telemetry_schema: Option<String>,
+    pub spawn_to_register_ms: Option<f64>,
+    pub spawn_to_first_next_ms: Option<f64>,
+    pub peak_rss_kb: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    /// How the process ended (`exit code 0`, `killed by SIGKILL`), if it did.
+    pub exit: Option<String>,
+    /// Exited while Lambda still needed it (before SHUTDOWN).
+    pub crashed: bool,
+    pub error_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RuntimeReport {
+    pub command: Vec<String>,
+    /// From the runtime's start to its first `invocation/next`.
+    pub init_ms: Option<f64>,
+    pub peak_rss_kb: Option<u64>,
+    pub cpu_ms: Option<u64>,
+    pub exit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct InvocationReport {
+    pub request_id: String,
+    pub trace_header: String,
+    pub span_id: String,
+    pub environment: u32,
+    /// `success`, `error`, `timeout` or `failure`.
+    pub status: String,
+    pub error_type: Option<String>,
+    /// The whole invoke phase, as `platform.report` `durationMs`.
+    pub duration_ms: f64,
+    /// From the event to the runtime's response (`platform.runtimeDone` `durationMs`).
+    pub runtime_duration_ms: f64,
+    /// From the runtime's response to the last extension's `next` (PostRuntimeExtensionsDuration).
+    pub post_runtime_ms: f64,
+    pub billed_duration_ms: u64,
+    pub max_memory_used_mb: u64,
+    pub init_duration_ms: Option<f64>,
+    pub restore_duration_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct Summary {
+    pub min: f64,
+    pub median: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    /// Nearest-rank statistics; `None` for no values.
+    pub fn of(values: &[f64]) -> Option<Summary> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let rank = |q: f64| {
+            let r = (q * v.len() as f64).ceil() as usize;
+            v[r.clamp(1, v.len()) - 1]
+        };
+        Some(Summary {
+            min: v[0],
+            median: rank(0.5),
+            p99: rank(0.99),
+            max: v[v.len() - 1],
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunReport {
+    pub function_name: String,
+    pub initialization_type: String,
+    pub memory_size_mb: u32,
+    /// Execution environments started (more than one after a reset).
+    pub environments: u32,
+    /// The whole init phase of the first environment (`platform.initReport` `durationMs`).
+    pub init_ms: Option<f64>,
+    pub restore_ms: Option<f64>,
+    pub extensions: Vec<ExtensionReport>,
+    pub runtime: RuntimeReport,
+    pub invocations: Vec<InvocationReport>,
+    pub post_runtime: Option<Summary>,
+    pub telemetry: DeliveryStats,
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
+}
+
+fn kb(v: Option<u64>) -> String {
+    v.map_or_else(
+        || "-".to_owned(),
+        |v| format!("{:.1} MB", v as f64 / 1024.0),
+    )
+}
+
+impl RunReport {
+    /// The measurements for a person.
+    pub fn render_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "== contrail-sim: {} ({}, {} MB, {} invocation(s), {} environment(s))",
+            self.function_name,
+            self.initialization_type,
+            self.memory_size_mb,
+            self.invocations.len(),
+            self.environments
+        );
+        let _ = writeln!(s, "init phase: {}", ms(self.init_ms));
+        if self.restore_ms.is_some() {
+            let _ = writeln!(s, "restore:    {}", ms(self.restore_ms));
+        }
+        for e in &self.extensions {
+            let _ = writeln!(
+                s,
+                "extension {:<20} spawn->register {:>10}  spawn->first next {:>10}  peak RSS {:>9}  CPU {:>7}  {}{}",
+                e.name,
+                ms(e.spawn_to_register_ms),
+                ms(e.spawn_to_first_next_ms),
+                kb(e.peak_rss_kb),
+                e.cpu_ms.map_or_else(|| "-".into(), |c| format!("{c} ms")),
+                e.exit.as_deref().unwrap_or("running"),
+                if e.crashed { " (crashed)" } else { "" }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "runtime   {:<20} init {:>10}  peak RSS {:>9}  CPU {:>7}",
+            self.runtime
+                .command
+                .first()
+                .map(String::as_str)
+                .unwrap_or(""),
+            ms(self.runtime.init_ms),
+            kb(self.runtime.peak_rss_kb),
+            self.runtime
+                .cpu_ms
+                .map_or_else(|| "-".into(), |c| format!("{c} ms"))
+        );
+        for i in &self.invocations {
+            let _ = writeln!(
+                s,
+                "invoke {} {:<8} duration {:>9.1} ms  runtime {:>9.1} ms  post-runtime {:>8.1} ms  billed {:>5} ms  max mem {} MB{}",
+                i.request_id,
+                i.status,
+                i.duration_ms,
+                i.runtime_duration_ms,
+                i.post_runtime_ms,
+                i.billed_duration_ms,
+                i.max_memory_used_mb,
+                i.error_type
+                    .as_deref()
+                    .map(|e| format!("  ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(p) = &self.post_runtime {
+            let _ = writeln!(
+                s,
+                "post-runtime: min {:.1} ms  median {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+                p.min, p.median, p.p99, p.max
+            );
+        }
+        let t = &self.telemetry;
+        let _ = writeln!(
+            s,
+            "telemetry: {} records in {} batches, {} retries, {} dropped, {} undelivered",
+            t.records_delivered,
+            t.batches_delivered,
+            t.retries,
+            t.records_dropped,
+            t.records_undelivered
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_summary() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = Summary::of(&v).unwrap();
+        assert_eq!((s.min, s.median, s.p99, s.max), (1.0, 50.0, 99.0, 100.0));
+        assert_eq!(Summary::of(&[]), None);
+        let one = Summary::of(&[3.0]).unwrap();
+        assert_eq!(
+            (one.min, one.median, one.p99, one.max),
+            (3.0, 3.0, 3.0, 3.0)
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! An embedded OTLP/HTTP backend.
+//!
+//! It receives what extensions export (protobuf or JSON, optionally gzip), keeps it in memory,
+//! optionally writes every accepted request as a line of OTLP JSON to a file, and renders what
+//! arrived for a person: per trace a waterfall of spans with the trace's log lines underneath,
+//! then a metrics summary.
+//!
+//! It doubles as a scripted backend for delivery tests: [`SinkHandle::set_behaviour`] makes it
+//! answer with an error status (503, 429 with `Retry-After`), hold requests without answering,
+//! or refuse connections altogether.
+
+mod decode;
+mod received;
+mod render;
+pub mod rotel;
+mod server;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use decode::{Body, DecodeError, Encoding, Format, decode_request};
+pub use received::{
+    Attempt, Counters, DuplicateLog, DuplicateSpan, LogEntry, LogKey, MetricEntry, Received,
+    SpanEntry, SpanKey,
+};
+pub use render::render;
+pub use server::{BehaviourError, SinkHandle, WaitTimeout, start};
+
+/// Memory the sink may use for decoded requests before it stops keeping them (they are still
+/// acknowledged and written to the JSON lines file, and counted in [`Counters::over_cap`]).
+pub const DEFAULT_MAX_STORED_BYTES: usize = 256 * 1024 * 1024;
+
+/// Largest request body accepted on the wire (compressed), and largest after decompression.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where the sink listens and what it does with what it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// When set, the file is created (truncated if it exists) and every accepted request is
+    /// appended to it as one line of JSON:
+    /// `{"signal":"traces","received_unix_nano":..,"request":<OTLP JSON>}`.
+    pub jsonl_path: Option<PathBuf>,
+    /// Cap on the encoded size of all requests kept in memory.
+    pub max_stored_bytes: usize,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            jsonl_path: None,
+            max_stored_bytes: DEFAULT_MAX_STORED_BYTES,
+        }
+    }
+}
+
+/// How the sink answers, changeable at any time with [`SinkHandle::set_behaviour`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Behaviour {
+    /// Decode, keep and acknowledge (200).
+    #[default]
+    Accept,
+    /// Answer every export with this status (e.g. 503, or 429 with `Retry-After`) and keep
+    /// nothing. The attempt is recorded in [`Received::attempts`].
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+    },
+    /// Read the request, then answer nothing until the behaviour changes (the held request is
+    /// then answered according to the new behaviour) or the sink shuts down.
+    Hang,
+    /// Close the listener and every open connection, so that connecting fails with "connection
+    /// refused". Changing to any other behaviour listens again on the same port.
+    Refuse,
+}
+
+/// The three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    /// The name used in the JSON lines file: `traces`, `metrics` or `logs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    /// The OTLP/HTTP path of the signal, e.g. `/v1/traces`.
+    pub fn path(self) -> &'static str {
+        match self {
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+            Signal::Logs => "/v1/logs",
+        }
+    }
+
+    /// The signal served at an OTLP/HTTP path.
+    pub fn from_path(path: &str) -> Option<Signal> {
+        match path {
+            "/v1/traces" => Some(Signal::Traces),
+            "/v1/metrics" => Some(Signal::Metrics),
+            "/v1/logs" => Some(Signal::Logs),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,193 @@
+//! The `contrail-sim` binary: help, one-line errors, and a run that writes its JSON report.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::*;
+
+fn sim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_contrail-sim"))
+}
+
+fn stderr_of(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_documents_every_run_option() {
+    let out = sim().args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--extensions-dir",
+        "--extension",
+        "--handler",
+        "--invocations",
+        "--payload",
+        "--payload-file",
+        "--interval-ms",
+        "--burst",
+        "--idle-gap-ms",
+        "--no-freeze",
+        "--log-format",
+        "--memory-mb",
+        "--timeout-s",
+        "--init-type",
+        "--concurrency",
+        "--env",
+        "--function-name",
+        "--report-json",
+        "--otlp-jsonl",
+        "--no-sink",
+        "--quiet",
+        "--schema",
+    ] {
+        assert!(help.contains(opt), "help lacks {opt}");
+    }
+}
+
+#[test]
+fn missing_and_non_executable_binaries_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = stderr_of(sim().args([
+        "run",
+        "--no-sink",
+        "--extension",
+        "/nonexistent/ext",
+        "--",
+        "true",
+    ]));
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "contrail-sim: extension /nonexistent/ext does not exist"
+    );
+    let plain = dir.path().join("ext");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, err) = stderr_of(
+        sim()
+            .args(["run", "--no-sink", "--extension"])
+            .arg(&plain)
+            .args(["--", "true"]),
+    );
+    assert!(!ok);
+    assert!(
+        err.trim()
+            .ends_with("is not an executable file (chmod +x?)"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1);
+    let (ok, err) = stderr_of(sim().args(["run", "--no-sink", "--", "no-such-runtime-xyz"]));
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "contrail-sim: runtime command \"no-such-runtime-xyz\" not found"
+    );
+}
+
+#[test]
+fn port_in_use_is_reported() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let (ok, err) = stderr_of(sim().args([
+        "run",
+        "--no-sink",
+        "--quiet",
+        "--listen",
+        &addr,
+        "--",
+        "true",
+    ]));
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        format!("contrail-sim: address {addr} is already in use (choose another with --listen)")
+    );
+}
+
+#[test]
+fn crashing_extension_and_runtime_init_error_are_reported() {
+    let Some(py) = venv_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ext = dir.path().join("crasher");
+    std::fs::write(&ext, "#!/bin/sh\necho boom >&2\nexit 7\n").unwrap();
+    std::fs::set_permissions(&ext, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, err) = stderr_of(
+        sim()
+            .args(["run", "--no-sink", "--quiet", "--extension"])
+            .arg(&ext)
+            .args(["--", "true"]),
+    );
+    assert!(!ok);
+    assert_eq!(
+        err.trim(),
+        "contrail-sim: extension crasher crashed during init (exit code 7): Extension.Crash"
+    );
+
+    std::fs::write(
+        dir.path().join("bad.py"),
+        "raise RuntimeError('init fails')\ndef handler(e, c):\n    return 1\n",
+    )
+    .unwrap();
+    let (ok, err) = stderr_of(
+        sim()
+            .args(["run", "--no-sink", "--quiet", "--task-root"])
+            .arg(dir.path())
+            .args(["--handler", "bad.handler", "--"])
+            .arg(&py)
+            .args(["-m", "awslambdaric", "bad.handler"]),
+    );
+    assert!(!ok);
+    // awslambdaric reports the exception class as the error type.
+    assert_eq!(err.trim(), "contrail-sim: runtime init error: RuntimeError");
+}
+
+#[test]
+fn run_writes_a_json_report() {
+    let Some(py) = venv_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = sim()
+        .args([
+            "run",
+            "--no-sink",
+            "--quiet",
+            "--invocations",
+            "2",
+            "--payload",
+            "{\"a\":1}",
+            "--handler",
+            "app.handler",
+            "--task-root",
+        ])
+        .arg(assets().join("python"))
+        .arg("--extension")
+        .arg(recorder())
+        .arg("--report-json")
+        .arg(&report)
+        .arg("--")
+        .arg(&py)
+        .args(["-m", "awslambdaric", "app.handler"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("extension recorder"), "{text}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(v["invocations"].as_array().unwrap().len(), 2);
+    assert!(v["extensions"][0]["spawn_to_register_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["post_runtime"]["p99"].is_number());
+    assert!(v["runtime"]["cpu_ms"].is_number());
+}

@@ -1,0 +1,146 @@
+//! Runtime and extension clients not written here run under the emulator: the Rust
+//! `lambda_runtime` and `lambda-extension` crates, and Node's `aws-lambda-ric`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use contrail_sim::RunConfig;
+
+/// Builds (if needed) and locates an example binary of this package.
+fn example(name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "contrail-sim", "--example", name])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --example {name} failed");
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built (cargo test builds examples)",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn rust_function_and_lambda_extension_crate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ext.jsonl");
+    let cfg = RunConfig {
+        runtime_command: vec![example("rust_function").display().to_string()],
+        extensions: vec![example("rust_extension")],
+        env: vec![
+            ("RUST_EXT_OUT".into(), out.display().to_string()),
+            ("RUST_EXT_TELEMETRY_PORT".into(), free_port().to_string()),
+        ],
+        invocations: 3,
+        payload: br#"{"n": 1}"#.to_vec(),
+        ..RunConfig::default()
+    };
+    let report = run(cfg).unwrap();
+    assert!(
+        report.invocations.iter().all(|i| i.status == "success"),
+        "{report:?}"
+    );
+    let ext = &report.extensions[0];
+    assert_eq!(ext.name, "rust_extension");
+    assert_eq!(ext.telemetry_schema.as_deref(), Some("2022-07-01"));
+    assert!(!ext.crashed, "{ext:?}");
+    let entries = lines(&out);
+    let invokes: Vec<_> = entries.iter().filter(|e| e["kind"] == "INVOKE").collect();
+    assert_eq!(invokes.len(), 3);
+    for (e, inv) in invokes.iter().zip(&report.invocations) {
+        assert_eq!(e["requestId"], inv.request_id.as_str());
+        assert_eq!(e["tracing"], inv.trace_header.as_str());
+    }
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "SHUTDOWN" && e["reason"] == "spindown")
+    );
+    let tel: Vec<_> = entries
+        .iter()
+        .filter(|e| e["kind"] == "telemetry")
+        .map(|e| &e["record"])
+        .collect();
+    let types: Vec<&str> = tel.iter().filter_map(|r| r["type"].as_str()).collect();
+    for t in [
+        "platform.initStart",
+        "platform.start",
+        "platform.runtimeDone",
+        "platform.report",
+        "function",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    let func = tel
+        .iter()
+        .filter(|r| r["type"] == "function")
+        .filter_map(|r| r["record"].as_str());
+    assert!(
+        func.into_iter()
+            .any(|l| l.contains("rust function handling"))
+    );
+}
+
+#[test]
+fn node_function_under_aws_lambda_ric() {
+    let node_dir = root().join("../sample-functions/node/node_modules/aws-lambda-ric");
+    if !node_dir.exists() {
+        eprintln!(
+            "SKIPPED: {} is missing; run scripts/install-test-deps.sh",
+            node_dir.display()
+        );
+        return;
+    }
+    let Some(py) = venv_python() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("app.mjs"),
+        "export const handler = async (event, context) => {\n  console.log('node handling', context.awsRequestId);\n  return { requestId: context.awsRequestId, trace: process.env._X_AMZN_TRACE_ID };\n};\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("rec.jsonl");
+    let cfg = RunConfig {
+        runtime_command: vec![
+            "node".into(),
+            node_dir.join("index.mjs").display().to_string(),
+            "app.handler".into(),
+        ],
+        task_root: Some(tmp.path().to_path_buf()),
+        handler: "app.handler".into(),
+        invocations: 2,
+        ..python_run(&py, &out, &[("RECORDER_SCHEMA", "2022-12-13")])
+    };
+    let report = run(cfg).unwrap();
+    assert!(
+        report.invocations.iter().all(|i| i.status == "success"),
+        "{:?}",
+        report.invocations
+    );
+    let tel = telemetry(&lines(&out));
+    let func: Vec<String> = records_of(&tel, "function")
+        .iter()
+        .map(|r| r["record"].to_string())
+        .collect();
+    assert!(
+        func.iter()
+            .any(|l| l.contains("node handling") && l.contains(&report.invocations[0].request_id)),
+        "{func:?}"
+    );
+}

@@ -1,0 +1,229 @@
+//! The sink as a scripted backend: error statuses, Retry-After, held requests, refused
+//! connections.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod sink_support;
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use contrail_sim::sink::{self, Behaviour, BehaviourError, Signal, SinkConfig};
+use prost::Message;
+use sink_support::*;
+use tokio::net::TcpStream;
+
+fn two_spans() -> Vec<u8> {
+    traces(
+        "svc",
+        vec![span(1, 1, 0, "invoke", 0, 10), span(1, 2, 1, "child", 1, 5)],
+    )
+    .encode_to_vec()
+}
+
+async fn post_spans(url: &str) -> Result<Answer, hyper_util::client::legacy::Error> {
+    post(url, Some("application/x-protobuf"), None, two_spans()).await
+}
+
+#[tokio::test]
+async fn scripted_503_is_seen_by_the_client_and_nothing_is_recorded() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let url = format!("{}/v1/traces", sink.endpoint());
+    sink.set_behaviour(Behaviour::Status {
+        code: 503,
+        retry_after: None,
+    })
+    .await
+    .unwrap();
+
+    let answer = post_spans(&url).await.unwrap();
+    assert_eq!(answer.status, 503);
+    assert!(answer.headers.get("retry-after").is_none());
+    let got = sink.snapshot();
+    assert!(got.traces.is_empty());
+    assert_eq!(got.counters.requests, 0);
+    assert_eq!(got.counters.rejected, 1);
+    assert_eq!(got.attempts.len(), 1);
+    assert_eq!(got.attempts[0].status, 503);
+    assert_eq!(got.attempts[0].signal, Some(Signal::Traces));
+    assert_eq!(got.attempts[0].items, Some(2));
+
+    // Back to accepting: the retry lands.
+    sink.set_behaviour(Behaviour::Accept).await.unwrap();
+    let answer = post_spans(&url).await.unwrap();
+    assert_eq!(answer.status, 200);
+    let got = sink.snapshot();
+    assert_eq!(got.span_count(), 2);
+    let statuses: Vec<u16> = got.attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [503, 200]);
+    assert_eq!(got.failed_attempts().len(), 1);
+    sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn scripted_429_carries_retry_after_in_whole_seconds() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let url = format!("{}/v1/logs", sink.endpoint());
+    for (after, expected) in [
+        (Duration::from_secs(3), "3"),
+        (Duration::from_millis(1500), "2"),
+    ] {
+        sink.set_behaviour(Behaviour::Status {
+            code: 429,
+            retry_after: Some(after),
+        })
+        .await
+        .unwrap();
+        let body = logs("svc", vec![log(1, 1, 1, "INFO", "x")]).encode_to_vec();
+        let answer = post(&url, Some("application/x-protobuf"), None, body)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 429);
+        assert_eq!(answer.headers["retry-after"], expected);
+    }
+    let got = sink.snapshot();
+    assert!(got.logs.is_empty());
+    assert_eq!(got.counters.rejected, 2);
+    sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_status_that_is_not_an_error_is_refused() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let err = sink
+        .set_behaviour(Behaviour::Status {
+            code: 200,
+            retry_after: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, BehaviourError::NotAnErrorStatus(200));
+    assert_eq!(sink.behaviour(), Behaviour::Accept);
+    sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn hang_holds_a_request_until_the_behaviour_changes() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let url = format!("{}/v1/traces", sink.endpoint());
+    sink.set_behaviour(Behaviour::Hang).await.unwrap();
+
+    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
+    let held = sink
+        .wait_for(PATIENCE, |r| r.counters.hanging == 1)
+        .await
+        .unwrap();
+    // Held, so not answered and not recorded.
+    assert!(held.traces.is_empty());
+    assert!(held.attempts.is_empty());
+    assert!(!pending.is_finished());
+
+    sink.set_behaviour(Behaviour::Accept).await.unwrap();
+    let status = tokio::time::timeout(PATIENCE, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+    let got = sink.snapshot();
+    assert_eq!(got.span_count(), 2);
+    assert_eq!(got.counters.hanging, 0);
+    sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_held_request_is_answered_by_the_next_scripted_status() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let url = format!("{}/v1/traces", sink.endpoint());
+    sink.set_behaviour(Behaviour::Hang).await.unwrap();
+    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
+    sink.wait_for(PATIENCE, |r| r.counters.hanging == 1)
+        .await
+        .unwrap();
+    sink.set_behaviour(Behaviour::Status {
+        code: 503,
+        retry_after: None,
+    })
+    .await
+    .unwrap();
+    let status = tokio::time::timeout(PATIENCE, pending)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 503);
+    assert!(sink.snapshot().traces.is_empty());
+    sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn refuse_closes_the_port_and_accepting_again_reopens_the_same_port() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let addr = sink.local_addr();
+    let url = format!("{}/v1/traces", sink.endpoint());
+    assert_eq!(post_spans(&url).await.unwrap().status, 200);
+
+    // An idle keep-alive connection opened before the change is closed too.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    sink.set_behaviour(Behaviour::Refuse).await.unwrap();
+    let refused = TcpStream::connect(addr).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+    assert!(post_spans(&url).await.is_err());
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(PATIENCE, tokio::io::AsyncReadExt::read(&mut idle, &mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+
+    sink.set_behaviour(Behaviour::Accept).await.unwrap();
+    assert_eq!(sink.local_addr(), addr);
+    assert_eq!(post_spans(&url).await.unwrap().status, 200);
+    let got = sink.snapshot();
+    assert_eq!(got.counters.requests, 2);
+    assert_eq!(got.span_count(), 4);
+    sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_held_request_is_cut_off_when_the_sink_refuses() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let url = format!("{}/v1/traces", sink.endpoint());
+    sink.set_behaviour(Behaviour::Hang).await.unwrap();
+    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
+    sink.wait_for(PATIENCE, |r| r.counters.hanging == 1)
+        .await
+        .unwrap();
+    sink.set_behaviour(Behaviour::Refuse).await.unwrap();
+    let outcome = tokio::time::timeout(PATIENCE, pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    let got = sink
+        .wait_for(PATIENCE, |r| r.counters.hanging == 0)
+        .await
+        .unwrap();
+    assert!(got.traces.is_empty());
+    assert!(got.attempts.is_empty());
+    sink.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_releases_the_port_and_held_requests() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let addr = sink.local_addr();
+    let url = format!("{}/v1/traces", sink.endpoint());
+    sink.set_behaviour(Behaviour::Hang).await.unwrap();
+    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
+    sink.wait_for(PATIENCE, |r| r.counters.hanging == 1)
+        .await
+        .unwrap();
+    sink.shutdown().await;
+    let outcome = tokio::time::timeout(PATIENCE, pending)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    let refused = TcpStream::connect(addr).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
+}
