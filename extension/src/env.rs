@@ -25,7 +25,9 @@ impl Env for HashMap<String, String> {
 
 impl<const N: usize> Env for [(&str, &str); N] {
     fn var(&self, name: &str) -> Option<String> {
-        self.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
     }
 }
 
@@ -41,7 +43,11 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(var: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(
+        var: impl Into<String>,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
         ConfigError {
             var: var.into(),
             value: value.into(),
@@ -52,7 +58,11 @@ impl ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={:?} is not valid: {}", self.var, self.value, self.reason)
+        write!(
+            f,
+            "{}={:?} is not valid: {}",
+            self.var, self.value, self.reason
+        )
     }
 }
 
@@ -60,5 +70,7 @@ impl std::error::Error for ConfigError {}
 
 /// A variable that is set to something other than blank.
 pub fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
-    env.var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    env.var(name)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }

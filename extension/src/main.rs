@@ -1,1 +1,5 @@
-fn main() {}
+//! The `contrail` executable: everything happens in [`contrail::app`].
+
+fn main() -> std::process::ExitCode {
+    contrail::app::main()
+}

@@ -20,16 +20,19 @@ pub enum DropReason {
     ExportFailed,
     /// Per-invocation state evicted before it was complete.
     Evicted,
+    /// No export endpoint is configured for the record's signal.
+    NoEndpoint,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::IntakeFull,
         DropReason::Malformed,
         DropReason::BufferFull,
         DropReason::Rejected,
         DropReason::ExportFailed,
         DropReason::Evicted,
+        DropReason::NoEndpoint,
     ];
 
     /// The value of the `reason` attribute in self-telemetry.
@@ -41,6 +44,7 @@ impl DropReason {
             DropReason::Rejected => "rejected",
             DropReason::ExportFailed => "export_failed",
             DropReason::Evicted => "evicted",
+            DropReason::NoEndpoint => "no_endpoint",
         }
     }
 
@@ -58,11 +62,20 @@ pub struct Stats {
     pub unknown_records: AtomicU64,
     /// Records received by the local OTLP receiver (spans, log records, metrics).
     pub receiver_records: AtomicU64,
+    /// Requests the local receiver refused (undecodable, too large, unsupported type or
+    /// encoding): their records could not be counted and are lost.
+    pub receiver_rejected_requests: AtomicU64,
     /// Records handed to the backend successfully.
     pub exported_records: AtomicU64,
     /// Export requests sent, and those that failed.
     pub export_attempts: AtomicU64,
     pub export_failures: AtomicU64,
+    /// Export requests abandoned at a flush deadline before an answer came (their data was
+    /// kept for the next flush, so the backend may receive it twice).
+    pub export_abandoned: AtomicU64,
+    /// Milliseconds Contrail spent after `platform.runtimeDone` before calling `next`
+    /// (billed to the user), summed over invocations; updated by the lifecycle loop.
+    pub post_runtime_ms: AtomicU64,
     /// `platform.logsDropped` totals reported by Lambda.
     pub platform_dropped_records: AtomicU64,
     pub platform_dropped_bytes: AtomicU64,

@@ -1,0 +1,417 @@
+//! Wiring: register, read the configuration, start the tasks, subscribe, run the lifecycle.
+//!
+//! Start-up order is chosen for the INIT time users pay for: only what the register call needs
+//! comes before it; everything else (configuration, sockets, the subscription) comes after, and
+//! the exporter's TLS set-up happens in the processing task, off the path to the first `next`.
+//!
+//! Tasks (one current-thread runtime, see `docs/adr/0005-process-model.md`):
+//! - the lifecycle loop (`next`, flush decisions, shutdown);
+//! - the processing task, sole owner of mapping and delivery;
+//! - the Telemetry API listener and the local OTLP receiver, which only decode and queue.
+//!
+//! A task that ends or panics reports on the `fatal` channel; the lifecycle then degrades to the
+//! idle loop. A panic of the lifecycle itself is caught here and degrades the same way.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::config::{self, Bootstrap, Platform, Settings};
+use crate::delivery::Delivery;
+use crate::env::{Env, ProcessEnv};
+use crate::flush::{FlushPolicy, FlushSettings};
+use crate::lambda_api::{
+    Client, ErrorPhase, ExtensionId, ExtensionName, InvokeEvent, Registration, Subscribed,
+    Subscription, TelemetryType,
+};
+use crate::lifecycle::{self, Degraded, Ended, FlushOutcome, Lifecycle, Processing};
+use crate::log;
+use crate::mapping::resource::{resource_str, set_resource_attribute};
+use crate::mapping::{InvokeInfo, Mapper};
+use crate::pipeline::{OtlpPayload, Signals, intake_queue};
+use crate::processing::{self, Stages};
+use crate::stats::Stats;
+use crate::telemetry::event::TelemetryRecord;
+use crate::{receiver, telemetry};
+
+/// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
+/// processing task keeps up except while it flushes (bounded by the flush budget), when a few
+/// POSTs of the 25 ms buffering window pile up.
+pub const INTAKE_CAPACITY: usize = 64;
+
+/// The error type reported through `init/error` for bad configuration.
+pub const CONFIG_INVALID: &str = "Extension.ConfigInvalid";
+
+/// Run the extension in this process; the binary's whole `main`.
+pub fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            log::error!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // A LocalSet: every task runs on this one thread, so their futures need not be `Send`.
+    tokio::task::LocalSet::new().block_on(&runtime, run(&ProcessEnv))
+}
+
+/// The whole life of the extension. Must run inside a [`tokio::task::LocalSet`].
+pub async fn run(env: &dyn Env) -> ExitCode {
+    let boot = match Bootstrap::from_env(env, ExtensionName::of_current_exe()) {
+        Ok(boot) => boot,
+        Err(err) => {
+            log::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut client = Client::new(boot.api.clone());
+    let registration = match client.register(&boot.name, boot.platform.events()).await {
+        Ok(r) => r,
+        Err(err) => {
+            log::error!("registering as {:?} failed: {err}", boot.name.as_str());
+            return ExitCode::FAILURE;
+        }
+    };
+    let id = registration.id.clone();
+
+    let settings = match Settings::from_env(env) {
+        Ok(parsed) => {
+            log::set_level(parsed.value.lifecycle.log_level);
+            for warning in &parsed.warnings {
+                log::warn!("{warning}");
+            }
+            parsed.value
+        }
+        Err(errors) => {
+            let message = config::error_message(&errors);
+            log::error!("{message}");
+            lifecycle::report_error(&mut client, &id, ErrorPhase::Init, CONFIG_INVALID, &message)
+                .await;
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let flush = settings.export.flush;
+    let (tasks, lifecycle) =
+        match start(&settings, &registration, boot.platform, flush, &mut client).await {
+            Ok(started) => {
+                // runtimeDone and report come only with the `platform` stream.
+                let platform = started.subscribed
+                    && settings
+                        .lifecycle
+                        .telemetry
+                        .types
+                        .contains(&TelemetryType::Platform);
+                (
+                    started.tasks,
+                    Lifecycle::new(
+                        client,
+                        id,
+                        started.processing,
+                        FlushPolicy::new(flush),
+                        started.fatal,
+                        platform,
+                        started.stats,
+                    ),
+                )
+            }
+            Err(reason) => return idle(&mut client, &id, &reason).await,
+        };
+
+    let api = boot.api.clone();
+    let fallback_id = lifecycle.id().clone();
+    let outcome = tokio::task::spawn_local(lifecycle.run()).await;
+    match outcome {
+        Ok((Ended::Shutdown, _, _)) => ExitCode::SUCCESS,
+        Ok((Ended::ApiGone(err), _, _)) => {
+            log::error!("the Extensions API is unusable: {err}");
+            ExitCode::FAILURE
+        }
+        Ok((Ended::Degraded(reason), mut client, id)) => {
+            drop(tasks);
+            idle(&mut client, &id, &reason).await
+        }
+        Err(_) => {
+            drop(tasks);
+            let mut client = Client::new(api);
+            idle(&mut client, &fallback_id, &Degraded::Panicked).await
+        }
+    }
+}
+
+async fn idle(client: &mut Client, id: &ExtensionId, reason: &Degraded) -> ExitCode {
+    match lifecycle::idle_loop(client, id, reason).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            log::error!("the Extensions API is unusable: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The tasks beside the lifecycle; dropping this stops them.
+pub struct Tasks(Vec<AbortHandle>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort();
+        }
+    }
+}
+
+impl Tasks {
+    /// Spawn `fut`; when it ends or panics, report `name` on `fatal`.
+    fn spawn<F>(&mut self, name: &'static str, fatal: &mpsc::UnboundedSender<Degraded>, fut: F)
+    where
+        F: Future<Output = ()> + 'static,
+    {
+        let handle = tokio::task::spawn_local(fut);
+        self.0.push(handle.abort_handle());
+        let fatal = fatal.clone();
+        let watcher = tokio::task::spawn_local(async move {
+            let result = handle.await;
+            // A closed channel means the lifecycle has ended (shutdown or degrade) and let go
+            // of the tasks: their end is expected then.
+            if !fatal.is_closed() && !matches!(&result, Err(e) if e.is_cancelled()) {
+                let reason = Degraded::TaskEnded(name);
+                // Said now: the lifecycle may be blocked in `next` for a long time.
+                lifecycle::announce_degraded(&reason);
+                let _ = fatal.send(reason);
+            }
+        });
+        self.0.push(watcher.abort_handle());
+    }
+}
+
+/// What [`start`] sets up.
+struct Started {
+    tasks: Tasks,
+    processing: Processing,
+    fatal: lifecycle::FatalReceiver,
+    /// Whether the Telemetry API accepted the subscription.
+    subscribed: bool,
+    stats: Arc<Stats>,
+}
+
+/// Bind the sockets, start the tasks and subscribe. `Err` degrades to the idle loop.
+async fn start(
+    settings: &Settings,
+    registration: &Registration,
+    platform: Platform,
+    flush: FlushSettings,
+    client: &mut Client,
+) -> Result<Started, Degraded> {
+    let telemetry_config = &settings.lifecycle.telemetry;
+    let bind_addr = format!("0.0.0.0:{}", telemetry_config.port);
+    let listener =
+        TcpListener::bind(&bind_addr)
+            .await
+            .map_err(|source| Degraded::ListenerBind {
+                addr: bind_addr.clone(),
+                source,
+            })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| Degraded::ListenerBind {
+            addr: bind_addr,
+            source,
+        })?
+        .port();
+
+    let stats = Arc::new(Stats::default());
+    let (intake, intake_rx) = intake_queue(INTAKE_CAPACITY, stats.clone());
+    let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
+    let (processing, control_rx) = lifecycle::control_channel();
+    let mut tasks = Tasks(Vec::new());
+
+    let stages = Pipeline::new(settings, registration, stats.clone());
+    tasks.spawn(
+        "processing",
+        &fatal_tx,
+        processing::run(stages, control_rx, intake_rx),
+    );
+    tasks.spawn(
+        "Telemetry API listener",
+        &fatal_tx,
+        telemetry::listener::serve(
+            listener,
+            intake.clone(),
+            telemetry::listener::DEFAULT_MAX_BODY_BYTES,
+        ),
+    );
+    if let Some(endpoint) = settings.receiver.endpoint {
+        match TcpListener::bind(endpoint).await {
+            Ok(receiver_listener) => tasks.spawn(
+                "OTLP receiver",
+                &fatal_tx,
+                receiver::serve(receiver_listener, intake.clone(), settings.receiver.clone()),
+            ),
+            // The telemetry pipeline works without it; the function's SDK gets connection
+            // refused, which SDKs handle.
+            Err(err) => log::warn!(
+                "the local OTLP receiver is off: cannot listen on {endpoint}: {err} (set {} to another address or off)",
+                receiver::ENDPOINT_VAR
+            ),
+        }
+    }
+    if platform == Platform::ManagedInstances {
+        // No INVOKE events and no freeze: flush on a timer.
+        let ticker = processing.clone();
+        tasks.spawn("flush timer", &fatal_tx, async move {
+            let mut interval = tokio::time::interval(flush.interval);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if ticker.flush(Instant::now() + flush.budget).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    let subscription = Subscription {
+        schema: platform.schema(),
+        port,
+        types: telemetry_config.types.clone(),
+        buffering: telemetry_config.buffering,
+    };
+    let subscribed = match client.subscribe(&registration.id, &subscription).await {
+        Ok(Subscribed::Yes) => true,
+        Ok(Subscribed::NotSupported) => {
+            log::warn!(
+                "the Telemetry API is not available here (Telemetry.NotSupported): no platform telemetry; the local OTLP receiver still works"
+            );
+            false
+        }
+        Err(err) => return Err(Degraded::Subscribe(err)),
+    };
+    Ok(Started {
+        tasks,
+        processing,
+        fatal: fatal_rx,
+        subscribed,
+        stats,
+    })
+}
+
+/// The production stages: the mapper and delivery, owned by the processing task.
+pub struct Pipeline {
+    mapper: Mapper,
+    delivery: Delivery,
+    /// Merged into what the function's own SDK sends to the local receiver.
+    resource: Resource,
+}
+
+impl Pipeline {
+    /// Build the stages. No I/O: the exporter connects (and sets up TLS) on its first flush.
+    pub fn new(settings: &Settings, registration: &Registration, stats: Arc<Stats>) -> Pipeline {
+        let mut resource = settings.resource.clone();
+        if let Some(account) = &registration.account_id
+            && resource_str(&resource, "cloud.account.id").is_none()
+        {
+            set_resource_attribute(&mut resource, "cloud.account.id", account);
+        }
+        let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
+        let mut delivery = Delivery::new(settings.export.clone(), stats);
+        delivery.set_resource(resource.clone());
+        Pipeline {
+            mapper,
+            delivery,
+            resource,
+        }
+    }
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Stages for Pipeline {
+    fn invoke(&mut self, event: &InvokeEvent) {
+        self.mapper.on_invoke(
+            InvokeInfo {
+                request_id: event.request_id.clone(),
+                deadline_ms: event.deadline_ms,
+                invoked_function_arn: event.invoked_function_arn.clone(),
+                xray_header: event.xray_header.clone(),
+            },
+            now_unix_nano(),
+        );
+    }
+
+    fn telemetry(&mut self, records: Vec<TelemetryRecord>) {
+        let mut out = Signals::default();
+        self.mapper.on_records(records, &mut out);
+        if !out.is_empty() {
+            self.delivery.push(out);
+        }
+    }
+
+    fn otlp(&mut self, payload: OtlpPayload) {
+        self.delivery
+            .push(receiver::merge_resource(payload, &self.resource));
+    }
+
+    async fn flush(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
+        let mut out = Signals::default();
+        if last {
+            self.mapper.finish(now_unix_nano(), &mut out);
+        } else {
+            self.mapper.collect_metrics(now_unix_nano(), &mut out);
+        }
+        if !out.is_empty() {
+            self.delivery.push(out);
+        }
+        let outcome = self.delivery.flush(deadline).await;
+        FlushOutcome {
+            complete: outcome.complete,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_panics_or_ends_is_reported_and_an_aborted_one_is_not() {
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let (fatal_tx, mut fatal_rx) = mpsc::unbounded_channel();
+                let mut tasks = Tasks(Vec::new());
+                tasks.spawn("panicking", &fatal_tx, async { panic!("boom") });
+                let reason = fatal_rx.recv().await.unwrap();
+                assert!(
+                    matches!(reason, Degraded::TaskEnded("panicking")),
+                    "{reason}"
+                );
+
+                tasks.spawn("ending", &fatal_tx, async {});
+                let reason = fatal_rx.recv().await.unwrap();
+                assert!(matches!(reason, Degraded::TaskEnded("ending")), "{reason}");
+
+                tasks.spawn("forever", &fatal_tx, std::future::pending());
+                drop(tasks);
+                drop(fatal_tx);
+                // Aborting is not a failure: the channel closes without a message.
+                assert!(fatal_rx.recv().await.is_none());
+            })
+            .await;
+    }
+}

@@ -1,0 +1,453 @@
+//! The export buffer: OTLP data waiting for the backend, bounded in bytes.
+//!
+//! - Size is measured as protobuf encoded length (`prost::Message::encoded_len`), the size of
+//!   the data on the wire before compression. Data being exported (taken, not yet acknowledged)
+//!   counts against the bound too, so memory never exceeds `max_bytes`.
+//! - One queue per signal, oldest first. When a push does not fit, the buffer drops the **oldest**
+//!   entry of the signal holding the **most bytes** until it fits: fresh data wins, and a flood of
+//!   one signal (usually logs) cannot push out the others. Every dropped record is counted as
+//!   [`DropReason::BufferFull`]. An entry larger than the whole buffer is dropped on arrival.
+//! - Resources larger than the batch size are split on push (by scope, then by record), so one
+//!   export request carries at most about `batch_bytes`.
+//! - Records are spans, log records and metric data points (the units OTLP partial success
+//!   reports).
+//!
+//! Accounting holds at every moment: `received = exported + dropped + held`
+//! (see [`Buffer::counters`] and [`Buffer::held`]).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message;
+
+use crate::pipeline::Signals;
+use crate::stats::{DropReason, Stats};
+
+/// One of the three OTLP signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        match self {
+            Signal::Traces => 0,
+            Signal::Metrics => 1,
+            Signal::Logs => 2,
+        }
+    }
+}
+
+/// One resource's worth of one signal: the unit the buffer stores.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Spans(ResourceSpans),
+    Metrics(ResourceMetrics),
+    Logs(ResourceLogs),
+}
+
+/// Data points in one metric.
+pub fn data_points(metric: &Metric) -> u64 {
+    let n = match &metric.data {
+        Some(metric::Data::Gauge(g)) => g.data_points.len(),
+        Some(metric::Data::Sum(s)) => s.data_points.len(),
+        Some(metric::Data::Histogram(h)) => h.data_points.len(),
+        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(metric::Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    };
+    n as u64
+}
+
+impl Item {
+    pub fn signal(&self) -> Signal {
+        match self {
+            Item::Spans(_) => Signal::Traces,
+            Item::Metrics(_) => Signal::Metrics,
+            Item::Logs(_) => Signal::Logs,
+        }
+    }
+
+    /// Spans, log records or metric data points.
+    pub fn records(&self) -> u64 {
+        match self {
+            Item::Spans(r) => r.scope_spans.iter().map(|s| s.spans.len() as u64).sum(),
+            Item::Logs(r) => r
+                .scope_logs
+                .iter()
+                .map(|s| s.log_records.len() as u64)
+                .sum(),
+            Item::Metrics(r) => r
+                .scope_metrics
+                .iter()
+                .flat_map(|s| &s.metrics)
+                .map(data_points)
+                .sum(),
+        }
+    }
+
+    /// Bytes this item adds to an export request (the field's tag and length prefix included).
+    pub fn wire_len(&self) -> usize {
+        let len = match self {
+            Item::Spans(r) => r.encoded_len(),
+            Item::Metrics(r) => r.encoded_len(),
+            Item::Logs(r) => r.encoded_len(),
+        };
+        1 + prost::length_delimiter_len(len) + len
+    }
+
+    /// Split into items of at most about `max_bytes` each; a single record larger than that
+    /// stays whole.
+    pub fn split(self, max_bytes: usize) -> Vec<Item> {
+        if self.wire_len() <= max_bytes {
+            return vec![self];
+        }
+        match self {
+            Item::Spans(r) => split_spans(r, max_bytes)
+                .into_iter()
+                .map(Item::Spans)
+                .collect(),
+            Item::Metrics(r) => split_metrics(r, max_bytes)
+                .into_iter()
+                .map(Item::Metrics)
+                .collect(),
+            Item::Logs(r) => split_logs(r, max_bytes)
+                .into_iter()
+                .map(Item::Logs)
+                .collect(),
+        }
+    }
+}
+
+macro_rules! splitter {
+    ($name:ident, $resource:ident, $scopes:ident, $scope:ident, $records:ident) => {
+        fn $name(mut resource: $resource, max_bytes: usize) -> Vec<$resource> {
+            let scopes = std::mem::take(&mut resource.$scopes);
+            let shell = resource;
+            let shell_len = shell.encoded_len() + 16;
+            let mut out = Vec::new();
+            let mut current = shell.clone();
+            let mut current_len = shell_len;
+            for mut scope in scopes {
+                let records = std::mem::take(&mut scope.$records);
+                let scope_shell: $scope = scope;
+                let scope_shell_len = scope_shell.encoded_len() + 16;
+                let mut open = scope_shell.clone();
+                current_len += scope_shell_len;
+                for record in records {
+                    let len = record.encoded_len() + 6;
+                    let has_something = !open.$records.is_empty() || !current.$scopes.is_empty();
+                    if has_something && current_len + len > max_bytes {
+                        if !open.$records.is_empty() {
+                            current
+                                .$scopes
+                                .push(std::mem::replace(&mut open, scope_shell.clone()));
+                        }
+                        out.push(std::mem::replace(&mut current, shell.clone()));
+                        current_len = shell_len + scope_shell_len;
+                    }
+                    current_len += len;
+                    open.$records.push(record);
+                }
+                if !open.$records.is_empty() {
+                    current.$scopes.push(open);
+                } else {
+                    current_len -= scope_shell_len;
+                }
+            }
+            if !current.$scopes.is_empty() {
+                out.push(current);
+            }
+            out
+        }
+    };
+}
+
+splitter!(split_spans, ResourceSpans, scope_spans, ScopeSpans, spans);
+splitter!(split_logs, ResourceLogs, scope_logs, ScopeLogs, log_records);
+splitter!(
+    split_metrics,
+    ResourceMetrics,
+    scope_metrics,
+    ScopeMetrics,
+    metrics
+);
+
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    item: Item,
+    bytes: usize,
+    records: u64,
+}
+
+/// Items taken from the buffer for one export request. Hand it back with exactly one of
+/// [`Buffer::ack`], [`Buffer::requeue`] or [`Buffer::drop_batch`].
+#[derive(Debug)]
+#[must_use = "a batch must be acknowledged, requeued or dropped"]
+pub struct Batch {
+    signal: Signal,
+    entries: Vec<Entry>,
+    bytes: usize,
+    records: u64,
+}
+
+impl Batch {
+    pub fn signal(&self) -> Signal {
+        self.signal
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Encoded size of the request body (protobuf, before compression).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
+        self.entries.iter().map(|e| &e.item)
+    }
+}
+
+/// Cumulative record counts of the buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BufferCounters {
+    pub received: u64,
+    pub exported: u64,
+    pub dropped: u64,
+}
+
+/// What the buffer holds now (queued and being exported).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub records: u64,
+    pub bytes: usize,
+    /// Records per signal, indexed by [`Signal::index`].
+    pub records_by_signal: [u64; 3],
+}
+
+/// The bounded export buffer. See the module documentation for the policy.
+#[derive(Debug)]
+pub struct Buffer {
+    max_bytes: usize,
+    batch_bytes: usize,
+    queues: [VecDeque<Entry>; 3],
+    queued_bytes: [usize; 3],
+    queued_records: [u64; 3],
+    in_flight_bytes: usize,
+    in_flight_records: u64,
+    counters: BufferCounters,
+    stats: Arc<Stats>,
+}
+
+impl Buffer {
+    /// A buffer holding at most `max_bytes`, handing out batches of at most about
+    /// `batch_bytes` (clamped to `max_bytes`).
+    pub fn new(max_bytes: usize, batch_bytes: usize, stats: Arc<Stats>) -> Self {
+        let max_bytes = max_bytes.max(1);
+        Buffer {
+            max_bytes,
+            batch_bytes: batch_bytes.clamp(1, max_bytes),
+            queues: Default::default(),
+            queued_bytes: [0; 3],
+            queued_records: [0; 3],
+            in_flight_bytes: 0,
+            in_flight_records: 0,
+            counters: BufferCounters::default(),
+            stats,
+        }
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Add everything in `signals`, dropping (and counting) the oldest data when over the bound.
+    /// Returns the number of records dropped by this push.
+    pub fn push(&mut self, signals: Signals) -> u64 {
+        let mut dropped = 0;
+        let items = signals
+            .spans
+            .into_iter()
+            .map(Item::Spans)
+            .chain(signals.metrics.into_iter().map(Item::Metrics))
+            .chain(signals.logs.into_iter().map(Item::Logs));
+        for item in items {
+            dropped += self.push_item(item);
+        }
+        dropped
+    }
+
+    /// Add one item. Returns the number of records dropped to make room (or the item's own).
+    pub fn push_item(&mut self, item: Item) -> u64 {
+        let mut dropped = 0;
+        for piece in item.split(self.batch_bytes) {
+            let records = piece.records();
+            if records == 0 {
+                continue;
+            }
+            self.counters.received += records;
+            let bytes = piece.wire_len();
+            if bytes > self.max_bytes {
+                dropped += self.count_drop(records, DropReason::BufferFull);
+                continue;
+            }
+            while self.total_bytes() + bytes > self.max_bytes {
+                match self.evict_oldest() {
+                    Some(evicted) => dropped += evicted,
+                    None => break,
+                }
+            }
+            if self.total_bytes() + bytes > self.max_bytes {
+                dropped += self.count_drop(records, DropReason::BufferFull);
+                continue;
+            }
+            let i = piece.signal().index();
+            self.queued_bytes[i] += bytes;
+            self.queued_records[i] += records;
+            self.queues[i].push_back(Entry {
+                item: piece,
+                bytes,
+                records,
+            });
+        }
+        dropped
+    }
+
+    /// Take the oldest entries of `signal`, up to the batch size (at least one entry).
+    pub fn take(&mut self, signal: Signal) -> Option<Batch> {
+        let i = signal.index();
+        let mut batch = Batch {
+            signal,
+            entries: Vec::new(),
+            bytes: 0,
+            records: 0,
+        };
+        while let Some(front) = self.queues[i].front() {
+            if !batch.entries.is_empty() && batch.bytes + front.bytes > self.batch_bytes {
+                break;
+            }
+            let Some(entry) = self.queues[i].pop_front() else {
+                break;
+            };
+            self.queued_bytes[i] -= entry.bytes;
+            self.queued_records[i] -= entry.records;
+            batch.bytes += entry.bytes;
+            batch.records += entry.records;
+            batch.entries.push(entry);
+        }
+        if batch.entries.is_empty() {
+            return None;
+        }
+        self.in_flight_bytes += batch.bytes;
+        self.in_flight_records += batch.records;
+        Some(batch)
+    }
+
+    /// The backend accepted the batch; `rejected` of its records were refused (OTLP partial
+    /// success) and are counted as [`DropReason::Rejected`].
+    pub fn ack(&mut self, batch: Batch, rejected: u64) {
+        self.release(&batch);
+        let rejected = rejected.min(batch.records);
+        let exported = batch.records - rejected;
+        self.counters.exported += exported;
+        Stats::add(&self.stats.exported_records, exported);
+        if rejected > 0 {
+            self.count_drop(rejected, DropReason::Rejected);
+        }
+    }
+
+    /// The batch was not delivered; put it back at the front, in its original order.
+    pub fn requeue(&mut self, batch: Batch) {
+        self.release(&batch);
+        let i = batch.signal.index();
+        for entry in batch.entries.into_iter().rev() {
+            self.queued_bytes[i] += entry.bytes;
+            self.queued_records[i] += entry.records;
+            self.queues[i].push_front(entry);
+        }
+    }
+
+    /// The batch will never be delivered: count its records as dropped for `reason`.
+    pub fn drop_batch(&mut self, batch: Batch, reason: DropReason) {
+        self.release(&batch);
+        self.count_drop(batch.records, reason);
+    }
+
+    /// Drop everything queued for `signal` (e.g. no endpoint), counting it for `reason`.
+    pub fn drop_signal(&mut self, signal: Signal, reason: DropReason) -> u64 {
+        let i = signal.index();
+        let records = self.queued_records[i];
+        self.queues[i].clear();
+        self.queued_bytes[i] = 0;
+        self.queued_records[i] = 0;
+        self.count_drop(records, reason)
+    }
+
+    pub fn held(&self) -> Held {
+        // In-flight records are not attributed per signal: a batch is in flight only inside a
+        // flush.
+        let records_by_signal = self.queued_records;
+        Held {
+            records: self.queued_records.iter().sum::<u64>() + self.in_flight_records,
+            bytes: self.total_bytes(),
+            records_by_signal,
+        }
+    }
+
+    /// Whether anything is queued for `signal`.
+    pub fn has(&self, signal: Signal) -> bool {
+        !self.queues[signal.index()].is_empty()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queues.iter().all(VecDeque::is_empty) && self.in_flight_records == 0
+    }
+
+    pub fn counters(&self) -> BufferCounters {
+        self.counters
+    }
+
+    fn total_bytes(&self) -> usize {
+        self.queued_bytes.iter().sum::<usize>() + self.in_flight_bytes
+    }
+
+    fn release(&mut self, batch: &Batch) {
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(batch.bytes);
+        self.in_flight_records = self.in_flight_records.saturating_sub(batch.records);
+    }
+
+    fn count_drop(&mut self, records: u64, reason: DropReason) -> u64 {
+        self.counters.dropped += records;
+        self.stats.dropped(reason, records);
+        records
+    }
+
+    /// Drop the oldest entry of the signal holding the most queued bytes.
+    fn evict_oldest(&mut self) -> Option<u64> {
+        let i = (0..3)
+            .filter(|&i| !self.queues[i].is_empty())
+            .max_by_key(|&i| self.queued_bytes[i])?;
+        let entry = self.queues[i].pop_front()?;
+        self.queued_bytes[i] -= entry.bytes;
+        self.queued_records[i] -= entry.records;
+        Some(self.count_drop(entry.records, DropReason::BufferFull))
+    }
+}

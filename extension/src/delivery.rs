@@ -1,0 +1,282 @@
+//! Delivery: the export buffer, the exporter and self-telemetry behind one small API.
+//!
+//! ```text
+//! let config = ExportConfig::from_env(&ProcessEnv)?;       // every bad variable reported
+//! let mut delivery = Delivery::new(config, stats.clone()); // no I/O, no TLS set-up
+//! delivery.set_resource(resource);                         // resource of self-telemetry
+//! delivery.push(signals);                                  // never blocks; drops are counted
+//! let outcome = delivery.flush(deadline).await;            // returns by `deadline`
+//! ```
+//!
+//! The processing task (`crate::processing`) owns the `Delivery` next to the mapper: it pushes
+//! what the mapper produces and calls `flush` for the lifecycle's flush and shutdown messages,
+//! after mapping what was already queued, so a flush that follows `platform.runtimeDone`
+//! includes what arrived with it. When to flush is `crate::flush`'s decision.
+//!
+//! # Guarantees of [`Delivery::flush`]
+//!
+//! - It returns by its deadline (plus the time to close a socket): no request is in flight
+//!   afterwards, so none can be frozen half-way and resent after the thaw (ADR 0004).
+//! - What was not delivered stays buffered, in order, for the next flush; the buffer's bound
+//!   still applies (oldest dropped first, counted).
+//! - Refused data (4xx, partial success) is counted as `rejected`; other non-retryable failures
+//!   as `export_failed`; signals with no endpoint as `no_endpoint`.
+//! - After the data, a self-telemetry snapshot (`contrail.*` metrics) is sent if time is left.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use tokio::time::Instant;
+
+use crate::buffer::{Buffer, BufferCounters, Held, Item, Signal};
+use crate::export::body::encode;
+use crate::export::config::ExportConfig;
+use crate::export::{ExportResult, Exporter};
+use crate::flush::FlushSettings;
+use crate::log;
+use crate::pipeline::Signals;
+use crate::selftel::{DropWarner, SelfTelemetry};
+use crate::stats::{DropReason, Stats};
+
+/// What one flush did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushOutcome {
+    /// Records the backend accepted during this flush.
+    pub exported: u64,
+    /// Records dropped during this flush (refused or failed).
+    pub dropped: u64,
+    /// Export requests abandoned at the deadline (their data was kept).
+    pub abandoned: u64,
+    /// What is still buffered.
+    pub held: Held,
+    /// Whether the buffer was emptied.
+    pub complete: bool,
+    /// Whether the self-telemetry snapshot was delivered.
+    pub self_telemetry_sent: bool,
+    pub duration: Duration,
+}
+
+/// The buffer, the exporter and self-telemetry. See the module documentation.
+#[derive(Debug)]
+pub struct Delivery {
+    config: ExportConfig,
+    buffer: Buffer,
+    exporter: Exporter,
+    stats: Arc<Stats>,
+    selftel: SelfTelemetry,
+    resource: Option<Resource>,
+    warner: DropWarner,
+    no_endpoint_noted: bool,
+}
+
+static REJECTED: log::Every = log::Every::new(Duration::from_secs(60));
+static FAILED: log::Every = log::Every::new(Duration::from_secs(60));
+static NO_ENDPOINT: log::Once = log::Once::new();
+
+impl Delivery {
+    pub fn new(config: ExportConfig, stats: Arc<Stats>) -> Self {
+        let buffer = Buffer::new(
+            config.buffer_max_bytes,
+            config.batch_max_bytes,
+            stats.clone(),
+        );
+        let exporter = Exporter::new(&config, stats.clone());
+        Delivery {
+            config,
+            buffer,
+            exporter,
+            stats,
+            selftel: SelfTelemetry::new(),
+            resource: None,
+            warner: DropWarner::default(),
+            no_endpoint_noted: false,
+        }
+    }
+
+    /// The resource attached to self-telemetry (normally the function's resource).
+    pub fn set_resource(&mut self, resource: Resource) {
+        self.resource = Some(resource);
+    }
+
+    pub fn flush_settings(&self) -> FlushSettings {
+        self.config.flush
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Buffer `signals`. Never blocks. Over the bound the oldest data is dropped and counted;
+    /// a signal without an endpoint is dropped and counted as `no_endpoint`.
+    pub fn push(&mut self, signals: Signals) {
+        let Signals {
+            spans,
+            metrics,
+            logs,
+        } = signals;
+        let items = spans
+            .into_iter()
+            .map(Item::Spans)
+            .chain(metrics.into_iter().map(Item::Metrics))
+            .chain(logs.into_iter().map(Item::Logs));
+        for item in items {
+            let signal = item.signal();
+            if self.exporter.has_endpoint(signal) {
+                self.buffer.push_item(item);
+            } else {
+                let records = item.records();
+                self.stats.dropped(DropReason::NoEndpoint, records);
+                self.note_no_endpoint();
+            }
+        }
+    }
+
+    /// What is buffered now.
+    pub fn held(&self) -> Held {
+        self.buffer.held()
+    }
+
+    /// The buffer's cumulative counts (`received = exported + dropped + held`).
+    pub fn counters(&self) -> BufferCounters {
+        self.buffer.counters()
+    }
+
+    /// Export what fits before `deadline`; what is left stays buffered.
+    pub async fn flush(&mut self, deadline: Instant) -> FlushOutcome {
+        let started = Instant::now();
+        let before = self.buffer.counters();
+        let mut abandoned = 0;
+        'signals: for signal in Signal::ALL {
+            while let Some(batch) = self.buffer.take(signal) {
+                if Instant::now() >= deadline {
+                    self.buffer.requeue(batch);
+                    break 'signals;
+                }
+                let config = self.exporter.config(signal);
+                let body = match encode(signal, batch.items(), config.protocol, config.compression)
+                {
+                    Ok(body) => body,
+                    Err(e) => {
+                        FAILED.warn(format_args!(
+                            "cannot encode {} for export, dropped: {e}",
+                            signal.as_str()
+                        ));
+                        self.buffer.drop_batch(batch, DropReason::ExportFailed);
+                        continue;
+                    }
+                };
+                match self
+                    .exporter
+                    .export(signal, body, deadline, &mut self.selftel)
+                    .await
+                {
+                    ExportResult::Delivered { rejected, message } => {
+                        if rejected > 0 {
+                            REJECTED.warn(format_args!(
+                                "the backend refused {rejected} of {} {}: {message}",
+                                batch.records(),
+                                signal.as_str()
+                            ));
+                        }
+                        self.buffer.ack(batch, rejected);
+                    }
+                    ExportResult::Rejected { status, message } => {
+                        REJECTED.warn(format_args!(
+                            "the backend refused {} {} with HTTP {status}: {message}",
+                            batch.records(),
+                            signal.as_str()
+                        ));
+                        self.buffer.drop_batch(batch, DropReason::Rejected);
+                    }
+                    ExportResult::Failed { reason } => {
+                        FAILED.warn(format_args!(
+                            "exporting {} failed, {} records dropped: {reason}",
+                            signal.as_str(),
+                            batch.records()
+                        ));
+                        self.buffer.drop_batch(batch, DropReason::ExportFailed);
+                    }
+                    ExportResult::Deferred { reason } => {
+                        FAILED.warn(format_args!(
+                            "exporting {} did not succeed before the flush deadline, data kept: {reason}",
+                            signal.as_str()
+                        ));
+                        self.buffer.requeue(batch);
+                        continue 'signals;
+                    }
+                    ExportResult::Abandoned => {
+                        abandoned += 1;
+                        FAILED.warn(format_args!(
+                            "the backend did not answer before the flush deadline; data kept for the next flush (raise CONTRAIL_FLUSH_BUDGET_MS if this repeats)"
+                        ));
+                        self.buffer.requeue(batch);
+                        break 'signals;
+                    }
+                }
+            }
+        }
+        self.warner.check(&self.stats);
+        let self_telemetry_sent = self.send_self_telemetry(deadline, started).await;
+        let duration = started.elapsed();
+        self.selftel.observe_flush(duration);
+        let after = self.buffer.counters();
+        let held = self.buffer.held();
+        FlushOutcome {
+            exported: after.exported - before.exported,
+            dropped: after.dropped - before.dropped,
+            abandoned,
+            held,
+            complete: held.records == 0,
+            self_telemetry_sent,
+            duration,
+        }
+    }
+
+    async fn send_self_telemetry(&mut self, deadline: Instant, started: Instant) -> bool {
+        let signal = Signal::Metrics;
+        if !self.exporter.has_endpoint(signal) || Instant::now() >= deadline {
+            return false;
+        }
+        // The snapshot's own flush is not over yet: include the time so far.
+        let mut selftel = self.selftel.clone();
+        selftel.observe_flush(started.elapsed());
+        let snapshot = Item::Metrics(selftel.snapshot(
+            &self.stats,
+            self.buffer.held(),
+            self.resource.clone(),
+            SystemTime::now(),
+        ));
+        let config = self.exporter.config(signal);
+        let Ok(body) = encode(
+            signal,
+            std::iter::once(&snapshot),
+            config.protocol,
+            config.compression,
+        ) else {
+            return false;
+        };
+        matches!(
+            self.exporter
+                .export(signal, body, deadline, &mut self.selftel)
+                .await,
+            ExportResult::Delivered { .. }
+        )
+    }
+
+    fn note_no_endpoint(&mut self) {
+        if self.no_endpoint_noted {
+            return;
+        }
+        self.no_endpoint_noted = true;
+        let missing: Vec<&str> = Signal::ALL
+            .iter()
+            .filter(|s| !self.exporter.has_endpoint(**s))
+            .map(|s| s.as_str())
+            .collect();
+        NO_ENDPOINT.warn(format_args!(
+            "no OTLP endpoint for {}: set OTEL_EXPORTER_OTLP_ENDPOINT (or a per-signal endpoint); that data is dropped and counted",
+            missing.join(", ")
+        ));
+    }
+}

@@ -1,0 +1,582 @@
+//! Export and delivery configuration from the environment.
+//!
+//! | variable | default | accepted |
+//! |---|---|---|
+//! | `OTEL_EXPORTER_OTLP_ENDPOINT` | none: nothing is exported (see below) | `http://` or `https://` URL; `/v1/traces`, `/v1/metrics`, `/v1/logs` are appended to its path |
+//! | `OTEL_EXPORTER_OTLP_{TRACES,METRICS,LOGS}_ENDPOINT` | from the base endpoint | `http(s)://` URL, used as is |
+//! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]HEADERS` | none | `k=v,k2=v2`, values percent-decoded; the per-signal list replaces the general one |
+//! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]TIMEOUT` | `10000` | milliseconds per request, `1` or more (a flush deadline still cuts it short) |
+//! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]COMPRESSION` | `none` | `gzip`, `none` |
+//! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]PROTOCOL` | `http/protobuf` | `http/protobuf`, `http/json`; `grpc` is refused (no gRPC client in Contrail) |
+//! | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
+//! | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
+//! | `CONTRAIL_FLUSH_BUDGET_MS` | `200` | `10`–`60000` |
+//! | `CONTRAIL_BUFFER_MAX_BYTES` | `4194304` (4 MiB) | `65536`–`268435456` |
+//!
+//! Each `OTEL_EXPORTER_OTLP_*` variable can also be given as `CONTRAIL_EXPORTER_OTLP_*` (same
+//! suffix), which wins. In Lambda, prefer the `CONTRAIL_` names: a function's own OpenTelemetry
+//! SDK reads the `OTEL_` names too and would export straight to the backend, making the function
+//! wait for it, instead of to Contrail's receiver on localhost.
+//!
+//! Every bad variable is reported, not only the first ([`ExportConfig::from_env`] returns them
+//! all). Header values never appear in errors: they usually hold credentials.
+//!
+//! With no endpoint at all, Contrail does not fall back to the OpenTelemetry default
+//! `http://localhost:4318`: that is where Contrail's own local receiver listens, so it would
+//! export to itself. An endpoint on a loopback address with port 4318 is refused for the same
+//! reason. A signal without an endpoint is dropped and counted (`no_endpoint`).
+
+use std::time::Duration;
+
+use http::header::{HeaderName, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+
+use crate::buffer::Signal;
+use crate::env::{ConfigError, Env, non_empty};
+use crate::flush::{DEFAULT_BUDGET, DEFAULT_INTERVAL, FlushMode, FlushSettings};
+
+pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub const TIMEOUT_VAR: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub const COMPRESSION_VAR: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
+pub const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
+pub const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
+pub const BUFFER_MAX_BYTES_VAR: &str = "CONTRAIL_BUFFER_MAX_BYTES";
+
+/// Default per-request timeout (the OpenTelemetry default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default buffer bound: 4 MiB.
+pub const DEFAULT_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Largest export request body, before compression.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// The port of Contrail's own local OTLP receiver.
+pub const RECEIVER_PORT: u16 = 4318;
+
+/// How request bodies are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    HttpProtobuf,
+    HttpJson,
+}
+
+impl Protocol {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Protocol::HttpProtobuf => "application/x-protobuf",
+            Protocol::HttpJson => "application/json",
+        }
+    }
+}
+
+/// How request bodies are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+}
+
+/// Where and how one signal is exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalConfig {
+    /// The full URL requests are POSTed to; `None` when no endpoint is configured.
+    pub endpoint: Option<Uri>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeout: Duration,
+    pub compression: Compression,
+    pub protocol: Protocol,
+}
+
+impl Default for SignalConfig {
+    fn default() -> Self {
+        SignalConfig {
+            endpoint: None,
+            headers: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            compression: Compression::None,
+            protocol: Protocol::HttpProtobuf,
+        }
+    }
+}
+
+/// Everything delivery needs: exporter per signal, flush policy settings, buffer bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    pub traces: SignalConfig,
+    pub metrics: SignalConfig,
+    pub logs: SignalConfig,
+    pub flush: FlushSettings,
+    pub buffer_max_bytes: usize,
+    pub batch_max_bytes: usize,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            traces: SignalConfig::default(),
+            metrics: SignalConfig::default(),
+            logs: SignalConfig::default(),
+            flush: FlushSettings::default(),
+            buffer_max_bytes: DEFAULT_BUFFER_MAX_BYTES,
+            batch_max_bytes: MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// An exporter variable and the name it was read from. `CONTRAIL_EXPORTER_OTLP_*` wins over
+/// `OTEL_EXPORTER_OTLP_*`: in a function that has its own OpenTelemetry SDK, the `OTEL_` names
+/// also steer that SDK, which must keep exporting to Contrail's receiver on localhost rather
+/// than to the backend.
+fn exporter_var(env: &dyn Env, otel_name: &str) -> Option<(String, String)> {
+    let own = otel_name.replacen("OTEL_", "CONTRAIL_", 1);
+    non_empty(env, &own)
+        .map(|v| (own, v))
+        .or_else(|| non_empty(env, otel_name).map(|v| (otel_name.to_owned(), v)))
+}
+
+fn signal_var(signal: Signal, suffix: &str) -> String {
+    let s = match signal {
+        Signal::Traces => "TRACES",
+        Signal::Metrics => "METRICS",
+        Signal::Logs => "LOGS",
+    };
+    format!("OTEL_EXPORTER_OTLP_{s}_{suffix}")
+}
+
+impl ExportConfig {
+    pub fn signal(&self, signal: Signal) -> &SignalConfig {
+        match signal {
+            Signal::Traces => &self.traces,
+            Signal::Metrics => &self.metrics,
+            Signal::Logs => &self.logs,
+        }
+    }
+
+    /// Whether at least one signal has somewhere to go.
+    pub fn has_endpoint(&self) -> bool {
+        Signal::ALL
+            .iter()
+            .any(|s| self.signal(*s).endpoint.is_some())
+    }
+
+    /// Read every variable in the module table; report every bad one.
+    pub fn from_env(env: &dyn Env) -> Result<ExportConfig, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let base_endpoint = exporter_var(env, ENDPOINT_VAR)
+            .and_then(|(var, v)| parse_endpoint(&var, &v).map_err(|e| errors.push(e)).ok());
+        let base_headers = exporter_var(env, HEADERS_VAR)
+            .and_then(|(var, v)| parse_headers(&var, &v).map_err(|e| errors.push(e)).ok());
+        let base_timeout = exporter_var(env, TIMEOUT_VAR)
+            .and_then(|(var, v)| parse_timeout(&var, &v).map_err(|e| errors.push(e)).ok());
+        let base_compression = exporter_var(env, COMPRESSION_VAR)
+            .and_then(|(var, v)| parse_compression(&var, &v).map_err(|e| errors.push(e)).ok());
+        let base_protocol = exporter_var(env, PROTOCOL_VAR)
+            .and_then(|(var, v)| parse_protocol(&var, &v).map_err(|e| errors.push(e)).ok());
+
+        let mut signal_config = |signal: Signal| -> SignalConfig {
+            let endpoint = match exporter_var(env, &signal_var(signal, "ENDPOINT")) {
+                Some((var, v)) => parse_endpoint(&var, &v).map_err(|e| errors.push(e)).ok(),
+                None => base_endpoint
+                    .as_ref()
+                    .map(|base| append_signal_path(base, signal)),
+            };
+            let headers = exporter_var(env, &signal_var(signal, "HEADERS"))
+                .and_then(|(var, v)| parse_headers(&var, &v).map_err(|e| errors.push(e)).ok())
+                .or_else(|| base_headers.clone())
+                .unwrap_or_default();
+            let timeout = exporter_var(env, &signal_var(signal, "TIMEOUT"))
+                .and_then(|(var, v)| parse_timeout(&var, &v).map_err(|e| errors.push(e)).ok())
+                .or(base_timeout)
+                .unwrap_or(DEFAULT_TIMEOUT);
+            let compression = exporter_var(env, &signal_var(signal, "COMPRESSION"))
+                .and_then(|(var, v)| parse_compression(&var, &v).map_err(|e| errors.push(e)).ok())
+                .or(base_compression)
+                .unwrap_or_default();
+            let protocol = exporter_var(env, &signal_var(signal, "PROTOCOL"))
+                .and_then(|(var, v)| parse_protocol(&var, &v).map_err(|e| errors.push(e)).ok())
+                .or(base_protocol)
+                .unwrap_or_default();
+            SignalConfig {
+                endpoint,
+                headers,
+                timeout,
+                compression,
+                protocol,
+            }
+        };
+        let traces = signal_config(Signal::Traces);
+        let metrics = signal_config(Signal::Metrics);
+        let logs = signal_config(Signal::Logs);
+
+        let mode = match non_empty(env, FLUSH_VAR) {
+            None => FlushMode::default(),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "end" => FlushMode::End,
+                "periodic" => FlushMode::Periodic,
+                "adaptive" => FlushMode::Adaptive,
+                _ => {
+                    errors.push(ConfigError::new(
+                        FLUSH_VAR,
+                        v,
+                        "expected end, periodic or adaptive",
+                    ));
+                    FlushMode::default()
+                }
+            },
+        };
+        let interval = parse_range(env, FLUSH_INTERVAL_VAR, 100, 3_600_000, &mut errors)
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_INTERVAL);
+        let budget = parse_range(env, FLUSH_BUDGET_VAR, 10, 60_000, &mut errors)
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_BUDGET);
+        let buffer_max_bytes =
+            parse_range(env, BUFFER_MAX_BYTES_VAR, 65_536, 268_435_456, &mut errors)
+                .map(|v| v as usize)
+                .unwrap_or(DEFAULT_BUFFER_MAX_BYTES);
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ExportConfig {
+            traces,
+            metrics,
+            logs,
+            flush: FlushSettings {
+                mode,
+                interval,
+                budget,
+            },
+            buffer_max_bytes,
+            batch_max_bytes: MAX_REQUEST_BYTES.min(buffer_max_bytes),
+        })
+    }
+}
+
+fn parse_range(
+    env: &dyn Env,
+    var: &str,
+    min: u64,
+    max: u64,
+    errors: &mut Vec<ConfigError>,
+) -> Option<u64> {
+    let v = non_empty(env, var)?;
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            errors.push(ConfigError::new(
+                var,
+                v,
+                format!("expected a whole number from {min} to {max}"),
+            ));
+            None
+        }
+    }
+}
+
+fn parse_endpoint(var: &str, value: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = value
+        .parse()
+        .map_err(|e| ConfigError::new(var, value, format!("not a URL ({e})")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(ConfigError::new(
+                var,
+                value,
+                "expected a URL starting with http:// or https://",
+            ));
+        }
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(ConfigError::new(var, value, "the URL has no host"));
+    };
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback() || ip.is_unspecified())
+            .unwrap_or(false);
+    if loopback && port == RECEIVER_PORT {
+        return Err(ConfigError::new(
+            var,
+            value,
+            format!(
+                "Contrail's own OTLP receiver listens on port {RECEIVER_PORT} of this host; exporting there would loop"
+            ),
+        ));
+    }
+    Ok(uri)
+}
+
+/// `base` + `/v1/{signal}`, keeping the base's path and query.
+pub fn append_signal_path(base: &Uri, signal: Signal) -> Uri {
+    let path = base.path().trim_end_matches('/');
+    let mut pq = format!("{path}/v1/{}", signal.as_str());
+    if let Some(q) = base.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = base.clone().into_parts();
+    match PathAndQuery::try_from(pq) {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return base.clone(),
+    }
+    Uri::from_parts(parts).unwrap_or_else(|_| base.clone())
+}
+
+fn redacted(value: &str) -> String {
+    value
+        .split(',')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{}=<redacted>", k.trim()),
+            None => pair.trim().to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn parse_headers(var: &str, value: &str) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
+    let bad = |reason: String| ConfigError::new(var, redacted(value), reason);
+    let mut out = Vec::new();
+    for pair in value.split(',') {
+        if pair.trim().is_empty() {
+            continue;
+        }
+        let Some((k, v)) = pair.split_once('=') else {
+            return Err(bad(format!(
+                "expected key=value pairs separated by commas; `{}` has no `=`",
+                pair.trim()
+            )));
+        };
+        let k = percent_decode(k.trim()).map_err(|e| bad(e.to_owned()))?;
+        let v = percent_decode(v.trim()).map_err(|e| bad(e.to_owned()))?;
+        let name = HeaderName::from_bytes(&k).map_err(|_| {
+            bad(format!(
+                "`{}` is not a valid header name",
+                String::from_utf8_lossy(&k)
+            ))
+        })?;
+        let value = HeaderValue::from_bytes(&v)
+            .map_err(|_| bad(format!("the value of `{name}` is not a valid header value")))?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Result<Vec<u8>, &'static str> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("a `%` is not followed by two hexadecimal digits")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn parse_timeout(var: &str, value: &str) -> Result<Duration, ConfigError> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
+        _ => Err(ConfigError::new(
+            var,
+            value,
+            "expected a whole number of milliseconds, 1 or more",
+        )),
+    }
+}
+
+fn parse_compression(var: &str, value: &str) -> Result<Compression, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "gzip" => Ok(Compression::Gzip),
+        "none" => Ok(Compression::None),
+        _ => Err(ConfigError::new(var, value, "expected gzip or none")),
+    }
+}
+
+fn parse_protocol(var: &str, value: &str) -> Result<Protocol, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "http/protobuf" => Ok(Protocol::HttpProtobuf),
+        "http/json" => Ok(Protocol::HttpJson),
+        "grpc" => Err(ConfigError::new(
+            var,
+            value,
+            "gRPC export is not supported; use http/protobuf (port 4318 on most backends)",
+        )),
+        _ => Err(ConfigError::new(
+            var,
+            value,
+            "expected http/protobuf or http/json",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_export_nowhere_and_adaptive() {
+        let env: [(&str, &str); 0] = [];
+        let c = ExportConfig::from_env(&env).unwrap();
+        assert!(!c.has_endpoint());
+        assert_eq!(c.flush, FlushSettings::default());
+        assert_eq!(c.buffer_max_bytes, DEFAULT_BUFFER_MAX_BYTES);
+        assert_eq!(c.traces.timeout, DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn base_endpoint_gets_signal_paths_and_per_signal_is_used_as_is() {
+        let env = [
+            (ENDPOINT_VAR, "https://otlp.example.com/base/"),
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "http://logs.example.com:9000/ingest",
+            ),
+        ];
+        let c = ExportConfig::from_env(&env).unwrap();
+        assert_eq!(
+            c.traces.endpoint.unwrap().to_string(),
+            "https://otlp.example.com/base/v1/traces"
+        );
+        assert_eq!(
+            c.metrics.endpoint.unwrap().to_string(),
+            "https://otlp.example.com/base/v1/metrics"
+        );
+        assert_eq!(
+            c.logs.endpoint.unwrap().to_string(),
+            "http://logs.example.com:9000/ingest"
+        );
+        let env = [(ENDPOINT_VAR, "http://collector:4318")];
+        let c = ExportConfig::from_env(&env).unwrap();
+        assert_eq!(
+            c.logs.endpoint.unwrap().to_string(),
+            "http://collector:4318/v1/logs"
+        );
+    }
+
+    #[test]
+    fn headers_are_percent_decoded_and_per_signal_replaces() {
+        let env = [
+            (HEADERS_VAR, "api-key=a%20b%3Dc, x-team = core"),
+            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "only=metrics"),
+        ];
+        let c = ExportConfig::from_env(&env).unwrap();
+        assert_eq!(c.traces.headers.len(), 2);
+        assert_eq!(c.traces.headers[0].0.as_str(), "api-key");
+        assert_eq!(c.traces.headers[0].1.as_bytes(), b"a b=c");
+        assert_eq!(c.traces.headers[1].1.as_bytes(), b"core");
+        assert_eq!(c.metrics.headers.len(), 1);
+        assert_eq!(c.metrics.headers[0].0.as_str(), "only");
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_and_secrets_are_redacted() {
+        let env = [
+            (ENDPOINT_VAR, "ftp://x"),
+            (HEADERS_VAR, "api-key=secret%zz"),
+            (TIMEOUT_VAR, "0"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli"),
+            (PROTOCOL_VAR, "grpc"),
+            (FLUSH_VAR, "sometimes"),
+            (FLUSH_INTERVAL_VAR, "5"),
+            (FLUSH_BUDGET_VAR, "abc"),
+            (BUFFER_MAX_BYTES_VAR, "1"),
+        ];
+        let errors = ExportConfig::from_env(&env).unwrap_err();
+        let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
+        for var in [
+            ENDPOINT_VAR,
+            HEADERS_VAR,
+            TIMEOUT_VAR,
+            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+            PROTOCOL_VAR,
+            FLUSH_VAR,
+            FLUSH_INTERVAL_VAR,
+            FLUSH_BUDGET_VAR,
+            BUFFER_MAX_BYTES_VAR,
+        ] {
+            assert!(vars.contains(&var), "{var} not reported in {errors:?}");
+        }
+        let all = errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!all.contains("secret"), "{all}");
+        assert!(all.contains("gRPC export is not supported"), "{all}");
+    }
+
+    #[test]
+    fn own_receiver_is_refused_as_an_endpoint() {
+        for url in [
+            "http://localhost:4318",
+            "http://127.0.0.1:4318/",
+            "http://[::1]:4318",
+        ] {
+            let env = [(ENDPOINT_VAR, url)];
+            let errors = ExportConfig::from_env(&env).unwrap_err();
+            assert!(errors[0].reason.contains("loop"), "{url}: {errors:?}");
+        }
+        let env = [(ENDPOINT_VAR, "http://127.0.0.1:4319")];
+        assert!(ExportConfig::from_env(&env).is_ok());
+    }
+
+    #[test]
+    fn contrail_names_win_over_otel_names() {
+        let env = [
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://sdk-backend.example:4318",
+            ),
+            (
+                "CONTRAIL_EXPORTER_OTLP_ENDPOINT",
+                "https://contrail-backend.example",
+            ),
+            ("CONTRAIL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli"),
+        ];
+        let errors = ExportConfig::from_env(&env).expect_err("bad compression");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].var, "CONTRAIL_EXPORTER_OTLP_TRACES_COMPRESSION");
+
+        let env = [
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://sdk-backend.example:4318",
+            ),
+            (
+                "CONTRAIL_EXPORTER_OTLP_ENDPOINT",
+                "https://contrail-backend.example",
+            ),
+        ];
+        let config = ExportConfig::from_env(&env).expect("valid");
+        let traces = config.traces.endpoint.expect("endpoint").to_string();
+        assert!(
+            traces.starts_with("https://contrail-backend.example"),
+            "{traces}"
+        );
+    }
+}

@@ -1,0 +1,297 @@
+//! HTTP/1.1 connections to the backend, kept alive between flushes and owned outright.
+//!
+//! Contrail drives each connection itself (no background connection task): a connection makes
+//! progress only while an export is being awaited. When an attempt is abandoned at its
+//! deadline, the connection is dropped on the spot, which closes the socket synchronously, so
+//! no request can be left half-way to complete (or be resent) after the environment thaws.
+//!
+//! TLS (rustls, ring, Mozilla's roots from webpki-roots) is configured on the first `https`
+//! connection, never at start-up.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+
+/// A connection idle longer than this is not reused: load balancers close idle connections
+/// (often after 60 s) and a frozen environment cannot see it happen.
+pub const MAX_IDLE: Duration = Duration::from_secs(30);
+
+/// Where a connection goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Origin {
+    pub fn of(uri: &http::Uri) -> Option<Origin> {
+        let tls = uri.scheme_str() == Some("https");
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Some(Origin {
+            tls,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Why a round trip failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("cannot connect to {host}:{port}: {source}")]
+    Connect {
+        host: String,
+        port: u16,
+        source: io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// The request failed before any response arrived (the connection was closed or reset).
+    #[error("request failed: {0}")]
+    BeforeResponse(hyper::Error),
+    /// The response started but its body did not complete.
+    #[error("response body failed: {0}")]
+    Body(hyper::Error),
+    #[error("connection lost")]
+    Lost,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+struct Conn {
+    origin: Origin,
+    sender: SendRequest<Full<Bytes>>,
+    driver: Pin<Box<Connection<TokioIo<Stream>, Full<Bytes>>>>,
+    last_used: Instant,
+    broken: bool,
+}
+
+/// An answer from the backend.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// The set of open connections (at most one per origin).
+#[derive(Default)]
+pub struct Pool {
+    conns: Vec<Conn>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("connections", &self.conns.len())
+            .field("tls_ready", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Send `request` to `origin`, reusing a kept-alive connection when there is a fresh one.
+    ///
+    /// Cancel-safe in the sense that matters here: if this future is dropped (deadline), the
+    /// connection in use stays marked broken and is closed by [`Pool::discard_broken`].
+    pub async fn round_trip(
+        &mut self,
+        origin: &Origin,
+        request: &dyn Fn() -> Request<Full<Bytes>>,
+    ) -> Result<Response, ConnError> {
+        let now = Instant::now();
+        // Drop connections that are idle too long or already closed.
+        self.conns.retain(|c| {
+            !c.broken
+                && now.saturating_duration_since(c.last_used) < MAX_IDLE
+                && !c.sender.is_closed()
+        });
+        let reused = self.conns.iter().position(|c| &c.origin == origin);
+        let index = match reused {
+            Some(i) => i,
+            None => self.connect(origin).await?,
+        };
+        // A request that failed on a reused connection before any answer went out on a
+        // connection the server had already closed: it cannot have been processed. Try once
+        // more on a new connection.
+        match self.send_on(index, request()).await {
+            Err(ConnError::BeforeResponse(_)) if reused.is_some() => {
+                let index = self.connect(origin).await?;
+                self.send_on(index, request()).await
+            }
+            result => result,
+        }
+    }
+
+    /// Close every connection that was in use when an attempt was abandoned.
+    pub fn discard_broken(&mut self) {
+        self.conns.retain(|c| !c.broken);
+    }
+
+    /// Close every connection.
+    pub fn close_all(&mut self) {
+        self.conns.clear();
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    async fn send_on(
+        &mut self,
+        index: usize,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response, ConnError> {
+        let Some(conn) = self.conns.get_mut(index) else {
+            return Err(ConnError::Lost);
+        };
+        // Marked broken until the exchange completes: if this future is dropped half-way, the
+        // connection is discarded rather than reused with a request still pending on it.
+        conn.broken = true;
+        let Conn { sender, driver, .. } = conn;
+        let exchange = async {
+            sender.ready().await.map_err(ConnError::BeforeResponse)?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(ConnError::BeforeResponse)?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.map_err(ConnError::Body)?.to_bytes();
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        let (result, driver_done) = {
+            tokio::pin!(exchange);
+            tokio::select! {
+                biased;
+                r = &mut exchange => (r, false),
+                _ = driver.as_mut() => (exchange.await, true),
+            }
+        };
+        let keep = result.is_ok() && !driver_done && !sender.is_closed();
+        conn.broken = !keep;
+        conn.last_used = Instant::now();
+        if !keep {
+            self.conns.remove(index);
+        }
+        result
+    }
+
+    async fn connect(&mut self, origin: &Origin) -> Result<usize, ConnError> {
+        let tcp = TcpStream::connect((origin.host.as_str(), origin.port))
+            .await
+            .map_err(|source| ConnError::Connect {
+                host: origin.host.clone(),
+                port: origin.port,
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let stream = if origin.tls {
+            let config = self.tls_config()?;
+            let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
+                .map_err(|e| ConnError::Tls(format!("invalid server name: {e}")))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|source| ConnError::Connect {
+                    host: origin.host.clone(),
+                    port: origin.port,
+                    source,
+                })?;
+            Stream::Tls(Box::new(tls))
+        } else {
+            Stream::Plain(tcp)
+        };
+        let (sender, driver) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnError::BeforeResponse)?;
+        self.conns.retain(|c| &c.origin != origin);
+        self.conns.push(Conn {
+            origin: origin.clone(),
+            sender,
+            driver: Box::pin(driver),
+            last_used: Instant::now(),
+            broken: false,
+        });
+        Ok(self.conns.len() - 1)
+    }
+
+    fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, ConnError> {
+        if let Some(config) = &self.tls {
+            return Ok(config.clone());
+        }
+        use hyper_rustls::ConfigBuilderExt;
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnError::Tls(e.to_string()))?
+        .with_webpki_roots()
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        self.tls = Some(config.clone());
+        Ok(config)
+    }
+}

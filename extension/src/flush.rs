@@ -1,0 +1,379 @@
+//! When to flush: a pure state machine over an injected clock.
+//!
+//! The policy never reads a clock and never sleeps. The lifecycle loop passes `now` into every
+//! call and does what the returned [`Action`] says; tests pass a fake `now`. Every deadline the
+//! policy hands out is computed once from the event's deadline and the configured budget, never
+//! re-created in a loop.
+//!
+//! # Driving it
+//!
+//! ```text
+//! on INVOKE (deadline from the event's deadlineMs, see `instant_from_epoch_ms`):
+//!     let mut action = policy.on_invoke(now(), invoke_deadline);
+//!     loop {
+//!         action = match action {
+//!             Action::FlushNow { deadline } => {
+//!                 flush(deadline).await;                 // returns by `deadline`
+//!                 policy.on_flush_done(now())
+//!             }
+//!             Action::WaitForRuntimeDone { until } => select! {
+//!                 _ = runtime_done_for_this_request => policy.on_runtime_done(now()),
+//!                 _ = sleep_until(until)             => policy.on_timer(now()),
+//!             },
+//!             Action::CallNext => break,
+//!         }
+//!     }
+//!     GET /event/next
+//! on SHUTDOWN: Action::FlushNow { deadline } = policy.on_shutdown(now(), shutdown_deadline);
+//!     flush(deadline).await; exit
+//! ```
+//!
+//! A `platform.runtimeDone` that arrives while a flush runs is kept (a `watch` or a flag) and
+//! reported with `on_runtime_done` after `on_flush_done`; the policy tolerates it at any time.
+//!
+//! # Modes
+//!
+//! - [`FlushMode::End`]: wait for this request's `platform.runtimeDone`, then flush within the
+//!   budget, then call `next`. A long invocation gets a safety flush each time `interval` has
+//!   passed since the last flush, while the function still runs.
+//! - [`FlushMode::Periodic`]: at the start of an invocation, flush if `interval` has passed since
+//!   the last flush. The export overlaps the function's own work; Contrail calls `next` as soon as
+//!   that flush has returned (never later than the budget), without waiting for the runtime.
+//! - [`FlushMode::Adaptive`]: behaves as `End` while invocations are sparse and as `Periodic`
+//!   while they are frequent, judged from an exponentially weighted moving average (EWMA) of the
+//!   gaps between invocation starts, with hysteresis: it switches to periodic when the average
+//!   gap falls to `interval / 2` (after [`MIN_GAPS_FOR_PERIODIC`] gaps), and back to end when the
+//!   average gap reaches `interval`.
+//!
+//! Every mode ends with a flush inside the SHUTDOWN deadline minus [`SHUTDOWN_MARGIN`].
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+/// Time kept between the end of Contrail's work and an invocation's deadline.
+pub const INVOKE_MARGIN: Duration = Duration::from_millis(100);
+/// Time kept between the final flush and the SHUTDOWN deadline, to exit cleanly.
+pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(200);
+/// Weight of the newest gap in the moving average of inter-invocation gaps.
+pub const EWMA_WEIGHT: f64 = 0.25;
+/// Gaps observed before adaptive mode may leave `End` for `Periodic`.
+pub const MIN_GAPS_FOR_PERIODIC: u32 = 3;
+
+/// Default for `CONTRAIL_FLUSH_INTERVAL_MS`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(20);
+/// Default for `CONTRAIL_FLUSH_BUDGET_MS`.
+pub const DEFAULT_BUDGET: Duration = Duration::from_millis(200);
+
+/// `CONTRAIL_FLUSH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    End,
+    Periodic,
+    #[default]
+    Adaptive,
+}
+
+impl FlushMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlushMode::End => "end",
+            FlushMode::Periodic => "periodic",
+            FlushMode::Adaptive => "adaptive",
+        }
+    }
+}
+
+/// What the policy needs from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlushSettings {
+    pub mode: FlushMode,
+    /// `CONTRAIL_FLUSH_INTERVAL_MS`: the periodic interval, and the safety flush interval of a
+    /// long invocation.
+    pub interval: Duration,
+    /// `CONTRAIL_FLUSH_BUDGET_MS`: the longest one flush may take during an invocation.
+    pub budget: Duration,
+}
+
+impl Default for FlushSettings {
+    fn default() -> Self {
+        FlushSettings {
+            mode: FlushMode::Adaptive,
+            interval: DEFAULT_INTERVAL,
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+/// What the lifecycle loop must do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Flush now; the flush must return by `deadline`.
+    FlushNow { deadline: Instant },
+    /// Wait for this request's `platform.runtimeDone`, or until `until`, whichever comes first.
+    WaitForRuntimeDone { until: Instant },
+    /// Contrail is done with this invocation: call `next`.
+    CallNext,
+}
+
+/// The two behaviours an invocation can get (adaptive picks one per invocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    End,
+    Periodic,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    behaviour: Behaviour,
+    started: Instant,
+    /// `next` must be called by then: the invocation deadline minus [`INVOKE_MARGIN`].
+    call_next_by: Instant,
+    runtime_done: bool,
+    end_flush_issued: bool,
+}
+
+/// The flush policy. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct FlushPolicy {
+    settings: FlushSettings,
+    runtime_done_available: bool,
+    last_flush: Option<Instant>,
+    last_invoke: Option<Instant>,
+    ewma_gap: Option<Duration>,
+    gaps: u32,
+    frequent: bool,
+    current: Option<Current>,
+}
+
+impl FlushPolicy {
+    pub fn new(settings: FlushSettings) -> Self {
+        FlushPolicy {
+            settings,
+            runtime_done_available: true,
+            last_flush: None,
+            last_invoke: None,
+            ewma_gap: None,
+            gaps: 0,
+            frequent: false,
+            current: None,
+        }
+    }
+
+    pub fn settings(&self) -> FlushSettings {
+        self.settings
+    }
+
+    /// Tell the policy whether `platform.runtimeDone` will ever arrive (false when the
+    /// Telemetry API subscription was refused, as under RIE). Without it, `End` cannot know when
+    /// the function is done, so it flushes at the start of every invocation instead of waiting.
+    pub fn set_runtime_done_available(&mut self, available: bool) {
+        self.runtime_done_available = available;
+    }
+
+    /// Whether adaptive mode currently considers invocations frequent.
+    pub fn is_frequent(&self) -> bool {
+        self.frequent
+    }
+
+    /// The moving average of the gaps between invocation starts, once there is one.
+    pub fn average_gap(&self) -> Option<Duration> {
+        self.ewma_gap
+    }
+
+    /// The behaviour the next invocation would get.
+    pub fn behaviour(&self) -> Behaviour {
+        match self.settings.mode {
+            FlushMode::End => Behaviour::End,
+            FlushMode::Periodic => Behaviour::Periodic,
+            FlushMode::Adaptive if self.frequent => Behaviour::Periodic,
+            FlushMode::Adaptive => Behaviour::End,
+        }
+    }
+
+    /// An INVOKE event arrived at `now`; the invocation must be over by `invoke_deadline`.
+    pub fn on_invoke(&mut self, now: Instant, invoke_deadline: Instant) -> Action {
+        self.observe_gap(now);
+        let call_next_by = invoke_deadline
+            .checked_sub(INVOKE_MARGIN)
+            .unwrap_or(now)
+            .max(now);
+        let behaviour = self.behaviour();
+        self.current = Some(Current {
+            behaviour,
+            started: now,
+            call_next_by,
+            runtime_done: false,
+            end_flush_issued: false,
+        });
+        match behaviour {
+            Behaviour::Periodic => {
+                if self.periodic_due(now) {
+                    self.issue_flush(now, call_next_by)
+                } else {
+                    self.finish()
+                }
+            }
+            Behaviour::End if !self.runtime_done_available => {
+                if let Some(current) = self.current.as_mut() {
+                    current.end_flush_issued = true;
+                }
+                self.issue_flush(now, call_next_by)
+            }
+            Behaviour::End => self.end_step(now),
+        }
+    }
+
+    /// This request's `platform.runtimeDone` arrived.
+    pub fn on_runtime_done(&mut self, now: Instant) -> Action {
+        match self.current.as_mut() {
+            Some(current) => {
+                current.runtime_done = true;
+                self.step(now)
+            }
+            None => Action::CallNext,
+        }
+    }
+
+    /// The `until` of a [`Action::WaitForRuntimeDone`] passed.
+    pub fn on_timer(&mut self, now: Instant) -> Action {
+        self.step(now)
+    }
+
+    /// A flush the policy asked for has returned.
+    pub fn on_flush_done(&mut self, now: Instant) -> Action {
+        self.step(now)
+    }
+
+    /// A SHUTDOWN event arrived: one last flush, using the whole window but the margin.
+    pub fn on_shutdown(&mut self, now: Instant, shutdown_deadline: Instant) -> Action {
+        self.current = None;
+        self.last_flush = Some(now);
+        let deadline = shutdown_deadline
+            .checked_sub(SHUTDOWN_MARGIN)
+            .unwrap_or(now)
+            .max(now);
+        Action::FlushNow { deadline }
+    }
+
+    fn step(&mut self, now: Instant) -> Action {
+        match self.current {
+            None => Action::CallNext,
+            Some(current) => match current.behaviour {
+                Behaviour::Periodic => self.finish(),
+                Behaviour::End if current.end_flush_issued => self.finish(),
+                Behaviour::End => self.end_step(now),
+            },
+        }
+    }
+
+    fn end_step(&mut self, now: Instant) -> Action {
+        let Some(current) = self.current else {
+            return Action::CallNext;
+        };
+        if now >= current.call_next_by {
+            // No time left: what is buffered waits for the next flush.
+            return self.finish();
+        }
+        if current.runtime_done {
+            if let Some(c) = self.current.as_mut() {
+                c.end_flush_issued = true;
+            }
+            return self.issue_flush(now, current.call_next_by);
+        }
+        let since = self
+            .last_flush
+            .unwrap_or(current.started)
+            .max(current.started);
+        let safety_at = since + self.settings.interval;
+        if now >= safety_at {
+            return self.issue_flush(now, current.call_next_by);
+        }
+        Action::WaitForRuntimeDone {
+            until: safety_at.min(current.call_next_by),
+        }
+    }
+
+    fn periodic_due(&self, now: Instant) -> bool {
+        match self.last_flush {
+            None => true,
+            Some(last) => now.saturating_duration_since(last) >= self.settings.interval,
+        }
+    }
+
+    fn issue_flush(&mut self, now: Instant, call_next_by: Instant) -> Action {
+        self.last_flush = Some(now);
+        Action::FlushNow {
+            deadline: (now + self.settings.budget).min(call_next_by),
+        }
+    }
+
+    fn finish(&mut self) -> Action {
+        self.current = None;
+        Action::CallNext
+    }
+
+    fn observe_gap(&mut self, now: Instant) {
+        if let Some(previous) = self.last_invoke {
+            let gap = now.saturating_duration_since(previous);
+            let average = match self.ewma_gap {
+                None => gap,
+                Some(avg) => avg.mul_f64(1.0 - EWMA_WEIGHT) + gap.mul_f64(EWMA_WEIGHT),
+            };
+            self.ewma_gap = Some(average);
+            self.gaps = self.gaps.saturating_add(1);
+            if self.frequent {
+                if average >= self.settings.interval {
+                    self.frequent = false;
+                }
+            } else if self.gaps >= MIN_GAPS_FOR_PERIODIC && average <= self.settings.interval / 2 {
+                self.frequent = true;
+            }
+        }
+        self.last_invoke = Some(now);
+    }
+}
+
+/// Convert an event's `deadlineMs` (milliseconds since the Unix epoch) to an [`Instant`],
+/// given the wall clock and the monotonic clock read at the same moment. A deadline in the past
+/// gives `now`.
+pub fn instant_from_epoch_ms(deadline_ms: u64, wall_now: SystemTime, now: Instant) -> Instant {
+    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    match deadline.duration_since(wall_now) {
+        Ok(remaining) => now + remaining,
+        Err(_) => now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn epoch_deadline_converts_relative_to_now() {
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + ms(1_000_000);
+        assert_eq!(instant_from_epoch_ms(1_003_000, wall, now), now + ms(3_000));
+        assert_eq!(instant_from_epoch_ms(999_000, wall, now), now);
+    }
+
+    #[test]
+    fn shutdown_keeps_the_margin_and_never_goes_backwards() {
+        let now = Instant::now();
+        let mut p = FlushPolicy::new(FlushSettings::default());
+        assert_eq!(
+            p.on_shutdown(now, now + ms(1_700)),
+            Action::FlushNow {
+                deadline: now + ms(1_500)
+            }
+        );
+        assert_eq!(
+            p.on_shutdown(now, now + ms(50)),
+            Action::FlushNow { deadline: now }
+        );
+    }
+}

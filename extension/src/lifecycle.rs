@@ -1,0 +1,475 @@
+//! The lifecycle loop: `next`, tell the processing task about each invocation, flush when the
+//! [`FlushPolicy`] says so, and exit cleanly on `SHUTDOWN`.
+//!
+//! The loop talks to the processing task only through [`Processing`], a handle on its control
+//! channel. Control travels apart from data (the intake queue), so a flush is never stuck behind
+//! a full data queue; every wait is bounded by a deadline computed once from the event's
+//! `deadlineMs`.
+//!
+//! After registration no internal failure may break the function: when the processing side is
+//! gone (its task ended or panicked) or a start-up step failed, the extension degrades to
+//! [`idle_loop`], which keeps calling `next` and exits on `SHUTDOWN`, having said why once.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+use crate::flush::{Action, FlushPolicy, instant_from_epoch_ms};
+use crate::lambda_api::{
+    ApiError, Client, ErrorPhase, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent,
+};
+use crate::log;
+use crate::stats::Stats;
+
+/// How long a flush reply may come after its deadline before the loop stops waiting for it.
+const REPLY_GRACE: Duration = Duration::from_millis(20);
+/// Consecutive failed `next` calls after which the Lambda API is considered gone.
+const NEXT_ATTEMPTS: u32 = 3;
+/// Pause between failed `next` calls.
+const NEXT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// At SHUTDOWN, the share of the window spent waiting for the last invocation's telemetry
+/// (`platform.report` arrives only now) before the final flush.
+const SHUTDOWN_WAIT_SHARE: u32 = 2;
+
+/// What the lifecycle tells the processing task.
+#[derive(Debug)]
+pub enum Control {
+    /// An INVOKE event arrived.
+    Invoke(InvokeEvent),
+    /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
+    /// already has been). The reply is dropped if it never comes; the caller bounds the wait.
+    WaitRuntimeDone {
+        request_id: String,
+        reply: oneshot::Sender<()>,
+    },
+    /// Answer when `platform.report` of `request_id` has been processed.
+    WaitReport {
+        request_id: String,
+        reply: oneshot::Sender<()>,
+    },
+    /// Process what is queued, then export what is buffered, returning by `deadline`.
+    Flush {
+        deadline: Instant,
+        reply: oneshot::Sender<FlushOutcome>,
+    },
+    /// Like `Flush`, and the last thing asked: process and export everything still held.
+    Shutdown {
+        deadline: Instant,
+        reply: oneshot::Sender<FlushOutcome>,
+    },
+}
+
+/// What a flush achieved, for the lifecycle's own diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlushOutcome {
+    /// Whether everything buffered was exported.
+    pub complete: bool,
+}
+
+/// The processing task is gone: its control channel closed or it dropped a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the processing task has stopped")]
+pub struct ProcessingGone;
+
+/// The lifecycle's handle on the processing task.
+#[derive(Debug, Clone)]
+pub struct Processing {
+    tx: mpsc::UnboundedSender<Control>,
+}
+
+/// Create the control channel. The queue is unbounded in type but not in practice: only the
+/// lifecycle (and the Managed Instances ticker) send, a few messages per invocation, and both
+/// wait for the processing task's replies.
+pub fn control_channel() -> (Processing, mpsc::UnboundedReceiver<Control>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Processing { tx }, rx)
+}
+
+impl Processing {
+    fn send(&self, msg: Control) -> Result<(), ProcessingGone> {
+        self.tx.send(msg).map_err(|_| ProcessingGone)
+    }
+
+    pub fn invoke(&self, event: InvokeEvent) -> Result<(), ProcessingGone> {
+        self.send(Control::Invoke(event))
+    }
+
+    /// A receiver that completes when `request_id`'s `platform.runtimeDone` was processed.
+    pub fn runtime_done(&self, request_id: &str) -> Result<oneshot::Receiver<()>, ProcessingGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::WaitRuntimeDone {
+            request_id: request_id.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    /// A receiver that completes when `request_id`'s `platform.report` was processed.
+    pub fn report(&self, request_id: &str) -> Result<oneshot::Receiver<()>, ProcessingGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::WaitReport {
+            request_id: request_id.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    /// Flush by `deadline`. `Ok(None)` when the reply did not come in time (the flush goes on
+    /// in the background; the loop must not wait longer).
+    pub async fn flush(&self, deadline: Instant) -> Result<Option<FlushOutcome>, ProcessingGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::Flush { deadline, reply })?;
+        Self::await_reply(rx, deadline).await
+    }
+
+    /// The final flush, by `deadline`.
+    pub async fn shutdown(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<FlushOutcome>, ProcessingGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::Shutdown { deadline, reply })?;
+        Self::await_reply(rx, deadline).await
+    }
+
+    async fn await_reply(
+        rx: oneshot::Receiver<FlushOutcome>,
+        deadline: Instant,
+    ) -> Result<Option<FlushOutcome>, ProcessingGone> {
+        match timeout_at(deadline + REPLY_GRACE, rx).await {
+            Ok(Ok(outcome)) => Ok(Some(outcome)),
+            Ok(Err(_)) => Err(ProcessingGone),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Why the extension stopped doing its work; said once, then [`idle_loop`].
+#[derive(Debug, thiserror::Error)]
+pub enum Degraded {
+    #[error("cannot bind the Telemetry API listener on {addr}: {source}")]
+    ListenerBind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the Telemetry API subscription failed: {0}")]
+    Subscribe(ApiError),
+    #[error("{0}")]
+    Processing(ProcessingGone),
+    #[error("the {0} task stopped unexpectedly")]
+    TaskEnded(&'static str),
+    #[error("the lifecycle task panicked")]
+    Panicked,
+}
+
+/// How the lifecycle ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// SHUTDOWN was handled: exit 0.
+    Shutdown,
+    /// The Lambda API is unusable (repeated `next` failures): exit non-zero.
+    ApiGone(ApiError),
+    /// An internal failure: continue with [`idle_loop`].
+    Degraded(Degraded),
+}
+
+/// One failure channel for the tasks that run beside the loop: the first message degrades.
+pub type FatalReceiver = mpsc::UnboundedReceiver<Degraded>;
+
+/// Invocations in a row whose `platform.runtimeDone` did not come before the wait ended, after
+/// which the loop stops waiting for it (the policy then flushes at the start of invocations).
+const MISSED_RUNTIME_DONE_LIMIT: u32 = 2;
+
+static RUNTIME_DONE_MISSING: log::Once = log::Once::new();
+
+/// The lifecycle loop and its state.
+pub struct Lifecycle {
+    client: Client,
+    id: ExtensionId,
+    processing: Processing,
+    policy: FlushPolicy,
+    /// Failures reported by the other tasks (listener, receiver, processing).
+    fatal: FatalReceiver,
+    /// Whether `platform.runtimeDone` and `platform.report` are expected at all (false when the
+    /// subscription was refused or `platform` is not among the subscribed types).
+    platform_telemetry: bool,
+    /// The request id of the last INVOKE, to wait for its `platform.report` at shutdown.
+    last_request: Option<String>,
+    /// Invocations in a row whose runtimeDone did not arrive while the loop waited for it.
+    missed_runtime_done: u32,
+    /// Whether the policy is told runtimeDone arrives.
+    runtime_done_available: bool,
+    /// The previous invocation's runtimeDone wait, when it had not been answered: an answer
+    /// that comes later shows that runtimeDone does arrive, only late.
+    previous_runtime_done: Option<oneshot::Receiver<()>>,
+    stats: Arc<Stats>,
+}
+
+impl Lifecycle {
+    pub fn new(
+        client: Client,
+        id: ExtensionId,
+        processing: Processing,
+        mut policy: FlushPolicy,
+        fatal: FatalReceiver,
+        platform_telemetry: bool,
+        stats: Arc<Stats>,
+    ) -> Lifecycle {
+        policy.set_runtime_done_available(platform_telemetry);
+        Lifecycle {
+            client,
+            id,
+            processing,
+            policy,
+            fatal,
+            platform_telemetry,
+            last_request: None,
+            missed_runtime_done: 0,
+            runtime_done_available: platform_telemetry,
+            previous_runtime_done: None,
+            stats,
+        }
+    }
+
+    pub fn id(&self) -> &ExtensionId {
+        &self.id
+    }
+
+    /// Run until SHUTDOWN or until something fails. Hands the client back for [`idle_loop`].
+    pub async fn run(mut self) -> (Ended, Client, ExtensionId) {
+        let ended = self.run_inner().await;
+        (ended, self.client, self.id)
+    }
+
+    fn set_runtime_done_available(&mut self, available: bool) {
+        if self.runtime_done_available != available {
+            self.runtime_done_available = available;
+            self.policy.set_runtime_done_available(available);
+        }
+    }
+
+    /// After an invocation: learn whether runtimeDone can be relied on.
+    fn note_runtime_done(
+        &mut self,
+        seen: bool,
+        timed_out: bool,
+        rx: Option<oneshot::Receiver<()>>,
+    ) {
+        if seen {
+            self.missed_runtime_done = 0;
+            self.set_runtime_done_available(true);
+            return;
+        }
+        if timed_out {
+            self.missed_runtime_done = self.missed_runtime_done.saturating_add(1);
+        }
+        self.previous_runtime_done = rx;
+        if self.missed_runtime_done >= MISSED_RUNTIME_DONE_LIMIT && self.runtime_done_available {
+            RUNTIME_DONE_MISSING.warn(format_args!(
+                "platform.runtimeDone did not arrive for {MISSED_RUNTIME_DONE_LIMIT} invocations in a row: flushing without waiting for it until it does"
+            ));
+            self.set_runtime_done_available(false);
+        }
+    }
+
+    async fn run_inner(&mut self) -> Ended {
+        let mut failures = 0;
+        loop {
+            if let Ok(reason) = self.fatal.try_recv() {
+                return Ended::Degraded(reason);
+            }
+            let event = match self.client.next(&self.id).await {
+                Ok(event) => {
+                    failures = 0;
+                    event
+                }
+                Err(ApiError::Invalid { reason, .. }) => {
+                    // An event this version does not understand: it was delivered, so the next
+                    // call asks for the one after it.
+                    log::warn!("ignoring an event from the Extensions API: {reason}");
+                    continue;
+                }
+                Err(err) => {
+                    failures += 1;
+                    if failures >= NEXT_ATTEMPTS {
+                        return Ended::ApiGone(err);
+                    }
+                    log::warn!("calling next failed ({err}); trying again");
+                    tokio::time::sleep(NEXT_RETRY_PAUSE).await;
+                    continue;
+                }
+            };
+            let step = match event {
+                NextEvent::Invoke(invoke) => self.on_invoke(invoke).await,
+                NextEvent::Shutdown(shutdown) => {
+                    return match self.on_shutdown(shutdown).await {
+                        Ok(()) => Ended::Shutdown,
+                        Err(gone) => {
+                            log::error!("final flush not possible: {gone}");
+                            Ended::Shutdown
+                        }
+                    };
+                }
+            };
+            if let Err(gone) = step {
+                return Ended::Degraded(Degraded::Processing(gone));
+            }
+        }
+    }
+
+    async fn on_invoke(&mut self, invoke: InvokeEvent) -> Result<(), ProcessingGone> {
+        let now = Instant::now();
+        let invoke_deadline = instant_from_epoch_ms(invoke.deadline_ms, SystemTime::now(), now);
+        let request_id = invoke.request_id.clone();
+        self.last_request = Some(request_id.clone());
+        self.processing.invoke(invoke)?;
+
+        if let Some(mut previous) = self.previous_runtime_done.take()
+            && previous.try_recv().is_ok()
+        {
+            // The previous request's runtimeDone came after all: it can be waited for.
+            self.missed_runtime_done = 0;
+            self.set_runtime_done_available(true);
+        }
+        // One wait per invocation, asked up front; the same receiver serves every step.
+        let mut runtime_done = if self.platform_telemetry {
+            Some(self.processing.runtime_done(&request_id)?)
+        } else {
+            None
+        };
+        let mut seen_at: Option<Instant> = None;
+        let mut timed_out = false;
+        let mut action = self.policy.on_invoke(now, invoke_deadline);
+        loop {
+            action = match action {
+                Action::CallNext => break,
+                Action::FlushNow { deadline } => {
+                    if self.processing.flush(deadline).await?.is_none() {
+                        log::debug!("a flush did not finish by its deadline");
+                    }
+                    // A runtimeDone that arrived during the flush is reported by the next
+                    // WaitForRuntimeDone step, after on_flush_done, as the policy expects.
+                    if let Some(rx) = runtime_done.as_mut()
+                        && seen_at.is_none()
+                        && rx.try_recv().is_ok()
+                    {
+                        seen_at = Some(Instant::now());
+                    }
+                    self.policy.on_flush_done(Instant::now())
+                }
+                Action::WaitForRuntimeDone { until } => match runtime_done.as_mut() {
+                    _ if seen_at.is_some() => self.policy.on_runtime_done(Instant::now()),
+                    Some(rx) => tokio::select! {
+                        got = rx => {
+                            // A dropped reply means the processing task is gone.
+                            got.map_err(|_| ProcessingGone)?;
+                            seen_at = Some(Instant::now());
+                            self.policy.on_runtime_done(Instant::now())
+                        }
+                        () = sleep_until(until) => {
+                            timed_out = true;
+                            self.policy.on_timer(Instant::now())
+                        }
+                    },
+                    // Not expected at all: only the timer can end the wait.
+                    None => {
+                        sleep_until(until).await;
+                        self.policy.on_timer(Instant::now())
+                    }
+                },
+            };
+        }
+        if let Some(at) = seen_at {
+            // Billed time after the runtime was done (as Contrail learnt it), before `next`.
+            let ms = (at.elapsed().as_micros() + 500) / 1000;
+            Stats::add(&self.stats.post_runtime_ms, ms as u64);
+        }
+        if self.platform_telemetry {
+            self.note_runtime_done(seen_at.is_some(), timed_out, runtime_done);
+        }
+        Ok(())
+    }
+
+    async fn on_shutdown(&mut self, shutdown: ShutdownEvent) -> Result<(), ProcessingGone> {
+        let now = Instant::now();
+        let deadline = instant_from_epoch_ms(shutdown.deadline_ms, SystemTime::now(), now);
+        log::info!(
+            "SHUTDOWN ({}), {} ms left",
+            shutdown.reason,
+            deadline.saturating_duration_since(now).as_millis()
+        );
+        let Action::FlushNow { deadline: flush_by } = self.policy.on_shutdown(now, deadline) else {
+            return Ok(());
+        };
+        // The last invocation's platform.report is sent only now: give it part of the window.
+        if self.platform_telemetry
+            && let Some(request_id) = self.last_request.take()
+        {
+            let wait_until = now + flush_by.saturating_duration_since(now) / SHUTDOWN_WAIT_SHARE;
+            let rx = self.processing.report(&request_id)?;
+            let _ = timeout_at(wait_until, rx).await;
+        }
+        match self.processing.shutdown(flush_by).await? {
+            Some(FlushOutcome { complete: true }) => {}
+            Some(FlushOutcome { complete: false }) => {
+                log::warn!(
+                    "shutting down with data that could not be exported (counted as dropped)"
+                )
+            }
+            None => log::warn!("the final flush did not finish before the shutdown deadline"),
+        }
+        Ok(())
+    }
+}
+
+static DEGRADED: log::Once = log::Once::new();
+
+/// Say, once per process, that Contrail stopped working and why. Called where the failure is
+/// noticed (so it is said at once, even while `next` blocks) and again by [`idle_loop`].
+pub fn announce_degraded(reason: &dyn std::fmt::Display) {
+    DEGRADED.at(
+        log::Level::Error,
+        format_args!("telemetry is disabled for the life of this environment: {reason}"),
+    );
+}
+
+/// Keep the function working without Contrail: call `next` until SHUTDOWN, then return.
+///
+/// Says `reason` once. Returns `Err` only when the Extensions API itself is unusable.
+pub async fn idle_loop(
+    client: &mut Client,
+    id: &ExtensionId,
+    reason: &dyn std::fmt::Display,
+) -> Result<(), ApiError> {
+    announce_degraded(reason);
+    let mut failures = 0;
+    loop {
+        match client.next(id).await {
+            Ok(NextEvent::Shutdown(_)) => return Ok(()),
+            Ok(NextEvent::Invoke(_)) | Err(ApiError::Invalid { .. }) => failures = 0,
+            Err(err) => {
+                failures += 1;
+                if failures >= NEXT_ATTEMPTS {
+                    return Err(err);
+                }
+                tokio::time::sleep(NEXT_RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Report a fatal error to Lambda before exiting (`init/error` during init).
+pub async fn report_error(
+    client: &mut Client,
+    id: &ExtensionId,
+    phase: ErrorPhase,
+    error_type: &str,
+    message: &str,
+) {
+    if let Err(err) = client.report_error(id, phase, error_type, message).await {
+        log::error!("reporting the error to Lambda failed: {err}");
+    }
+}

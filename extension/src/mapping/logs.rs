@@ -1,0 +1,417 @@
+//! `function` and `extension` records → OTLP log records (without trace context, which the
+//! mapper adds once it knows the invocation).
+//!
+//! Text lines in the formats Lambda's runtimes write are split into timestamp, request id,
+//! level and message:
+//!
+//! | runtime | line |
+//! |---|---|
+//! | Python | `[INFO]\t2024-01-01T12:00:00.123Z\t<request id>\tmessage` |
+//! | Node.js, .NET (text format) | `2024-01-01T12:00:00.123Z\t<request id>\tINFO\tmessage` |
+//! | Java (log4j2 Lambda layout) | `2024-01-01 12:00:00 <request id> INFO  Class - message` |
+//! | .NET `ILogger`, runtime errors | `[Information] message`, `[ERROR] Runtime.ImportModuleError: …` |
+//! | platform lines | `START RequestId: <id> …`, `END RequestId: <id>`, `REPORT RequestId: <id> …` |
+//! | anything starting with an upper-case level word | `ERROR something failed` (kept whole) |
+//!
+//! JSON lines (the JSON log format): `timestamp` → time, `level` → severity, `message` → body,
+//! `requestId` → invocation; every other key becomes an attribute (objects flattened one
+//! level, values typed).
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use serde_json::{Map, Value};
+
+use super::otlp::{any, json_to_any, push_json_attribute};
+use crate::telemetry::event::LogLine;
+use crate::telemetry::time::parse_rfc3339;
+
+/// A log record and the request id the line itself names, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedLog {
+    pub record: LogRecord,
+    pub request_id: Option<String>,
+}
+
+/// Build the log record of one line. `record_time` is the envelope's time (when Lambda
+/// captured the line): the observed time, and the time if the line carries none.
+pub fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
+    match line {
+        LogLine::Text(text) => parse_text_record(text, record_time),
+        LogLine::Json(map) => parse_json_record(map, record_time),
+    }
+}
+
+fn parse_text_record(text: String, record_time: u64) -> ParsedLog {
+    let parsed = parse_text(&text);
+    let mut record = LogRecord {
+        time_unix_nano: parsed.timestamp.unwrap_or(record_time),
+        observed_time_unix_nano: record_time,
+        ..Default::default()
+    };
+    if let Some(level) = parsed.level {
+        if let Some(number) = severity_number(level) {
+            record.severity_number = number;
+            record.severity_text = level.to_owned();
+        }
+    }
+    let request_id = parsed.request_id.map(str::to_owned);
+    let body = if parsed.message.len() == text.len() {
+        let mut text = text;
+        truncate_newline(&mut text);
+        text
+    } else {
+        let mut m = parsed.message.to_owned();
+        truncate_newline(&mut m);
+        m
+    };
+    record.body = any(AnyVal::StringValue(body));
+    ParsedLog { record, request_id }
+}
+
+fn truncate_newline(s: &mut String) {
+    while s.ends_with('\n') || s.ends_with('\r') {
+        s.pop();
+    }
+}
+
+fn parse_json_record(mut map: Map<String, Value>, record_time: u64) -> ParsedLog {
+    let mut record = LogRecord {
+        time_unix_nano: record_time,
+        observed_time_unix_nano: record_time,
+        ..Default::default()
+    };
+    if let Some(Value::String(ts)) = map.get("timestamp") {
+        if let Some(t) = parse_rfc3339(ts) {
+            record.time_unix_nano = t;
+            map.remove("timestamp");
+        }
+    }
+    if let Some(Value::String(level)) = map.get("level") {
+        if let Some(number) = severity_number(level) {
+            record.severity_number = number;
+            if let Some(Value::String(level)) = map.remove("level") {
+                record.severity_text = level;
+            }
+        }
+    }
+    let request_id = match map.remove("requestId") {
+        Some(Value::String(id)) if !id.is_empty() => Some(id),
+        Some(Value::String(_)) | None => None,
+        Some(other) => {
+            // Not a string: not an id Contrail can use; keep it as it came.
+            map.insert("requestId".to_owned(), other);
+            None
+        }
+    };
+    let message = map.remove("message").or_else(|| map.remove("msg"));
+    record.body = message.map(json_to_any);
+    record.attributes.reserve(map.len());
+    for (key, value) in map {
+        push_json_attribute(&mut record.attributes, key, value);
+    }
+    ParsedLog { record, request_id }
+}
+
+/// The parts of a text line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextParts<'a> {
+    pub timestamp: Option<u64>,
+    pub request_id: Option<&'a str>,
+    pub level: Option<&'a str>,
+    pub message: &'a str,
+}
+
+/// Split a text line written in one of the runtimes' formats. A line in no known format is all
+/// message.
+pub fn parse_text(line: &str) -> TextParts<'_> {
+    let plain = TextParts {
+        timestamp: None,
+        request_id: None,
+        level: None,
+        message: line,
+    };
+    // Python: [LEVEL]\tTIMESTAMP\tREQUEST_ID\tMESSAGE ; .NET/runtime errors: [Level] message
+    if let Some(rest) = line.strip_prefix('[') {
+        if let Some((level, after)) = rest.split_once(']') {
+            if severity_number(level).is_some() {
+                if let Some(tabbed) = after.strip_prefix('\t') {
+                    let mut parts = tabbed.splitn(3, '\t');
+                    let ts = parts.next().and_then(parse_rfc3339);
+                    if let (Some(ts), Some(id), Some(msg)) = (ts, parts.next(), parts.next()) {
+                        return TextParts {
+                            timestamp: Some(ts),
+                            request_id: request_id(id),
+                            level: Some(level),
+                            message: msg,
+                        };
+                    }
+                }
+                return TextParts {
+                    level: Some(level),
+                    message: after.trim_start(),
+                    ..plain
+                };
+            }
+        }
+        return plain;
+    }
+    // Node.js / .NET: TIMESTAMP\tREQUEST_ID\tLEVEL\tMESSAGE (or without the level)
+    if let Some((first, rest)) = line.split_once('\t') {
+        if let Some(ts) = parse_rfc3339(first) {
+            let (id, rest) = rest.split_once('\t').unwrap_or((rest, ""));
+            let (level, message) = match rest.split_once('\t') {
+                Some((level, msg)) if severity_number(level).is_some() => (Some(level), msg),
+                _ if severity_number(rest.trim_end()).is_some() => (Some(rest.trim_end()), ""),
+                _ => (None, rest),
+            };
+            return TextParts {
+                timestamp: Some(ts),
+                request_id: request_id(id),
+                level,
+                message,
+            };
+        }
+    }
+    // Platform lines.
+    for prefix in ["START RequestId: ", "END RequestId: ", "REPORT RequestId: "] {
+        if let Some(rest) = line.strip_prefix(prefix) {
+            let id = rest.split([' ', '\t', '\n']).next().unwrap_or("");
+            return TextParts {
+                request_id: request_id(id),
+                ..plain
+            };
+        }
+    }
+    // Java log4j2 Lambda layout: yyyy-MM-dd HH:mm:ss REQUEST_ID LEVEL rest
+    if looks_like_log4j_date(line) {
+        let mut tokens = line.get(20..).unwrap_or("").splitn(2, ' ');
+        if let (Some(id), Some(rest)) = (tokens.next(), tokens.next()) {
+            let rest = rest.trim_start();
+            let (level, _) = rest.split_once(' ').unwrap_or((rest, ""));
+            if severity_number(level).is_some() && is_uuid(id) {
+                return TextParts {
+                    request_id: Some(id),
+                    level: Some(level),
+                    ..plain
+                };
+            }
+        }
+    }
+    // A leading upper-case level word: keep the line whole, take the severity.
+    let first = line.split([' ', '\t', ':']).next().unwrap_or("");
+    if first.len() >= 4
+        && first.bytes().all(|b| b.is_ascii_uppercase())
+        && severity_number(first).is_some()
+    {
+        return TextParts {
+            level: Some(first),
+            ..plain
+        };
+    }
+    plain
+}
+
+fn looks_like_log4j_date(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 20
+        && b.get(4) == Some(&b'-')
+        && b.get(7) == Some(&b'-')
+        && b.get(10) == Some(&b' ')
+        && b.get(13) == Some(&b':')
+        && b.get(16) == Some(&b':')
+        && b.get(19) == Some(&b' ')
+        && b.iter()
+            .take(19)
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16) || c.is_ascii_digit())
+}
+
+/// A request id as runtimes print it; `undefined`/empty (lines written during init) are none.
+fn request_id(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty() && s != "undefined" && s != "null" && !s.contains(char::is_whitespace))
+        .then_some(s)
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// OpenTelemetry severity number of a level name as runtimes and logging libraries write it.
+pub fn severity_number(level: &str) -> Option<i32> {
+    let n = match level.len() {
+        3..=11 => level,
+        _ => return None,
+    };
+    Some(match n.to_ascii_lowercase().as_str() {
+        "trace" | "trce" | "finest" | "finer" => 1,
+        "debug" | "dbug" | "fine" => 5,
+        "info" | "information" | "config" => 9,
+        "notice" => 10,
+        "warn" | "warning" => 13,
+        "error" | "err" | "fail" | "severe" => 17,
+        "fatal" | "critical" | "crit" => 21,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "79b4f56e-95b1-4643-9700-2807f4e68189";
+
+    /// line, timestamp, request id, level, message ("" = the whole line)
+    type Case = (
+        String,
+        Option<u64>,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+    );
+
+    #[test]
+    fn runtime_text_formats() {
+        let cases: Vec<Case> = vec![
+            (
+                format!("[INFO]\t2024-01-01T12:00:00.123Z\t{ID}\tprocessing order 42\n"),
+                Some(1_704_110_400_123_000_000),
+                Some(ID),
+                Some("INFO"),
+                "processing order 42\n",
+            ),
+            (
+                "[WARNING]\t2024-01-01T12:00:00.123Z\t\tduring init\n".to_owned(),
+                Some(1_704_110_400_123_000_000),
+                None,
+                Some("WARNING"),
+                "during init\n",
+            ),
+            (
+                format!("2024-01-01T12:00:00.123Z\t{ID}\tERROR\tInvoke Error \t{{\"a\":1}}"),
+                Some(1_704_110_400_123_000_000),
+                Some(ID),
+                Some("ERROR"),
+                "Invoke Error \t{\"a\":1}",
+            ),
+            (
+                "2024-01-01T12:00:00.123Z\tundefined\tINFO\tloading config".to_owned(),
+                Some(1_704_110_400_123_000_000),
+                None,
+                Some("INFO"),
+                "loading config",
+            ),
+            (
+                format!("2024-01-01T12:00:00.123Z\t{ID}\tinfo\tdotnet line"),
+                Some(1_704_110_400_123_000_000),
+                Some(ID),
+                Some("info"),
+                "dotnet line",
+            ),
+            (
+                format!("2024-01-01T12:00:00.123Z\t{ID}\tno level here"),
+                Some(1_704_110_400_123_000_000),
+                Some(ID),
+                None,
+                "no level here",
+            ),
+            (
+                format!("2024-01-01 12:00:00 {ID} WARN  OrderHandler - stock low"),
+                None,
+                Some(ID),
+                Some("WARN"),
+                "",
+            ),
+            (
+                "[Information] Orders.Api: started".to_owned(),
+                None,
+                None,
+                Some("Information"),
+                "Orders.Api: started",
+            ),
+            (
+                "[ERROR] Runtime.ImportModuleError: Unable to import module 'app'".to_owned(),
+                None,
+                None,
+                Some("ERROR"),
+                "Runtime.ImportModuleError: Unable to import module 'app'",
+            ),
+            (
+                format!("START RequestId: {ID} Version: $LATEST"),
+                None,
+                Some(ID),
+                None,
+                "",
+            ),
+            (format!("END RequestId: {ID}"), None, Some(ID), None, ""),
+            (
+                format!("REPORT RequestId: {ID}\tDuration: 2.00 ms"),
+                None,
+                Some(ID),
+                None,
+                "",
+            ),
+            ("ERROR: disk full".to_owned(), None, None, Some("ERROR"), ""),
+            (
+                "Error connecting is not a level".to_owned(),
+                None,
+                None,
+                None,
+                "",
+            ),
+            ("[not a level] text".to_owned(), None, None, None, ""),
+            ("plain text".to_owned(), None, None, None, ""),
+            ("".to_owned(), None, None, None, ""),
+        ];
+        for (line, ts, id, level, message) in &cases {
+            let p = parse_text(line);
+            assert_eq!(p.timestamp, *ts, "{line:?}");
+            assert_eq!(p.request_id, *id, "{line:?}");
+            assert_eq!(p.level, *level, "{line:?}");
+            let want_message = if message.is_empty() {
+                line.as_str()
+            } else {
+                message
+            };
+            assert_eq!(p.message, want_message, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn text_parsing_never_panics_on_fragments() {
+        let line = format!("[INFO]\t2024-01-01T12:00:00.123Z\t{ID}\tmsg \u{e9}\u{1F600}");
+        for (i, _) in line.char_indices() {
+            let _ = parse_text(&line[..i]);
+            let _ = parse_text(&line[i..]);
+        }
+        let line = format!("2024-01-01 12:00:00 {ID} INFO x\u{1F600}");
+        for (i, _) in line.char_indices() {
+            let _ = parse_text(&line[..i]);
+        }
+    }
+
+    #[test]
+    fn severities() {
+        for (level, n) in [
+            ("TRACE", 1),
+            ("dbug", 5),
+            ("INFO", 9),
+            ("Information", 9),
+            ("WARNING", 13),
+            ("warn", 13),
+            ("ERROR", 17),
+            ("fail", 17),
+            ("CRITICAL", 21),
+            ("FATAL", 21),
+        ] {
+            assert_eq!(severity_number(level), Some(n), "{level}");
+        }
+        for level in ["", "x", "verbose-ish-level", "OK"] {
+            assert_eq!(severity_number(level), None, "{level}");
+        }
+    }
+}

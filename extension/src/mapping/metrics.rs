@@ -1,0 +1,453 @@
+//! The metrics Contrail derives from platform reports: a fixed set of instruments without
+//! attributes (one series each), aggregated here and read at each flush.
+//!
+//! Names follow the OpenTelemetry FaaS metric conventions where one exists (`faas.*`), and
+//! `aws.lambda.*` otherwise.
+//!
+//! Temporality:
+//! - cumulative: every series that has ever recorded is exported at each collection, with
+//!   `start_time_unix_nano` = the time of its first measurement;
+//! - delta: only series that recorded since the last collection, with
+//!   `start_time_unix_nano` = the previous collection (or the first measurement of the first
+//!   interval), and the aggregate is reset.
+
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, Sum,
+    metric, number_data_point,
+};
+
+use super::config::Temporality;
+
+/// `faas.invoke_duration` boundaries from the conventions, extended to Lambda's 15-minute limit.
+const DURATION_S: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0,
+    300.0, 900.0,
+];
+/// Post-runtime extension time: sub-millisecond to seconds.
+const OVERHEAD_S: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const MIB: f64 = 1024.0 * 1024.0;
+/// Lambda memory: 128 MB to 10,240 MB.
+const MEMORY_BYTES: &[f64] = &[
+    32.0 * MIB,
+    64.0 * MIB,
+    128.0 * MIB,
+    256.0 * MIB,
+    512.0 * MIB,
+    1024.0 * MIB,
+    2048.0 * MIB,
+    4096.0 * MIB,
+    8192.0 * MIB,
+    10240.0 * MIB,
+];
+/// Response sizes: up to 6 MB buffered, 200 MB streamed.
+const RESPONSE_BYTES: &[f64] = &[
+    1024.0,
+    16.0 * 1024.0,
+    64.0 * 1024.0,
+    256.0 * 1024.0,
+    MIB,
+    6.0 * MIB,
+    20.0 * MIB,
+    200.0 * MIB,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricId {
+    InvokeDuration,
+    InitDuration,
+    Coldstarts,
+    Invocations,
+    Errors,
+    Timeouts,
+    MemUsage,
+    BilledDuration,
+    MemorySize,
+    RestoreDuration,
+    ProducedBytes,
+    ExtensionOverhead,
+    LogsDroppedRecords,
+    LogsDroppedBytes,
+}
+
+enum Kind {
+    Counter,
+    Histogram(&'static [f64]),
+    Gauge,
+}
+
+struct Instrument {
+    id: MetricId,
+    name: &'static str,
+    unit: &'static str,
+    description: &'static str,
+    kind: Kind,
+}
+
+const INSTRUMENTS: &[Instrument] = &[
+    Instrument {
+        id: MetricId::InvokeDuration,
+        name: "faas.invoke_duration",
+        unit: "s",
+        description: "Duration of the function's invocations (platform.report durationMs).",
+        kind: Kind::Histogram(DURATION_S),
+    },
+    Instrument {
+        id: MetricId::InitDuration,
+        name: "faas.init_duration",
+        unit: "s",
+        description: "Duration of the environment's initialization (platform.initReport).",
+        kind: Kind::Histogram(DURATION_S),
+    },
+    Instrument {
+        id: MetricId::Coldstarts,
+        name: "faas.coldstarts",
+        unit: "{coldstart}",
+        description: "Invocations that were the first after a cold start or a SnapStart restore.",
+        kind: Kind::Counter,
+    },
+    Instrument {
+        id: MetricId::Invocations,
+        name: "faas.invocations",
+        unit: "{invocation}",
+        description: "Successful invocations.",
+        kind: Kind::Counter,
+    },
+    Instrument {
+        id: MetricId::Errors,
+        name: "faas.errors",
+        unit: "{error}",
+        description: "Invocations that ended in an error or a failure (timeouts excluded).",
+        kind: Kind::Counter,
+    },
+    Instrument {
+        id: MetricId::Timeouts,
+        name: "faas.timeouts",
+        unit: "{timeout}",
+        description: "Invocations that timed out.",
+        kind: Kind::Counter,
+    },
+    Instrument {
+        id: MetricId::MemUsage,
+        name: "faas.mem_usage",
+        unit: "By",
+        description: "Maximum memory used per invocation.",
+        kind: Kind::Histogram(MEMORY_BYTES),
+    },
+    Instrument {
+        id: MetricId::BilledDuration,
+        name: "aws.lambda.billed_duration",
+        unit: "s",
+        description: "Billed duration per invocation.",
+        kind: Kind::Histogram(DURATION_S),
+    },
+    Instrument {
+        id: MetricId::MemorySize,
+        name: "aws.lambda.memory_size",
+        unit: "By",
+        description: "Memory configured for the function.",
+        kind: Kind::Gauge,
+    },
+    Instrument {
+        id: MetricId::RestoreDuration,
+        name: "aws.lambda.restore_duration",
+        unit: "s",
+        description: "Duration of SnapStart restores (platform.restoreReport).",
+        kind: Kind::Histogram(DURATION_S),
+    },
+    Instrument {
+        id: MetricId::ProducedBytes,
+        name: "aws.lambda.produced_bytes",
+        unit: "By",
+        description: "Size of the function's responses.",
+        kind: Kind::Histogram(RESPONSE_BYTES),
+    },
+    Instrument {
+        id: MetricId::ExtensionOverhead,
+        name: "aws.lambda.extension_overhead",
+        unit: "s",
+        description: "Time extensions took after the runtime finished (billed).",
+        kind: Kind::Histogram(OVERHEAD_S),
+    },
+    Instrument {
+        id: MetricId::LogsDroppedRecords,
+        name: "aws.lambda.logs_dropped.records",
+        unit: "{record}",
+        description: "Telemetry records Lambda dropped (platform.logsDropped).",
+        kind: Kind::Counter,
+    },
+    Instrument {
+        id: MetricId::LogsDroppedBytes,
+        name: "aws.lambda.logs_dropped.bytes",
+        unit: "By",
+        description: "Telemetry bytes Lambda dropped (platform.logsDropped).",
+        kind: Kind::Counter,
+    },
+];
+
+#[derive(Debug, Clone, Default)]
+struct Series {
+    /// First measurement of this series (cumulative) or of this interval (delta).
+    first_ns: Option<u64>,
+    /// Measured since the last collection.
+    dirty: bool,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    buckets: Vec<u64>,
+    last: f64,
+    last_ns: u64,
+}
+
+/// The aggregates of every instrument.
+pub struct MetricStore {
+    temporality: Temporality,
+    series: Vec<Series>,
+    last_collect_ns: Option<u64>,
+}
+
+impl MetricStore {
+    pub fn new(temporality: Temporality) -> MetricStore {
+        MetricStore {
+            temporality,
+            series: INSTRUMENTS
+                .iter()
+                .map(|i| Series {
+                    buckets: match i.kind {
+                        Kind::Histogram(bounds) => vec![0; bounds.len() + 1],
+                        _ => Vec::new(),
+                    },
+                    ..Series::default()
+                })
+                .collect(),
+            last_collect_ns: None,
+        }
+    }
+
+    fn series(&mut self, id: MetricId) -> Option<(&Instrument, &mut Series)> {
+        let index = INSTRUMENTS.iter().position(|i| i.id == id)?;
+        Some((INSTRUMENTS.get(index)?, self.series.get_mut(index)?))
+    }
+
+    /// Add to a counter, or record a histogram or gauge value.
+    pub fn record(&mut self, id: MetricId, value: f64, time_ns: u64) {
+        if !value.is_finite() {
+            return;
+        }
+        let Some((instrument, s)) = self.series(id) else {
+            return;
+        };
+        s.first_ns = Some(s.first_ns.map_or(time_ns, |t| t.min(time_ns)));
+        s.dirty = true;
+        s.last = value;
+        s.last_ns = s.last_ns.max(time_ns);
+        if s.count == 0 {
+            s.min = value;
+            s.max = value;
+        } else {
+            s.min = s.min.min(value);
+            s.max = s.max.max(value);
+        }
+        s.count += 1;
+        s.sum += value;
+        if let Kind::Histogram(bounds) = instrument.kind {
+            // Explicit bounds are upper-inclusive.
+            let bucket = bounds
+                .iter()
+                .position(|b| value <= *b)
+                .unwrap_or(bounds.len());
+            if let Some(c) = s.buckets.get_mut(bucket) {
+                *c += 1;
+            }
+        }
+    }
+
+    /// The metric data to export now; `None` when there is nothing to report.
+    pub fn collect(&mut self, now_ns: u64) -> Vec<Metric> {
+        let delta = self.temporality == Temporality::Delta;
+        let temporality = if delta {
+            AggregationTemporality::Delta
+        } else {
+            AggregationTemporality::Cumulative
+        } as i32;
+        let previous = self.last_collect_ns;
+        let mut out = Vec::new();
+        for (instrument, s) in INSTRUMENTS.iter().zip(self.series.iter_mut()) {
+            let Some(first_ns) = s.first_ns else {
+                continue;
+            };
+            if delta && !s.dirty {
+                continue;
+            }
+            let start = match (delta, previous) {
+                (true, Some(prev)) => prev.min(first_ns),
+                _ => first_ns,
+            }
+            .min(now_ns);
+            let data = match instrument.kind {
+                Kind::Counter => metric::Data::Sum(Sum {
+                    data_points: vec![NumberDataPoint {
+                        start_time_unix_nano: start,
+                        time_unix_nano: now_ns,
+                        value: Some(number_data_point::Value::AsInt(s.sum as i64)),
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: temporality,
+                    is_monotonic: true,
+                }),
+                Kind::Gauge => metric::Data::Gauge(Gauge {
+                    data_points: vec![NumberDataPoint {
+                        time_unix_nano: s.last_ns,
+                        value: Some(number_data_point::Value::AsDouble(s.last)),
+                        ..Default::default()
+                    }],
+                }),
+                Kind::Histogram(bounds) => metric::Data::Histogram(Histogram {
+                    data_points: vec![HistogramDataPoint {
+                        start_time_unix_nano: start,
+                        time_unix_nano: now_ns,
+                        count: s.count,
+                        sum: Some(s.sum),
+                        bucket_counts: s.buckets.clone(),
+                        explicit_bounds: bounds.to_vec(),
+                        min: Some(s.min),
+                        max: Some(s.max),
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: temporality,
+                }),
+            };
+            out.push(Metric {
+                name: instrument.name.to_owned(),
+                description: instrument.description.to_owned(),
+                unit: instrument.unit.to_owned(),
+                data: Some(data),
+                ..Default::default()
+            });
+            s.dirty = false;
+            if delta {
+                let buckets = std::mem::take(&mut s.buckets);
+                *s = Series {
+                    buckets: vec![0; buckets.len()],
+                    ..Series::default()
+                };
+            }
+        }
+        self.last_collect_ns = Some(now_ns);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(metrics: &[Metric], name: &str) -> Option<metric::Data> {
+        metrics
+            .iter()
+            .find(|m| m.name == name)
+            .and_then(|m| m.data.clone())
+    }
+
+    #[test]
+    fn cumulative_keeps_totals_and_first_start() {
+        let mut store = MetricStore::new(Temporality::Cumulative);
+        assert!(store.collect(5).is_empty());
+        store.record(MetricId::Invocations, 1.0, 100);
+        store.record(MetricId::InvokeDuration, 0.02, 100);
+        store.record(MetricId::InvokeDuration, 20.0, 150);
+        let m = store.collect(200);
+        assert_eq!(m.len(), 2);
+        let Some(metric::Data::Histogram(h)) = point(&m, "faas.invoke_duration") else {
+            panic!("histogram missing")
+        };
+        let p = &h.data_points[0];
+        assert_eq!(
+            (p.start_time_unix_nano, p.time_unix_nano, p.count),
+            (100, 200, 2)
+        );
+        assert_eq!(p.bucket_counts[2], 1, "0.02 s lands in (0.01, 0.025]");
+        assert_eq!(p.bucket_counts[14], 1, "20 s lands in (10, 30]");
+        assert_eq!(p.bucket_counts.iter().sum::<u64>(), 2);
+        assert_eq!((p.min, p.max), (Some(0.02), Some(20.0)));
+        store.record(MetricId::Invocations, 1.0, 300);
+        let m = store.collect(400);
+        let Some(metric::Data::Sum(s)) = point(&m, "faas.invocations") else {
+            panic!("sum missing")
+        };
+        assert_eq!(
+            s.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32
+        );
+        assert!(s.is_monotonic);
+        let p = &s.data_points[0];
+        assert_eq!(p.value, Some(number_data_point::Value::AsInt(2)));
+        assert_eq!((p.start_time_unix_nano, p.time_unix_nano), (100, 400));
+        assert_eq!(m.len(), 2, "unchanged cumulative series are still reported");
+    }
+
+    #[test]
+    fn delta_resets_and_starts_at_previous_collection() {
+        let mut store = MetricStore::new(Temporality::Delta);
+        store.record(MetricId::Errors, 1.0, 100);
+        store.record(MetricId::Errors, 1.0, 120);
+        let m = store.collect(200);
+        let Some(metric::Data::Sum(s)) = point(&m, "faas.errors") else {
+            panic!("sum missing")
+        };
+        assert_eq!(
+            s.aggregation_temporality,
+            AggregationTemporality::Delta as i32
+        );
+        assert_eq!(
+            s.data_points[0].value,
+            Some(number_data_point::Value::AsInt(2))
+        );
+        assert_eq!(s.data_points[0].start_time_unix_nano, 100);
+        assert!(
+            store.collect(300).is_empty(),
+            "nothing new, nothing reported"
+        );
+        store.record(MetricId::Errors, 1.0, 350);
+        let m = store.collect(400);
+        let Some(metric::Data::Sum(s)) = point(&m, "faas.errors") else {
+            panic!("sum missing")
+        };
+        assert_eq!(
+            s.data_points[0].value,
+            Some(number_data_point::Value::AsInt(1))
+        );
+        assert_eq!(
+            (
+                s.data_points[0].start_time_unix_nano,
+                s.data_points[0].time_unix_nano
+            ),
+            (300, 400)
+        );
+    }
+
+    #[test]
+    fn gauge_reports_the_last_value() {
+        let mut store = MetricStore::new(Temporality::Cumulative);
+        store.record(MetricId::MemorySize, 128.0 * MIB, 10);
+        store.record(MetricId::MemorySize, 256.0 * MIB, 20);
+        let m = store.collect(30);
+        let Some(metric::Data::Gauge(g)) = point(&m, "aws.lambda.memory_size") else {
+            panic!("gauge missing")
+        };
+        assert_eq!(
+            g.data_points[0].value,
+            Some(number_data_point::Value::AsDouble(256.0 * MIB))
+        );
+        assert_eq!(g.data_points[0].time_unix_nano, 20);
+    }
+
+    #[test]
+    fn non_finite_values_are_ignored() {
+        let mut store = MetricStore::new(Temporality::Cumulative);
+        store.record(MetricId::InvokeDuration, f64::NAN, 1);
+        assert!(store.collect(2).is_empty());
+    }
+}

@@ -1,0 +1,120 @@
+//! Small builders for OTLP protobuf values.
+
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use serde_json::Value;
+
+/// The instrumentation scope of everything Contrail derives from the Telemetry API.
+pub const SCOPE_NAME: &str = "contrail";
+
+pub fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
+pub fn any(value: AnyVal) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(value) })
+}
+
+pub fn kv(key: impl Into<String>, value: AnyVal) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: any(value),
+        ..Default::default()
+    }
+}
+
+pub fn kv_str(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
+    kv(key, AnyVal::StringValue(value.into()))
+}
+
+pub fn kv_int(key: impl Into<String>, value: i64) -> KeyValue {
+    kv(key, AnyVal::IntValue(value))
+}
+
+pub fn kv_bool(key: impl Into<String>, value: bool) -> KeyValue {
+    kv(key, AnyVal::BoolValue(value))
+}
+
+pub fn kv_str_array(key: impl Into<String>, values: &[String]) -> KeyValue {
+    kv(
+        key,
+        AnyVal::ArrayValue(ArrayValue {
+            values: values
+                .iter()
+                .map(|v| AnyValue {
+                    value: Some(AnyVal::StringValue(v.clone())),
+                })
+                .collect(),
+        }),
+    )
+}
+
+/// A JSON value as a typed OTLP value: strings, booleans, integers (that fit `i64`), doubles,
+/// arrays and objects keep their types; `null` becomes an empty value.
+pub fn json_to_any(value: Value) -> AnyValue {
+    AnyValue {
+        value: match value {
+            Value::Null => None,
+            Value::Bool(b) => Some(AnyVal::BoolValue(b)),
+            Value::Number(n) => Some(match n.as_i64() {
+                Some(i) => AnyVal::IntValue(i),
+                None => AnyVal::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+            }),
+            Value::String(s) => Some(AnyVal::StringValue(s)),
+            Value::Array(items) => Some(AnyVal::ArrayValue(ArrayValue {
+                values: items.into_iter().map(json_to_any).collect(),
+            })),
+            Value::Object(map) => Some(AnyVal::KvlistValue(KeyValueList {
+                values: map
+                    .into_iter()
+                    .map(|(k, v)| KeyValue {
+                        key: k,
+                        value: Some(json_to_any(v)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })),
+        },
+    }
+}
+
+/// Push a JSON key as attributes: an object is flattened one level (`key.child`), anything else
+/// is one typed attribute.
+pub fn push_json_attribute(out: &mut Vec<KeyValue>, key: String, value: Value) {
+    match value {
+        Value::Object(map) => {
+            for (child, v) in map {
+                out.push(KeyValue {
+                    key: format!("{key}.{child}"),
+                    value: Some(json_to_any(v)),
+                    ..Default::default()
+                });
+            }
+        }
+        other => out.push(KeyValue {
+            key,
+            value: Some(json_to_any(other)),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Milliseconds (as Lambda reports them) to nanoseconds, saturating; negative or NaN → 0.
+pub fn ms_to_ns(ms: f64) -> u64 {
+    if ms.is_finite() && ms > 0.0 {
+        let ns = ms * 1_000_000.0;
+        if ns >= u64::MAX as f64 {
+            u64::MAX
+        } else {
+            ns.round() as u64
+        }
+    } else {
+        0
+    }
+}

@@ -1,0 +1,183 @@
+//! Reading every module's configuration together, as the extension does after registering.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use contrail::config::{Bootstrap, Platform, Settings, error_message};
+use contrail::flush::FlushMode;
+use contrail::lambda_api::{Buffering, EventType, ExtensionName, TelemetryType};
+use contrail::log::Level;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// What Lambda sets for an extension, plus a typical Contrail configuration.
+fn lambda_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+        ("AWS_REGION", "eu-west-1"),
+    ]
+}
+
+fn attribute(
+    resource: &opentelemetry_proto::tonic::resource::v1::Resource,
+    key: &str,
+) -> Option<String> {
+    resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+#[test]
+fn a_lambda_environment_without_contrail_variables_uses_the_defaults() {
+    let vars = env(&lambda_env());
+    let boot = Bootstrap::from_env(&vars, Some(ExtensionName::new("contrail"))).unwrap();
+    assert_eq!(boot.platform, Platform::Classic);
+    assert_eq!(
+        boot.platform.events(),
+        &[EventType::Invoke, EventType::Shutdown]
+    );
+
+    let parsed = Settings::from_env(&vars).unwrap();
+    assert!(parsed.warnings.is_empty());
+    let s = parsed.value;
+    assert_eq!(s.lifecycle.log_level, Level::Warn);
+    assert_eq!(s.lifecycle.telemetry.port, 0);
+    assert_eq!(s.lifecycle.telemetry.types, TelemetryType::ALL.to_vec());
+    assert_eq!(
+        s.lifecycle.telemetry.buffering,
+        Buffering {
+            max_items: 1000,
+            max_bytes: 262_144,
+            timeout_ms: 25
+        }
+    );
+    assert_eq!(s.receiver.endpoint, Some("127.0.0.1:4318".parse().unwrap()));
+    assert_eq!(s.export.flush.mode, FlushMode::Adaptive);
+    assert!(!s.export.has_endpoint());
+    assert_eq!(
+        attribute(&s.resource, "faas.name").as_deref(),
+        Some("orders")
+    );
+    assert_eq!(
+        attribute(&s.resource, "service.name").as_deref(),
+        Some("orders")
+    );
+    assert_eq!(
+        attribute(&s.resource, "cloud.region").as_deref(),
+        Some("eu-west-1")
+    );
+}
+
+#[test]
+fn each_module_gets_its_own_variables() {
+    let mut vars = lambda_env();
+    vars.extend([
+        ("CONTRAIL_LOG_LEVEL", "debug"),
+        ("CONTRAIL_TELEMETRY_PORT", "4243"),
+        ("CONTRAIL_TELEMETRY_TYPES", "platform,function"),
+        ("CONTRAIL_TELEMETRY_TIMEOUT_MS", "100"),
+        ("CONTRAIL_RECEIVER_ENDPOINT", "off"),
+        ("CONTRAIL_FLUSH", "end"),
+        ("CONTRAIL_FLUSH_BUDGET_MS", "150"),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "https://collector.example:4318",
+        ),
+        ("OTEL_SERVICE_NAME", "orders-api"),
+    ]);
+    let s = Settings::from_env(&env(&vars)).unwrap().value;
+    assert_eq!(s.lifecycle.log_level, Level::Debug);
+    assert_eq!(s.lifecycle.telemetry.port, 4243);
+    assert_eq!(
+        s.lifecycle.telemetry.types,
+        vec![TelemetryType::Platform, TelemetryType::Function]
+    );
+    assert_eq!(s.lifecycle.telemetry.buffering.timeout_ms, 100);
+    assert_eq!(s.receiver.endpoint, None);
+    assert_eq!(s.export.flush.mode, FlushMode::End);
+    assert_eq!(s.export.flush.budget, Duration::from_millis(150));
+    assert!(s.export.has_endpoint());
+    assert_eq!(
+        attribute(&s.resource, "service.name").as_deref(),
+        Some("orders-api")
+    );
+}
+
+#[test]
+fn managed_instances_are_recognised() {
+    let mut vars = lambda_env();
+    vars.retain(|(k, _)| *k != "AWS_LAMBDA_INITIALIZATION_TYPE");
+    vars.push(("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"));
+    let boot = Bootstrap::from_env(&env(&vars), Some(ExtensionName::new("contrail"))).unwrap();
+    assert_eq!(boot.platform, Platform::ManagedInstances);
+    assert_eq!(boot.platform.events(), &[EventType::Shutdown]);
+    assert_eq!(boot.platform.schema().as_str(), "2025-01-29");
+}
+
+#[test]
+fn every_bad_variable_of_every_module_is_reported_in_one_message() {
+    let mut vars = lambda_env();
+    vars.extend([
+        ("CONTRAIL_TELEMETRY_MAX_BYTES", "100"),
+        ("CONTRAIL_RECEIVER_MAX_BODY_BYTES", "huge"),
+        ("CONTRAIL_XRAY_CONTEXT", "sideways"),
+        ("CONTRAIL_FLUSH", "sometimes"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "no-equals-sign"),
+        // Only a warning: Contrail's own diagnostics fall back to `warn`.
+        ("CONTRAIL_LOG_LEVEL", "chatty"),
+    ]);
+    let errors = Settings::from_env(&env(&vars)).unwrap_err();
+    let mut named: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
+    named.sort_unstable();
+    assert_eq!(
+        named,
+        vec![
+            "CONTRAIL_FLUSH",
+            "CONTRAIL_RECEIVER_MAX_BODY_BYTES",
+            "CONTRAIL_TELEMETRY_MAX_BYTES",
+            "CONTRAIL_XRAY_CONTEXT",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_RESOURCE_ATTRIBUTES",
+        ]
+    );
+    let message = error_message(&errors);
+    assert!(message.starts_with("Contrail configuration is not valid (6 errors):"));
+    for e in &errors {
+        assert!(
+            message.contains(&format!("\n- {}={:?} is not valid: ", e.var, e.value)),
+            "{message}"
+        );
+    }
+    assert!(message.contains(
+        "CONTRAIL_TELEMETRY_MAX_BYTES=\"100\" is not valid: expected a whole number from 262144 to 1048576"
+    ));
+}
+
+#[test]
+fn a_bad_log_level_alone_is_only_a_warning() {
+    let mut vars = lambda_env();
+    vars.push(("CONTRAIL_LOG_LEVEL", "chatty"));
+    let parsed = Settings::from_env(&env(&vars)).unwrap();
+    assert_eq!(parsed.value.lifecycle.log_level, Level::Warn);
+    assert_eq!(parsed.warnings.len(), 1);
+    assert_eq!(
+        parsed.warnings[0].to_string(),
+        "CONTRAIL_LOG_LEVEL=\"chatty\" is not valid: expected off, error, warn, info or debug; using warn"
+    );
+}

@@ -1,0 +1,311 @@
+//! The flush policy with a fake clock: every mode, every switch, the safety flush, shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::time::Duration;
+
+use contrail::flush::{
+    Action, Behaviour, FlushMode, FlushPolicy, FlushSettings, INVOKE_MARGIN, SHUTDOWN_MARGIN,
+};
+use tokio::time::Instant;
+
+const INTERVAL: Duration = Duration::from_secs(20);
+const BUDGET: Duration = Duration::from_millis(200);
+
+/// A fake clock: an origin and an offset the test moves.
+struct Clock {
+    origin: Instant,
+    now: Duration,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            origin: Instant::now(),
+            now: Duration::ZERO,
+        }
+    }
+    fn now(&self) -> Instant {
+        self.origin + self.now
+    }
+    fn advance(&mut self, d: Duration) -> Instant {
+        self.now += d;
+        self.now()
+    }
+    fn at(&self, d: Duration) -> Instant {
+        self.now() + d
+    }
+}
+
+fn policy(mode: FlushMode) -> FlushPolicy {
+    FlushPolicy::new(FlushSettings {
+        mode,
+        interval: INTERVAL,
+        budget: BUDGET,
+    })
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// One invocation the way the lifecycle drives it: the runtime is done after `runs`, each flush
+/// takes `flush_takes`. Returns the actions seen, in order.
+fn invocation(
+    p: &mut FlushPolicy,
+    clock: &mut Clock,
+    runs: Duration,
+    timeout: Duration,
+    flush_takes: Duration,
+) -> Vec<Action> {
+    let start = clock.now();
+    let runtime_done_at = start + runs;
+    let mut seen = Vec::new();
+    let mut action = p.on_invoke(start, start + timeout);
+    loop {
+        seen.push(action);
+        action = match action {
+            Action::FlushNow { deadline } => {
+                assert!(deadline <= start + timeout - INVOKE_MARGIN);
+                assert!(deadline <= clock.now() + BUDGET);
+                let now = clock.advance(flush_takes.min(deadline - clock.now()));
+                p.on_flush_done(now)
+            }
+            Action::WaitForRuntimeDone { until } => {
+                assert!(until > clock.now(), "a wait must end in the future");
+                if runtime_done_at <= until {
+                    let now = clock.advance(runtime_done_at.saturating_duration_since(clock.now()));
+                    p.on_runtime_done(now)
+                } else {
+                    let now = clock.advance(until - clock.now());
+                    p.on_timer(now)
+                }
+            }
+            Action::CallNext => break,
+        };
+    }
+    seen
+}
+
+fn flushes(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::FlushNow { .. }))
+        .count()
+}
+
+#[test]
+fn end_mode_waits_for_runtime_done_then_flushes_within_the_budget() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let start = clock.now();
+    let a = p.on_invoke(start, start + secs(3));
+    assert_eq!(
+        a,
+        Action::WaitForRuntimeDone {
+            until: start + secs(3) - INVOKE_MARGIN
+        }
+    );
+    let done = clock.advance(ms(40));
+    assert_eq!(
+        p.on_runtime_done(done),
+        Action::FlushNow {
+            deadline: done + BUDGET
+        }
+    );
+    let after = clock.advance(ms(15));
+    assert_eq!(p.on_flush_done(after), Action::CallNext);
+}
+
+#[test]
+fn end_mode_flush_deadline_never_passes_the_invocation_deadline() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let start = clock.now();
+    p.on_invoke(start, start + secs(1));
+    let done = clock.advance(ms(850));
+    assert_eq!(
+        p.on_runtime_done(done),
+        Action::FlushNow {
+            deadline: start + secs(1) - INVOKE_MARGIN
+        }
+    );
+}
+
+#[test]
+fn end_mode_gives_up_at_the_invocation_deadline_without_runtime_done() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let start = clock.now();
+    let until = start + secs(2) - INVOKE_MARGIN;
+    assert_eq!(
+        p.on_invoke(start, start + secs(2)),
+        Action::WaitForRuntimeDone { until }
+    );
+    clock.advance(until - start);
+    assert_eq!(p.on_timer(clock.now()), Action::CallNext);
+}
+
+#[test]
+fn end_mode_without_runtime_done_flushes_at_invoke() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    p.set_runtime_done_available(false);
+    let start = clock.now();
+    assert_eq!(
+        p.on_invoke(start, start + secs(3)),
+        Action::FlushNow {
+            deadline: start + BUDGET
+        }
+    );
+    assert_eq!(p.on_flush_done(clock.advance(ms(10))), Action::CallNext);
+}
+
+#[test]
+fn long_invocation_gets_safety_flushes_while_it_runs() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    // A 65 s invocation (timeout 900 s): safety flushes at 20 s, 40 s, 60 s, then the end flush.
+    let actions = invocation(&mut p, &mut clock, secs(65), secs(900), ms(10));
+    assert_eq!(flushes(&actions), 4, "{actions:?}");
+    let origin = clock.origin;
+    let waits: Vec<Instant> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::WaitForRuntimeDone { until } => Some(*until),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits[0], origin + secs(20));
+    assert_eq!(actions.last(), Some(&Action::CallNext));
+}
+
+#[test]
+fn periodic_mode_flushes_at_invoke_when_the_interval_passed_and_never_waits() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::Periodic);
+    // First invocation: nothing flushed yet, so flush at its start.
+    let start = clock.now();
+    assert_eq!(
+        p.on_invoke(start, start + secs(3)),
+        Action::FlushNow {
+            deadline: start + BUDGET
+        }
+    );
+    assert_eq!(p.on_flush_done(clock.advance(ms(30))), Action::CallNext);
+    // Invocations every 2 s: no flush until 20 s have passed since the last one.
+    let mut flushed_at = Vec::new();
+    for _ in 0..15 {
+        let now = clock.advance(secs(2));
+        let actions = invocation(&mut p, &mut clock, ms(50), secs(3), ms(30));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::WaitForRuntimeDone { .. })),
+            "periodic never waits for the runtime: {actions:?}"
+        );
+        if flushes(&actions) > 0 {
+            flushed_at.push(now - start);
+        }
+    }
+    assert_eq!(flushed_at, vec![Duration::from_millis(20_030)]);
+}
+
+#[test]
+fn periodic_flush_is_cut_to_the_invocation_deadline() {
+    let clock = Clock::new();
+    let mut p = policy(FlushMode::Periodic);
+    let start = clock.now();
+    assert_eq!(
+        p.on_invoke(start, clock.at(ms(150))),
+        Action::FlushNow {
+            deadline: start + ms(150) - INVOKE_MARGIN
+        }
+    );
+}
+
+#[test]
+fn adaptive_switches_sparse_to_frequent_to_sparse_with_hysteresis() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::Adaptive);
+    // Sparse: one invocation a minute, each flushed at its end.
+    for _ in 0..4 {
+        clock.advance(secs(60));
+        let actions = invocation(&mut p, &mut clock, ms(100), secs(3), ms(10));
+        assert!(matches!(actions[0], Action::WaitForRuntimeDone { .. }));
+        assert_eq!(flushes(&actions), 1);
+        assert_eq!(p.behaviour(), Behaviour::End);
+    }
+    // Frequent: one every second. The average gap falls below interval / 2 after a few.
+    let mut switched_after = None;
+    for i in 0..30 {
+        clock.advance(secs(1));
+        invocation(&mut p, &mut clock, ms(100), secs(3), ms(10));
+        if switched_after.is_none() && p.is_frequent() {
+            switched_after = Some(i);
+        }
+    }
+    let switched_after = switched_after.expect("never switched to periodic");
+    assert!(switched_after >= 2, "switched too early: {switched_after}");
+    assert_eq!(p.behaviour(), Behaviour::Periodic);
+    // Inside the hysteresis band (gap between interval / 2 and interval): stays periodic.
+    for _ in 0..10 {
+        clock.advance(secs(14));
+        invocation(&mut p, &mut clock, ms(100), secs(3), ms(10));
+        assert!(p.is_frequent(), "left periodic inside the band");
+    }
+    // One long pause: back to end at once, and that invocation is flushed at its end.
+    clock.advance(secs(600));
+    let start = clock.now();
+    let first = p.on_invoke(start, start + secs(3));
+    assert!(!p.is_frequent());
+    assert_eq!(
+        first,
+        Action::WaitForRuntimeDone {
+            until: start + secs(3) - INVOKE_MARGIN
+        }
+    );
+}
+
+#[test]
+fn adaptive_periodic_invocations_cost_nothing_after_the_runtime() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::Adaptive);
+    for _ in 0..10 {
+        clock.advance(ms(500));
+        invocation(&mut p, &mut clock, ms(20), secs(3), ms(10));
+    }
+    assert!(p.is_frequent());
+    // A frequent invocation within the interval: call next at once, no flush, no wait.
+    let start = clock.advance(ms(500));
+    assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+}
+
+#[test]
+fn shutdown_flush_uses_the_event_deadline_minus_the_margin_in_every_mode() {
+    for mode in [FlushMode::End, FlushMode::Periodic, FlushMode::Adaptive] {
+        let mut clock = Clock::new();
+        let mut p = policy(mode);
+        invocation(&mut p, &mut clock, ms(50), secs(3), ms(10));
+        let now = clock.advance(secs(5));
+        assert_eq!(
+            p.on_shutdown(now, now + ms(1_700)),
+            Action::FlushNow {
+                deadline: now + ms(1_700) - SHUTDOWN_MARGIN
+            },
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn runtime_done_without_an_invocation_is_harmless() {
+    let clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    assert_eq!(p.on_runtime_done(clock.now()), Action::CallNext);
+    assert_eq!(p.on_timer(clock.now()), Action::CallNext);
+}
