@@ -36,8 +36,25 @@ pub struct ParsedLog {
 /// captured the line): the observed time, and the time if the line carries none.
 pub fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
     match line {
-        LogLine::Text(text) => parse_text_record(text, record_time),
+        LogLine::Text(text) => match json_object(&text) {
+            // A structured logger writing JSON lines under the Text log format: Lambda delivers
+            // them as strings, but they carry the same fields as JSON-format records.
+            Some(map) => parse_json_record(map, record_time),
+            None => parse_text_record(text, record_time),
+        },
         LogLine::Json(map) => parse_json_record(map, record_time),
+    }
+}
+
+/// The line as a JSON object, when it is one (checked by its first byte before parsing).
+fn json_object(text: &str) -> Option<Map<String, Value>> {
+    let trimmed = text.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        return None;
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(Value::Object(map)) => Some(map),
+        _ => None,
     }
 }
 
@@ -273,6 +290,25 @@ mod tests {
         Option<&'static str>,
         &'static str,
     );
+
+    #[test]
+    fn json_lines_under_the_text_format_are_read_as_json() {
+        let line = format!(
+            "{{\"timestamp\":\"2024-01-01T12:00:00.123456Z\",\"level\":\"WARN\",\"message\":\"low stock\",\"requestId\":\"{ID}\",\"sku\":\"A-1\"}}\n"
+        );
+        let parsed = parse_log(LogLine::Text(line), 7);
+        assert_eq!(parsed.request_id.as_deref(), Some(ID));
+        assert_eq!(parsed.record.time_unix_nano, 1_704_110_400_123_456_000);
+        assert_eq!(parsed.record.severity_number, 13);
+        assert!(parsed.record.attributes.iter().any(|kv| kv.key == "sku"));
+
+        // Braces that are not one JSON object stay text.
+        for text in ["{not json}", "{\"a\":1} trailing", "[1,2]"] {
+            let parsed = parse_log(LogLine::Text(text.to_owned()), 7);
+            assert_eq!(parsed.record.time_unix_nano, 7, "{text}");
+            assert!(parsed.record.attributes.is_empty(), "{text}");
+        }
+    }
 
     #[test]
     fn runtime_text_formats() {
