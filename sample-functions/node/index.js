@@ -17,8 +17,8 @@ const { BatchSpanProcessor, TracerProvider } = require('@opentelemetry/sdk-trace
 const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
 
 // Where Contrail's receiver listens: the same variable Contrail reads, so both agree. The
-// exporters name it explicitly because OTEL_EXPORTER_OTLP_ENDPOINT in this environment is the
-// backend Contrail forwards to, not where the function should send.
+// exporters name it explicitly because OTEL_EXPORTER_OTLP_ENDPOINT, when set (as the emulator's
+// demo does), names the backend Contrail forwards to, not where the function should send.
 const receiver = (process.env.CONTRAIL_RECEIVER_ENDPOINT || '').trim() || '127.0.0.1:4318';
 
 // service.name from OTEL_SERVICE_NAME, plus OTEL_RESOURCE_ATTRIBUTES.

@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 # Where Contrail's receiver listens: the same variable Contrail reads, so both agree. The
-# exporters name it explicitly because OTEL_EXPORTER_OTLP_ENDPOINT in this environment is the
-# backend Contrail forwards to, not where the function should send.
+# exporters name it explicitly because OTEL_EXPORTER_OTLP_ENDPOINT, when set (as the emulator's
+# demo does), names the backend Contrail forwards to, not where the function should send.
 RECEIVER = os.environ.get("CONTRAIL_RECEIVER_ENDPOINT", "").strip() or "127.0.0.1:4318"
 
 

@@ -42,8 +42,9 @@ fn receiver_url(signal: &str) -> String {
     format!("http://{receiver}/v1/{signal}")
 }
 
-/// Exporters point at the receiver explicitly: `OTEL_EXPORTER_OTLP_ENDPOINT` in this function's
-/// environment names the backend Contrail forwards to, not where the function should send.
+/// Exporters point at the receiver explicitly: `OTEL_EXPORTER_OTLP_ENDPOINT`, when set (as the
+/// emulator's demo does), names the backend Contrail forwards to, not where the function should
+/// send.
 fn telemetry() -> Result<Telemetry, Error> {
     let resource = Resource::builder().build();
     let spans = SpanExporter::builder()
