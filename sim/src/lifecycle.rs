@@ -471,6 +471,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// What stops init or an invocation early.
 fn failure(st: &State) -> Option<(String, &'static str, String)> {
     for e in &st.exts {
+        // After init/error or exit/error no call of the extension succeeds: it will never be
+        // back in next, so waiting for it would only end at the deadline.
+        if let Some(et) = &e.error_type {
+            return Some((et.clone(), "error", e.name.clone()));
+        }
         if e.crashed {
             return Some((
                 "Extension.Crash".into(),
