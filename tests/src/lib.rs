@@ -53,7 +53,9 @@ pub fn sample_rust_bin() -> PathBuf {
 /// A folder laid out like `/opt/extensions`, holding the extension as `contrail`.
 pub fn extensions_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(contrail_bin(), dir.path().join("contrail")).expect("copy contrail");
+    // A link, not a copy: a file just written by this process can fail to exec with "text file
+    // busy" while a parallel test forks (the child briefly holds the write descriptor).
+    std::os::unix::fs::symlink(contrail_bin(), dir.path().join("contrail")).expect("link contrail");
     dir
 }
 
