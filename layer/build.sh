@@ -66,8 +66,10 @@ build_binary() {
   local arch=$1 triple
   triple=$(triple_of "$arch")
   # One lambda dir per architecture: cargo-lambda always writes extensions/<bin> inside it.
+  # `|| return 1`: errexit does not apply inside the command substitution that calls this, and a
+  # failed build must not go on to package the previous binary.
   (cd "$root" && cargo lambda build --extension --release --locked -p contrail \
-    --target "$triple" --lambda-dir "target/lambda-$arch") >&2
+    --target "$triple" --lambda-dir "target/lambda-$arch") >&2 || return 1
   echo "$root/target/lambda-$arch/extensions/contrail"
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks: criterion figures of the hot paths, then whole-process runs of the release
-# extension under the emulator; writes docs/BENCHMARKS.md.
+# Benchmarks: criterion figures of the hot paths, then whole-process runs of the extension
+# (the layer's static musl build when cargo-lambda is available, else the release build) under
+# the emulator; writes docs/BENCHMARKS.md.
 #
 #   scripts/bench.sh [--rounds N]    (default 10 start-up rounds; other scenarios use N/3)
 set -euo pipefail
@@ -14,6 +15,22 @@ cargo build --release -p contrail -p contrail-sim -p contrail-sample-rust -p con
 
 step "hot paths (criterion, short runs)"
 cargo bench -p contrail --bench pipeline -- --quick
+
+# The whole-process runs measure the binary users run, the layer's static musl build, when it
+# can be built here (cargo-lambda and zig, see scripts/install-test-deps.sh); otherwise the
+# release build above, and the report says which. It is built after the criterion step, which
+# rebuilds target/release/contrail: the runner takes the layer binary only when it is not older.
+case "$(uname -m)" in
+  x86_64) arch=x86_64 ;;
+  aarch64) arch=arm64 ;;
+  *) arch="" ;;
+esac
+if [ -n "$arch" ] && { [ -x "$root/.tools/venv/bin/cargo-lambda" ] || command -v cargo-lambda >/dev/null; }; then
+  step "layer binary ($arch)"
+  layer/build.sh "$arch"
+else
+  step "layer binary: cargo-lambda not found, measuring target/release/contrail instead"
+fi
 
 step "whole-process runs under the emulator"
 "$root/target/release/bench" --command "scripts/bench.sh${*:+ $*}" "$@"

@@ -1,8 +1,11 @@
 //! The export buffer: OTLP data waiting for the backend, bounded in bytes.
 //!
-//! - Size is measured as protobuf encoded length (`prost::Message::encoded_len`), the size of
-//!   the data on the wire before compression. Data being exported (taken, not yet acknowledged)
-//!   counts against the bound too, so memory never exceeds `max_bytes`.
+//! - Data is kept **encoded**: each resource as the protobuf bytes of field 1 of its
+//!   `Export*ServiceRequest`, so a request body is the concatenation of a batch's entries and
+//!   the buffer's memory is the data's wire size, several times smaller than the decoded
+//!   structures. Size is that encoded length, the size of the data on the wire before
+//!   compression. Data being exported (taken, not yet acknowledged) counts against the bound
+//!   too, so memory never exceeds `max_bytes`.
 //! - One queue per signal, oldest first. When a push does not fit, the buffer drops the **oldest**
 //!   entry of the signal holding the **most bytes** until it fits: fresh data wins, and a flood of
 //!   one signal (usually logs) cannot push out the others. Every dropped record is counted as
@@ -17,12 +20,18 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
+use crate::flush::HIGH_WATER;
 use crate::pipeline::Signals;
 use crate::stats::{DropReason, Stats};
 
@@ -112,6 +121,23 @@ impl Item {
         1 + prost::length_delimiter_len(len) + len
     }
 
+    /// Encode as field 1 of the signal's `Export*ServiceRequest`; `wire_len` is
+    /// [`Item::wire_len`].
+    pub fn encode_field(&self, wire_len: usize) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(wire_len);
+        self.encode_field_into(&mut buf);
+        buf
+    }
+
+    /// Append this item as field 1 of the signal's `Export*ServiceRequest` to `buf`.
+    pub fn encode_field_into(&self, buf: &mut Vec<u8>) {
+        match self {
+            Item::Spans(r) => prost::encoding::message::encode(1, r, buf),
+            Item::Metrics(r) => prost::encoding::message::encode(1, r, buf),
+            Item::Logs(r) => prost::encoding::message::encode(1, r, buf),
+        }
+    }
+
     /// Split into items of at most about `max_bytes` each; a single record larger than that
     /// stays whole.
     pub fn split(self, max_bytes: usize) -> Vec<Item> {
@@ -191,9 +217,31 @@ splitter!(
 
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
-    item: Item,
+    /// Field 1 of the signal's `Export*ServiceRequest` (tag, length, message).
+    data: Bytes,
     bytes: usize,
     records: u64,
+}
+
+/// Decode one entry back into an item.
+fn decode_entry(signal: Signal, data: &[u8]) -> Option<Item> {
+    match signal {
+        Signal::Traces => ExportTraceServiceRequest::decode(data)
+            .ok()?
+            .resource_spans
+            .pop()
+            .map(Item::Spans),
+        Signal::Metrics => ExportMetricsServiceRequest::decode(data)
+            .ok()?
+            .resource_metrics
+            .pop()
+            .map(Item::Metrics),
+        Signal::Logs => ExportLogsServiceRequest::decode(data)
+            .ok()?
+            .resource_logs
+            .pop()
+            .map(Item::Logs),
+    }
 }
 
 /// Items taken from the buffer for one export request. Hand it back with exactly one of
@@ -221,8 +269,27 @@ impl Batch {
         self.bytes
     }
 
-    pub fn items(&self) -> impl Iterator<Item = &Item> {
-        self.entries.iter().map(|e| &e.item)
+    /// The request body in protobuf: the entries are already field 1 of the request.
+    pub fn protobuf(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.bytes);
+        for entry in &self.entries {
+            body.extend_from_slice(&entry.data);
+        }
+        body
+    }
+
+    /// The entries, each field 1 of the request: sent one after another they are the
+    /// protobuf request body, without copying them into one buffer.
+    pub fn chunks(&self) -> Vec<Bytes> {
+        self.entries.iter().map(|e| e.data.clone()).collect()
+    }
+
+    /// The items, decoded again (for inspection; export sends [`Batch::chunks`]).
+    pub fn items(&self) -> impl Iterator<Item = Item> + '_ {
+        let signal = self.signal;
+        self.entries
+            .iter()
+            .filter_map(move |e| decode_entry(signal, &e.data))
     }
 }
 
@@ -262,6 +329,10 @@ impl Buffer {
     /// `batch_bytes` (clamped to `max_bytes`).
     pub fn new(max_bytes: usize, batch_bytes: usize, stats: Arc<Stats>) -> Self {
         let max_bytes = max_bytes.max(1);
+        stats
+            .buffer_max_bytes
+            .store(max_bytes as u64, Ordering::Relaxed);
+        stats.buffered_bytes.store(0, Ordering::Relaxed);
         Buffer {
             max_bytes,
             batch_bytes: batch_bytes.clamp(1, max_bytes),
@@ -320,13 +391,19 @@ impl Buffer {
                 continue;
             }
             let i = piece.signal().index();
+            let data = Bytes::from(piece.encode_field(bytes));
+            drop(piece);
             self.queued_bytes[i] += bytes;
             self.queued_records[i] += records;
             self.queues[i].push_back(Entry {
-                item: piece,
+                data,
                 bytes,
                 records,
             });
+        }
+        self.publish();
+        if self.total_bytes() as f64 >= HIGH_WATER * self.max_bytes as f64 {
+            self.stats.pressure.notify_one();
         }
         dropped
     }
@@ -383,6 +460,7 @@ impl Buffer {
             self.queued_records[i] += entry.records;
             self.queues[i].push_front(entry);
         }
+        self.publish();
     }
 
     /// The batch will never be delivered: count its records as dropped for `reason`.
@@ -398,6 +476,7 @@ impl Buffer {
         self.queues[i].clear();
         self.queued_bytes[i] = 0;
         self.queued_records[i] = 0;
+        self.publish();
         self.count_drop(records, reason)
     }
 
@@ -432,6 +511,14 @@ impl Buffer {
     fn release(&mut self, batch: &Batch) {
         self.in_flight_bytes = self.in_flight_bytes.saturating_sub(batch.bytes);
         self.in_flight_records = self.in_flight_records.saturating_sub(batch.records);
+        self.publish();
+    }
+
+    /// Keep the shared fill gauge (`Stats::buffered_bytes`) current.
+    fn publish(&self) {
+        self.stats
+            .buffered_bytes
+            .store(self.total_bytes() as u64, Ordering::Relaxed);
     }
 
     fn count_drop(&mut self, records: u64, reason: DropReason) -> u64 {

@@ -30,7 +30,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
 
 use crate::buffer::{Buffer, BufferCounters, Held, Item, Signal};
-use crate::export::body::encode;
+use crate::export::body::{encode, encode_entries};
 use crate::export::config::ExportConfig;
 use crate::export::{ExportResult, Exporter};
 use crate::flush::FlushSettings;
@@ -154,8 +154,12 @@ impl Delivery {
                     break 'signals;
                 }
                 let config = self.exporter.config(signal);
-                let body = match encode(signal, batch.items(), config.protocol, config.compression)
-                {
+                let body = match encode_entries(
+                    signal,
+                    batch.chunks(),
+                    config.protocol,
+                    config.compression,
+                ) {
                     Ok(body) => body,
                     Err(e) => {
                         FAILED.warn(format_args!(
@@ -258,7 +262,7 @@ impl Delivery {
         };
         matches!(
             self.exporter
-                .export(signal, body, deadline, &mut self.selftel)
+                .export(signal, body.into(), deadline, &mut self.selftel)
                 .await,
             ExportResult::Delivered { .. }
         )

@@ -46,6 +46,16 @@
 //!   average gap reaches `interval`.
 //!
 //! Every mode ends with a flush inside the SHUTDOWN deadline minus [`SHUTDOWN_MARGIN`].
+//!
+//! # Pressure
+//!
+//! In every mode, when the export buffer is at least [`HIGH_WATER`] full (the lifecycle reports
+//! the fill with [`FlushPolicy::set_fill`]), the policy flushes at the next free opportunity
+//! instead of waiting for the interval: at the start of the next invocation (overlapping the
+//! function's own work, as periodic does), or during a long invocation while it waits for
+//! `platform.runtimeDone` ([`FlushPolicy::on_pressure`]). If a pressure flush leaves the buffer
+//! still above the mark (the backend is slow or down), pressure flushes pause for one interval,
+//! so a dead backend costs no more than it did without them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +69,11 @@ pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(200);
 pub const EWMA_WEIGHT: f64 = 0.25;
 /// Gaps observed before adaptive mode may leave `End` for `Periodic`.
 pub const MIN_GAPS_FOR_PERIODIC: u32 = 3;
+
+/// Fill level (buffered bytes ÷ the buffer's bound) from which the buffer is flushed at the
+/// next free opportunity, whatever the mode. With the default 4 MiB bound that is 1 MiB, one
+/// full export request: the rest of the bound is for a backend that is slow or down.
+pub const HIGH_WATER: f64 = 0.25;
 
 /// Default for `CONTRAIL_FLUSH_INTERVAL_MS`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(20);
@@ -144,6 +159,12 @@ pub struct FlushPolicy {
     gaps: u32,
     frequent: bool,
     current: Option<Current>,
+    /// The buffer's fill level as last reported.
+    fill: f64,
+    /// Whether the flush in progress was asked for because of pressure alone.
+    pressure_flush: bool,
+    /// Pressure flushes are paused until then (the last one could not relieve the buffer).
+    pressure_paused_until: Option<Instant>,
 }
 
 impl FlushPolicy {
@@ -157,7 +178,21 @@ impl FlushPolicy {
             gaps: 0,
             frequent: false,
             current: None,
+            fill: 0.0,
+            pressure_flush: false,
+            pressure_paused_until: None,
         }
+    }
+
+    /// Report how full the export buffer is (held bytes ÷ bound). Call before every decision:
+    /// `on_invoke`, `on_flush_done`, `on_pressure`.
+    pub fn set_fill(&mut self, fill: f64) {
+        self.fill = fill;
+    }
+
+    /// Whether the buffer is full enough for a pressure flush at `now`.
+    pub fn under_pressure(&self, now: Instant) -> bool {
+        self.fill >= HIGH_WATER && self.pressure_paused_until.is_none_or(|until| now >= until)
     }
 
     pub fn settings(&self) -> FlushSettings {
@@ -210,6 +245,8 @@ impl FlushPolicy {
             Behaviour::Periodic => {
                 if self.periodic_due(now) {
                     self.issue_flush(now, call_next_by)
+                } else if self.under_pressure(now) {
+                    self.issue_pressure_flush(now, call_next_by)
                 } else {
                     self.finish()
                 }
@@ -220,7 +257,29 @@ impl FlushPolicy {
                 }
                 self.issue_flush(now, call_next_by)
             }
+            // Flushed while the function starts; the usual end-of-invocation flush follows.
+            Behaviour::End if self.under_pressure(now) && now < call_next_by => {
+                self.issue_pressure_flush(now, call_next_by)
+            }
             Behaviour::End => self.end_step(now),
+        }
+    }
+
+    /// The buffer crossed [`HIGH_WATER`] while the lifecycle waits for `platform.runtimeDone`
+    /// (report the fill with [`FlushPolicy::set_fill`] first): flush now if that is free, else
+    /// go on as before.
+    pub fn on_pressure(&mut self, now: Instant) -> Action {
+        match self.current {
+            Some(current)
+                if current.behaviour == Behaviour::End
+                    && !current.runtime_done
+                    && !current.end_flush_issued
+                    && now < current.call_next_by
+                    && self.under_pressure(now) =>
+            {
+                self.issue_pressure_flush(now, current.call_next_by)
+            }
+            _ => self.step(now),
         }
     }
 
@@ -240,8 +299,13 @@ impl FlushPolicy {
         self.step(now)
     }
 
-    /// A flush the policy asked for has returned.
+    /// A flush the policy asked for has returned (report the fill with
+    /// [`FlushPolicy::set_fill`] first).
     pub fn on_flush_done(&mut self, now: Instant) -> Action {
+        if std::mem::take(&mut self.pressure_flush) && self.fill >= HIGH_WATER {
+            // The flush could not relieve the buffer: do not try again on every invocation.
+            self.pressure_paused_until = Some(now + self.settings.interval);
+        }
         self.step(now)
     }
 
@@ -301,7 +365,14 @@ impl FlushPolicy {
         }
     }
 
+    fn issue_pressure_flush(&mut self, now: Instant, call_next_by: Instant) -> Action {
+        let action = self.issue_flush(now, call_next_by);
+        self.pressure_flush = true;
+        action
+    }
+
     fn issue_flush(&mut self, now: Instant, call_next_by: Instant) -> Action {
+        self.pressure_flush = false;
         self.last_flush = Some(now);
         Action::FlushNow {
             deadline: (now + self.settings.budget).min(call_next_by),

@@ -342,6 +342,8 @@ impl Lifecycle {
         };
         let mut seen_at: Option<Instant> = None;
         let mut timed_out = false;
+        let stats = self.stats.clone();
+        self.policy.set_fill(stats.buffer_fill());
         let mut action = self.policy.on_invoke(now, invoke_deadline);
         loop {
             action = match action {
@@ -358,6 +360,7 @@ impl Lifecycle {
                     {
                         seen_at = Some(Instant::now());
                     }
+                    self.policy.set_fill(stats.buffer_fill());
                     self.policy.on_flush_done(Instant::now())
                 }
                 Action::WaitForRuntimeDone { until } => match runtime_done.as_mut() {
@@ -373,12 +376,20 @@ impl Lifecycle {
                             timed_out = true;
                             self.policy.on_timer(Instant::now())
                         }
+                        // The buffer crossed its high-water mark while the function runs.
+                        () = stats.pressure.notified() => {
+                            self.policy.set_fill(stats.buffer_fill());
+                            self.policy.on_pressure(Instant::now())
+                        }
                     },
                     // Not expected at all: only the timer can end the wait.
-                    None => {
-                        sleep_until(until).await;
-                        self.policy.on_timer(Instant::now())
-                    }
+                    None => tokio::select! {
+                        () = sleep_until(until) => self.policy.on_timer(Instant::now()),
+                        () = stats.pressure.notified() => {
+                            self.policy.set_fill(stats.buffer_fill());
+                            self.policy.on_pressure(Instant::now())
+                        }
+                    },
                 },
             };
         }

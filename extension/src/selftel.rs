@@ -265,23 +265,12 @@ impl SelfTelemetry {
                 vec![int_point(vec![], get(&stats.post_runtime_ms), start, now)],
             ),
             counter(
-                "contrail.platform.dropped.records",
-                "{record}",
-                "Records Lambda dropped before delivering them (platform.logsDropped)",
+                "contrail.receiver.refused",
+                "{request}",
+                "Requests the local OTLP receiver refused (undecodable, too large, wrong type)",
                 vec![int_point(
                     vec![],
-                    get(&stats.platform_dropped_records),
-                    start,
-                    now,
-                )],
-            ),
-            counter(
-                "contrail.platform.dropped.bytes",
-                "By",
-                "Bytes Lambda dropped before delivering them (platform.logsDropped)",
-                vec![int_point(
-                    vec![],
-                    get(&stats.platform_dropped_bytes),
+                    get(&stats.receiver_rejected_requests),
                     start,
                     now,
                 )],

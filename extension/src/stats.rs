@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::Notify;
+
 /// Why records were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -76,10 +78,13 @@ pub struct Stats {
     /// Milliseconds Contrail spent after `platform.runtimeDone` before calling `next`
     /// (billed to the user), summed over invocations; updated by the lifecycle loop.
     pub post_runtime_ms: AtomicU64,
-    /// `platform.logsDropped` totals reported by Lambda.
-    pub platform_dropped_records: AtomicU64,
-    pub platform_dropped_bytes: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Bytes the export buffer holds now (a gauge, kept by the buffer), and its bound.
+    pub buffered_bytes: AtomicU64,
+    pub buffer_max_bytes: AtomicU64,
+    /// Signalled by the buffer when a push leaves it at or above
+    /// [`crate::flush::HIGH_WATER`], so the lifecycle can flush during a long invocation.
+    pub pressure: Notify,
 }
 
 impl Stats {
@@ -97,5 +102,14 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// How full the export buffer is: held bytes ÷ its bound (0 before a buffer exists).
+    pub fn buffer_fill(&self) -> f64 {
+        let max = Self::get(&self.buffer_max_bytes);
+        if max == 0 {
+            return 0.0;
+        }
+        Self::get(&self.buffered_bytes) as f64 / max as f64
     }
 }

@@ -255,3 +255,46 @@ fn an_item_larger_than_the_buffer_is_dropped_and_counted() {
     assert_eq!(stats.dropped_total(DropReason::BufferFull), 1);
     assert_eq!(buffer.held().records, 0);
 }
+
+#[tokio::test]
+async fn the_fill_gauge_follows_the_buffer_and_crossing_the_high_water_mark_signals_pressure() {
+    let stats = Arc::new(Stats::default());
+    let mut buffer = Buffer::new(100_000, 100_000, stats.clone());
+    assert_eq!(stats.buffer_fill(), 0.0);
+    // Under the mark: a fill level, no signal.
+    buffer.push_item(spans_item(0..10, 100, 1));
+    let low = stats.buffer_fill();
+    assert!(low > 0.0 && low < contrail::flush::HIGH_WATER, "{low}");
+    // Over it: the lifecycle is woken.
+    buffer.push_item(spans_item(10..500, 100, 1));
+    assert!(stats.buffer_fill() >= contrail::flush::HIGH_WATER);
+    stats.pressure.notified().await;
+    // Taken data still counts (it is in memory) until it is acknowledged.
+    let batch = buffer.take(Signal::Traces).unwrap();
+    assert!(stats.buffer_fill() >= contrail::flush::HIGH_WATER);
+    buffer.ack(batch, 0);
+    assert_eq!(stats.buffer_fill(), 0.0);
+}
+
+#[test]
+fn batches_are_kept_encoded_and_their_body_is_the_export_request() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+
+    let stats = Arc::new(Stats::default());
+    let mut buffer = Buffer::new(1 << 20, 1 << 20, stats);
+    let first = spans_item(0..3, 10, 1);
+    let second = spans_item(3..5, 10, 2);
+    buffer.push_item(first.clone());
+    buffer.push_item(second.clone());
+    let batch = buffer.take(Signal::Traces).unwrap();
+    let body = batch.protobuf();
+    assert_eq!(body.len(), batch.bytes());
+    let request = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+    let (Item::Spans(a), Item::Spans(b)) = (first, second) else {
+        panic!("spans")
+    };
+    assert_eq!(request.resource_spans, vec![a, b]);
+    assert_eq!(batch.items().count(), 2);
+    buffer.ack(batch, 0);
+}

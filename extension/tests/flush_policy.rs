@@ -1,11 +1,13 @@
-//! The flush policy with a fake clock: every mode, every switch, the safety flush, shutdown.
+//! The flush policy with a fake clock: every mode, every switch, the safety flush, pressure,
+//! shutdown.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use std::time::Duration;
 
 use contrail::flush::{
-    Action, Behaviour, FlushMode, FlushPolicy, FlushSettings, INVOKE_MARGIN, SHUTDOWN_MARGIN,
+    Action, Behaviour, FlushMode, FlushPolicy, FlushSettings, HIGH_WATER, INVOKE_MARGIN,
+    SHUTDOWN_MARGIN,
 };
 use tokio::time::Instant;
 
@@ -308,4 +310,145 @@ fn runtime_done_without_an_invocation_is_harmless() {
     let mut p = policy(FlushMode::End);
     assert_eq!(p.on_runtime_done(clock.now()), Action::CallNext);
     assert_eq!(p.on_timer(clock.now()), Action::CallNext);
+}
+
+/// Drive `p` into periodic behaviour (adaptive, frequent invocations) with an empty buffer, and
+/// past the first periodic flush.
+fn frequent_adaptive(clock: &mut Clock) -> FlushPolicy {
+    let mut p = policy(FlushMode::Adaptive);
+    for _ in 0..10 {
+        clock.advance(ms(500));
+        invocation(&mut p, clock, ms(20), secs(3), ms(10));
+    }
+    assert!(p.is_frequent());
+    p
+}
+
+#[test]
+fn pressure_flushes_a_periodic_invocation_at_its_start_before_the_interval() {
+    let mut clock = Clock::new();
+    let mut p = frequent_adaptive(&mut clock);
+    // Below the mark: nothing to do within the interval.
+    p.set_fill(HIGH_WATER / 2.0);
+    let start = clock.advance(ms(500));
+    assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+    // At the mark: flush now, while the function runs, within the budget.
+    p.set_fill(HIGH_WATER);
+    let start = clock.advance(ms(500));
+    assert_eq!(
+        p.on_invoke(start, start + secs(3)),
+        Action::FlushNow {
+            deadline: start + BUDGET
+        }
+    );
+    // The flush emptied the buffer: call next, never wait for the runtime.
+    p.set_fill(0.0);
+    let now = clock.advance(ms(15));
+    assert_eq!(p.on_flush_done(now), Action::CallNext);
+    // And the next invocation, with little buffered, costs nothing again.
+    let start = clock.advance(ms(500));
+    assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+}
+
+#[test]
+fn pressure_flushes_at_the_start_of_an_end_invocation_and_still_flushes_at_its_end() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    p.set_fill(0.9);
+    let start = clock.now();
+    assert_eq!(
+        p.on_invoke(start, start + secs(3)),
+        Action::FlushNow {
+            deadline: start + BUDGET
+        }
+    );
+    p.set_fill(0.0);
+    let now = clock.advance(ms(10));
+    let Action::WaitForRuntimeDone { .. } = p.on_flush_done(now) else {
+        panic!("end mode must still wait for runtimeDone");
+    };
+    let now = clock.advance(ms(50));
+    assert_eq!(
+        p.on_runtime_done(now),
+        Action::FlushNow {
+            deadline: now + BUDGET
+        }
+    );
+    let now = clock.advance(ms(10));
+    assert_eq!(p.on_flush_done(now), Action::CallNext);
+}
+
+#[test]
+fn pressure_during_a_long_invocation_flushes_while_it_runs() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let start = clock.now();
+    let Action::WaitForRuntimeDone { until } = p.on_invoke(start, start + secs(900)) else {
+        panic!("end mode waits");
+    };
+    assert_eq!(until, start + INTERVAL);
+    // A wake-up below the mark changes nothing.
+    p.set_fill(HIGH_WATER / 2.0);
+    let now = clock.advance(secs(1));
+    assert_eq!(p.on_pressure(now), Action::WaitForRuntimeDone { until });
+    // At the mark: flush now, long before the safety interval.
+    p.set_fill(HIGH_WATER);
+    let now = clock.advance(secs(1));
+    assert_eq!(
+        p.on_pressure(now),
+        Action::FlushNow {
+            deadline: now + BUDGET
+        }
+    );
+    p.set_fill(0.0);
+    let now = clock.advance(ms(10));
+    let Action::WaitForRuntimeDone { until } = p.on_flush_done(now) else {
+        panic!("still waiting for the runtime");
+    };
+    // The safety interval restarts from the pressure flush.
+    assert_eq!(until, now - ms(10) + INTERVAL);
+    let now = clock.advance(secs(5));
+    assert_eq!(
+        p.on_runtime_done(now),
+        Action::FlushNow {
+            deadline: now + BUDGET
+        }
+    );
+}
+
+#[test]
+fn pressure_flushes_pause_for_an_interval_when_they_cannot_relieve_the_buffer() {
+    let mut clock = Clock::new();
+    let mut p = frequent_adaptive(&mut clock);
+    p.set_fill(0.8);
+    let start = clock.advance(ms(500));
+    assert!(matches!(
+        p.on_invoke(start, start + secs(3)),
+        Action::FlushNow { .. }
+    ));
+    // The backend is down: the buffer is as full as before.
+    let now = clock.advance(BUDGET);
+    assert_eq!(p.on_flush_done(now), Action::CallNext);
+    assert!(!p.under_pressure(now));
+    // Frequent invocations within the interval no longer pay for a flush...
+    for _ in 0..5 {
+        let start = clock.advance(ms(500));
+        assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+    }
+    // ...until the interval has passed.
+    clock.advance(INTERVAL);
+    let start = clock.advance(ms(500));
+    assert!(matches!(
+        p.on_invoke(start, start + secs(3)),
+        Action::FlushNow { .. }
+    ));
+}
+
+#[test]
+fn a_pressure_wake_up_outside_an_end_wait_changes_nothing() {
+    let clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    p.set_fill(1.0);
+    // No invocation running.
+    assert_eq!(p.on_pressure(clock.now()), Action::CallNext);
 }

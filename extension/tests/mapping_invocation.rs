@@ -727,7 +727,7 @@ fn finish_emits_every_incomplete_invocation() {
 
 #[test]
 fn platform_records_become_event_logs() {
-    let (mut m, stats) = mapper();
+    let (mut m, _) = mapper();
     let mut out = Signals::default();
     feed(
         &mut m,
@@ -776,8 +776,6 @@ fn platform_records_become_event_logs() {
         str_attr(&l[4].attributes, "aws.lambda.log.source"),
         Some("extension")
     );
-    assert_eq!(Stats::get(&stats.platform_dropped_records), 123);
-    assert_eq!(Stats::get(&stats.platform_dropped_bytes), 12345);
     let ms = metrics(&out);
     assert_eq!(counter(&ms, "aws.lambda.logs_dropped.records"), Some(123));
     assert_eq!(counter(&ms, "aws.lambda.logs_dropped.bytes"), Some(12345));
@@ -828,4 +826,25 @@ fn a_late_record_for_a_retired_invocation_keeps_its_context() {
     assert_eq!(hex(&l[0].trace_id), ROOT_HEX);
     assert_eq!(hex(&l[0].span_id), PARENT_HEX);
     assert_eq!(m.pending_invocations(), 0);
+}
+
+/// Environments restored from one snapshot share its id generator's state; their restore spans
+/// must still get different ids.
+#[test]
+fn restored_environments_do_not_repeat_ids() {
+    let restore_span = |instance: &str| {
+        let (mut m, _) = mapper();
+        let mut out = Signals::default();
+        let batch = format!(
+            r#"[{{"time":"2022-10-12T00:00:14.000Z","type":"platform.restoreStart","record":{{"instanceId":"{instance}"}}}},
+               {{"time":"2022-10-12T00:00:14.200Z","type":"platform.restoreRuntimeDone","record":{{"status":"success"}}}},
+               {{"time":"2022-10-12T00:00:14.260Z","type":"platform.restoreReport","record":{{"status":"success","metrics":{{"durationMs":260.0}}}}}}]"#
+        );
+        m.on_records(decode_batch(batch.as_bytes()).records, &mut out);
+        span(&spans(&out), "aws.lambda.restore").clone()
+    };
+    let a = restore_span("2022/10/12/[3]aaaaaaaaaaaa");
+    let b = restore_span("2022/10/12/[3]bbbbbbbbbbbb");
+    assert_ne!(a.span_id, b.span_id);
+    assert_ne!(a.trace_id, b.trace_id);
 }

@@ -1,13 +1,17 @@
 //! Request bodies and response interpretation: OTLP/HTTP encoding, gzip, partial success,
 //! error messages and `Retry-After`.
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flate2::Compression as GzLevel;
 use flate2::write::GzEncoder;
 use http::HeaderMap;
+use hyper::body::{Frame, SizeHint};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -31,6 +35,8 @@ pub enum EncodeError {
     Json(#[from] serde_json::Error),
     #[error("gzip failed: {0}")]
     Gzip(#[from] std::io::Error),
+    #[error("buffered data did not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
 }
 
 /// Encode `items` (all of `signal`) as one export request body.
@@ -46,11 +52,7 @@ pub fn encode<'a>(
             // without cloning the items into a request message.
             let mut buf = Vec::new();
             for item in items {
-                match item {
-                    Item::Spans(r) => prost::encoding::message::encode(1, r, &mut buf),
-                    Item::Metrics(r) => prost::encoding::message::encode(1, r, &mut buf),
-                    Item::Logs(r) => prost::encoding::message::encode(1, r, &mut buf),
-                }
+                item.encode_field_into(&mut buf);
             }
             buf
         }
@@ -81,6 +83,113 @@ pub fn encode<'a>(
             })?,
         },
     };
+    compress(raw, compression)
+}
+
+/// A request body sent as a sequence of chunks, never joined into one buffer: the buffer's
+/// entries go to the socket as they are (vectored writes), and a retry shares them.
+#[derive(Debug, Clone, Default)]
+pub struct Chunks {
+    chunks: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Chunks {
+    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Chunks {
+        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        Chunks { chunks, len }
+    }
+
+    /// Bytes in the body.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole body in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        for chunk in &self.chunks {
+            out.extend_from_slice(chunk);
+        }
+        out
+    }
+}
+
+impl From<Bytes> for Chunks {
+    fn from(bytes: Bytes) -> Chunks {
+        Chunks::new([bytes])
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.pop_front();
+        if let Some(chunk) = &next {
+            self.len -= chunk.len() as u64;
+        }
+        Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+/// Make an export request body from `entries`, each field 1 of a protobuf-encoded
+/// `Export*ServiceRequest` of `signal` (what the buffer keeps): sent as they are, or joined and
+/// compressed, or decoded and written as JSON.
+pub fn encode_entries(
+    signal: Signal,
+    entries: Vec<Bytes>,
+    protocol: Protocol,
+    compression: Compression,
+) -> Result<Chunks, EncodeError> {
+    let entries = Chunks::new(entries);
+    match (protocol, compression) {
+        (Protocol::HttpProtobuf, Compression::None) => Ok(entries),
+        (Protocol::HttpProtobuf, Compression::Gzip) => {
+            let capacity = entries.len() as usize / 4;
+            let mut encoder = GzEncoder::new(Vec::with_capacity(capacity), GzLevel::fast());
+            for chunk in &entries.chunks {
+                encoder.write_all(chunk)?;
+            }
+            Ok(Chunks::from(Bytes::from(encoder.finish()?)))
+        }
+        (Protocol::HttpJson, _) => {
+            let protobuf = entries.to_vec();
+            let json = match signal {
+                Signal::Traces => {
+                    serde_json::to_vec(&ExportTraceServiceRequest::decode(protobuf.as_slice())?)?
+                }
+                Signal::Metrics => {
+                    serde_json::to_vec(&ExportMetricsServiceRequest::decode(protobuf.as_slice())?)?
+                }
+                Signal::Logs => {
+                    serde_json::to_vec(&ExportLogsServiceRequest::decode(protobuf.as_slice())?)?
+                }
+            };
+            drop(protobuf);
+            compress(json, compression).map(Chunks::from)
+        }
+    }
+}
+
+fn compress(raw: Vec<u8>, compression: Compression) -> Result<Bytes, EncodeError> {
     match compression {
         Compression::None => Ok(Bytes::from(raw)),
         Compression::Gzip => {

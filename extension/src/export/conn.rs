@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+
+use crate::export::body::Chunks;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -100,6 +102,26 @@ impl AsyncWrite for Stream {
         }
     }
 
+    // With vectored writes hyper sends a request body's buffers as they are; without them it
+    // first copies the body into the connection's write buffer (up to a whole batch, 1 MiB).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
@@ -117,8 +139,8 @@ impl AsyncWrite for Stream {
 
 struct Conn {
     origin: Origin,
-    sender: SendRequest<Full<Bytes>>,
-    driver: Pin<Box<Connection<TokioIo<Stream>, Full<Bytes>>>>,
+    sender: SendRequest<Chunks>,
+    driver: Pin<Box<Connection<TokioIo<Stream>, Chunks>>>,
     last_used: Instant,
     broken: bool,
 }
@@ -155,7 +177,7 @@ impl Pool {
     pub async fn round_trip(
         &mut self,
         origin: &Origin,
-        request: &dyn Fn() -> Request<Full<Bytes>>,
+        request: &dyn Fn() -> Request<Chunks>,
     ) -> Result<Response, ConnError> {
         let now = Instant::now();
         // Drop connections that are idle too long or already closed.
@@ -198,7 +220,7 @@ impl Pool {
     async fn send_on(
         &mut self,
         index: usize,
-        request: Request<Full<Bytes>>,
+        request: Request<Chunks>,
     ) -> Result<Response, ConnError> {
         let Some(conn) = self.conns.get_mut(index) else {
             return Err(ConnError::Lost);

@@ -24,12 +24,11 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::Full;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::buffer::Signal;
+use crate::export::body::Chunks;
 use crate::export::config::{Compression, ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};
 use crate::stats::Stats;
@@ -127,7 +126,7 @@ impl Exporter {
     pub async fn export(
         &mut self,
         signal: Signal,
-        body: Bytes,
+        body: Chunks,
         deadline: Instant,
         latency: &mut dyn LatencySink,
     ) -> ExportResult {
@@ -217,7 +216,7 @@ impl Exporter {
         }
     }
 
-    async fn attempt(&mut self, signal: Signal, origin: &Origin, body: &Bytes) -> Attempt {
+    async fn attempt(&mut self, signal: Signal, origin: &Origin, body: &Chunks) -> Attempt {
         let config = &self.signals[signal.index()];
         let Some(uri) = config.endpoint.clone() else {
             return Attempt::Done(ExportResult::Failed {
@@ -228,7 +227,7 @@ impl Exporter {
         let protocol = config.protocol;
         let compression = config.compression;
         let make = move || {
-            let mut request = Request::new(Full::new(body.clone()));
+            let mut request = Request::new(body.clone());
             *request.method_mut() = Method::POST;
             *request.uri_mut() = uri.clone();
             let h = request.headers_mut();

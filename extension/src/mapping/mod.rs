@@ -764,7 +764,9 @@ impl Mapper {
     }
 
     fn on_restore_start(&mut self, start: RestoreStart, t: u64) {
+        self.ids.mix(t);
         if let Some(instance) = start.instance_id.as_deref() {
+            self.ids.mix(fnv1a(instance.as_bytes()));
             resource::set_resource_attribute(&mut self.resource, "faas.instance", instance);
         }
         let phase = self.phase_mut(PhaseKind::Restore, t);
@@ -967,11 +969,6 @@ impl Mapper {
     }
 
     fn on_logs_dropped(&mut self, dropped: LogsDropped, t: u64) {
-        Stats::add(
-            &self.stats.platform_dropped_records,
-            dropped.dropped_records,
-        );
-        Stats::add(&self.stats.platform_dropped_bytes, dropped.dropped_bytes);
         self.metrics.record(
             MetricId::LogsDroppedRecords,
             dropped.dropped_records as f64,
@@ -1131,4 +1128,11 @@ fn severity_text(number: i32) -> &'static str {
         21..=24 => "FATAL",
         _ => "",
     }
+}
+
+/// FNV-1a: a stable 64-bit hash of a short string.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

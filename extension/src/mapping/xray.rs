@@ -132,6 +132,14 @@ impl IdGenerator {
         IdGenerator::new(nanos ^ pid.rotate_left(32))
     }
 
+    /// Fold `value` into the state. Every environment restored from one SnapStart snapshot
+    /// starts from the snapshot's state; mixing in what differs per environment (the restore
+    /// time, the instance id) keeps their ids apart.
+    pub fn mix(&mut self, value: u64) {
+        self.state ^= value.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.next_u64();
+    }
+
     fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0xa076_1d64_78bd_642f);
         let t = u128::from(self.state) * u128::from(self.state ^ 0xe703_7ed1_a0b4_28db);

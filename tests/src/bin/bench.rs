@@ -2,7 +2,8 @@
 //! `docs/BENCHMARKS.md` with each figure next to its budget.
 //!
 //! ```text
-//! bench [--out FILE] [--rounds N] [--command TEXT]   measure and write the report
+//! bench [--out FILE] [--rounds N] [--command TEXT] [--only SCENARIO]...
+//!                                                    measure and write the report
 //! bench runtime                                      a minimal Lambda runtime (used by the above)
 //! ```
 //!
@@ -190,6 +191,17 @@ struct Options {
     out: PathBuf,
     rounds: usize,
     command: String,
+    /// Run only these scenarios (`--only`, repeatable); all when empty.
+    only: Vec<String>,
+}
+
+/// The whole-process scenarios, in the order they run.
+const SCENARIOS: [&str; 5] = ["startup", "steady", "end", "heavy", "sdk"];
+
+impl Options {
+    fn runs(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
 }
 
 fn parse_args(args: &[String]) -> Result<Options> {
@@ -202,6 +214,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
         root,
         rounds: 10,
         command: "scripts/bench.sh".to_owned(),
+        only: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -216,6 +229,13 @@ fn parse_args(args: &[String]) -> Result<Options> {
                 }
             }
             "--command" => options.command = value()?.clone(),
+            "--only" => {
+                let scenario = value()?.clone();
+                if !SCENARIOS.contains(&scenario.as_str()) {
+                    bail!("--only: unknown scenario {scenario} (one of {SCENARIOS:?})");
+                }
+                options.only.push(scenario);
+            }
             other => bail!("unknown argument {other}"),
         }
     }
@@ -232,7 +252,12 @@ struct Function {
 }
 
 struct Bench {
+    /// `target/release/contrail` (its size is reported).
     contrail: PathBuf,
+    /// Which binary the whole-process runs use: the layer's static musl build when it is
+    /// present and not older than the release build (it is what users run), else the release
+    /// build. Described for the report.
+    runs_label: String,
     /// A folder laid out like `/opt/extensions`, holding the extension as `contrail`.
     extensions: tempfile::TempDir,
     /// Kept alive while the Python functions may run.
@@ -241,6 +266,23 @@ struct Bench {
     python: Option<Function>,
     python_sdk: Option<Function>,
     sample_rust: Option<Function>,
+}
+
+/// The layer's build of the extension for this machine's architecture, when it exists and is
+/// at least as new as `release` (an older one would measure stale code).
+fn layer_binary(root: &Path, release: &Path) -> Option<PathBuf> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        "aarch64" => "arm64",
+        _ => return None,
+    };
+    let layer = root.join(format!("target/lambda-{arch}/extensions/contrail"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&layer), modified(release)) {
+        (Some(layer_time), Some(release_time)) if layer_time >= release_time => Some(layer),
+        (Some(_), None) => Some(layer),
+        _ => None,
+    }
 }
 
 /// A port nothing listens on right now, for Contrail's local receiver (the default 4318 may be
@@ -258,9 +300,23 @@ impl Bench {
                 contrail.display()
             );
         }
+        let (runs, runs_label) = match layer_binary(root, &contrail) {
+            Some(layer) => {
+                let label = format!(
+                    "the layer's static musl build `{}` (`layer/build.sh`, what users run)",
+                    layer.strip_prefix(root).unwrap_or(&layer).display()
+                );
+                (layer, label)
+            }
+            None => (
+                contrail.clone(),
+                "the release `target/release/contrail` (no current layer build in \
+                 `target/lambda-*`: run `layer/build.sh` to measure the shipped binary)"
+                    .to_owned(),
+            ),
+        };
         let extensions = tempfile::tempdir()?;
-        std::fs::copy(&contrail, extensions.path().join("contrail"))
-            .context("copy the extension")?;
+        std::fs::copy(&runs, extensions.path().join("contrail")).context("copy the extension")?;
         let me = std::env::current_exe().context("current_exe")?;
         let builtin = Function {
             label: "minimal runtime (std only)".to_owned(),
@@ -313,6 +369,7 @@ impl Bench {
         });
         Ok(Bench {
             contrail,
+            runs_label,
             extensions,
             _python_dirs: python_dirs,
             builtin,
@@ -479,24 +536,32 @@ async fn bench_main(args: &[String]) -> Result<()> {
         .await
         .context("start the sink")?;
 
-    startup(&bench, &options, &mut results).await?;
-    steady(&bench, &options, &sink, &mut results).await?;
-    end_mode(&bench, &options, &sink, &mut results).await?;
-    heavy(&bench, &options, &mut results).await?;
-    if let Some(sdk) = &bench.python_sdk {
-        sdk_export(&bench, sdk, &mut results).await?;
-    } else {
-        results.notes.push(
+    if options.runs("startup") {
+        startup(&bench, &options, &mut results).await?;
+    }
+    if options.runs("steady") {
+        steady(&bench, &options, &sink, &mut results).await?;
+    }
+    if options.runs("end") {
+        end_mode(&bench, &options, &sink, &mut results).await?;
+    }
+    if options.runs("heavy") {
+        heavy(&bench, &options, &mut results).await?;
+    }
+    match &bench.python_sdk {
+        _ if !options.runs("sdk") => {}
+        Some(sdk) => sdk_export(&bench, sdk, &mut results).await?,
+        None => results.notes.push(
             "SDK → receiver export time: not measured (no awslambdaric and OpenTelemetry SDK in \
              .tools/venv; run scripts/install-test-deps.sh)."
                 .to_owned(),
-        );
+        ),
     }
     sizes(&bench, &options, &mut results)?;
     let criterion = criterion_rows(&options.root, &mut results)?;
     sink.shutdown().await;
 
-    let markdown = render(&options, &results, &criterion, started.elapsed())?;
+    let markdown = render(&options, &bench, &results, &criterion, started.elapsed())?;
     std::fs::write(&options.out, markdown)
         .with_context(|| format!("write {}", options.out.display()))?;
     eprintln!("bench: wrote {}", options.out.display());
@@ -1076,6 +1141,7 @@ fn utc_now() -> String {
 
 fn render(
     options: &Options,
+    bench: &Bench,
     results: &Results,
     criterion: &[CriterionRow],
     elapsed: Duration,
@@ -1094,11 +1160,19 @@ fn render(
     writeln!(s, "- Machine: {cpus} CPUs, {model}, Linux {kernel}")?;
     writeln!(
         s,
-        "- Whole-process runs: the release `target/release/contrail` under the emulator \
-         (`contrail_sim::run`), {} start-up rounds, {:.0} s",
+        "- Whole-process runs: {} under the emulator (`contrail_sim::run`), {} start-up \
+         rounds, {:.0} s",
+        bench.runs_label,
         options.rounds,
         elapsed.as_secs_f64()
     )?;
+    if !options.only.is_empty() {
+        writeln!(
+            s,
+            "- Partial report: only the scenarios {} (`--only`)",
+            options.only.join(", ")
+        )?;
+    }
     writeln!(s)?;
     writeln!(s, "## Budgets")?;
     writeln!(s)?;
