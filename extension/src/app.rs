@@ -63,7 +63,11 @@ pub fn main() -> ExitCode {
         }
     };
     // A LocalSet: every task runs on this one thread, so their futures need not be `Send`.
-    tokio::task::LocalSet::new().block_on(&runtime, run(&ProcessEnv))
+    let code = tokio::task::LocalSet::new().block_on(&runtime, run(&ProcessEnv));
+    // Dropping the runtime would wait for blocking-pool threads (a name lookup of an abandoned
+    // export can take seconds) and outlive the SHUTDOWN deadline; the process is exiting.
+    runtime.shutdown_background();
+    code
 }
 
 /// The whole life of the extension. Must run inside a [`tokio::task::LocalSet`].

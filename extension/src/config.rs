@@ -287,27 +287,32 @@ pub struct Settings {
 
 impl Settings {
     /// Read every module's variables. `Err` lists every fatal error of every module.
+    ///
+    /// The `OTEL_*` variables are shared with the function's own OpenTelemetry SDK: a value
+    /// that suits the SDK but not Contrail (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, the SDK default
+    /// endpoint `http://localhost:4318`, which is Contrail's own receiver) must not fail the
+    /// function's init. Such a value is ignored with a warning, as if unset (the OpenTelemetry
+    /// specification asks the same of a malformed `OTEL_RESOURCE_ATTRIBUTES`). Contrail's own
+    /// `CONTRAIL_*` names are fatal.
     pub fn from_env(env: &dyn Env) -> Result<Parsed<Settings>, Vec<ConfigError>> {
         let mut errors = Vec::new();
+        let mut warnings = Vec::new();
         let lifecycle = LifecycleConfig::from_env(env)
             .map_err(|e| errors.extend(e))
             .ok();
         let receiver = ReceiverConfig::from_env(env)
             .map_err(|e| errors.extend(e))
             .ok();
-        let mapping = MappingConfig::from_env(env)
-            .map_err(|e| errors.extend(e))
-            .ok();
-        let resource = lambda_resource(env).map_err(|e| errors.extend(e)).ok();
-        let export = ExportConfig::from_env(env)
-            .map_err(|e| errors.extend(e))
-            .ok();
+        let mapping = lenient(env, MappingConfig::from_env, &mut errors, &mut warnings);
+        let resource = lenient(env, lambda_resource, &mut errors, &mut warnings);
+        let export = lenient(env, ExportConfig::from_env, &mut errors, &mut warnings);
         match (lifecycle, receiver, mapping, export, resource) {
             (Some(lifecycle), Some(receiver), Some(mapping), Some(export), Some(resource))
                 if errors.is_empty() =>
             {
+                warnings.splice(0..0, lifecycle.warnings);
                 Ok(Parsed {
-                    warnings: lifecycle.warnings,
+                    warnings,
                     value: Settings {
                         lifecycle: lifecycle.value,
                         receiver,
@@ -318,6 +323,55 @@ impl Settings {
                 })
             }
             _ => Err(errors),
+        }
+    }
+}
+
+/// Run `parse`; errors in shared `OTEL_*` variables become warnings and, when they are the only
+/// errors, `parse` runs again with those variables hidden.
+fn lenient<T>(
+    env: &dyn Env,
+    parse: impl Fn(&dyn Env) -> Result<T, Vec<ConfigError>>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let errs = match parse(env) {
+        Ok(value) => return Some(value),
+        Err(errs) => errs,
+    };
+    let (shared, own): (Vec<_>, Vec<_>) =
+        errs.into_iter().partition(|e| e.var.starts_with("OTEL_"));
+    let value = if own.is_empty() {
+        parse(&Hidden {
+            env,
+            hidden: &shared,
+        })
+        .map_err(|e| errors.extend(e))
+        .ok()
+    } else {
+        errors.extend(own);
+        None
+    };
+    warnings.extend(shared.into_iter().map(|mut e| {
+        e.reason
+            .push_str("; ignored (the variable is shared with the function's SDK)");
+        e
+    }));
+    value
+}
+
+/// An environment without some variables.
+struct Hidden<'a> {
+    env: &'a dyn Env,
+    hidden: &'a [ConfigError],
+}
+
+impl Env for Hidden<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        if self.hidden.iter().any(|e| e.var == name) {
+            None
+        } else {
+            self.env.var(name)
         }
     }
 }
@@ -485,7 +539,7 @@ mod tests {
             (crate::receiver::ENDPOINT_VAR, "http://localhost:4318"),
             (LOG_LEVEL_VAR, "chatty"),
             (crate::mapping::config::XRAY_CONTEXT_VAR, "sideways"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
+            ("CONTRAIL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
         ];
         let errors = Settings::from_env(&env).unwrap_err();
         let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
@@ -495,12 +549,60 @@ mod tests {
                 TELEMETRY_TIMEOUT_MS_VAR,
                 crate::receiver::ENDPOINT_VAR,
                 crate::mapping::config::XRAY_CONTEXT_VAR,
-                "OTEL_EXPORTER_OTLP_ENDPOINT"
+                "CONTRAIL_EXPORTER_OTLP_ENDPOINT"
             ]
         );
         let none: [(&str, &str); 0] = [];
         let ok = Settings::from_env(&none).unwrap();
         assert_eq!(ok.value.receiver, ReceiverConfig::default());
+    }
+
+    #[test]
+    fn values_shared_with_the_function_sdk_are_ignored_with_a_warning() {
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team=payments,broken"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "sometimes",
+            ),
+            (
+                "CONTRAIL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                "https://logs.example/v1/logs",
+            ),
+        ];
+        let parsed = Settings::from_env(&env).unwrap();
+        let mut warned: Vec<&str> = parsed.warnings.iter().map(|e| e.var.as_str()).collect();
+        warned.sort_unstable();
+        assert_eq!(
+            warned,
+            [
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "OTEL_RESOURCE_ATTRIBUTES",
+            ]
+        );
+        let export = &parsed.value.export;
+        assert_eq!(
+            export.traces.endpoint, None,
+            "the receiver's own address is not a backend"
+        );
+        assert_eq!(
+            export.traces.protocol,
+            crate::export::config::Protocol::HttpProtobuf
+        );
+        assert_eq!(
+            export
+                .logs
+                .endpoint
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("https://logs.example/v1/logs")
+        );
+        assert_eq!(parsed.value.mapping, MappingConfig::default());
     }
 
     #[test]
