@@ -11,9 +11,10 @@ step "install test dependencies"
 scripts/install-test-deps.sh
 export PATH="$root/.tools/venv/bin:$PATH"
 
-step "format and lints"
+step "format, lints, docs"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 step "layer zips (x86_64, arm64), checked; the end-to-end tests run the shipped x86_64 binary"
 layer/build.sh all
@@ -26,6 +27,12 @@ export CONTRAIL_SAMPLE_RUST_BIN="$root/target/debug/sample-rust"
 
 step "SAM template"
 scripts/check-sam.sh
+
+step "the README's main command (scripts/demo.sh), two invocations"
+scripts/demo.sh --invocations 2 --quiet | tee target/demo-output.txt
+for want in "aws.lambda.init" "handle-order" "order handled" "faas.invoke_duration" "contrail.records.exported"; do
+  grep -q -- "$want" target/demo-output.txt || { echo "demo output lacks '$want'" >&2; exit 1; }
+done
 
 step "tests"
 set +e

@@ -58,6 +58,8 @@ async fn run_core(log_format: LogFormat) -> (RunReport, Received) {
         timeout: Duration::from_secs(10),
         env: vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint()),
+            // Tests run in parallel: none needs the local receiver on its fixed port.
+            ("CONTRAIL_RECEIVER_ENDPOINT".into(), "off".into()),
             ("CONTRAIL_FLUSH".into(), "end".into()),
         ],
         inject_telemetry: vec![

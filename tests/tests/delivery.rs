@@ -46,10 +46,14 @@ fn config(
 ) -> (RunConfig, Vec<tempfile::TempDir>) {
     let exts = extensions_dir();
     let (func, cmd) = python_function(HANDLER);
-    let mut vars = vec![(
-        "CONTRAIL_EXPORTER_OTLP_ENDPOINT".to_owned(),
-        sink.endpoint(),
-    )];
+    let mut vars = vec![
+        (
+            "CONTRAIL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            sink.endpoint(),
+        ),
+        // Tests run in parallel: none needs the local receiver on its fixed port.
+        ("CONTRAIL_RECEIVER_ENDPOINT".to_owned(), "off".to_owned()),
+    ];
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let cfg = RunConfig {
         runtime_command: cmd,
@@ -312,10 +316,21 @@ async fn buffer_overflow_is_counted_and_reported() {
         ],
     );
     cfg.schedule = Schedule::Interval(Duration::from_millis(250));
-    sink.set_behaviour(Behaviour::Refuse).await.unwrap();
+    sink.set_behaviour(Behaviour::Status {
+        code: 503,
+        retry_after: None,
+    })
+    .await
+    .unwrap();
     let run = tokio::spawn(contrail_sim::run(cfg));
-    // Back before the last invocations, so the shutdown flush can deliver what was kept.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Anchored on the first refused export (the first invocation's flush), not on the run's
+    // start: 1.5 s later at least two more invocations (over 100 KB of lines against a 64 KiB
+    // buffer) have been buffered, and the remaining ones (12 at 250 ms intervals) still run, so
+    // their flushes and the shutdown flush deliver what was kept.
+    sink.wait_for(Duration::from_secs(30), |r| !r.failed_attempts().is_empty())
+        .await
+        .expect("a first export attempt");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     sink.set_behaviour(Behaviour::Accept).await.unwrap();
     let report = run.await.expect("join").expect("run");
     assert!(report.invocations.iter().all(|r| r.status == "success"));

@@ -59,7 +59,11 @@ async fn run_mode(m: Mode, wait_for: impl Fn(&Received) -> bool) -> (RunReport, 
         idle_gap: m.idle_gap,
         log_format: LogFormat::Json,
         timeout: Duration::from_secs(10),
-        env: vec![("OTEL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint())],
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint()),
+            // Tests run in parallel: none needs the local receiver on its fixed port.
+            ("CONTRAIL_RECEIVER_ENDPOINT".into(), "off".into()),
+        ],
         ..RunConfig::default()
     };
     let report = contrail_sim::run(cfg).await.expect("emulator run");
