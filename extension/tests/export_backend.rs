@@ -385,3 +385,20 @@ async fn a_500_is_not_retried_and_counted_as_failed() {
     assert_eq!(trace_requests(&b), 1);
     assert_eq!(stats.dropped_total(DropReason::ExportFailed), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_response_body_is_not_read_and_the_export_still_counts() {
+    let huge = Reply::Status(200, vec![], vec![b'x'; 1024 * 1024]);
+    let b = Backend::start(vec![huge]).await;
+    let (mut d, _) = delivery(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &b.endpoint())]);
+    d.push(spans(0..10, 0));
+    let outcome = d.flush(in_secs(20)).await;
+    assert!(outcome.complete, "{outcome:?}");
+    assert_eq!(outcome.exported, 10);
+    // The connection with the unread body is not reused: the next export still works.
+    d.push(spans(10..20, 0));
+    let outcome = d.flush(in_secs(20)).await;
+    assert!(outcome.complete, "{outcome:?}");
+    assert_eq!(outcome.exported, 10);
+    assert_eq!(trace_requests(&b), 2);
+}

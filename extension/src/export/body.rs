@@ -320,12 +320,19 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         .to_str()
         .ok()?
         .trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = parse_http_date(value)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => parse_http_date(value)?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    // A backend or proxy asking for hours (or for ever) would stop a signal for good and, added
+    // to an `Instant`, could overflow it; data waits at most this long before the next attempt.
+    Some(delay.min(MAX_RETRY_AFTER))
 }
+
+/// The longest `Retry-After` Contrail honours.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Parse an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP requires senders to
 /// use.
@@ -397,6 +404,11 @@ mod tests {
             "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        h.insert(
+            http::header::RETRY_AFTER,
+            "18446744073709551615".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
         h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h, now), None);
     }

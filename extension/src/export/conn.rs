@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 
 use crate::export::body::Chunks;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
@@ -50,6 +50,9 @@ impl Origin {
         })
     }
 }
+
+/// The most of a backend's response body Contrail reads.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Why a round trip failed.
 #[derive(Debug, thiserror::Error)]
@@ -236,12 +239,24 @@ impl Pool {
                 .await
                 .map_err(ConnError::BeforeResponse)?;
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map_err(ConnError::Body)?.to_bytes();
-            Ok(Response {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
+            // The body only carries a partial-success count or an error message: a larger one
+            // (a proxy's error page) is not read into the function's memory; the status says
+            // enough, and the connection is not reused.
+            let (body, whole) = match Limited::new(body, MAX_RESPONSE_BYTES).collect().await {
+                Ok(collected) => (collected.to_bytes(), true),
+                Err(err) => match err.downcast::<hyper::Error>() {
+                    Ok(err) => return Err(ConnError::Body(*err)),
+                    Err(_) => (Bytes::new(), false),
+                },
+            };
+            Ok((
+                Response {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                },
+                whole,
+            ))
         };
         let (result, driver_done) = {
             tokio::pin!(exchange);
@@ -251,13 +266,13 @@ impl Pool {
                 _ = driver.as_mut() => (exchange.await, true),
             }
         };
-        let keep = result.is_ok() && !driver_done && !sender.is_closed();
+        let keep = matches!(result, Ok((_, true))) && !driver_done && !sender.is_closed();
         conn.broken = !keep;
         conn.last_used = Instant::now();
         if !keep {
             self.conns.remove(index);
         }
-        result
+        result.map(|(response, _)| response)
     }
 
     async fn connect(&mut self, origin: &Origin) -> Result<usize, ConnError> {
