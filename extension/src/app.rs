@@ -381,7 +381,11 @@ impl Stages for Pipeline {
         if !out.is_empty() {
             self.delivery.push(out);
         }
-        let outcome = self.delivery.flush(deadline).await;
+        let outcome = if last {
+            self.delivery.finish(deadline).await
+        } else {
+            self.delivery.flush(deadline).await
+        };
         FlushOutcome {
             complete: outcome.complete,
         }

@@ -24,13 +24,15 @@
 //! - After the data, a self-telemetry snapshot (`contrail.*` metrics) is sent if time is left.
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
 
 use crate::buffer::{Buffer, BufferCounters, Held, Item, Signal};
-use crate::export::body::{encode, encode_entries};
+use crate::export::body::encode_entries;
 use crate::export::config::ExportConfig;
 use crate::export::{ExportResult, Exporter};
 use crate::flush::FlushSettings;
@@ -68,6 +70,8 @@ pub struct Delivery {
     resource: Option<Resource>,
     warner: DropWarner,
     no_endpoint_noted: bool,
+    /// When self-telemetry last reached the backend, and the drop total it reported.
+    selftel_sent: Option<(Instant, u64)>,
 }
 
 static REJECTED: log::Every = log::Every::new(Duration::from_secs(60));
@@ -91,6 +95,7 @@ impl Delivery {
             resource: None,
             warner: DropWarner::default(),
             no_endpoint_noted: false,
+            selftel_sent: None,
         }
     }
 
@@ -144,22 +149,75 @@ impl Delivery {
 
     /// Export what fits before `deadline`; what is left stays buffered.
     pub async fn flush(&mut self, deadline: Instant) -> FlushOutcome {
+        self.flush_inner(deadline, false).await
+    }
+
+    /// The last flush before the process exits: like [`Delivery::flush`], and it always
+    /// reports self-telemetry.
+    pub async fn finish(&mut self, deadline: Instant) -> FlushOutcome {
+        self.flush_inner(deadline, true).await
+    }
+
+    /// Self-telemetry is reported on the first and the last flush, when something was dropped
+    /// since the last report, and otherwise once per flush interval: not on every flush, where
+    /// in `end` mode it would cost a request per invocation.
+    fn self_telemetry_due(&self, last: bool) -> bool {
+        if !self.exporter.has_endpoint(Signal::Metrics) {
+            return false;
+        }
+        match self.selftel_sent {
+            None => true,
+            Some((at, dropped)) => {
+                last || dropped != self.dropped_total()
+                    || at.elapsed() >= self.config.flush.interval
+            }
+        }
+    }
+
+    fn dropped_total(&self) -> u64 {
+        DropReason::ALL
+            .iter()
+            .map(|r| self.stats.dropped_total(*r))
+            .sum()
+    }
+
+    /// The self-telemetry snapshot as one encoded `resource_metrics` entry.
+    fn self_telemetry_entry(&self, started: Instant) -> Bytes {
+        // The snapshot's own flush is not over yet: include the time so far.
+        let mut selftel = self.selftel.clone();
+        selftel.observe_flush(started.elapsed());
+        let snapshot = Item::Metrics(selftel.snapshot(
+            &self.stats,
+            self.buffer.held(),
+            self.resource.clone(),
+            SystemTime::now(),
+        ));
+        let mut buf = Vec::new();
+        snapshot.encode_field_into(&mut buf);
+        Bytes::from(buf)
+    }
+
+    async fn flush_inner(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
         let started = Instant::now();
         let before = self.buffer.counters();
         let mut abandoned = 0;
+        let mut selftel_due = self.self_telemetry_due(last);
+        let mut self_telemetry_sent = false;
         'signals: for signal in Signal::ALL {
             while let Some(batch) = self.buffer.take(signal) {
                 if Instant::now() >= deadline {
                     self.buffer.requeue(batch);
                     break 'signals;
                 }
+                // Self-telemetry rides in the first metrics request rather than its own.
+                let mut chunks = batch.chunks();
+                let carries_selftel = signal == Signal::Metrics && selftel_due;
+                if carries_selftel {
+                    chunks.push(self.self_telemetry_entry(started));
+                }
                 let config = self.exporter.config(signal);
-                let body = match encode_entries(
-                    signal,
-                    batch.chunks(),
-                    config.protocol,
-                    config.compression,
-                ) {
+                let body = match encode_entries(signal, chunks, config.protocol, config.compression)
+                {
                     Ok(body) => body,
                     Err(e) => {
                         FAILED.warn(format_args!(
@@ -176,6 +234,11 @@ impl Delivery {
                     .await
                 {
                     ExportResult::Delivered { rejected, message } => {
+                        if carries_selftel {
+                            selftel_due = false;
+                            self_telemetry_sent = true;
+                            self.selftel_sent = Some((Instant::now(), self.dropped_total()));
+                        }
                         if rejected > 0 {
                             REJECTED.warn(format_args!(
                                 "the backend refused {rejected} of {} {}: {message}",
@@ -221,7 +284,10 @@ impl Delivery {
             }
         }
         self.warner.check(&self.stats);
-        let self_telemetry_sent = self.send_self_telemetry(deadline, started).await;
+        if selftel_due && self.send_self_telemetry(deadline, started).await {
+            self_telemetry_sent = true;
+            self.selftel_sent = Some((Instant::now(), self.dropped_total()));
+        }
         let duration = started.elapsed();
         self.selftel.observe_flush(duration);
         let after = self.buffer.counters();
@@ -237,32 +303,21 @@ impl Delivery {
         }
     }
 
+    /// Self-telemetry in a request of its own, when no metrics request carried it.
     async fn send_self_telemetry(&mut self, deadline: Instant, started: Instant) -> bool {
         let signal = Signal::Metrics;
-        if !self.exporter.has_endpoint(signal) || Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             return false;
         }
-        // The snapshot's own flush is not over yet: include the time so far.
-        let mut selftel = self.selftel.clone();
-        selftel.observe_flush(started.elapsed());
-        let snapshot = Item::Metrics(selftel.snapshot(
-            &self.stats,
-            self.buffer.held(),
-            self.resource.clone(),
-            SystemTime::now(),
-        ));
+        let entry = self.self_telemetry_entry(started);
         let config = self.exporter.config(signal);
-        let Ok(body) = encode(
-            signal,
-            std::iter::once(&snapshot),
-            config.protocol,
-            config.compression,
-        ) else {
+        let Ok(body) = encode_entries(signal, vec![entry], config.protocol, config.compression)
+        else {
             return false;
         };
         matches!(
             self.exporter
-                .export(signal, body.into(), deadline, &mut self.selftel)
+                .export(signal, body, deadline, &mut self.selftel)
                 .await,
             ExportResult::Delivered { .. }
         )

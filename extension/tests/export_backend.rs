@@ -402,3 +402,33 @@ async fn an_oversized_response_body_is_not_read_and_the_export_still_counts() {
     assert_eq!(outcome.exported, 10);
     assert_eq!(trace_requests(&b), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_telemetry_is_reported_when_due_not_on_every_flush() {
+    let b = Backend::start(vec![]).await;
+    let (mut d, _) = delivery(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &b.endpoint())]);
+    let selftel_requests = |b: &Backend| {
+        b.received()
+            .iter()
+            .filter(|r| {
+                r.metrics.as_ref().is_some_and(|m| {
+                    m.resource_metrics.iter().any(|rm| {
+                        rm.scope_metrics
+                            .iter()
+                            .any(|sm| sm.metrics.iter().any(|m| m.name.starts_with("contrail.")))
+                    })
+                })
+            })
+            .count()
+    };
+    // The first flush reports, the next ones within the interval (20 s) and without drops do
+    // not, the last one does.
+    for n in 0..3 {
+        d.push(spans(n * 10..n * 10 + 10, 0));
+        assert!(d.flush(in_secs(20)).await.complete);
+    }
+    assert_eq!(trace_requests(&b), 3);
+    assert_eq!(selftel_requests(&b), 1);
+    assert!(d.finish(in_secs(20)).await.self_telemetry_sent);
+    assert_eq!(selftel_requests(&b), 2);
+}
