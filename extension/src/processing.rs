@@ -156,10 +156,19 @@ fn process<S: Stages>(stages: &mut S, tracker: &mut Tracker, item: Intake) {
     }
 }
 
-/// Process what is queued right now (not what arrives while doing so).
-fn drain<S: Stages>(stages: &mut S, tracker: &mut Tracker, intake: &mut mpsc::Receiver<Intake>) {
+/// Process what is queued right now (not what arrives while doing so), stopping at `deadline`:
+/// mapping runs on the one thread the lifecycle also needs; what is left is processed after.
+fn drain<S: Stages>(
+    stages: &mut S,
+    tracker: &mut Tracker,
+    intake: &mut mpsc::Receiver<Intake>,
+    deadline: Instant,
+) {
     let queued = intake.len();
     for _ in 0..queued {
+        if Instant::now() >= deadline {
+            break;
+        }
         match intake.try_recv() {
             Ok(item) => process(stages, tracker, item),
             Err(_) => break,
@@ -180,12 +189,12 @@ async fn handle_control<S: Stages>(
         }
         Control::WaitReport { request_id, reply } => tracker.report.wait(request_id, reply),
         Control::Flush { deadline, reply } => {
-            drain(stages, tracker, intake);
+            drain(stages, tracker, intake, deadline);
             let outcome = stages.flush(deadline, false).await;
             let _ = reply.send(outcome);
         }
         Control::Shutdown { deadline, reply } => {
-            drain(stages, tracker, intake);
+            drain(stages, tracker, intake, deadline);
             let outcome = stages.flush(deadline, true).await;
             let _ = reply.send(outcome);
         }
