@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod env;
 pub mod export;
 pub mod flush;
+pub mod http_server;
 pub mod lambda_api;
 pub mod lifecycle;
 pub mod log;

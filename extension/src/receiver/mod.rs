@@ -29,14 +29,8 @@ mod http;
 mod resource;
 
 use std::future::Future;
-use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::pipeline::IntakeSender;
 
@@ -65,52 +59,9 @@ pub async fn serve_with_shutdown<F>(
     F: Future<Output = ()>,
 {
     let handler = http::Handler::new(intake, config.max_body_bytes);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    // Small requests and answers on loopback: send each at once.
-                    let _ = stream.set_nodelay(true);
-                    let handler = handler.clone();
-                    let stop = stop_rx.clone();
-                    connections.spawn(serve_connection(stream, handler, stop));
-                }
-                // Out of file descriptors or a connection reset before accept: the listener
-                // stays usable. Pause briefly so a persistent error does not spin a core.
-                Err(_) => tokio::time::sleep(ACCEPT_ERROR_PAUSE).await,
-            },
-            // Reap finished connection tasks so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-
-    let _ = stop_tx.send(true);
-    while connections.join_next().await.is_some() {}
-}
-
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    handler: http::Handler,
-    mut stop: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |request| {
+    let handle = move |request| {
         let handler = handler.clone();
-        async move { Ok::<_, std::convert::Infallible>(handler.handle(request).await) }
-    });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        // A connection error (the client went away mid-request) only ends this connection.
-        _ = connection.as_mut() => return,
-        _ = stop.wait_for(|stopped| *stopped) => {}
-    }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+        async move { handler.handle(request).await }
+    };
+    crate::http_server::serve(listener, handle, shutdown).await;
 }

@@ -12,21 +12,14 @@
 //! | POST body over `max_body_bytes` | 200 | one dropped `malformed` (its records cannot be counted) |
 //! | other method | 405 | nothing |
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 
 use super::event::decode_batch;
 use crate::pipeline::{Intake, IntakeSender};
@@ -56,49 +49,11 @@ pub async fn serve_with_shutdown<F>(
         intake,
         max_body_bytes,
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
-
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, Arc::clone(&handler), stop_rx.clone()));
-                }
-                // A transient accept error (descriptors exhausted, reset before accept): the
-                // listener stays usable; pause so a persistent one does not spin a core.
-                Err(_) => tokio::time::sleep(ACCEPT_ERROR_PAUSE).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-
-    let _ = stop_tx.send(true);
-    while connections.join_next().await.is_some() {}
-}
-
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
-
-async fn serve_connection(
-    stream: TcpStream,
-    handler: Arc<Handler>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let service = service_fn(move |request| {
+    let handle = move |request| {
         let handler = Arc::clone(&handler);
-        async move { Ok::<_, Infallible>(handler.handle(request).await) }
-    });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => return,
-        _ = stop.wait_for(|stopped| *stopped) => {}
-    }
-    connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+        async move { handler.handle(request).await }
+    };
+    crate::http_server::serve(listener, handle, shutdown).await;
 }
 
 struct Handler {
