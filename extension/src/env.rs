@@ -74,3 +74,48 @@ pub fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
+
+/// Percent-decode a value of a `k=v,k2=v2` list (`OTEL_RESOURCE_ATTRIBUTES`,
+/// `OTEL_EXPORTER_OTLP_HEADERS`), as the OpenTelemetry specification asks.
+pub fn percent_decode(s: &str) -> Result<Vec<u8>, &'static str> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some((&c, tail)) = rest.split_first() {
+        if c == b'%' {
+            let (hi, lo) = match tail {
+                [hi, lo, ..] => (hex_digit(*hi), hex_digit(*lo)),
+                _ => (None, None),
+            };
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err("a `%` is not followed by two hexadecimal digits");
+            };
+            out.push(hi << 4 | lo);
+            rest = tail.get(2..).unwrap_or_default();
+        } else {
+            out.push(c);
+            rest = tail;
+        }
+    }
+    Ok(out)
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    char::from(c)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b%2Cc").as_deref(), Ok(&b"a b,c"[..]));
+        assert_eq!(percent_decode("plain").as_deref(), Ok(&b"plain"[..]));
+        for bad in ["%", "%2", "%zz", "%+1", "x%-1"] {
+            assert!(percent_decode(bad).is_err(), "{bad}");
+        }
+    }
+}

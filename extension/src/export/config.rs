@@ -32,7 +32,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 
 use crate::buffer::Signal;
-use crate::env::{ConfigError, Env, non_empty};
+use crate::env::{ConfigError, Env, non_empty, percent_decode};
 use crate::flush::{DEFAULT_BUDGET, DEFAULT_INTERVAL, FlushMode, FlushSettings};
 
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -373,27 +373,6 @@ fn parse_headers(var: &str, value: &str) -> Result<Vec<(HeaderName, HeaderValue)
         let value = HeaderValue::from_bytes(&v)
             .map_err(|_| bad(format!("the value of `{name}` is not a valid header value")))?;
         out.push((name, value));
-    }
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> Result<Vec<u8>, &'static str> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or("a `%` is not followed by two hexadecimal digits")?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::otlp::{kv_int, kv_str};
-use crate::env::{ConfigError, Env, non_empty};
+use crate::env::{ConfigError, Env, non_empty, percent_decode};
 
 pub const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
 pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
@@ -129,30 +129,12 @@ pub fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, Str
             return Err(format!("entry {:?} has an empty key", entry.trim()));
         }
         let value = percent_decode(value.trim())
+            .ok()
+            .and_then(|v| String::from_utf8(v).ok())
             .ok_or_else(|| format!("value of {key:?} is not valid percent-encoded UTF-8"))?;
         out.push((key.to_owned(), value));
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_owned());
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
