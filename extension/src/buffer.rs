@@ -491,11 +491,6 @@ impl Buffer {
         }
     }
 
-    /// Whether anything is queued for `signal`.
-    pub fn has(&self, signal: Signal) -> bool {
-        !self.queues[signal.index()].is_empty()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.queues.iter().all(VecDeque::is_empty) && self.in_flight_records == 0
     }

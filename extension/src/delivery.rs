@@ -35,7 +35,6 @@ use crate::buffer::{Buffer, BufferCounters, Held, Item, Signal};
 use crate::export::body::encode_entries;
 use crate::export::config::ExportConfig;
 use crate::export::{ExportResult, Exporter};
-use crate::flush::FlushSettings;
 use crate::log;
 use crate::pipeline::Signals;
 use crate::selftel::{DropWarner, SelfTelemetry};
@@ -102,14 +101,6 @@ impl Delivery {
     /// The resource attached to self-telemetry (normally the function's resource).
     pub fn set_resource(&mut self, resource: Resource) {
         self.resource = Some(resource);
-    }
-
-    pub fn flush_settings(&self) -> FlushSettings {
-        self.config.flush
-    }
-
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
     }
 
     /// Buffer `signals`. Never blocks. Over the bound the oldest data is dropped and counted;

@@ -211,11 +211,6 @@ impl FlushPolicy {
         self.frequent
     }
 
-    /// The moving average of the gaps between invocation starts, once there is one.
-    pub fn average_gap(&self) -> Option<Duration> {
-        self.ewma_gap
-    }
-
     /// The behaviour the next invocation would get.
     pub fn behaviour(&self) -> Behaviour {
         match self.settings.mode {

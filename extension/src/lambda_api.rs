@@ -584,10 +584,6 @@ impl Client {
         Client { api, conn: None }
     }
 
-    pub fn api(&self) -> &RuntimeApi {
-        &self.api
-    }
-
     async fn connect(&self) -> Result<Sender, ApiError> {
         let stream = tokio::net::TcpStream::connect(self.api.authority())
             .await

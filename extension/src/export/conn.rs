@@ -211,15 +211,6 @@ impl Pool {
         self.conns.retain(|c| !c.broken);
     }
 
-    /// Close every connection.
-    pub fn close_all(&mut self) {
-        self.conns.clear();
-    }
-
-    pub fn open_connections(&self) -> usize {
-        self.conns.len()
-    }
-
     async fn send_on(
         &mut self,
         index: usize,

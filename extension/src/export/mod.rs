@@ -111,16 +111,6 @@ impl Exporter {
         self.origins[signal.index()].is_some()
     }
 
-    /// The backend asked (`Retry-After`) not to be sent `signal` before this moment.
-    pub fn not_before(&self, signal: Signal) -> Option<Instant> {
-        self.not_before[signal.index()]
-    }
-
-    /// Close every kept-alive connection.
-    pub fn close_connections(&mut self) {
-        self.pool.close_all();
-    }
-
     /// Send `body` (already encoded per the signal's protocol and compression), retrying while
     /// `deadline` allows. Returns by `deadline` (plus the time to close a connection).
     pub async fn export(
