@@ -65,6 +65,9 @@ pub enum ConnError {
     },
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The connection failed before the request was written: the backend cannot have seen it.
+    #[error("request not sent: {0}")]
+    NotSent(hyper::Error),
     /// The request failed before any response arrived (the connection was closed or reset).
     #[error("request failed: {0}")]
     BeforeResponse(hyper::Error),
@@ -194,11 +197,12 @@ impl Pool {
             Some(i) => i,
             None => self.connect(origin).await?,
         };
-        // A request that failed on a reused connection before any answer went out on a
-        // connection the server had already closed: it cannot have been processed. Try once
-        // more on a new connection.
+        // A kept-alive connection the server has closed in the meantime fails before the
+        // request is written: the backend cannot have seen it, so try once more on a new
+        // connection. A request that was written is not resent here (it may have been
+        // processed); the caller's retry policy decides.
         match self.send_on(index, request()).await {
-            Err(ConnError::BeforeResponse(_)) if reused.is_some() => {
+            Err(ConnError::NotSent(_)) if reused.is_some() => {
                 let index = self.connect(origin).await?;
                 self.send_on(index, request()).await
             }
@@ -224,11 +228,19 @@ impl Pool {
         conn.broken = true;
         let Conn { sender, driver, .. } = conn;
         let exchange = async {
-            sender.ready().await.map_err(ConnError::BeforeResponse)?;
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(ConnError::BeforeResponse)?;
+            sender.ready().await.map_err(ConnError::NotSent)?;
+            let response = match sender.try_send_request(request).await {
+                Ok(response) => response,
+                Err(mut failed) => {
+                    let unsent = failed.take_message().is_some();
+                    let error = failed.into_error();
+                    return Err(if unsent {
+                        ConnError::NotSent(error)
+                    } else {
+                        ConnError::BeforeResponse(error)
+                    });
+                }
+            };
             let (parts, body) = response.into_parts();
             // The body only carries a partial-success count or an error message: a larger one
             // (a proxy's error page) is not read into the function's memory; the status says
@@ -293,7 +305,7 @@ impl Pool {
         };
         let (sender, driver) = http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(ConnError::BeforeResponse)?;
+            .map_err(ConnError::NotSent)?;
         self.conns.retain(|c| &c.origin != origin);
         self.conns.push(Conn {
             origin: origin.clone(),
