@@ -43,7 +43,8 @@ use crate::{receiver, telemetry};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
 /// processing task keeps up except while it flushes (bounded by the flush budget), when a few
-/// POSTs of the 25 ms buffering window pile up.
+/// POSTs of the 25 ms buffering window pile up. The local receiver may fill only half of it:
+/// the other half stays free for the Telemetry API.
 pub const INTAKE_CAPACITY: usize = 64;
 
 /// The error type reported through `init/error` for bad configuration.
@@ -260,7 +261,11 @@ async fn start(
             Ok(receiver_listener) => tasks.spawn(
                 "OTLP receiver",
                 &fatal_tx,
-                receiver::serve(receiver_listener, intake.clone(), settings.receiver.clone()),
+                receiver::serve(
+                    receiver_listener,
+                    intake.leaving_free(INTAKE_CAPACITY / 2),
+                    settings.receiver.clone(),
+                ),
             ),
             // The telemetry pipeline works without it; the function's SDK gets connection
             // refused, which SDKs handle.

@@ -63,6 +63,8 @@ impl Intake {
 pub struct IntakeSender {
     tx: mpsc::Sender<Intake>,
     stats: Arc<Stats>,
+    /// Free slots this producer leaves to the others (see [`IntakeSender::leaving_free`]).
+    reserve: usize,
 }
 
 /// Whether [`IntakeSender::offer`] queued the unit.
@@ -77,12 +79,24 @@ impl IntakeSender {
     /// Queue `intake` without waiting. A full or closed queue drops it and counts the loss.
     pub fn offer(&self, intake: Intake) -> Offered {
         let records = intake.record_count();
-        match self.tx.try_send(intake) {
-            Ok(()) => Offered::Queued,
-            Err(_) => {
+        let room = self.tx.capacity() > self.reserve;
+        match room.then(|| self.tx.try_send(intake)) {
+            Some(Ok(())) => Offered::Queued,
+            _ => {
                 self.stats.dropped(DropReason::IntakeFull, records);
                 Offered::Dropped
             }
+        }
+    }
+
+    /// A producer that gives up once only `reserve` free slots are left, keeping them for the
+    /// others. The local receiver uses it: a function's SDK sending a burst of small requests
+    /// must not crowd out the Telemetry API batches that carry `platform.runtimeDone`, which the
+    /// `end` flush mode waits for.
+    pub fn leaving_free(&self, reserve: usize) -> IntakeSender {
+        IntakeSender {
+            reserve,
+            ..self.clone()
         }
     }
 
@@ -94,7 +108,12 @@ impl IntakeSender {
 /// Create the intake queue holding at most `capacity` units.
 pub fn intake_queue(capacity: usize, stats: Arc<Stats>) -> (IntakeSender, mpsc::Receiver<Intake>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    (IntakeSender { tx, stats }, rx)
+    let sender = IntakeSender {
+        tx,
+        stats,
+        reserve: 0,
+    };
+    (sender, rx)
 }
 
 /// OTLP data ready for the export buffer, one list per signal.
@@ -116,5 +135,41 @@ impl Signals {
         self.spans.extend(other.spans);
         self.metrics.extend(other.metrics);
         self.logs.extend(other.logs);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_producer_leaving_slots_free_cannot_fill_the_queue() {
+        let stats = Arc::new(Stats::default());
+        let (telemetry, _rx) = intake_queue(4, stats.clone());
+        let receiver = telemetry.leaving_free(2);
+        assert_eq!(
+            receiver.offer(Intake::Telemetry(Vec::new())),
+            Offered::Queued
+        );
+        assert_eq!(
+            receiver.offer(Intake::Telemetry(Vec::new())),
+            Offered::Queued
+        );
+        assert_eq!(
+            receiver.offer(Intake::Telemetry(Vec::new())),
+            Offered::Dropped
+        );
+        assert_eq!(
+            telemetry.offer(Intake::Telemetry(Vec::new())),
+            Offered::Queued
+        );
+        assert_eq!(
+            telemetry.offer(Intake::Telemetry(Vec::new())),
+            Offered::Queued
+        );
+        assert_eq!(
+            telemetry.offer(Intake::Telemetry(Vec::new())),
+            Offered::Dropped
+        );
     }
 }
