@@ -9,8 +9,9 @@ mkdir -p "$tools"
 
 log() { printf '[install] %s\n' "$*" >&2; }
 
-# Debian packages: native build of the Node runtime client, qemu for the arm64 smoke test.
-apt_pkgs=(autoconf automake libtool cmake g++ make unzip zip qemu-user-static binutils)
+# Debian packages: native build of the Node runtime client, qemu for the arm64 smoke test,
+# openssl for the test certificates of the https export test.
+apt_pkgs=(autoconf automake libtool cmake g++ make unzip zip qemu-user-static binutils openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -7,6 +7,7 @@
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]HEADERS` | none | `k=v,k2=v2`, values percent-decoded; the per-signal list replaces the general one |
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]TIMEOUT` | `10000` | milliseconds per request, `1` or more (a flush deadline still cuts it short) |
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]COMPRESSION` | `none` | `gzip`, `none` |
+//! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE` | none | path of a PEM file of certificates to trust for `https` besides the public web roots |
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]PROTOCOL` | `http/protobuf` | `http/protobuf`, `http/json`; `grpc` is refused (no gRPC client in Contrail) |
 //! | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
 //! | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
@@ -30,6 +31,8 @@ use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 use crate::buffer::Signal;
 use crate::env::{ConfigError, Env, non_empty, percent_decode};
@@ -39,6 +42,7 @@ pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 pub const TIMEOUT_VAR: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const COMPRESSION_VAR: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+pub const CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
 pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 pub const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
 pub const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
@@ -88,6 +92,9 @@ pub struct SignalConfig {
     pub timeout: Duration,
     pub compression: Compression,
     pub protocol: Protocol,
+    /// Certificates to trust for `https` besides the public web roots
+    /// (`OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE`: a private CA, a self-signed collector).
+    pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for SignalConfig {
@@ -98,6 +105,7 @@ impl Default for SignalConfig {
             timeout: DEFAULT_TIMEOUT,
             compression: Compression::None,
             protocol: Protocol::HttpProtobuf,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -173,6 +181,8 @@ impl ExportConfig {
             .and_then(|(var, v)| parse_timeout(&var, &v).map_err(|e| errors.push(e)).ok());
         let base_compression = exporter_var(env, COMPRESSION_VAR)
             .and_then(|(var, v)| parse_compression(&var, &v).map_err(|e| errors.push(e)).ok());
+        let base_roots = exporter_var(env, CERTIFICATE_VAR)
+            .and_then(|(var, v)| parse_certificate(&var, &v).map_err(|e| errors.push(e)).ok());
         let base_protocol = exporter_var(env, PROTOCOL_VAR)
             .and_then(|(var, v)| parse_protocol(&var, &v).map_err(|e| errors.push(e)).ok());
 
@@ -199,12 +209,17 @@ impl ExportConfig {
                 .and_then(|(var, v)| parse_protocol(&var, &v).map_err(|e| errors.push(e)).ok())
                 .or(base_protocol)
                 .unwrap_or_default();
+            let extra_roots = exporter_var(env, &signal_var(signal, "CERTIFICATE"))
+                .and_then(|(var, v)| parse_certificate(&var, &v).map_err(|e| errors.push(e)).ok())
+                .or_else(|| base_roots.clone())
+                .unwrap_or_default();
             SignalConfig {
                 endpoint,
                 headers,
                 timeout,
                 compression,
                 protocol,
+                extra_roots,
             }
         };
         let traces = signal_config(Signal::Traces);
@@ -375,6 +390,20 @@ fn parse_headers(var: &str, value: &str) -> Result<Vec<(HeaderName, HeaderValue)
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// The PEM certificates in the file `path` (read once, at start-up, only when the variable is
+/// set).
+fn parse_certificate(var: &str, path: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bad = |reason: String| ConfigError::new(var, path, reason);
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read the file: {e}")))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad("the file holds no PEM certificate".to_owned()));
+    }
+    Ok(certs)
 }
 
 fn parse_timeout(var: &str, value: &str) -> Result<Duration, ConfigError> {

@@ -164,6 +164,8 @@ pub struct Response {
 pub struct Pool {
     conns: Vec<Conn>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Trusted for `https` besides the public web roots.
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -176,6 +178,15 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// A pool whose `https` connections also trust `extra_roots`. The TLS set-up itself waits
+    /// for the first `https` connection.
+    pub fn new(extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Pool {
+        Pool {
+            extra_roots,
+            ..Pool::default()
+        }
+    }
+
     /// Send `request` to `origin`, reusing a kept-alive connection when there is a fresh one.
     ///
     /// Cancel-safe in the sense that matters here: if this future is dropped (deadline), the
@@ -321,13 +332,21 @@ impl Pool {
         if let Some(config) = &self.tls {
             return Ok(config.clone());
         }
-        use hyper_rustls::ConfigBuilderExt;
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let (_added, unusable) = roots.add_parsable_certificates(self.extra_roots.iter().cloned());
+        if unusable > 0 {
+            return Err(ConnError::Tls(format!(
+                "{unusable} of the configured certificates cannot be used as trust anchors"
+            )));
+        }
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .map_err(|e| ConnError::Tls(e.to_string()))?
-        .with_webpki_roots()
+        .with_root_certificates(roots)
         .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let config = Arc::new(config);

@@ -92,10 +92,17 @@ impl Exporter {
             config.logs.clone(),
         ];
         let origins = [0, 1, 2].map(|i| signals[i].endpoint.as_ref().and_then(Origin::of));
+        // One TLS configuration serves every signal: it trusts the certificates any of them names.
+        let mut extra_roots = Vec::new();
+        for cert in signals.iter().flat_map(|s| &s.extra_roots) {
+            if !extra_roots.contains(cert) {
+                extra_roots.push(cert.clone());
+            }
+        }
         Exporter {
             signals,
             origins,
-            pool: Pool::default(),
+            pool: Pool::new(extra_roots),
             not_before: [None; 3],
             stats,
             random: RandomState::new(),
