@@ -84,6 +84,32 @@ pub fn python_function(source: &str) -> (tempfile::TempDir, Vec<String>) {
     (dir, cmd)
 }
 
+/// A run of the Python handler `source` under the real `awslambdaric`, with Contrail attached,
+/// named `function_name`, with a 10 s timeout and the function variables `env` (plus the local
+/// receiver turned off: the tests run in parallel and none needs its fixed port). Set the rest
+/// of the run with struct update; keep the returned folders alive for the run.
+pub fn python_run(
+    source: &str,
+    function_name: &str,
+    env: &[(&str, String)],
+) -> (contrail_sim::RunConfig, [tempfile::TempDir; 2]) {
+    let exts = extensions_dir();
+    let (func, cmd) = python_function(source);
+    let mut vars = vec![("CONTRAIL_RECEIVER_ENDPOINT".to_owned(), "off".to_owned())];
+    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let config = contrail_sim::RunConfig {
+        runtime_command: cmd,
+        task_root: Some(func.path().to_path_buf()),
+        extensions_dir: Some(exts.path().to_path_buf()),
+        handler: "app.handler".into(),
+        function_name: function_name.into(),
+        timeout: std::time::Duration::from_secs(10),
+        env: vars,
+        ..contrail_sim::RunConfig::default()
+    };
+    (config, [exts, func])
+}
+
 /// A real OTLP collector (rotel) on loopback, forwarding to a sink the test decodes.
 pub struct Backend {
     pub sink: SinkHandle,

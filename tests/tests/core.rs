@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use contrail_e2e::{
-    Backend, attr_bool, attr_str, body_of, extensions_dir, hex, histogram_totals, invocation_spans,
-    latest_counter, log_records, python_function, xray_parent, xray_trace_id,
+    Backend, attr_bool, attr_str, body_of, hex, histogram_totals, invocation_spans, latest_counter,
+    log_records, python_run, xray_parent, xray_trace_id,
 };
 use contrail_sim::sink::Received;
 use contrail_sim::{LogFormat, RunConfig, RunReport};
@@ -45,23 +45,17 @@ const LINES: [(&str, &str, i32); 3] = [
 
 async fn run_core(log_format: LogFormat) -> (RunReport, Received) {
     let backend = Backend::start().await;
-    let exts = extensions_dir();
-    let (func, cmd) = python_function(HANDLER);
+    let (base, _dirs) = python_run(
+        HANDLER,
+        "core-e2e",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", backend.endpoint()),
+            ("CONTRAIL_FLUSH", "end".into()),
+        ],
+    );
     let cfg = RunConfig {
-        runtime_command: cmd,
-        task_root: Some(func.path().to_path_buf()),
-        extensions_dir: Some(exts.path().to_path_buf()),
-        handler: "app.handler".into(),
-        function_name: "core-e2e".into(),
         invocations: INVOCATIONS as u32,
         log_format,
-        timeout: Duration::from_secs(10),
-        env: vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint()),
-            // Tests run in parallel: none needs the local receiver on its fixed port.
-            ("CONTRAIL_RECEIVER_ENDPOINT".into(), "off".into()),
-            ("CONTRAIL_FLUSH".into(), "end".into()),
-        ],
         inject_telemetry: vec![
             // A platform event type Contrail has never heard of, and a record that is not an
             // object where one is required: both must lose nothing else.
@@ -71,7 +65,7 @@ async fn run_core(log_format: LogFormat) -> (RunReport, Received) {
             ),
             ("platform.start".into(), serde_json::json!("not an object")),
         ],
-        ..RunConfig::default()
+        ..base
     };
     let report = contrail_sim::run(cfg).await.expect("emulator run");
     assert_eq!(

@@ -8,8 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use contrail_e2e::{
-    attr_bool, attr_str, body_of, extensions_dir, invocation_spans, latest_counter, log_records,
-    python_function,
+    attr_bool, attr_str, body_of, invocation_spans, latest_counter, log_records, python_run,
 };
 use contrail_sim::sink::{self, Behaviour, Received, SinkConfig, SinkHandle};
 use contrail_sim::{RunConfig, RunReport, Schedule};
@@ -43,30 +42,17 @@ fn config(
     sink: &SinkHandle,
     invocations: u32,
     env: &[(&str, &str)],
-) -> (RunConfig, Vec<tempfile::TempDir>) {
-    let exts = extensions_dir();
-    let (func, cmd) = python_function(HANDLER);
-    let mut vars = vec![
-        (
-            "CONTRAIL_EXPORTER_OTLP_ENDPOINT".to_owned(),
-            sink.endpoint(),
-        ),
-        // Tests run in parallel: none needs the local receiver on its fixed port.
-        ("CONTRAIL_RECEIVER_ENDPOINT".to_owned(), "off".to_owned()),
-    ];
-    vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-    let cfg = RunConfig {
-        runtime_command: cmd,
-        task_root: Some(func.path().to_path_buf()),
-        extensions_dir: Some(exts.path().to_path_buf()),
-        handler: "app.handler".into(),
-        function_name: "delivery-e2e".into(),
-        invocations,
-        timeout: Duration::from_secs(10),
-        env: vars,
-        ..RunConfig::default()
-    };
-    (cfg, vec![exts, func])
+) -> (RunConfig, [tempfile::TempDir; 2]) {
+    let mut vars = vec![("CONTRAIL_EXPORTER_OTLP_ENDPOINT", sink.endpoint())];
+    vars.extend(env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let (base, dirs) = python_run(HANDLER, "delivery-e2e", &vars);
+    (
+        RunConfig {
+            invocations,
+            ..base
+        },
+        dirs,
+    )
 }
 
 async fn start_sink() -> SinkHandle {

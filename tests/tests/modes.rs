@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use contrail_e2e::{
-    Backend, attr_bool, attr_str, body_of, extensions_dir, hex, invocation_spans, log_records,
-    python_function, xray_trace_id,
+    Backend, attr_bool, attr_str, body_of, hex, invocation_spans, log_records, python_run,
+    xray_trace_id,
 };
 use contrail_sim::sink::Received;
 use contrail_sim::{InitType, LogFormat, RunConfig, RunReport};
@@ -44,27 +44,19 @@ struct Mode {
 
 async fn run_mode(m: Mode, wait_for: impl Fn(&Received) -> bool) -> (RunReport, Received) {
     let backend = Backend::start().await;
-    let exts = extensions_dir();
-    let (func, cmd) = python_function(HANDLER);
+    let (base, _dirs) = python_run(
+        HANDLER,
+        "modes-e2e",
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", backend.endpoint())],
+    );
     let cfg = RunConfig {
-        runtime_command: cmd,
-        task_root: Some(func.path().to_path_buf()),
-        extensions_dir: Some(exts.path().to_path_buf()),
-        handler: "app.handler".into(),
-        function_name: "modes-e2e".into(),
         init_type: m.init_type,
         invocations: m.invocations,
         concurrency: m.concurrency,
         payload: m.payload.to_vec(),
         idle_gap: m.idle_gap,
         log_format: LogFormat::Json,
-        timeout: Duration::from_secs(10),
-        env: vec![
-            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint()),
-            // Tests run in parallel: none needs the local receiver on its fixed port.
-            ("CONTRAIL_RECEIVER_ENDPOINT".into(), "off".into()),
-        ],
-        ..RunConfig::default()
+        ..base
     };
     let report = contrail_sim::run(cfg).await.expect("emulator run");
     assert_eq!(
