@@ -245,8 +245,10 @@ async fn run_sink(listen: SocketAddr, jsonl: Option<PathBuf>) -> anyhow::Result<
     })
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the OTLP sink on {listen}: {e}"))?;
-    eprintln!("contrail-sim sink listening on {}", handle.endpoint());
+    // Take over SIGTERM before saying where the sink listens: whoever waits for that line may
+    // send it at once, and the default action would kill the process without a shutdown.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    eprintln!("contrail-sim sink listening on {}", handle.endpoint());
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
