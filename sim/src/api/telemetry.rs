@@ -1,0 +1,63 @@
+//! The Telemetry API: subscriptions.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use time::OffsetDateTime;
+
+use super::extensions::find_ext;
+use super::{Resp, error, read_body};
+use crate::config::InitType;
+use crate::events;
+use crate::state::Env;
+use crate::telemetry::{Event, parse_subscription};
+
+pub(super) async fn subscribe(env: Arc<Env>, req: Request<Incoming>) -> Resp {
+    let idx = match find_ext(&env, &req) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let body = match read_body(req, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let managed = env.info.init_type == InitType::LambdaManagedInstances;
+    let sub = match parse_subscription(&body, managed) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "ValidationError", &e.0),
+    };
+    if let Some(required) = env.info.required_schema
+        && sub.schema != required
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ValidationError",
+            &format!(
+                "schemaVersion {} is not accepted here: use {}",
+                sub.schema.as_str(),
+                required.as_str()
+            ),
+        );
+    }
+    let name = env.update(|st| {
+        let ext = &mut st.exts[idx];
+        ext.subscribed = Some(sub.schema);
+        ext.name.clone()
+    });
+    let types = sub.types.clone();
+    env.hub.subscribe(&name, sub);
+    env.hub.publish(Event::platform(
+        OffsetDateTime::now_utc(),
+        "platform.telemetrySubscription",
+        events::telemetry_subscription(&name, "Subscribed", &types),
+    ));
+    let mut r = Response::new(Full::new(Bytes::from_static(b"OK")));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    r
+}
