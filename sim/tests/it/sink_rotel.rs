@@ -3,17 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod sink_support;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::support::otlp::PATIENCE;
 use contrail_sim::sink::rotel::{RotelCollector, RotelError, RotelOptions};
 use contrail_sim::sink::{self, Received, SinkConfig, SinkHandle};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
-use sink_support::PATIENCE;
 
 fn venv_python() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/python")
@@ -21,7 +19,7 @@ fn venv_python() -> PathBuf {
 
 /// Runs the SDK script against `endpoint` and returns the trace id it printed.
 async fn send_with_python_sdk(endpoint: &str) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sink_support/send_otel.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/assets/sdk/send_otel.py");
     let output = tokio::time::timeout(
         PATIENCE,
         tokio::process::Command::new(venv_python())

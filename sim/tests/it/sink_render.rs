@@ -2,10 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod sink_support;
-
+use crate::support::otlp::*;
 use contrail_sim::sink::{Received, render};
-use sink_support::*;
 
 /// Two traces (the later one listed first in arrival), an orphan, a duplicate, logs with and
 /// without trace, a trace known only from its logs, and metrics.

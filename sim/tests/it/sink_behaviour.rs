@@ -3,14 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod sink_support;
-
 use std::io::ErrorKind;
 use std::time::Duration;
 
+use crate::support::otlp::*;
 use contrail_sim::sink::{self, Behaviour, BehaviourError, Signal, SinkConfig};
 use prost::Message;
-use sink_support::*;
 use tokio::net::TcpStream;
 
 fn two_spans() -> Vec<u8> {

@@ -3,11 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::support::*;
 use contrail_sim::RunConfig;
 
 /// Builds (if needed) and locates an example binary of this package.

@@ -2,12 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::support::*;
 
 fn sim() -> Command {
     Command::new(env!("CARGO_BIN_EXE_contrail-sim"))
