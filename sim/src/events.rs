@@ -7,22 +7,22 @@ use crate::config::InitType;
 use crate::ids::rfc3339_millis;
 
 /// The `tracing` object of `platform.start`, `runtimeDone` and `report`.
-pub fn tracing(span_id: &str, header: &str) -> Value {
+pub(crate) fn tracing(span_id: &str, header: &str) -> Value {
     json!({"spanId": span_id, "type": "X-Amzn-Trace-Id", "value": header})
 }
 
 /// One item of a record's `spans`.
-pub fn span(name: &str, start: OffsetDateTime, duration_ms: f64) -> Value {
+pub(crate) fn span(name: &str, start: OffsetDateTime, duration_ms: f64) -> Value {
     json!({"name": name, "start": rfc3339_millis(start), "durationMs": round3(duration_ms)})
 }
 
 /// Milliseconds rounded to microseconds, as the platform reports them.
-pub fn round3(ms: f64) -> f64 {
+pub(crate) fn round3(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 
 /// What `platform.initStart` and `platform.restoreStart` say about the function.
-pub struct FunctionInfo<'a> {
+pub(crate) struct FunctionInfo<'a> {
     pub function_name: &'a str,
     pub function_arn: &'a str,
     pub function_version: &'a str,
@@ -42,7 +42,7 @@ fn function_fields(obj: &mut Map<String, Value>, f: &FunctionInfo<'_>) {
     obj.insert("instanceMaxMemory".into(), json!(f.memory_mb));
 }
 
-pub fn init_start(init_type: InitType, f: &FunctionInfo<'_>) -> Value {
+pub(crate) fn init_start(init_type: InitType, f: &FunctionInfo<'_>) -> Value {
     let mut obj = Map::new();
     obj.insert("initializationType".into(), json!(init_type.as_str()));
     obj.insert("phase".into(), json!("init"));
@@ -57,7 +57,7 @@ fn with_error(mut v: Value, error_type: Option<&str>) -> Value {
     v
 }
 
-pub fn init_runtime_done(
+pub(crate) fn init_runtime_done(
     init_type: InitType,
     status: &str,
     error_type: Option<&str>,
@@ -71,7 +71,7 @@ pub fn init_runtime_done(
     with_error(v, error_type)
 }
 
-pub fn init_report(
+pub(crate) fn init_report(
     init_type: InitType,
     status: &str,
     error_type: Option<&str>,
@@ -86,28 +86,28 @@ pub fn init_report(
     with_error(v, error_type)
 }
 
-pub fn restore_start(f: &FunctionInfo<'_>) -> Value {
+pub(crate) fn restore_start(f: &FunctionInfo<'_>) -> Value {
     let mut obj = Map::new();
     function_fields(&mut obj, f);
     Value::Object(obj)
 }
 
-pub fn restore_runtime_done(status: &str, error_type: Option<&str>) -> Value {
+pub(crate) fn restore_runtime_done(status: &str, error_type: Option<&str>) -> Value {
     with_error(json!({"status": status}), error_type)
 }
 
-pub fn restore_report(status: &str, error_type: Option<&str>, duration_ms: f64) -> Value {
+pub(crate) fn restore_report(status: &str, error_type: Option<&str>, duration_ms: f64) -> Value {
     with_error(
         json!({"status": status, "metrics": {"durationMs": round3(duration_ms)}}),
         error_type,
     )
 }
 
-pub fn start(request_id: &str, version: &str, tracing: &Value) -> Value {
+pub(crate) fn start(request_id: &str, version: &str, tracing: &Value) -> Value {
     json!({"requestId": request_id, "version": version, "tracing": tracing})
 }
 
-pub struct RuntimeDone<'a> {
+pub(crate) struct RuntimeDone<'a> {
     pub request_id: &'a str,
     pub status: &'a str,
     pub error_type: Option<&'a str>,
@@ -117,7 +117,7 @@ pub struct RuntimeDone<'a> {
     pub tracing: &'a Value,
 }
 
-pub fn runtime_done(r: &RuntimeDone<'_>) -> Value {
+pub(crate) fn runtime_done(r: &RuntimeDone<'_>) -> Value {
     let mut metrics = json!({"durationMs": round3(r.duration_ms)});
     if let Some(b) = r.produced_bytes {
         metrics["producedBytes"] = json!(b);
@@ -134,7 +134,7 @@ pub fn runtime_done(r: &RuntimeDone<'_>) -> Value {
     with_error(v, r.error_type)
 }
 
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     pub request_id: &'a str,
     pub status: &'a str,
     pub error_type: Option<&'a str>,
@@ -150,7 +150,7 @@ pub struct Report<'a> {
     pub duration_only: bool,
 }
 
-pub fn report(r: &Report<'_>) -> Value {
+pub(crate) fn report(r: &Report<'_>) -> Value {
     let metrics = if r.duration_only {
         json!({"durationMs": round3(r.duration_ms)})
     } else {
@@ -180,14 +180,10 @@ pub fn report(r: &Report<'_>) -> Value {
     with_error(v, r.error_type)
 }
 
-pub fn extension(name: &str, state: &str, events: &[String]) -> Value {
+pub(crate) fn extension(name: &str, state: &str, events: &[String]) -> Value {
     json!({"name": name, "state": state, "events": events})
 }
 
-pub fn extension_failed(name: &str, state: &str, events: &[String], error_type: &str) -> Value {
-    json!({"name": name, "state": state, "events": events, "errorType": error_type})
-}
-
-pub fn telemetry_subscription(name: &str, state: &str, types: &[String]) -> Value {
+pub(crate) fn telemetry_subscription(name: &str, state: &str, types: &[String]) -> Value {
     json!({"name": name, "state": state, "types": types})
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use contrail_sim::Schema;
 use contrail_sim::sink::{self, SinkConfig};
-use contrail_sim::telemetry::Schema;
 use contrail_sim::{InitType, LogFormat, RunConfig, Schedule};
 
 /// A local AWS Lambda execution environment: the Runtime, Extensions and Telemetry APIs on
@@ -117,7 +117,7 @@ struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Records a telemetry subscriber may have queued before the oldest are dropped.
-    #[arg(long, default_value_t = contrail_sim::telemetry::DEFAULT_QUEUE_LIMIT)]
+    #[arg(long, default_value_t = RunConfig::default().telemetry_queue_limit)]
     telemetry_queue_limit: usize,
     /// Write the run's measurements as JSON to this file.
     #[arg(long, value_name = "FILE")]

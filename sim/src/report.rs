@@ -4,8 +4,6 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::telemetry::DeliveryStats;
-
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ExtensionReport {
     pub name: String,
@@ -54,6 +52,18 @@ pub struct InvocationReport {
     pub max_memory_used_mb: u64,
     pub init_duration_ms: Option<f64>,
     pub restore_duration_ms: Option<f64>,
+}
+
+/// What the Telemetry API delivered to its subscribers over a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DeliveryStats {
+    pub records_delivered: u64,
+    pub batches_delivered: u64,
+    pub retries: u64,
+    pub records_dropped: u64,
+    pub bytes_dropped: u64,
+    /// Records still queued when the environment ended (the subscriber was gone).
+    pub records_undelivered: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]

@@ -9,12 +9,12 @@ use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::{InitType, LogFormat};
+use crate::config::InitType;
 use crate::telemetry::{Hub, Schema};
 
 /// What the APIs answer with that does not change during a run.
 #[derive(Debug, Clone)]
-pub struct EnvInfo {
+pub(crate) struct EnvInfo {
     pub function_name: String,
     pub function_version: String,
     pub function_arn: String,
@@ -23,13 +23,12 @@ pub struct EnvInfo {
     pub init_type: InitType,
     pub memory_mb: u32,
     pub instance_id: String,
-    pub log_format: LogFormat,
     pub required_schema: Option<Schema>,
 }
 
 /// An invocation as handed to the runtime by `invocation/next`.
 #[derive(Debug, Clone)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
     pub request_id: String,
     pub deadline_ms: i64,
     pub trace_header: String,
@@ -40,7 +39,7 @@ pub struct Dispatch {
 
 /// How the runtime answered an invocation.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// `None` for `response`, the error type for `error`.
     pub error_type: Option<String>,
     pub started: Instant,
@@ -50,12 +49,12 @@ pub struct Outcome {
 }
 
 #[derive(Debug, Default)]
-pub struct InvSlot {
+pub(crate) struct InvSlot {
     pub outcome: Option<Outcome>,
 }
 
 #[derive(Debug)]
-pub struct ExtSlot {
+pub(crate) struct ExtSlot {
     pub name: String,
     pub pid: Option<u32>,
     pub spawned_at: Instant,
@@ -64,7 +63,6 @@ pub struct ExtSlot {
     pub registered_at: Option<Instant>,
     pub first_next_at: Option<Instant>,
     pub last_next_at: Option<Instant>,
-    pub next_calls: u64,
     pub waiter: Option<oneshot::Sender<Value>>,
     pub pending: VecDeque<Value>,
     /// Set by `init/error` or `exit/error`.
@@ -75,7 +73,7 @@ pub struct ExtSlot {
 }
 
 impl ExtSlot {
-    pub fn new(name: String, spawned_at: Instant) -> ExtSlot {
+    pub(crate) fn new(name: String, spawned_at: Instant) -> ExtSlot {
         ExtSlot {
             name,
             pid: None,
@@ -85,7 +83,6 @@ impl ExtSlot {
             registered_at: None,
             first_next_at: None,
             last_next_at: None,
-            next_calls: 0,
             waiter: None,
             pending: VecDeque::new(),
             error_type: None,
@@ -96,23 +93,22 @@ impl ExtSlot {
     }
 
     /// Parked in `event/next` with nothing to receive.
-    pub fn in_next(&self) -> bool {
+    pub(crate) fn in_next(&self) -> bool {
         self.waiter.as_ref().is_some_and(|w| !w.is_closed())
     }
 
-    pub fn wants(&self, event: &str) -> bool {
+    pub(crate) fn wants(&self, event: &str) -> bool {
         self.events.iter().any(|e| e == event)
     }
 }
 
 #[derive(Debug, Default)]
-pub struct RuntimeSlot {
+pub(crate) struct RuntimeSlot {
     pub pid: Option<u32>,
     pub spawned_at: Option<Instant>,
     pub waiters: Vec<oneshot::Sender<Dispatch>>,
     pub pending: VecDeque<Dispatch>,
     pub first_next_at: Option<Instant>,
-    pub next_calls: u64,
     pub init_error: Option<String>,
     pub restore_waiter: Option<oneshot::Sender<()>>,
     pub restore_next_at: Option<Instant>,
@@ -122,24 +118,24 @@ pub struct RuntimeSlot {
 
 impl RuntimeSlot {
     /// Number of `invocation/next` calls parked right now.
-    pub fn parked(&self) -> usize {
+    pub(crate) fn parked(&self) -> usize {
         self.waiters.iter().filter(|w| !w.is_closed()).count()
     }
 
-    pub fn in_restore_next(&self) -> bool {
+    pub(crate) fn in_restore_next(&self) -> bool {
         self.restore_waiter.as_ref().is_some_and(|w| !w.is_closed())
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Init,
     Running,
     Shutdown,
 }
 
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     pub phase: Phase,
     pub registration_open: bool,
     pub exts: Vec<ExtSlot>,
@@ -148,7 +144,7 @@ pub struct State {
 }
 
 /// One execution environment.
-pub struct Env {
+pub(crate) struct Env {
     pub info: EnvInfo,
     st: Mutex<State>,
     changed: watch::Sender<u64>,
@@ -156,7 +152,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(info: EnvInfo, hub: Arc<Hub>) -> Env {
+    pub(crate) fn new(info: EnvInfo, hub: Arc<Hub>) -> Env {
         let (changed, _) = watch::channel(0);
         Env {
             info,
@@ -172,7 +168,7 @@ impl Env {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         match self.st.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -180,12 +176,12 @@ impl Env {
     }
 
     /// Wakes everything waiting in [`Env::wait_until`].
-    pub fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Runs `f` on the state, then wakes waiters.
-    pub fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let r = {
             let mut st = self.lock();
             f(&mut st)
@@ -195,7 +191,7 @@ impl Env {
     }
 
     /// Waits until `f` returns `Some`, or `deadline` passes (`None`).
-    pub async fn wait_until<T>(
+    pub(crate) async fn wait_until<T>(
         &self,
         deadline: Option<Instant>,
         mut f: impl FnMut(&State) -> Option<T>,
@@ -228,7 +224,7 @@ impl Env {
     }
 
     /// Hands an event to an extension: to its parked `next` call or its queue.
-    pub fn deliver_to_extension(&self, idx: usize, event: Value) {
+    pub(crate) fn deliver_to_extension(&self, idx: usize, event: Value) {
         self.update(|st| {
             if let Some(ext) = st.exts.get_mut(idx) {
                 let mut event = event;
@@ -244,7 +240,7 @@ impl Env {
     }
 
     /// Hands an invocation to the runtime: to a parked `next` call or its queue.
-    pub fn dispatch_to_runtime(&self, d: Dispatch) {
+    pub(crate) fn dispatch_to_runtime(&self, d: Dispatch) {
         self.update(|st| {
             st.invocations.entry(d.request_id.clone()).or_default();
             let mut d = d;

@@ -156,7 +156,6 @@ pub(super) async fn extension_next(env: Arc<Env>, req: Request<Incoming>) -> Res
             return Err(());
         }
         let now = Instant::now();
-        ext.next_calls += 1;
         ext.last_next_at = Some(now);
         if ext.first_next_at.is_none() {
             ext.first_next_at = Some(now);

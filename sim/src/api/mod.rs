@@ -26,14 +26,14 @@ use runtime::{restore_error, restore_next, runtime_init_error, runtime_next, run
 use telemetry::subscribe;
 
 /// Largest synchronous response a function may return (bytes).
-pub const MAX_RESPONSE_BYTES: usize = 6_291_556;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 6_291_556;
 
 /// Which environment the APIs currently serve (a reset replaces it).
 #[derive(Clone, Default)]
-pub struct Current(Arc<Mutex<Option<Arc<Env>>>>);
+pub(crate) struct Current(Arc<Mutex<Option<Arc<Env>>>>);
 
 impl Current {
-    pub fn set(&self, env: Option<Arc<Env>>) {
+    pub(crate) fn set(&self, env: Option<Arc<Env>>) {
         match self.0.lock() {
             Ok(mut g) => *g = env,
             Err(p) => *p.into_inner() = env,
@@ -49,7 +49,7 @@ impl Current {
 }
 
 /// Serves the APIs until the task is aborted.
-pub fn serve(listener: TcpListener, current: Current) -> tokio::task::JoinHandle<()> {
+pub(crate) fn serve(listener: TcpListener, current: Current) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let (stream, _) = match listener.accept().await {

@@ -18,7 +18,6 @@ pub(super) async fn runtime_next(env: Arc<Env>) -> Resp {
     let (tx, rx) = oneshot::channel();
     let ready = env.update(|st| {
         let now = Instant::now();
-        st.rt.next_calls += 1;
         if st.rt.first_next_at.is_none() {
             st.rt.first_next_at = Some(now);
         }

@@ -63,7 +63,6 @@ impl<'a> Environment<'a> {
             init_type: cfg.init_type,
             memory_mb: cfg.memory_mb,
             instance_id: instance_id.clone(),
-            log_format: cfg.log_format,
             required_schema: cfg.required_schema,
         };
         let (ext_env, rt_env) = child_envs(&cfg, plan, addr, &instance_id);

@@ -19,7 +19,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use decode::{Body, DecodeError, Encoding, Format, decode_request};
 pub use received::{
     Attempt, Counters, DuplicateLog, DuplicateSpan, LogEntry, LogKey, MetricEntry, Received,
     SpanEntry, SpanKey,
@@ -29,10 +28,10 @@ pub use server::{BehaviourError, SinkHandle, WaitTimeout, start};
 
 /// Memory the sink may use for decoded requests before it stops keeping them (they are still
 /// acknowledged and written to the JSON lines file, and counted in [`Counters::over_cap`]).
-pub const DEFAULT_MAX_STORED_BYTES: usize = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_STORED_BYTES: usize = 256 * 1024 * 1024;
 
 /// Largest request body accepted on the wire (compressed), and largest after decompression.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the sink listens and what it does with what it receives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use super::Signal;
 use super::decode::Body;
 
 /// Attempts kept in [`Received::attempts`]; later ones are only counted.
-pub const MAX_ATTEMPTS_KEPT: usize = 100_000;
+pub(super) const MAX_ATTEMPTS_KEPT: usize = 100_000;
 
 /// Everything the sink received, as cloned by [`super::SinkHandle::snapshot`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -73,7 +73,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         self.status == 200
     }
 }
@@ -175,7 +175,7 @@ impl Received {
     }
 
     /// Every metric received, in arrival order (one entry per metric per request).
-    pub fn metric_entries(&self) -> Vec<MetricEntry<'_>> {
+    pub(crate) fn metric_entries(&self) -> Vec<MetricEntry<'_>> {
         let mut out = Vec::new();
         for request in &self.metrics {
             for rm in &request.resource_metrics {

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// Environment variable naming the `rotel-agent` binary, overriding the project's venv.
-pub const ROTEL_AGENT_ENV: &str = "ROTEL_AGENT";
+pub(crate) const ROTEL_AGENT_ENV: &str = "ROTEL_AGENT";
 
 /// How long rotel may take to listen on its ports.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -82,13 +82,12 @@ pub struct RotelCollector {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     dir: PathBuf,
-    args: Vec<String>,
 }
 
 impl RotelCollector {
     /// The `rotel-agent` binary: `$ROTEL_AGENT`, else the one in the workspace's
     /// `.tools/venv` (`lib/python*/site-packages/rotel/rotel-agent`).
-    pub fn binary_path() -> PathBuf {
+    fn binary_path() -> PathBuf {
         if let Some(path) = std::env::var_os(ROTEL_AGENT_ENV) {
             return PathBuf::from(path);
         }
@@ -200,7 +199,6 @@ impl RotelCollector {
             http_addr,
             grpc_addr,
             dir,
-            args,
         };
         collector.wait_ready().await?;
         Ok(collector)
@@ -241,36 +239,13 @@ impl RotelCollector {
         format!("http://{}", self.http_addr)
     }
 
-    /// Address of rotel's OTLP/gRPC receiver.
-    pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
-    }
-
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// The arguments rotel-agent was started with.
-    pub fn args(&self) -> &[String] {
-        &self.args
-    }
-
     /// What rotel printed so far (for failure messages).
-    pub fn output(&self) -> String {
+    fn output(&self) -> String {
         let mut text = std::fs::read_to_string(self.dir.join("output.log")).unwrap_or_default();
         if let Ok(log) = std::fs::read_to_string(self.dir.join("rotel.log")) {
             text.push_str(&log);
         }
         text
-    }
-
-    /// Kills rotel and waits for it to exit.
-    pub async fn stop(mut self) -> std::io::Result<()> {
-        self.child.kill().await
     }
 }
 

@@ -161,15 +161,6 @@ impl SinkHandle {
         self.wait_for(timeout, |r| r.span_count() >= n).await
     }
 
-    /// Waits until at least `n` log records have arrived.
-    pub async fn wait_for_log_records(
-        &self,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Received, WaitTimeout> {
-        self.wait_for(timeout, |r| r.log_record_count() >= n).await
-    }
-
     /// Changes how the sink answers from now on. Requests held by [`Behaviour::Hang`] are
     /// answered according to the new behaviour. Returns once the change is in effect: after a
     /// change to [`Behaviour::Refuse`] connecting is refused, after a change away from it the

@@ -28,7 +28,7 @@ struct HubInner {
 }
 
 /// Fans every event out to the subscribers that chose its stream.
-pub struct Hub {
+pub(crate) struct Hub {
     inner: Mutex<HubInner>,
     pub counters: Arc<Counters>,
     frozen: watch::Receiver<bool>,
@@ -39,7 +39,11 @@ pub struct Hub {
 
 impl Hub {
     /// A hub whose deliveries pause while `frozen` is true.
-    pub fn new(frozen: watch::Receiver<bool>, queue_limit: usize, counters: Arc<Counters>) -> Hub {
+    pub(crate) fn new(
+        frozen: watch::Receiver<bool>,
+        queue_limit: usize,
+        counters: Arc<Counters>,
+    ) -> Hub {
         let (stop_tx, _) = watch::channel(false);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -66,7 +70,7 @@ impl Hub {
     }
 
     /// Publishes one event to every interested subscriber.
-    pub fn publish(&self, event: Event) {
+    pub(crate) fn publish(&self, event: Event) {
         let event = Arc::new(event);
         let mut inner = self.lock();
         if let Some(backlog) = inner.backlog.as_mut() {
@@ -83,12 +87,12 @@ impl Hub {
     }
 
     /// Ends the init window: later subscribers receive only later events.
-    pub fn close_backlog(&self) {
+    pub(crate) fn close_backlog(&self) {
         self.lock().backlog = None;
     }
 
     /// Starts delivery for a subscriber (its backlog of init events first).
-    pub fn subscribe(&self, name: &str, sub: Subscription) {
+    pub(crate) fn subscribe(&self, name: &str, sub: Subscription) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut inner = self.lock();
         if let Some(backlog) = inner.backlog.as_ref() {
@@ -119,7 +123,7 @@ impl Hub {
     }
 
     /// Stops every delivery task: what is still queued is counted as undelivered.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         let tasks = {
             let mut inner = self.lock();
             inner.subscribers.clear();
@@ -129,11 +133,5 @@ impl Hub {
         for t in tasks {
             let _ = t.await;
         }
-    }
-
-    /// Whether every queue is empty and nothing is in flight (best effort: used to let
-    /// deliveries settle at shutdown).
-    pub fn has_subscribers(&self) -> bool {
-        !self.lock().tasks.is_empty()
     }
 }

@@ -13,15 +13,16 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::ids::rfc3339_millis;
+use crate::report::DeliveryStats;
 
-pub use hub::Hub;
-pub use subscription::{Buffering, Destination, Subscription, ValidationError, parse_subscription};
+pub(crate) use hub::Hub;
+pub(crate) use subscription::{Destination, Subscription, parse_subscription};
 
 /// The host name subscribers use for their destination; the sim resolves it to loopback.
-pub const SANDBOX_HOST: &str = "sandbox.localdomain";
+pub(crate) const SANDBOX_HOST: &str = "sandbox.localdomain";
 
 /// Records a subscriber may hold in its queue before the oldest are dropped.
-pub const DEFAULT_QUEUE_LIMIT: usize = 10_000;
+pub(crate) const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 
 /// A telemetry schema version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -57,7 +58,7 @@ impl Schema {
 
 /// The three streams a subscriber can choose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     Platform,
     Function,
     Extension,
@@ -77,7 +78,7 @@ impl Stream {
 /// One telemetry event as the platform produced it (rendered with the newest schema; older
 /// schemas get a reduced copy, see [`render_for_schema`]).
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub time: OffsetDateTime,
     pub kind: String,
     pub record: Value,
@@ -85,7 +86,7 @@ pub struct Event {
 
 impl Event {
     /// A platform event (`platform.*`).
-    pub fn platform(time: OffsetDateTime, kind: &str, record: Value) -> Event {
+    pub(crate) fn platform(time: OffsetDateTime, kind: &str, record: Value) -> Event {
         Event {
             time,
             kind: kind.to_owned(),
@@ -106,7 +107,7 @@ impl Event {
 ///
 /// 2022-07-01 predates `tracing.spanId` and the `spans` of the init events; 2022-12-13 and
 /// 2025-01-29 carry every field the sim produces.
-pub fn render_for_schema(event: &Event, schema: Schema) -> Value {
+pub(crate) fn render_for_schema(event: &Event, schema: Schema) -> Value {
     let mut record = event.record.clone();
     if schema == Schema::V20220701 {
         if let Some(obj) = record.as_object_mut() {
@@ -126,7 +127,7 @@ pub fn render_for_schema(event: &Event, schema: Schema) -> Value {
 
 /// Delivery counters over every subscriber.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub records_delivered: AtomicU64,
     pub batches_delivered: AtomicU64,
     pub retries: AtomicU64,
@@ -135,20 +136,8 @@ pub struct Counters {
     pub records_undelivered: AtomicU64,
 }
 
-/// A snapshot of [`Counters`].
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct DeliveryStats {
-    pub records_delivered: u64,
-    pub batches_delivered: u64,
-    pub retries: u64,
-    pub records_dropped: u64,
-    pub bytes_dropped: u64,
-    /// Records still queued when the environment ended (the subscriber was gone).
-    pub records_undelivered: u64,
-}
-
 impl Counters {
-    pub fn snapshot(&self) -> DeliveryStats {
+    pub(crate) fn snapshot(&self) -> DeliveryStats {
         DeliveryStats {
             records_delivered: self.records_delivered.load(Ordering::Relaxed),
             batches_delivered: self.batches_delivered.load(Ordering::Relaxed),

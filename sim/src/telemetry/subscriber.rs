@@ -38,7 +38,7 @@ pub(super) struct Delivery {
 }
 
 /// A reason the platform gives in `platform.logsDropped`.
-pub const LOGS_DROPPED_REASON: &str =
+pub(super) const LOGS_DROPPED_REASON: &str =
     "Consumer seems to have fallen behind as it has not acknowledged receipt of logs.";
 
 const RETRY_BASE: Duration = Duration::from_millis(50);

@@ -9,7 +9,7 @@ use super::{SANDBOX_HOST, Schema, Stream};
 
 /// Where a subscriber receives its batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub(crate) enum Destination {
     /// HTTP POST of a JSON array to `uri`, connecting to `addr`.
     Http {
         uri: String,
@@ -24,7 +24,7 @@ pub enum Destination {
 /// Validated buffering settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Buffering {
+pub(crate) struct Buffering {
     pub max_items: usize,
     pub max_bytes: usize,
     pub timeout_ms: u64,
@@ -42,7 +42,7 @@ impl Default for Buffering {
 
 /// A validated subscription request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub schema: Schema,
     pub types: Vec<String>,
     pub buffering: Buffering,
@@ -52,7 +52,7 @@ pub struct Subscription {
 /// Why a subscription request was refused: the platform answers 400 `ValidationError`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ValidationError(pub String);
+pub(crate) struct ValidationError(pub String);
 
 fn bounded(
     obj: &serde_json::Map<String, Value>,
@@ -73,7 +73,7 @@ fn bounded(
 }
 
 /// Validates a subscription body as the platform does.
-pub fn parse_subscription(
+pub(crate) fn parse_subscription(
     body: &[u8],
     managed_instances: bool,
 ) -> Result<Subscription, ValidationError> {

@@ -10,7 +10,7 @@ use super::text::{
 use crate::sink::received::{LogEntry, SpanEntry};
 
 /// Width of the timeline bar, in columns.
-pub const BAR_WIDTH: usize = 40;
+pub(super) const BAR_WIDTH: usize = 40;
 /// Longest name column (indentation included); longer names are cut.
 const MAX_NAME_WIDTH: usize = 56;
 
