@@ -207,23 +207,38 @@ pub(crate) fn groups_rss_kb(pgids: &[u32]) -> u64 {
 /// Measurements of every child of an environment, kept up to date by sampling.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Measurements {
+    /// By process group leader.
     pub per_pid: HashMap<u32, ProcStats>,
+    /// The largest sum of the resident memory of every process in the groups.
     pub peak_env_rss_kb: u64,
 }
 
 impl Measurements {
+    /// One reading of `pids` (each a group leader).
+    pub(crate) fn read(pids: &[u32]) -> Measurements {
+        Measurements {
+            per_pid: pids
+                .iter()
+                .filter_map(|&pid| read_stats(pid).map(|s| (pid, s)))
+                .collect(),
+            peak_env_rss_kb: groups_rss_kb(pids),
+        }
+    }
+
+    /// Takes in a newer reading: peaks and CPU time only grow, the current RSS is the newer one.
+    pub(crate) fn merge(&mut self, newer: Measurements) {
+        for (pid, s) in newer.per_pid {
+            let e = self.per_pid.entry(pid).or_default();
+            e.peak_rss_kb = e.peak_rss_kb.max(s.peak_rss_kb);
+            e.rss_kb = s.rss_kb;
+            e.cpu_ms = e.cpu_ms.max(s.cpu_ms);
+        }
+        self.peak_env_rss_kb = self.peak_env_rss_kb.max(newer.peak_env_rss_kb);
+    }
+
     /// Takes one sample of `pids` (each a group leader).
     pub(crate) fn sample(&mut self, pids: &[u32]) {
-        for &pid in pids {
-            if let Some(s) = read_stats(pid) {
-                let e = self.per_pid.entry(pid).or_default();
-                e.peak_rss_kb = e.peak_rss_kb.max(s.peak_rss_kb);
-                e.rss_kb = s.rss_kb;
-                e.cpu_ms = e.cpu_ms.max(s.cpu_ms);
-            }
-        }
-        let total = groups_rss_kb(pids);
-        self.peak_env_rss_kb = self.peak_env_rss_kb.max(total);
+        self.merge(Measurements::read(pids));
     }
 }
 

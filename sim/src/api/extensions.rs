@@ -12,10 +12,13 @@ use tokio::time::Instant;
 use super::{Resp, accepted, error, header, json_response, read_body};
 use crate::config::InitType;
 use crate::events;
-use crate::state::{Env, Phase};
+use crate::state::{EnvState, Phase};
 use crate::telemetry::Event;
 
-pub(super) fn find_ext(env: &Env, req: &Request<Incoming>) -> Result<usize, Resp> {
+pub(super) fn find_extension(
+    environment: &EnvState,
+    req: &Request<Incoming>,
+) -> Result<usize, Resp> {
     let Some(id) = header(req, "Lambda-Extension-Identifier") else {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -23,8 +26,9 @@ pub(super) fn find_ext(env: &Env, req: &Request<Incoming>) -> Result<usize, Resp
             "missing Lambda-Extension-Identifier header",
         ));
     };
-    let st = env.lock();
-    st.exts
+    let state = environment.lock();
+    state
+        .extensions
         .iter()
         .position(|e| e.id.as_deref() == Some(id.as_str()))
         .ok_or_else(|| {
@@ -36,7 +40,7 @@ pub(super) fn find_ext(env: &Env, req: &Request<Incoming>) -> Result<usize, Resp
         })
 }
 
-pub(super) async fn register(env: Arc<Env>, req: Request<Incoming>) -> Resp {
+pub(super) async fn register(environment: Arc<EnvState>, req: Request<Incoming>) -> Resp {
     let name = header(&req, "Lambda-Extension-Name").unwrap_or_default();
     let features = header(&req, "Lambda-Extension-Accept-Feature").unwrap_or_default();
     if name.is_empty() {
@@ -72,7 +76,7 @@ pub(super) async fn register(env: Arc<Env>, req: Request<Incoming>) -> Resp {
             );
         }
     };
-    let managed = env.info.init_type == InitType::LambdaManagedInstances;
+    let managed = environment.info.init_type == InitType::LambdaManagedInstances;
     for e in &events {
         let valid = match e.as_str() {
             "SHUTDOWN" => true,
@@ -89,15 +93,15 @@ pub(super) async fn register(env: Arc<Env>, req: Request<Incoming>) -> Resp {
         }
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let result = env.update(|st| {
-        if !st.registration_open {
+    let result = environment.update(|state| {
+        if !state.registration_open {
             return Err(error(
                 StatusCode::FORBIDDEN,
                 "Extension.RegistrationClosed",
                 &format!("{name}: registration is closed (the runtime has started)"),
             ));
         }
-        let slot = st.exts.iter_mut().find(|e| e.name == name);
+        let slot = state.extensions.iter_mut().find(|e| e.name == name);
         match slot {
             None => Err(error(
                 StatusCode::FORBIDDEN,
@@ -122,18 +126,18 @@ pub(super) async fn register(env: Arc<Env>, req: Request<Incoming>) -> Resp {
     if let Err(r) = result {
         return r;
     }
-    env.hub.publish(Event::platform(
+    environment.hub.publish(Event::platform(
         OffsetDateTime::now_utc(),
         "platform.extension",
         events::extension(&name, "Ready", &events),
     ));
     let mut body = json!({
-        "functionName": env.info.function_name,
-        "functionVersion": env.info.function_version,
-        "handler": env.info.handler,
+        "functionName": environment.info.function_name,
+        "functionVersion": environment.info.function_version,
+        "handler": environment.info.handler,
     });
     if features.split(',').any(|f| f.trim() == "accountId") {
-        body["accountId"] = json!(env.info.account_id);
+        body["accountId"] = json!(environment.info.account_id);
     }
     let mut r = json_response(StatusCode::OK, &body);
     if let Ok(v) = http::HeaderValue::from_str(&id) {
@@ -142,28 +146,28 @@ pub(super) async fn register(env: Arc<Env>, req: Request<Incoming>) -> Resp {
     r
 }
 
-pub(super) async fn extension_next(env: Arc<Env>, req: Request<Incoming>) -> Resp {
-    let idx = match find_ext(&env, &req) {
+pub(super) async fn extension_next(environment: Arc<EnvState>, req: Request<Incoming>) -> Resp {
+    let index = match find_extension(&environment, &req) {
         Ok(i) => i,
         Err(r) => return r,
     };
     let (tx, rx) = oneshot::channel();
-    let ready = env.update(|st| {
-        let Some(ext) = st.exts.get_mut(idx) else {
+    let ready = environment.update(|state| {
+        let Some(extension) = state.extensions.get_mut(index) else {
             return Err(());
         };
-        if ext.error_type.is_some() {
+        if extension.error_type.is_some() {
             return Err(());
         }
         let now = Instant::now();
-        ext.last_next_at = Some(now);
-        if ext.first_next_at.is_none() {
-            ext.first_next_at = Some(now);
+        extension.last_next_at = Some(now);
+        if extension.first_next_at.is_none() {
+            extension.first_next_at = Some(now);
         }
-        match ext.pending.pop_front() {
+        match extension.pending.pop_front() {
             Some(e) => Ok(Some(e)),
             None => {
-                ext.waiter = Some(tx);
+                extension.waiter = Some(tx);
                 Ok(None)
             }
         }
@@ -196,12 +200,16 @@ pub(super) async fn extension_next(env: Arc<Env>, req: Request<Incoming>) -> Res
     r
 }
 
-pub(super) async fn extension_error(env: Arc<Env>, req: Request<Incoming>, init: bool) -> Resp {
-    let idx = match find_ext(&env, &req) {
+pub(super) async fn extension_error(
+    environment: Arc<EnvState>,
+    req: Request<Incoming>,
+    init: bool,
+) -> Resp {
+    let index = match find_extension(&environment, &req) {
         Ok(i) => i,
         Err(r) => return r,
     };
-    let Some(et) = header(&req, "Lambda-Extension-Function-Error-Type") else {
+    let Some(error_type) = header(&req, "Lambda-Extension-Function-Error-Type") else {
         return error(
             StatusCode::BAD_REQUEST,
             "Extension.MissingHeader",
@@ -209,13 +217,13 @@ pub(super) async fn extension_error(env: Arc<Env>, req: Request<Incoming>, init:
         );
     };
     let _ = read_body(req, 1024 * 1024).await;
-    let ok = env.update(|st| {
-        if init && st.phase != Phase::Init {
+    let ok = environment.update(|state| {
+        if init && state.phase != Phase::Init {
             return false;
         }
-        if let Some(ext) = st.exts.get_mut(idx) {
-            ext.error_type = Some(et.clone());
-            ext.waiter = None;
+        if let Some(extension) = state.extensions.get_mut(index) {
+            extension.error_type = Some(error_type.clone());
+            extension.waiter = None;
         }
         true
     });

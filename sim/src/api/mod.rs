@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::state::Env;
+use crate::state::EnvState;
 
 use extensions::{extension_error, extension_next, register};
 use runtime::{restore_error, restore_next, runtime_init_error, runtime_next, runtime_result};
@@ -30,17 +30,17 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 6_291_556;
 
 /// Which environment the APIs currently serve (a reset replaces it).
 #[derive(Clone, Default)]
-pub(crate) struct Current(Arc<Mutex<Option<Arc<Env>>>>);
+pub(crate) struct Current(Arc<Mutex<Option<Arc<EnvState>>>>);
 
 impl Current {
-    pub(crate) fn set(&self, env: Option<Arc<Env>>) {
+    pub(crate) fn set(&self, environment: Option<Arc<EnvState>>) {
         match self.0.lock() {
-            Ok(mut g) => *g = env,
-            Err(p) => *p.into_inner() = env,
+            Ok(mut g) => *g = environment,
+            Err(p) => *p.into_inner() = environment,
         }
     }
 
-    fn get(&self) -> Option<Arc<Env>> {
+    fn get(&self) -> Option<Arc<EnvState>> {
         match self.0.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -130,7 +130,7 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Resp> 
 }
 
 async fn route(current: Current, req: Request<Incoming>) -> Resp {
-    let Some(env) = current.get() else {
+    let Some(environment) = current.get() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
@@ -139,37 +139,41 @@ async fn route(current: Current, req: Request<Incoming>) -> Resp {
     };
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match (method, segs.as_slice()) {
-        (Method::GET, ["2018-06-01", "runtime", "invocation", "next"]) => runtime_next(env).await,
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (method, segments.as_slice()) {
+        (Method::GET, ["2018-06-01", "runtime", "invocation", "next"]) => {
+            runtime_next(environment).await
+        }
         (Method::POST, ["2018-06-01", "runtime", "invocation", id, "response"]) => {
             let id = (*id).to_owned();
-            runtime_result(env, id, None, req).await
+            runtime_result(environment, id, None, req).await
         }
         (Method::POST, ["2018-06-01", "runtime", "invocation", id, "error"]) => {
             let id = (*id).to_owned();
-            let et = header(&req, "Lambda-Runtime-Function-Error-Type")
+            let error_type = header(&req, "Lambda-Runtime-Function-Error-Type")
                 .unwrap_or_else(|| "Runtime.Unknown".to_owned());
-            runtime_result(env, id, Some(et), req).await
+            runtime_result(environment, id, Some(error_type), req).await
         }
         (Method::POST, ["2018-06-01", "runtime", "init", "error"]) => {
-            runtime_init_error(env, req).await
+            runtime_init_error(environment, req).await
         }
-        (Method::GET, ["2018-06-01", "runtime", "restore", "next"]) => restore_next(env).await,
+        (Method::GET, ["2018-06-01", "runtime", "restore", "next"]) => {
+            restore_next(environment).await
+        }
         (Method::POST, ["2018-06-01", "runtime", "restore", "error"]) => {
-            restore_error(env, req).await
+            restore_error(environment, req).await
         }
-        (Method::POST, ["2020-01-01", "extension", "register"]) => register(env, req).await,
+        (Method::POST, ["2020-01-01", "extension", "register"]) => register(environment, req).await,
         (Method::GET, ["2020-01-01", "extension", "event", "next"]) => {
-            extension_next(env, req).await
+            extension_next(environment, req).await
         }
         (Method::POST, ["2020-01-01", "extension", "init", "error"]) => {
-            extension_error(env, req, true).await
+            extension_error(environment, req, true).await
         }
         (Method::POST, ["2020-01-01", "extension", "exit", "error"]) => {
-            extension_error(env, req, false).await
+            extension_error(environment, req, false).await
         }
-        (Method::PUT, ["2022-07-01", "telemetry"]) => subscribe(env, req).await,
+        (Method::PUT, ["2022-07-01", "telemetry"]) => subscribe(environment, req).await,
         (_, ["2018-06-01", "runtime", ..])
         | (_, ["2020-01-01", "extension", ..])
         | (_, ["2022-07-01", "telemetry"]) => error(

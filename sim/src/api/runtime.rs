@@ -12,26 +12,26 @@ use tokio::time::Instant;
 
 use super::{MAX_RESPONSE_BYTES, Resp, accepted, error, header, read_body};
 use crate::config::InitType;
-use crate::state::{Env, Phase};
+use crate::state::{EnvState, Phase};
 
-pub(super) async fn runtime_next(env: Arc<Env>) -> Resp {
+pub(super) async fn runtime_next(environment: Arc<EnvState>) -> Resp {
     let (tx, rx) = oneshot::channel();
-    let ready = env.update(|st| {
+    let ready = environment.update(|state| {
         let now = Instant::now();
-        if st.rt.first_next_at.is_none() {
-            st.rt.first_next_at = Some(now);
+        if state.runtime.first_next_at.is_none() {
+            state.runtime.first_next_at = Some(now);
         }
-        if let Some(d) = st.rt.pending.pop_front() {
-            Some(d)
+        if let Some(dispatch) = state.runtime.pending.pop_front() {
+            Some(dispatch)
         } else {
-            st.rt.waiters.push(tx);
+            state.runtime.waiters.push(tx);
             None
         }
     });
-    let d = match ready {
-        Some(d) => d,
+    let dispatch = match ready {
+        Some(dispatch) => dispatch,
         None => match rx.await {
-            Ok(d) => d,
+            Ok(dispatch) => dispatch,
             Err(_) => {
                 return error(
                     StatusCode::GONE,
@@ -41,16 +41,19 @@ pub(super) async fn runtime_next(env: Arc<Env>) -> Resp {
             }
         },
     };
-    let mut r = Response::new(Full::new(d.body.clone()));
+    let mut r = Response::new(Full::new(dispatch.body.clone()));
     let h = r.headers_mut();
     let pairs = [
-        ("Lambda-Runtime-Aws-Request-Id", d.request_id.clone()),
-        ("Lambda-Runtime-Deadline-Ms", d.deadline_ms.to_string()),
+        ("Lambda-Runtime-Aws-Request-Id", dispatch.request_id.clone()),
+        (
+            "Lambda-Runtime-Deadline-Ms",
+            dispatch.deadline_ms.to_string(),
+        ),
         (
             "Lambda-Runtime-Invoked-Function-Arn",
-            env.info.function_arn.clone(),
+            environment.info.function_arn.clone(),
         ),
-        ("Lambda-Runtime-Trace-Id", d.trace_header.clone()),
+        ("Lambda-Runtime-Trace-Id", dispatch.trace_header.clone()),
         ("Content-Type", "application/json".to_owned()),
     ];
     for (k, v) in pairs {
@@ -58,13 +61,13 @@ pub(super) async fn runtime_next(env: Arc<Env>) -> Resp {
             h.insert(k, v);
         }
     }
-    if let Some(cc) = d.client_context.as_deref()
-        && let Ok(v) = http::HeaderValue::from_str(cc)
+    if let Some(client_context) = dispatch.client_context.as_deref()
+        && let Ok(v) = http::HeaderValue::from_str(client_context)
     {
         h.insert("Lambda-Runtime-Client-Context", v);
     }
-    if let Some(ci) = d.cognito_identity.as_deref()
-        && let Ok(v) = http::HeaderValue::from_str(ci)
+    if let Some(cognito_identity) = dispatch.cognito_identity.as_deref()
+        && let Ok(v) = http::HeaderValue::from_str(cognito_identity)
     {
         h.insert("Lambda-Runtime-Cognito-Identity", v);
     }
@@ -72,7 +75,7 @@ pub(super) async fn runtime_next(env: Arc<Env>) -> Resp {
 }
 
 pub(super) async fn runtime_result(
-    env: Arc<Env>,
+    environment: Arc<EnvState>,
     id: String,
     error_type: Option<String>,
     req: Request<Incoming>,
@@ -80,8 +83,8 @@ pub(super) async fn runtime_result(
     let started = Instant::now();
     let started_wall = OffsetDateTime::now_utc();
     {
-        let st = env.lock();
-        match st.invocations.get(&id) {
+        let state = environment.lock();
+        match state.invocations.get(&id) {
             None => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -103,7 +106,7 @@ pub(super) async fn runtime_result(
         Ok(b) => (b, error_type),
         Err(resp) if resp.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             record_outcome(
-                &env,
+                &environment,
                 &id,
                 Some("Function.ResponseSizeTooLarge".into()),
                 started,
@@ -114,20 +117,27 @@ pub(super) async fn runtime_result(
         }
         Err(resp) => return resp,
     };
-    record_outcome(&env, &id, error_type, started, started_wall, body.len());
+    record_outcome(
+        &environment,
+        &id,
+        error_type,
+        started,
+        started_wall,
+        body.len(),
+    );
     accepted()
 }
 
 fn record_outcome(
-    env: &Env,
+    environment: &EnvState,
     id: &str,
     error_type: Option<String>,
     started: Instant,
     started_wall: OffsetDateTime,
     bytes: usize,
 ) {
-    env.update(|st| {
-        if let Some(slot) = st.invocations.get_mut(id)
+    environment.update(|state| {
+        if let Some(slot) = state.invocations.get_mut(id)
             && slot.outcome.is_none()
         {
             slot.outcome = Some(crate::state::Outcome {
@@ -141,13 +151,13 @@ fn record_outcome(
     });
 }
 
-pub(super) async fn runtime_init_error(env: Arc<Env>, req: Request<Incoming>) -> Resp {
-    let et = header(&req, "Lambda-Runtime-Function-Error-Type")
+pub(super) async fn runtime_init_error(environment: Arc<EnvState>, req: Request<Incoming>) -> Resp {
+    let error_type = header(&req, "Lambda-Runtime-Function-Error-Type")
         .unwrap_or_else(|| "Runtime.Unknown".to_owned());
     let _ = read_body(req, MAX_RESPONSE_BYTES).await;
-    let ok = env.update(|st| {
-        if st.phase == Phase::Init {
-            st.rt.init_error = Some(et);
+    let ok = environment.update(|state| {
+        if state.phase == Phase::Init {
+            state.runtime.init_error = Some(error_type);
             true
         } else {
             false
@@ -164,8 +174,8 @@ pub(super) async fn runtime_init_error(env: Arc<Env>, req: Request<Incoming>) ->
     }
 }
 
-pub(super) async fn restore_next(env: Arc<Env>) -> Resp {
-    if env.info.init_type != InitType::SnapStart {
+pub(super) async fn restore_next(environment: Arc<EnvState>) -> Resp {
+    if environment.info.init_type != InitType::SnapStart {
         return error(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",
@@ -173,9 +183,9 @@ pub(super) async fn restore_next(env: Arc<Env>) -> Resp {
         );
     }
     let (tx, rx) = oneshot::channel();
-    env.update(|st| {
-        st.rt.restore_next_at = Some(Instant::now());
-        st.rt.restore_waiter = Some(tx);
+    environment.update(|state| {
+        state.runtime.restore_next_at = Some(Instant::now());
+        state.runtime.restore_waiter = Some(tx);
     });
     match rx.await {
         Ok(()) => {
@@ -194,10 +204,10 @@ pub(super) async fn restore_next(env: Arc<Env>) -> Resp {
     }
 }
 
-pub(super) async fn restore_error(env: Arc<Env>, req: Request<Incoming>) -> Resp {
-    let et = header(&req, "Lambda-Runtime-Function-Error-Type")
+pub(super) async fn restore_error(environment: Arc<EnvState>, req: Request<Incoming>) -> Resp {
+    let error_type = header(&req, "Lambda-Runtime-Function-Error-Type")
         .unwrap_or_else(|| "Runtime.Unknown".to_owned());
     let _ = read_body(req, MAX_RESPONSE_BYTES).await;
-    env.update(|st| st.rt.restore_error = Some(et));
+    environment.update(|state| state.runtime.restore_error = Some(error_type));
     accepted()
 }

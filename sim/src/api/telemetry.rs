@@ -8,15 +8,15 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use time::OffsetDateTime;
 
-use super::extensions::find_ext;
+use super::extensions::find_extension;
 use super::{Resp, error, read_body};
 use crate::config::InitType;
 use crate::events;
-use crate::state::Env;
+use crate::state::EnvState;
 use crate::telemetry::{Event, parse_subscription};
 
-pub(super) async fn subscribe(env: Arc<Env>, req: Request<Incoming>) -> Resp {
-    let idx = match find_ext(&env, &req) {
+pub(super) async fn subscribe(environment: Arc<EnvState>, req: Request<Incoming>) -> Resp {
+    let index = match find_extension(&environment, &req) {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -24,12 +24,12 @@ pub(super) async fn subscribe(env: Arc<Env>, req: Request<Incoming>) -> Resp {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let managed = env.info.init_type == InitType::LambdaManagedInstances;
+    let managed = environment.info.init_type == InitType::LambdaManagedInstances;
     let sub = match parse_subscription(&body, managed) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, "ValidationError", &e.0),
     };
-    if let Some(required) = env.info.required_schema
+    if let Some(required) = environment.info.required_schema
         && sub.schema != required
     {
         return error(
@@ -42,14 +42,14 @@ pub(super) async fn subscribe(env: Arc<Env>, req: Request<Incoming>) -> Resp {
             ),
         );
     }
-    let name = env.update(|st| {
-        let ext = &mut st.exts[idx];
-        ext.subscribed = Some(sub.schema);
-        ext.name.clone()
+    let name = environment.update(|state| {
+        let extension = &mut state.extensions[index];
+        extension.subscribed = Some(sub.schema);
+        extension.name.clone()
     });
     let types = sub.types.clone();
-    env.hub.subscribe(&name, sub);
-    env.hub.publish(Event::platform(
+    environment.hub.subscribe(&name, sub);
+    environment.hub.publish(Event::platform(
         OffsetDateTime::now_utc(),
         "platform.telemetrySubscription",
         events::telemetry_subscription(&name, "Subscribed", &types),

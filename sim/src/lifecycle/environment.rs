@@ -1,4 +1,6 @@
-//! One execution environment: its children, freeze and thaw, exit watching, and its report.
+//! One execution environment: its child processes, the freeze between invocations (SIGSTOP and
+//! SIGCONT of every process group), the watch on each child's exit, the background sampling of
+//! memory and CPU, and what goes into the run report when it ends.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,186 +9,180 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use super::invoke::InvokeCtx;
-use super::plan::{Plan, child_envs};
+use super::invoke::InvokeContext;
+use super::plan::{Plan, Vars, child_vars};
 use super::{lock, ms_between};
 use crate::config::{InitType, RunConfig};
 use crate::events::FunctionInfo;
 use crate::ids;
 use crate::process::{self, Measurements};
 use crate::report::{ExtensionReport, RunReport, RuntimeReport};
-use crate::state::{Env, EnvInfo, Phase};
+use crate::state::{EnvInfo, EnvState, Phase};
 use crate::telemetry::{Counters, Event, Hub};
 
+/// How often the background sampler reads /proc while the environment is not frozen.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// One execution environment, from init to shutdown.
 pub(super) struct Environment<'a> {
-    pub(super) cfg: Arc<RunConfig>,
+    pub(super) config: Arc<RunConfig>,
     pub(super) plan: &'a Plan,
+    /// 0 for the first environment; a reset starts the next one.
     pub(super) index: u32,
-    pub(super) env: Arc<Env>,
-    pub(super) frozen_tx: watch::Sender<bool>,
-    pub(super) pids: Arc<Mutex<Vec<u32>>>,
-    pub(super) meas: Arc<Mutex<Measurements>>,
-    pub(super) sampler: Option<tokio::task::JoinHandle<()>>,
-    pub(super) waiters: Vec<tokio::task::JoinHandle<()>>,
-    pub(super) ext_pids: Vec<Option<u32>>,
-    pub(super) rt_pid: Option<u32>,
-    pub(super) ext_env: Vec<(String, String)>,
-    pub(super) rt_env: Vec<(String, String)>,
+    /// What the API handlers see and change.
+    pub(super) shared: Arc<EnvState>,
+    /// True while frozen: telemetry delivery and sampling pause.
+    frozen: watch::Sender<bool>,
+    /// The process groups (each child leads its own), shared with the sampler.
+    process_groups: Arc<Mutex<Vec<u32>>>,
+    measurements: Arc<Mutex<Measurements>>,
+    sampler: Option<JoinHandle<()>>,
+    /// One task per child, waiting for it to exit.
+    pub(super) exit_watchers: Vec<JoinHandle<()>>,
+    pub(super) extension_vars: Vars,
+    pub(super) runtime_vars: Vars,
+    /// How long init took (also when it failed).
     pub(super) init_ms: Option<f64>,
 }
 
 impl<'a> Environment<'a> {
     pub(super) fn new(
-        cfg: Arc<RunConfig>,
+        config: Arc<RunConfig>,
         plan: &'a Plan,
         addr: std::net::SocketAddr,
         index: u32,
         counters: Arc<Counters>,
     ) -> Environment<'a> {
-        let (frozen_tx, frozen_rx) = watch::channel(false);
+        let (frozen, frozen_rx) = watch::channel(false);
         let hub = Arc::new(Hub::new(
             frozen_rx.clone(),
-            cfg.telemetry_queue_limit,
+            config.telemetry_queue_limit,
             counters,
         ));
         let instance_id = ids::instance_id();
         let info = EnvInfo {
-            function_name: cfg.function_name.clone(),
-            function_version: cfg.function_version.clone(),
+            function_name: config.function_name.clone(),
+            function_version: config.function_version.clone(),
             function_arn: format!(
                 "arn:aws:lambda:{}:{}:function:{}",
-                cfg.region, cfg.account_id, cfg.function_name
+                config.region, config.account_id, config.function_name
             ),
-            handler: cfg.handler.clone(),
-            account_id: cfg.account_id.clone(),
-            init_type: cfg.init_type,
-            memory_mb: cfg.memory_mb,
+            handler: config.handler.clone(),
+            account_id: config.account_id.clone(),
+            init_type: config.init_type,
+            memory_mb: config.memory_mb,
             instance_id: instance_id.clone(),
-            required_schema: cfg.required_schema,
+            required_schema: config.required_schema,
         };
-        let (ext_env, rt_env) = child_envs(&cfg, plan, addr, &instance_id);
-        let env = Arc::new(Env::new(info, hub));
-        let pids: Arc<Mutex<Vec<u32>>> = Arc::default();
-        let meas: Arc<Mutex<Measurements>> = Arc::default();
-        let sampler = {
-            let pids = pids.clone();
-            let meas = meas.clone();
-            let frozen = frozen_rx;
-            tokio::spawn(async move {
-                loop {
-                    if !*frozen.borrow() {
-                        let p = lock(&pids).clone();
-                        let mut m = lock(&meas).clone();
-                        let p2 = p.clone();
-                        m = tokio::task::spawn_blocking(move || {
-                            m.sample(&p2);
-                            m
-                        })
-                        .await
-                        .unwrap_or_default();
-                        let mut g = lock(&meas);
-                        for (pid, s) in m.per_pid {
-                            let e = g.per_pid.entry(pid).or_default();
-                            e.peak_rss_kb = e.peak_rss_kb.max(s.peak_rss_kb);
-                            e.cpu_ms = e.cpu_ms.max(s.cpu_ms);
-                            e.rss_kb = s.rss_kb;
-                        }
-                        g.peak_env_rss_kb = g.peak_env_rss_kb.max(m.peak_env_rss_kb);
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-        };
+        let (extension_vars, runtime_vars) = child_vars(&config, plan, addr, &instance_id);
+        let process_groups: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let measurements: Arc<Mutex<Measurements>> = Arc::default();
+        let sampler = spawn_sampler(process_groups.clone(), measurements.clone(), frozen_rx);
         Environment {
-            cfg,
+            config,
             plan,
             index,
-            env,
-            frozen_tx,
-            pids,
-            meas,
+            shared: Arc::new(EnvState::new(info, hub)),
+            frozen,
+            process_groups,
+            measurements,
             sampler: Some(sampler),
-            waiters: Vec::new(),
-            ext_pids: Vec::new(),
-            rt_pid: None,
-            ext_env,
-            rt_env,
+            exit_watchers: Vec::new(),
+            extension_vars,
+            runtime_vars,
             init_ms: None,
         }
     }
 
+    /// What `platform.initStart` and `platform.restoreStart` say about the function.
     pub(super) fn function_info(&self) -> FunctionInfo<'_> {
+        let info = &self.shared.info;
         FunctionInfo {
-            function_name: &self.env.info.function_name,
-            function_arn: &self.env.info.function_arn,
-            function_version: &self.env.info.function_version,
-            instance_id: &self.env.info.instance_id,
-            memory_mb: self.env.info.memory_mb,
-            runtime_version: self.cfg.runtime_version.as_deref(),
+            function_name: &info.function_name,
+            function_arn: &info.function_arn,
+            function_version: &info.function_version,
+            instance_id: &info.instance_id,
+            memory_mb: info.memory_mb,
+            runtime_version: self.config.runtime_version.as_deref(),
         }
     }
 
+    /// Publishes a platform event now.
     pub(super) fn publish(&self, kind: &str, record: Value) {
-        self.env
+        self.shared
             .hub
             .publish(Event::platform(OffsetDateTime::now_utc(), kind, record));
     }
 
-    pub(super) fn sample_now(&self) {
-        let p = lock(&self.pids).clone();
-        lock(&self.meas).sample(&p);
+    /// Adds a child's process group to those frozen, thawed, sampled and killed.
+    pub(super) fn add_process_group(&self, pid: u32) {
+        lock(&self.process_groups).push(pid);
     }
 
-    pub(super) fn all_pgids(&self) -> Vec<u32> {
-        lock(&self.pids).clone()
+    /// Reads memory and CPU of every child now.
+    pub(super) fn sample_now(&self) {
+        let groups = self.process_groups();
+        lock(&self.measurements).sample(&groups);
+    }
+
+    pub(super) fn process_groups(&self) -> Vec<u32> {
+        lock(&self.process_groups).clone()
     }
 
     /// Stops every child process (SIGSTOP of each process group) until [`Environment::thaw`].
     pub(super) fn freeze(&self) {
-        if !self.cfg.freeze || self.cfg.init_type == InitType::LambdaManagedInstances {
+        if !self.config.freeze || self.config.init_type == InitType::LambdaManagedInstances {
             return;
         }
         self.sample_now();
-        let _ = self.frozen_tx.send(true);
-        for pg in self.all_pgids() {
-            process::signal_group(pg, Signal::SIGSTOP);
+        let _ = self.frozen.send(true);
+        for group in self.process_groups() {
+            process::signal_group(group, Signal::SIGSTOP);
         }
     }
 
+    /// Lets every child run again (SIGCONT), if they were frozen.
     pub(super) fn thaw(&self) {
-        if !*self.frozen_tx.borrow() {
+        if !*self.frozen.borrow() {
             return;
         }
-        for pg in self.all_pgids() {
-            process::signal_group(pg, Signal::SIGCONT);
+        for group in self.process_groups() {
+            process::signal_group(group, Signal::SIGCONT);
         }
-        let _ = self.frozen_tx.send(false);
+        let _ = self.frozen.send(false);
     }
 
-    pub(super) fn watch_exit(&mut self, mut child: tokio::process::Child, ext_idx: Option<usize>) {
-        let env = self.env.clone();
-        self.waiters.push(tokio::spawn(async move {
+    /// Records how `child` ends: extension `Some(index)` or the runtime (`None`). An extension
+    /// that exits before SHUTDOWN without having reported an error has crashed.
+    pub(super) fn watch_exit(
+        &mut self,
+        mut child: tokio::process::Child,
+        extension: Option<usize>,
+    ) {
+        let shared = self.shared.clone();
+        self.exit_watchers.push(tokio::spawn(async move {
             let status = child.wait().await;
-            let desc = match status {
+            let description = match status {
                 Ok(s) => process::describe_exit(s),
                 Err(e) => format!("wait failed: {e}"),
             };
-            env.update(|st| {
-                let shutting_down = st.phase == Phase::Shutdown;
-                match ext_idx {
+            shared.update(|state| {
+                let shutting_down = state.phase == Phase::Shutdown;
+                match extension {
                     Some(i) => {
-                        if let Some(e) = st.exts.get_mut(i) {
-                            e.exited = Some(desc);
+                        if let Some(e) = state.extensions.get_mut(i) {
+                            e.exited = Some(description);
                             e.crashed = !shutting_down && e.error_type.is_none();
                             e.waiter = None;
                         }
                     }
                     None => {
                         if !shutting_down {
-                            st.rt.exited = Some(desc);
+                            state.runtime.exited = Some(description);
                         } else {
-                            st.rt.exited.get_or_insert(desc);
+                            state.runtime.exited.get_or_insert(description);
                         }
                     }
                 }
@@ -194,26 +190,31 @@ impl<'a> Environment<'a> {
         }));
     }
 
-    pub(super) fn ctx(&self) -> Arc<InvokeCtx> {
-        Arc::new(InvokeCtx {
-            cfg: self.cfg.clone(),
-            env: self.env.clone(),
-            meas: self.meas.clone(),
-            pids: self.pids.clone(),
+    /// What an invocation needs, also from a task of its own.
+    pub(super) fn invoke_context(&self) -> Arc<InvokeContext> {
+        Arc::new(InvokeContext {
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            measurements: self.measurements.clone(),
+            process_groups: self.process_groups.clone(),
             index: self.index,
         })
     }
 
+    /// Stops the background sampler (at shutdown).
+    pub(super) fn stop_sampler(&mut self) {
+        if let Some(s) = self.sampler.take() {
+            s.abort();
+        }
+    }
+
+    /// Adds this environment's extensions (and, for the first environment, the runtime) to
+    /// the report.
     pub(super) fn collect(&self, report: &mut RunReport) {
-        let meas = lock(&self.meas).clone();
-        let st = self.env.lock();
-        for (i, e) in st.exts.iter().enumerate() {
-            let stats = self
-                .ext_pids
-                .get(i)
-                .copied()
-                .flatten()
-                .and_then(|p| meas.per_pid.get(&p));
+        let measurements = lock(&self.measurements).clone();
+        let state = self.shared.lock();
+        for (i, e) in state.extensions.iter().enumerate() {
+            let stats = e.pid.and_then(|p| measurements.per_pid.get(&p));
             report.extensions.push(ExtensionReport {
                 name: e.name.clone(),
                 path: self
@@ -235,21 +236,45 @@ impl<'a> Environment<'a> {
             });
         }
         if self.index == 0 {
-            let stats = self.rt_pid.and_then(|p| meas.per_pid.get(&p));
-            let ready = match (st.rt.first_next_at, st.rt.restore_next_at) {
+            let runtime = &state.runtime;
+            let stats = runtime.pid.and_then(|p| measurements.per_pid.get(&p));
+            let ready = match (runtime.first_next_at, runtime.restore_next_at) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
             report.runtime = RuntimeReport {
-                command: self.cfg.runtime_command.clone(),
-                init_ms: match (st.rt.spawned_at, ready) {
+                command: self.config.runtime_command.clone(),
+                init_ms: match (runtime.spawned_at, ready) {
                     (Some(s), Some(r)) => Some(ms_between(s, r)),
                     _ => None,
                 },
                 peak_rss_kb: stats.map(|s| s.peak_rss_kb),
                 cpu_ms: stats.map(|s| s.cpu_ms),
-                exit: st.rt.exited.clone(),
+                exit: runtime.exited.clone(),
             };
         }
     }
+}
+
+/// Samples memory and CPU of every process group every [`SAMPLE_EVERY`] while the environment
+/// is not frozen (a frozen environment must not be touched, and nothing changes in it).
+fn spawn_sampler(
+    process_groups: Arc<Mutex<Vec<u32>>>,
+    measurements: Arc<Mutex<Measurements>>,
+    frozen: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if !*frozen.borrow() {
+                let groups = lock(&process_groups).clone();
+                // Reading /proc blocks: off the runtime's threads, without holding the lock.
+                if let Ok(reading) =
+                    tokio::task::spawn_blocking(move || Measurements::read(&groups)).await
+                {
+                    lock(&measurements).merge(reading);
+                }
+            }
+            tokio::time::sleep(SAMPLE_EVERY).await;
+        }
+    })
 }

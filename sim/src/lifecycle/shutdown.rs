@@ -1,4 +1,7 @@
-//! Shutdown: SIGTERM to the runtime, SHUTDOWN to the extensions, SIGKILL at the deadline.
+//! The SHUTDOWN phase, as Lambda runs it with external extensions: the runtime gets SIGTERM
+//! and up to 300 ms, then SIGKILL; every extension that registered for SHUTDOWN gets the event
+//! with the reason (`spindown`, or `timeout`/`failure` for a reset) and the deadline; whatever
+//! still runs at the deadline is killed. Then the telemetry deliveries stop.
 
 use std::time::Duration;
 
@@ -12,22 +15,31 @@ use crate::ids;
 use crate::process;
 use crate::state::Phase;
 
+/// How long the runtime has between SIGTERM and SIGKILL.
+const RUNTIME_GRACE: Duration = Duration::from_millis(300);
+/// How long the exit watchers may take to see the killed children go.
+const SETTLE: Duration = Duration::from_secs(5);
+
 impl Environment<'_> {
+    /// Shuts the environment down for `reason` and waits until every child is gone.
     pub(super) async fn shutdown(&mut self, reason: &str) {
         self.thaw();
         self.sample_now();
         let start = Instant::now();
-        let deadline = start + self.cfg.shutdown_timeout;
+        let deadline = start + self.config.shutdown_timeout;
         let deadline_ms = ids::epoch_millis(OffsetDateTime::now_utc())
-            + i64::try_from(self.cfg.shutdown_timeout.as_millis()).unwrap_or(2_000);
-        self.env.update(|st| st.phase = Phase::Shutdown);
-        // The runtime first: SIGTERM, then SIGKILL after 300 ms.
-        if let Some(pid) = self.rt_pid {
+            + i64::try_from(self.config.shutdown_timeout.as_millis()).unwrap_or(2_000);
+        self.shared.update(|state| state.phase = Phase::Shutdown);
+        // The runtime first: SIGTERM, then SIGKILL after its grace period.
+        let runtime_pid = self.shared.lock().runtime.pid;
+        if let Some(pid) = runtime_pid {
             process::signal_group(pid, Signal::SIGTERM);
-            let rt_deadline = (start + Duration::from_millis(300)).min(deadline);
+            let runtime_deadline = (start + RUNTIME_GRACE).min(deadline);
             let exited = self
-                .env
-                .wait_until(Some(rt_deadline), |st| st.rt.exited.is_some().then_some(()))
+                .shared
+                .wait_until(Some(runtime_deadline), |state| {
+                    state.runtime.exited.is_some().then_some(())
+                })
                 .await;
             if exited.is_none() {
                 process::signal_group(pid, Signal::SIGKILL);
@@ -35,8 +47,9 @@ impl Environment<'_> {
         }
         // Then SHUTDOWN to every extension that registered for it.
         let targets: Vec<usize> = {
-            let st = self.env.lock();
-            st.exts
+            let state = self.shared.lock();
+            state
+                .extensions
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| e.exited.is_none() && e.wants("SHUTDOWN"))
@@ -44,38 +57,36 @@ impl Environment<'_> {
                 .collect()
         };
         for &i in &targets {
-            self.env.deliver_to_extension(
+            self.shared.deliver_to_extension(
                 i,
                 json!({"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": deadline_ms}),
             );
         }
         let _ = self
-            .env
-            .wait_until(Some(deadline), |st| {
+            .shared
+            .wait_until(Some(deadline), |state| {
                 targets
                     .iter()
-                    .all(|&i| st.exts[i].exited.is_some())
+                    .all(|&i| state.extensions[i].exited.is_some())
                     .then_some(())
             })
             .await;
-        for pg in self.all_pgids() {
-            process::signal_group(pg, Signal::SIGKILL);
+        for group in self.process_groups() {
+            process::signal_group(group, Signal::SIGKILL);
         }
-        let settle = Instant::now() + Duration::from_secs(5);
-        for w in self.waiters.drain(..) {
-            let _ = tokio::time::timeout_at(settle, w).await;
+        let settle = Instant::now() + SETTLE;
+        for watcher in self.exit_watchers.drain(..) {
+            let _ = tokio::time::timeout_at(settle, watcher).await;
         }
         // Wake anything still parked, then stop deliveries.
-        self.env.update(|st| {
-            st.rt.waiters.clear();
-            st.rt.restore_waiter = None;
-            for e in &mut st.exts {
+        self.shared.update(|state| {
+            state.runtime.waiters.clear();
+            state.runtime.restore_waiter = None;
+            for e in &mut state.extensions {
                 e.waiter = None;
             }
         });
-        self.env.hub.stop().await;
-        if let Some(s) = self.sampler.take() {
-            s.abort();
-        }
+        self.shared.hub.stop().await;
+        self.stop_sampler();
     }
 }
