@@ -25,30 +25,30 @@ pub(super) async fn subscribe(environment: Arc<EnvState>, req: Request<Incoming>
         Err(r) => return r,
     };
     let managed = environment.info.init_type == InitType::LambdaManagedInstances;
-    let sub = match parse_subscription(&body, managed) {
+    let subscription = match parse_subscription(&body, managed) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, "ValidationError", &e.0),
     };
     if let Some(required) = environment.info.required_schema
-        && sub.schema != required
+        && subscription.schema != required
     {
         return error(
             StatusCode::BAD_REQUEST,
             "ValidationError",
             &format!(
                 "schemaVersion {} is not accepted here: use {}",
-                sub.schema.as_str(),
+                subscription.schema.as_str(),
                 required.as_str()
             ),
         );
     }
     let name = environment.update(|state| {
         let extension = &mut state.extensions[index];
-        extension.subscribed = Some(sub.schema);
+        extension.subscribed = Some(subscription.schema);
         extension.name.clone()
     });
-    let types = sub.types.clone();
-    environment.hub.subscribe(&name, sub);
+    let types = subscription.types.clone();
+    environment.hub.subscribe(subscription);
     environment.hub.publish(Event::platform(
         OffsetDateTime::now_utc(),
         "platform.telemetrySubscription",

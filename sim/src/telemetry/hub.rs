@@ -1,22 +1,20 @@
-//! The hub: fans every event out to the subscribers that chose its stream.
+//! The hub: every event the environment produces (platform events, and each line the
+//! function and the extensions print) goes to the subscribers that chose its stream. During
+//! init it also keeps them, so that an extension subscribing then still receives
+//! `platform.initStart` and what followed, as Lambda delivers them.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::{mpsc, watch};
 
-use super::subscriber::Delivery;
+use super::subscriber::Subscriber;
+use super::transport::{self, HttpClient};
 use super::{Counters, Event, Subscription, wants};
 
+/// Where the hub sends a subscriber's events.
 struct SubscriberEntry {
     types: Vec<String>,
-    tx: mpsc::UnboundedSender<Arc<Event>>,
+    events: mpsc::UnboundedSender<Arc<Event>>,
 }
 
 struct HubInner {
@@ -30,11 +28,11 @@ struct HubInner {
 /// Fans every event out to the subscribers that chose its stream.
 pub(crate) struct Hub {
     inner: Mutex<HubInner>,
-    pub counters: Arc<Counters>,
+    counters: Arc<Counters>,
     frozen: watch::Receiver<bool>,
-    stop_tx: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
     queue_limit: usize,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl Hub {
@@ -44,10 +42,7 @@ impl Hub {
         queue_limit: usize,
         counters: Arc<Counters>,
     ) -> Hub {
-        let (stop_tx, _) = watch::channel(false);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build_http();
+        let (stop, _) = watch::channel(false);
         Hub {
             inner: Mutex::new(HubInner {
                 backlog: Some(Vec::new()),
@@ -56,9 +51,9 @@ impl Hub {
             }),
             counters,
             frozen,
-            stop_tx,
+            stop,
             queue_limit: queue_limit.max(1),
-            client,
+            client: transport::http_client(),
         }
     }
 
@@ -79,7 +74,7 @@ impl Hub {
         let stream = event.stream();
         inner.subscribers.retain(|s| {
             if wants(&s.types, stream) {
-                s.tx.send(event.clone()).is_ok()
+                s.events.send(event.clone()).is_ok()
             } else {
                 true
             }
@@ -92,44 +87,40 @@ impl Hub {
     }
 
     /// Starts delivery for a subscriber (its backlog of init events first).
-    pub(crate) fn subscribe(&self, name: &str, sub: Subscription) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub(crate) fn subscribe(&self, subscription: Subscription) {
+        let (events, received) = mpsc::unbounded_channel();
         let mut inner = self.lock();
         if let Some(backlog) = inner.backlog.as_ref() {
             for e in backlog {
-                if wants(&sub.types, e.stream()) {
-                    let _ = tx.send(e.clone());
+                if wants(&subscription.types, e.stream()) {
+                    let _ = events.send(e.clone());
                 }
             }
         }
         inner.subscribers.push(SubscriberEntry {
-            types: sub.types.clone(),
-            tx,
+            types: subscription.types.clone(),
+            events,
         });
-        let task = Delivery {
-            name: name.to_owned(),
-            sub,
-            rx,
-            frozen: self.frozen.clone(),
-            stop: self.stop_tx.subscribe(),
-            counters: self.counters.clone(),
-            queue_limit: self.queue_limit,
-            client: self.client.clone(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
-            pending_drop: (0, 0),
-        };
-        inner.tasks.push(tokio::spawn(task.run()));
+        let subscriber = Subscriber::new(
+            subscription,
+            received,
+            self.frozen.clone(),
+            self.stop.subscribe(),
+            self.counters.clone(),
+            self.queue_limit,
+            self.client.clone(),
+        );
+        inner.tasks.push(tokio::spawn(subscriber.run()));
     }
 
-    /// Stops every delivery task: what is still queued is counted as undelivered.
+    /// Stops every subscriber: what is still queued is counted as undelivered.
     pub(crate) async fn stop(&self) {
         let tasks = {
             let mut inner = self.lock();
             inner.subscribers.clear();
             std::mem::take(&mut inner.tasks)
         };
-        let _ = self.stop_tx.send(true);
+        let _ = self.stop.send(true);
         for t in tasks {
             let _ = t.await;
         }

@@ -1,120 +1,178 @@
-//! One subscriber's queue: batching, the freeze, retries and `platform.logsDropped`.
+//! One Telemetry API subscriber: its queue, batching by the subscription's `buffering`, the
+//! pause while the environment is frozen, retries with backoff, and `platform.logsDropped`
+//! when it falls behind.
+//!
+//! Every event is rendered for the subscriber's schema as it is queued. A batch leaves when it
+//! reaches `maxItems` or `maxBytes`, when its oldest record is `timeoutMs` old, or when records
+//! were dropped (the `platform.logsDropped` record goes first). The queue holds at most the
+//! environment's limit: beyond it the oldest function or extension record goes (platform
+//! records only when there is nothing else), as Lambda drops logs of a subscriber that does
+//! not keep up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use time::OffsetDateTime;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::transport::{post, send_tcp};
+use super::transport::{self, HttpClient};
 use super::{Counters, Destination, Event, Stream, Subscription, render_for_schema, wants};
 
-pub(super) struct Queued {
-    bytes: Vec<u8>,
-    is_log: bool,
-}
-
-pub(super) struct Delivery {
-    pub(super) name: String,
-    pub(super) sub: Subscription,
-    pub(super) rx: mpsc::UnboundedReceiver<Arc<Event>>,
-    pub(super) frozen: watch::Receiver<bool>,
-    pub(super) stop: watch::Receiver<bool>,
-    pub(super) counters: Arc<Counters>,
-    pub(super) queue_limit: usize,
-    pub(super) client: Client<HttpConnector, Full<Bytes>>,
-    pub(super) queue: VecDeque<(Instant, Queued)>,
-    pub(super) queued_bytes: usize,
-    /// Records and bytes dropped since the last `platform.logsDropped`.
-    pub(super) pending_drop: (u64, u64),
-}
-
-/// A reason the platform gives in `platform.logsDropped`.
-pub(super) const LOGS_DROPPED_REASON: &str =
+/// The reason the platform gives in `platform.logsDropped`.
+const LOGS_DROPPED_REASON: &str =
     "Consumer seems to have fallen behind as it has not acknowledged receipt of logs.";
 
+/// The first wait before a retry; it doubles with each failure, up to [`RETRY_MAX`].
 const RETRY_BASE: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_millis(1_000);
 
-impl Delivery {
+/// One record in the queue, rendered for the subscriber's schema.
+struct Queued {
+    at: Instant,
+    bytes: Vec<u8>,
+    /// A `function` or `extension` record: these are dropped first.
+    is_log: bool,
+}
+
+/// What was dropped since the last `platform.logsDropped`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Dropped {
+    records: u64,
+    bytes: u64,
+}
+
+/// One subscriber's delivery task (see the module doc).
+pub(super) struct Subscriber {
+    subscription: Subscription,
+    events: mpsc::UnboundedReceiver<Arc<Event>>,
+    frozen: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    counters: Arc<Counters>,
+    queue_limit: usize,
+    client: HttpClient,
+    queue: VecDeque<Queued>,
+    queued_bytes: usize,
+    dropped: Dropped,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+/// The wait before retry number `attempt` (from 0).
+fn backoff(attempt: u32) -> Duration {
+    RETRY_BASE
+        .saturating_mul(2u32.saturating_pow(attempt.min(10)))
+        .min(RETRY_MAX)
+}
+
+impl Subscriber {
+    /// A subscriber that takes `events`, pauses while `frozen`, and ends when `stop` is true.
+    pub(super) fn new(
+        subscription: Subscription,
+        events: mpsc::UnboundedReceiver<Arc<Event>>,
+        frozen: watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
+        counters: Arc<Counters>,
+        queue_limit: usize,
+        client: HttpClient,
+    ) -> Subscriber {
+        Subscriber {
+            subscription,
+            events,
+            frozen,
+            stop,
+            counters,
+            queue_limit,
+            client,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            dropped: Dropped::default(),
+        }
+    }
+
     fn enqueue(&mut self, event: &Event) {
-        let value = render_for_schema(event, self.sub.schema);
+        let value = render_for_schema(event, self.subscription.schema);
         let bytes = match serde_json::to_vec(&value) {
             Ok(b) => b,
             Err(_) => return,
         };
         self.queued_bytes += bytes.len();
-        let is_log = event.stream() != Stream::Platform;
-        self.queue
-            .push_back((Instant::now(), Queued { bytes, is_log }));
+        self.queue.push_back(Queued {
+            at: Instant::now(),
+            bytes,
+            is_log: event.stream() != Stream::Platform,
+        });
         while self.queue.len() > self.queue_limit {
-            let idx = self.queue.iter().position(|(_, q)| q.is_log).unwrap_or(0);
-            if let Some((_, dropped)) = self.queue.remove(idx) {
-                self.queued_bytes -= dropped.bytes.len();
-                self.pending_drop.0 += 1;
-                self.pending_drop.1 += dropped.bytes.len() as u64;
-                self.counters
-                    .records_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .bytes_dropped
-                    .fetch_add(dropped.bytes.len() as u64, Ordering::Relaxed);
+            let oldest_log = self.queue.iter().position(|q| q.is_log).unwrap_or(0);
+            if let Some(dropped) = self.queue.remove(oldest_log) {
+                let size = dropped.bytes.len();
+                self.queued_bytes -= size;
+                self.dropped.records += 1;
+                self.dropped.bytes += size as u64;
+                add(&self.counters.records_dropped, 1);
+                add(&self.counters.bytes_dropped, size as u64);
             }
         }
     }
 
     fn drain_channel(&mut self) {
-        while let Ok(e) = self.rx.try_recv() {
+        while let Ok(e) = self.events.try_recv() {
             self.enqueue(&e);
         }
     }
 
-    fn batch_ready(&self, now: Instant) -> bool {
-        let Some((first, _)) = self.queue.front() else {
-            return false;
-        };
-        self.queue.len() >= self.sub.buffering.max_items
-            || self.queued_bytes >= self.sub.buffering.max_bytes
-            || now >= *first + Duration::from_millis(self.sub.buffering.timeout_ms)
-            || self.pending_drop.0 > 0
+    fn buffering_timeout(&self) -> Duration {
+        Duration::from_millis(self.subscription.buffering.timeout_ms)
     }
 
+    fn batch_ready(&self, now: Instant) -> bool {
+        let Some(first) = self.queue.front() else {
+            return false;
+        };
+        let buffering = &self.subscription.buffering;
+        self.queue.len() >= buffering.max_items
+            || self.queued_bytes >= buffering.max_bytes
+            || now >= first.at + self.buffering_timeout()
+            || self.dropped.records > 0
+    }
+
+    /// The next batch: `platform.logsDropped` first if records were dropped (and the
+    /// subscriber takes platform records), then queued records up to `maxItems`/`maxBytes`.
     fn take_batch(&mut self) -> Vec<Vec<u8>> {
         let mut batch = Vec::new();
         let mut size = 0usize;
-        if self.pending_drop.0 > 0 && wants(&self.sub.types, Stream::Platform) {
+        if self.dropped.records > 0 && wants(&self.subscription.types, Stream::Platform) {
             let e = Event::platform(
                 OffsetDateTime::now_utc(),
                 "platform.logsDropped",
                 json!({
                     "reason": LOGS_DROPPED_REASON,
-                    "droppedRecords": self.pending_drop.0,
-                    "droppedBytes": self.pending_drop.1,
+                    "droppedRecords": self.dropped.records,
+                    "droppedBytes": self.dropped.bytes,
                 }),
             );
-            if let Ok(b) = serde_json::to_vec(&render_for_schema(&e, self.sub.schema)) {
+            if let Ok(b) = serde_json::to_vec(&render_for_schema(&e, self.subscription.schema)) {
                 size += b.len();
                 batch.push(b);
             }
         }
-        self.pending_drop = (0, 0);
-        while let Some((_, q)) = self.queue.front() {
+        self.dropped = Dropped::default();
+        let buffering = self.subscription.buffering;
+        while let Some(q) = self.queue.front() {
             if !batch.is_empty()
-                && (batch.len() >= self.sub.buffering.max_items
-                    || size + q.bytes.len() > self.sub.buffering.max_bytes)
+                && (batch.len() >= buffering.max_items
+                    || size + q.bytes.len() > buffering.max_bytes)
             {
                 break;
             }
             size += q.bytes.len();
-            if let Some((_, q)) = self.queue.pop_front() {
+            if let Some(q) = self.queue.pop_front() {
                 self.queued_bytes -= q.bytes.len();
                 batch.push(q.bytes);
             }
@@ -122,21 +180,18 @@ impl Delivery {
         batch
     }
 
+    /// Delivers until stopped; what is still queued then counts as undelivered.
     pub(super) async fn run(mut self) {
-        let mut tcp: Option<tokio::net::TcpStream> = None;
+        let mut tcp: Option<TcpStream> = None;
         loop {
             if *self.stop.borrow() {
                 break;
             }
             self.drain_channel();
-            let now = Instant::now();
-            if !self.batch_ready(now) {
-                let wake = self
-                    .queue
-                    .front()
-                    .map(|(t, _)| *t + Duration::from_millis(self.sub.buffering.timeout_ms));
+            if !self.batch_ready(Instant::now()) {
+                let wake = self.queue.front().map(|q| q.at + self.buffering_timeout());
                 tokio::select! {
-                    e = self.rx.recv() => match e {
+                    e = self.events.recv() => match e {
                         Some(e) => self.enqueue(&e),
                         None => {
                             if self.queue.is_empty() { break; }
@@ -155,86 +210,54 @@ impl Delivery {
             if batch.is_empty() {
                 continue;
             }
-            let n = batch.len() as u64;
-            let mut body = Vec::with_capacity(batch.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
-            let mut attempt = 0u32;
-            loop {
-                let destination = self.sub.destination.clone();
-                let ok = match &destination {
-                    Destination::Http {
-                        host, addr, path, ..
-                    } => {
-                        if body.is_empty() {
-                            body.push(b'[');
-                            for (i, b) in batch.iter().enumerate() {
-                                if i > 0 {
-                                    body.push(b',');
-                                }
-                                body.extend_from_slice(b);
-                            }
-                            body.push(b']');
-                        }
-                        let client = self.client.clone();
-                        let fut = post(client, *addr, host, path, body.clone());
-                        self.while_receiving(fut).await
-                    }
-                    Destination::Tcp { addr } => {
-                        if body.is_empty() {
-                            for b in &batch {
-                                body.extend_from_slice(b);
-                                body.push(b'\n');
-                            }
-                        }
-                        let fut = send_tcp(&mut tcp, *addr, &body);
-                        let r = tokio::select! {
-                            r = fut => Some(r),
-                            _ = self.stop.changed() => None,
-                        };
-                        r.unwrap_or_default()
-                    }
-                };
-                if ok {
-                    self.counters
-                        .records_delivered
-                        .fetch_add(n, Ordering::Relaxed);
-                    self.counters
-                        .batches_delivered
-                        .fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                if *self.stop.borrow() {
-                    self.counters
-                        .records_undelivered
-                        .fetch_add(n, Ordering::Relaxed);
-                    break;
-                }
-                self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                let backoff = RETRY_BASE
-                    .saturating_mul(2u32.saturating_pow(attempt.min(10)))
-                    .min(RETRY_MAX);
-                attempt += 1;
-                let sleep = tokio::time::sleep(backoff);
-                self.while_receiving(async {
-                    sleep.await;
-                    true
-                })
-                .await;
-                if !self.wait_thawed().await {
-                    self.counters
-                        .records_undelivered
-                        .fetch_add(n, Ordering::Relaxed);
-                    break;
-                }
-            }
+            self.deliver(&batch, &mut tcp).await;
         }
         self.drain_channel();
-        let left = self.queue.len() as u64;
-        if left > 0 {
-            self.counters
-                .records_undelivered
-                .fetch_add(left, Ordering::Relaxed);
+        add(&self.counters.records_undelivered, self.queue.len() as u64);
+    }
+
+    /// Sends one batch, retrying with backoff until it is taken or the subscriber stops.
+    async fn deliver(&mut self, batch: &[Vec<u8>], tcp: &mut Option<TcpStream>) {
+        let records = batch.len() as u64;
+        let destination = self.subscription.destination.clone();
+        let body = transport::frame(&destination, batch);
+        let mut attempt = 0u32;
+        loop {
+            let delivered = match &destination {
+                Destination::Http { host, addr, path } => {
+                    let post =
+                        transport::post(self.client.clone(), *addr, host, path, body.clone());
+                    self.while_receiving(post).await
+                }
+                Destination::Tcp { addr } => {
+                    tokio::select! {
+                        sent = transport::send_tcp(tcp, *addr, &body) => sent,
+                        _ = self.stop.changed() => false,
+                    }
+                }
+            };
+            if delivered {
+                add(&self.counters.records_delivered, records);
+                add(&self.counters.batches_delivered, 1);
+                return;
+            }
+            if *self.stop.borrow() {
+                add(&self.counters.records_undelivered, records);
+                return;
+            }
+            add(&self.counters.retries, 1);
+            let sleep = tokio::time::sleep(backoff(attempt));
+            attempt += 1;
+            self.while_receiving(async {
+                sleep.await;
+                true
+            })
+            .await;
+            if !self.wait_thawed().await {
+                add(&self.counters.records_undelivered, records);
+                return;
+            }
         }
-        let _ = &self.name;
     }
 
     /// Runs `fut` while still taking in (and bounding) new events.
@@ -243,7 +266,7 @@ impl Delivery {
         loop {
             tokio::select! {
                 r = &mut fut => return r,
-                e = self.rx.recv() => match e {
+                e = self.events.recv() => match e {
                     Some(e) => self.enqueue(&e),
                     None => return fut.await,
                 },
@@ -265,7 +288,7 @@ impl Delivery {
             }
             tokio::select! {
                 r = self.frozen.changed() => if r.is_err() { return false; },
-                e = self.rx.recv() => if let Some(e) = e { self.enqueue(&e) } else {
+                e = self.events.recv() => if let Some(e) = e { self.enqueue(&e) } else {
                     // No more events will come; keep waiting for the thaw or the stop.
                     tokio::select! {
                         r = self.frozen.changed() => if r.is_err() { return false; },

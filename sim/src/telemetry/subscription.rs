@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{SANDBOX_HOST, Schema, Stream};
@@ -10,9 +9,8 @@ use super::{SANDBOX_HOST, Schema, Stream};
 /// Where a subscriber receives its batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Destination {
-    /// HTTP POST of a JSON array to `uri`, connecting to `addr`.
+    /// HTTP POST of a JSON array to `path`, connecting to `addr` with `Host: host`.
     Http {
-        uri: String,
         host: String,
         addr: SocketAddr,
         path: String,
@@ -22,20 +20,46 @@ pub(crate) enum Destination {
 }
 
 /// Validated buffering settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Buffering {
     pub max_items: usize,
     pub max_bytes: usize,
     pub timeout_ms: u64,
 }
 
+/// What a `buffering` field may be, and what it is when absent.
+struct Range {
+    key: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+}
+
+const MAX_ITEMS: Range = Range {
+    key: "maxItems",
+    default: 1_000,
+    min: 1_000,
+    max: 10_000,
+};
+const MAX_BYTES: Range = Range {
+    key: "maxBytes",
+    default: 262_144,
+    min: 262_144,
+    max: 1_048_576,
+};
+const TIMEOUT_MS: Range = Range {
+    key: "timeoutMs",
+    default: 1_000,
+    min: 25,
+    max: 30_000,
+};
+
 impl Default for Buffering {
     fn default() -> Self {
         Buffering {
-            max_items: 1_000,
-            max_bytes: 262_144,
-            timeout_ms: 1_000,
+            max_items: MAX_ITEMS.default as usize,
+            max_bytes: MAX_BYTES.default as usize,
+            timeout_ms: TIMEOUT_MS.default,
         }
     }
 }
@@ -44,6 +68,7 @@ impl Default for Buffering {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Subscription {
     pub schema: Schema,
+    /// The streams chosen (`platform`, `function`, `extension`), each once.
     pub types: Vec<String>,
     pub buffering: Buffering,
     pub destination: Destination,
@@ -54,14 +79,92 @@ pub(crate) struct Subscription {
 #[error("{0}")]
 pub(crate) struct ValidationError(pub String);
 
-fn bounded(
-    obj: &serde_json::Map<String, Value>,
-    key: &str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ValidationError> {
-    match obj.get(key) {
+type Object = serde_json::Map<String, Value>;
+
+/// Validates a subscription body as the platform does.
+pub(crate) fn parse_subscription(
+    body: &[u8],
+    managed_instances: bool,
+) -> Result<Subscription, ValidationError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ValidationError(format!("request body is not valid JSON: {e}")))?;
+    let request = value
+        .as_object()
+        .ok_or_else(|| ValidationError("request body must be a JSON object".into()))?;
+    Ok(Subscription {
+        schema: parse_schema(request, managed_instances)?,
+        types: parse_types(request)?,
+        buffering: parse_buffering(request)?,
+        destination: parse_destination(request)?,
+    })
+}
+
+/// `schemaVersion`: one of the three; Lambda Managed Instances accept only 2025-01-29.
+fn parse_schema(request: &Object, managed_instances: bool) -> Result<Schema, ValidationError> {
+    let given = request
+        .get("schemaVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ValidationError("schemaVersion is required".into()))?;
+    let schema = Schema::parse(given).ok_or_else(|| {
+        ValidationError(format!(
+            "schemaVersion {given:?} is not supported: use 2025-01-29, 2022-12-13 or 2022-07-01"
+        ))
+    })?;
+    if managed_instances && schema != Schema::V20250129 {
+        return Err(ValidationError(format!(
+            "schemaVersion {given:?} is not supported on Lambda Managed Instances: use 2025-01-29"
+        )));
+    }
+    Ok(schema)
+}
+
+/// `types`: a non-empty array of stream names (repeats are ignored).
+fn parse_types(request: &Object) -> Result<Vec<String>, ValidationError> {
+    let given = request
+        .get("types")
+        .and_then(Value::as_array)
+        .filter(|types| !types.is_empty())
+        .ok_or_else(|| ValidationError("types must be a non-empty array".into()))?;
+    let mut types = Vec::new();
+    for t in given {
+        let name = t.as_str().unwrap_or_default();
+        if Stream::parse(name).is_none() {
+            return Err(ValidationError(format!(
+                "types: {t} is not one of platform, function, extension"
+            )));
+        }
+        if !types.iter().any(|known: &String| known == name) {
+            types.push(name.to_owned());
+        }
+    }
+    Ok(types)
+}
+
+/// `buffering`: optional, and each of its fields within Lambda's range.
+fn parse_buffering(request: &Object) -> Result<Buffering, ValidationError> {
+    match request.get("buffering") {
+        None | Some(Value::Null) => Ok(Buffering::default()),
+        Some(Value::Object(b)) => Ok(Buffering {
+            max_items: usize::try_from(bounded(b, &MAX_ITEMS)?)
+                .unwrap_or(MAX_ITEMS.default as usize),
+            max_bytes: usize::try_from(bounded(b, &MAX_BYTES)?)
+                .unwrap_or(MAX_BYTES.default as usize),
+            timeout_ms: bounded(b, &TIMEOUT_MS)?,
+        }),
+        Some(other) => Err(ValidationError(format!(
+            "buffering must be an object, got {other}"
+        ))),
+    }
+}
+
+fn bounded(buffering: &Object, range: &Range) -> Result<u64, ValidationError> {
+    let Range {
+        key,
+        default,
+        min,
+        max,
+    } = *range;
+    match buffering.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => match v.as_u64() {
             Some(n) if (min..=max).contains(&n) => Ok(n),
@@ -72,90 +175,31 @@ fn bounded(
     }
 }
 
-/// Validates a subscription body as the platform does.
-pub(crate) fn parse_subscription(
-    body: &[u8],
-    managed_instances: bool,
-) -> Result<Subscription, ValidationError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ValidationError(format!("request body is not valid JSON: {e}")))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| ValidationError("request body must be a JSON object".into()))?;
-    let schema_str = obj
-        .get("schemaVersion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ValidationError("schemaVersion is required".into()))?;
-    let schema = Schema::parse(schema_str).ok_or_else(|| {
-        ValidationError(format!(
-            "schemaVersion {schema_str:?} is not supported: use 2025-01-29, 2022-12-13 or 2022-07-01"
-        ))
-    })?;
-    if managed_instances && schema != Schema::V20250129 {
-        return Err(ValidationError(format!(
-            "schemaVersion {schema_str:?} is not supported on Lambda Managed Instances: use 2025-01-29"
-        )));
-    }
-    let types_v = obj
-        .get("types")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ValidationError("types must be a non-empty array".into()))?;
-    if types_v.is_empty() {
-        return Err(ValidationError("types must be a non-empty array".into()));
-    }
-    let mut types = Vec::new();
-    for t in types_v {
-        let s = t.as_str().unwrap_or_default();
-        if Stream::parse(s).is_none() {
-            return Err(ValidationError(format!(
-                "types: {t} is not one of platform, function, extension"
-            )));
-        }
-        if !types.iter().any(|x: &String| x == s) {
-            types.push(s.to_owned());
-        }
-    }
-    let buffering = match obj.get("buffering") {
-        None | Some(Value::Null) => Buffering::default(),
-        Some(Value::Object(b)) => Buffering {
-            max_items: usize::try_from(bounded(b, "maxItems", 1_000, 1_000, 10_000)?)
-                .unwrap_or(1_000),
-            max_bytes: usize::try_from(bounded(b, "maxBytes", 262_144, 262_144, 1_048_576)?)
-                .unwrap_or(262_144),
-            timeout_ms: bounded(b, "timeoutMs", 1_000, 25, 30_000)?,
-        },
-        Some(other) => {
-            return Err(ValidationError(format!(
-                "buffering must be an object, got {other}"
-            )));
-        }
-    };
-    let dest = obj
+/// `destination`: HTTP or TCP, to the sandbox host (or loopback) on a port other than 9001.
+fn parse_destination(request: &Object) -> Result<Destination, ValidationError> {
+    let destination = request
         .get("destination")
         .and_then(Value::as_object)
         .ok_or_else(|| ValidationError("destination is required".into()))?;
-    let protocol = dest.get("protocol").and_then(Value::as_str).unwrap_or("");
-    let uri = dest
+    let protocol = destination
+        .get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let uri = destination
         .get("URI")
         .and_then(Value::as_str)
         .ok_or_else(|| ValidationError("destination.URI is required".into()))?;
-    let destination = match protocol {
-        "HTTP" => parse_http_destination(uri)?,
-        "TCP" => parse_tcp_destination(uri)?,
-        other => {
-            return Err(ValidationError(format!(
-                "destination.protocol {other:?} is not supported: use HTTP or TCP"
-            )));
-        }
-    };
-    Ok(Subscription {
-        schema,
-        types,
-        buffering,
-        destination,
-    })
+    match protocol {
+        "HTTP" => parse_http_destination(uri),
+        "TCP" => parse_tcp_destination(uri),
+        other => Err(ValidationError(format!(
+            "destination.protocol {other:?} is not supported: use HTTP or TCP"
+        ))),
+    }
 }
 
+/// The loopback address a destination host stands for: the sandbox host name, `localhost`,
+/// or a loopback (or unspecified) IP address.
 fn resolve_host(host: &str, port: u16, uri: &str) -> Result<SocketAddr, ValidationError> {
     if port == 9001 {
         return Err(ValidationError(format!(
@@ -168,19 +212,15 @@ fn resolve_host(host: &str, port: u16, uri: &str) -> Result<SocketAddr, Validati
         )));
     }
     let ip = match host {
-        SANDBOX_HOST | "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
-        h => h.parse::<std::net::IpAddr>().map_err(|_| {
-            ValidationError(format!(
-                "destination {uri:?}: host must be {SANDBOX_HOST} (or a loopback address)"
-            ))
-        })?,
+        SANDBOX_HOST | "localhost" => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        h => h.parse::<std::net::IpAddr>().ok(),
     };
-    if !ip.is_loopback() && !ip.is_unspecified() {
-        return Err(ValidationError(format!(
+    match ip {
+        Some(ip) if ip.is_loopback() || ip.is_unspecified() => Ok(SocketAddr::new(ip, port)),
+        _ => Err(ValidationError(format!(
             "destination {uri:?}: host must be {SANDBOX_HOST} (or a loopback address)"
-        )));
+        ))),
     }
-    Ok(SocketAddr::new(ip, port))
 }
 
 fn split_host_port(authority: &str, uri: &str) -> Result<(String, u16), ValidationError> {
@@ -206,7 +246,6 @@ fn parse_http_destination(uri: &str) -> Result<Destination, ValidationError> {
     let (host, port) = split_host_port(authority, uri)?;
     let addr = resolve_host(&host, port, uri)?;
     Ok(Destination::Http {
-        uri: uri.to_owned(),
         host: authority.to_owned(),
         addr,
         path: path.to_owned(),

@@ -1,4 +1,6 @@
-//! Transports: an HTTP POST of a JSON array, or newline-delimited JSON over TCP.
+//! The Telemetry API's two destination protocols: HTTP, a POST of a JSON array per batch
+//! (answered, so a failure is retried), and TCP, newline-delimited JSON on one connection (no
+//! acknowledgement).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,12 +9,53 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::Destination;
+
+/// The HTTP client every subscriber of an environment shares.
+pub(super) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 const POST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A client that keeps connections to subscribers open between batches.
+pub(super) fn http_client() -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build_http()
+}
+
+/// A batch of rendered records as `destination` receives it: a JSON array for HTTP, one
+/// record per line for TCP.
+pub(super) fn frame(destination: &Destination, records: &[Vec<u8>]) -> Vec<u8> {
+    let size = records.iter().map(|r| r.len() + 1).sum::<usize>() + 2;
+    let mut body = Vec::with_capacity(size);
+    match destination {
+        Destination::Http { .. } => {
+            body.push(b'[');
+            for (i, record) in records.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(record);
+            }
+            body.push(b']');
+        }
+        Destination::Tcp { .. } => {
+            for record in records {
+                body.extend_from_slice(record);
+                body.push(b'\n');
+            }
+        }
+    }
+    body
+}
+
+/// POSTs `body` to `path` on `addr` with `Host: host`; true if answered with a 2xx.
 pub(super) async fn post(
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     addr: SocketAddr,
     host: &str,
     path: &str,
@@ -39,13 +82,11 @@ pub(super) async fn post(
     }
 }
 
-pub(super) async fn send_tcp(
-    conn: &mut Option<tokio::net::TcpStream>,
-    addr: SocketAddr,
-    body: &[u8],
-) -> bool {
+/// Writes `body` on `conn`, connecting to `addr` first if there is no connection; a failed
+/// write drops the connection so that the next attempt connects again.
+pub(super) async fn send_tcp(conn: &mut Option<TcpStream>, addr: SocketAddr, body: &[u8]) -> bool {
     if conn.is_none() {
-        match tokio::net::TcpStream::connect(addr).await {
+        match TcpStream::connect(addr).await {
             Ok(s) => *conn = Some(s),
             Err(_) => return false,
         }
