@@ -107,50 +107,58 @@ pub(crate) fn start(request_id: &str, version: &str, tracing: &Value) -> Value {
     json!({"requestId": request_id, "version": version, "tracing": tracing})
 }
 
-pub(crate) struct RuntimeDone<'a> {
+/// What `platform.runtimeDone` and `platform.report` say about their invocation.
+pub(crate) struct InvocationOutcome<'a> {
     pub request_id: &'a str,
     pub status: &'a str,
     pub error_type: Option<&'a str>,
-    pub duration_ms: f64,
-    pub produced_bytes: Option<usize>,
     pub spans: Vec<Value>,
     pub tracing: &'a Value,
 }
 
-pub(crate) fn runtime_done(r: &RuntimeDone<'_>) -> Value {
-    let mut metrics = json!({"durationMs": round3(r.duration_ms)});
-    if let Some(b) = r.produced_bytes {
-        metrics["producedBytes"] = json!(b);
+impl InvocationOutcome<'_> {
+    fn record(&self, metrics: Value) -> Value {
+        let mut v = json!({
+            "requestId": self.request_id,
+            "status": self.status,
+            "metrics": metrics,
+            "tracing": self.tracing,
+        });
+        if !self.spans.is_empty() {
+            v["spans"] = Value::Array(self.spans.clone());
+        }
+        with_error(v, self.error_type)
     }
-    let mut v = json!({
-        "requestId": r.request_id,
-        "status": r.status,
-        "metrics": metrics,
-        "tracing": r.tracing,
-    });
-    if !r.spans.is_empty() {
-        v["spans"] = Value::Array(r.spans.clone());
-    }
-    with_error(v, r.error_type)
 }
 
-pub(crate) struct Report<'a> {
-    pub request_id: &'a str,
-    pub status: &'a str,
-    pub error_type: Option<&'a str>,
+/// `platform.runtimeDone`: the runtime's part took `duration_ms` and produced a response of
+/// `produced_bytes` (if it answered).
+pub(crate) fn runtime_done(
+    outcome: &InvocationOutcome<'_>,
+    duration_ms: f64,
+    produced_bytes: Option<usize>,
+) -> Value {
+    let mut metrics = json!({"durationMs": round3(duration_ms)});
+    if let Some(b) = produced_bytes {
+        metrics["producedBytes"] = json!(b);
+    }
+    outcome.record(metrics)
+}
+
+/// The `metrics` of `platform.report`.
+pub(crate) struct ReportMetrics {
     pub duration_ms: f64,
     pub billed_duration_ms: u64,
     pub memory_mb: u32,
     pub max_memory_used_mb: u64,
     pub init_duration_ms: Option<f64>,
     pub restore_duration_ms: Option<f64>,
-    pub spans: Vec<Value>,
-    pub tracing: &'a Value,
     /// Lambda Managed Instances: the metrics carry only `durationMs`.
     pub duration_only: bool,
 }
 
-pub(crate) fn report(r: &Report<'_>) -> Value {
+/// `platform.report`.
+pub(crate) fn report(outcome: &InvocationOutcome<'_>, r: &ReportMetrics) -> Value {
     let metrics = if r.duration_only {
         json!({"durationMs": round3(r.duration_ms)})
     } else {
@@ -168,16 +176,7 @@ pub(crate) fn report(r: &Report<'_>) -> Value {
         }
         m
     };
-    let mut v = json!({
-        "requestId": r.request_id,
-        "status": r.status,
-        "metrics": metrics,
-        "tracing": r.tracing,
-    });
-    if !r.spans.is_empty() {
-        v["spans"] = Value::Array(r.spans.clone());
-    }
-    with_error(v, r.error_type)
+    outcome.record(metrics)
 }
 
 pub(crate) fn extension(name: &str, state: &str, events: &[String]) -> Value {

@@ -120,22 +120,12 @@ impl Environment<'_> {
         );
         // 1. Every extension starts; all must register before the runtime starts.
         self.start_extensions()?;
-        let registered = self
-            .shared
-            .wait_until(Some(deadline), |state| match Failure::of(state) {
-                Some(f) => Some(Err(f)),
-                None => state
-                    .extensions
-                    .iter()
-                    .all(|e| e.id.is_some())
-                    .then_some(Ok(())),
-            })
-            .await;
-        match registered {
+        let registered = |e: &ExtensionSlot| e.id.is_some();
+        match self.wait_for_extensions(deadline, registered).await {
             Some(Ok(())) => {}
             Some(Err(f)) => return Err(self.init_failed(start, f, false)),
             None => {
-                let waiting = self.waiting_for(|e| e.id.is_none(), "to register");
+                let waiting = self.waiting_for(|e| !registered(e), "to register");
                 return Err(self.init_timed_out(start, waiting));
             }
         }
@@ -185,18 +175,10 @@ impl Environment<'_> {
             }
         }
         // 3. Init ends when every extension is in next too.
-        let all_next = self
-            .shared
-            .wait_until(Some(deadline), |state| match Failure::of(state) {
-                Some(f) => Some(Err(f)),
-                None => state
-                    .extensions
-                    .iter()
-                    .all(ExtensionSlot::in_next)
-                    .then_some(Ok(())),
-            })
-            .await;
-        match all_next {
+        match self
+            .wait_for_extensions(deadline, ExtensionSlot::in_next)
+            .await
+        {
             Some(Ok(())) => {}
             Some(Err(f)) => return Err(self.init_failed(start, f, true)),
             None => {
@@ -283,6 +265,20 @@ impl Environment<'_> {
         self.shared.update(|state| state.runtime.pid = pid);
         self.watch_exit(child, None);
         Ok(())
+    }
+
+    /// Waits until every extension is `done`, or one fails (`Err`), or `deadline` (`None`).
+    async fn wait_for_extensions(
+        &self,
+        deadline: Instant,
+        done: impl Fn(&ExtensionSlot) -> bool,
+    ) -> Option<Result<(), Failure>> {
+        self.shared
+            .wait_until(Some(deadline), |state| match Failure::of(state) {
+                Some(f) => Some(Err(f)),
+                None => state.extensions.iter().all(&done).then_some(Ok(())),
+            })
+            .await
     }
 
     /// `extension(s) a, b {what}`: the extensions init still waits for.

@@ -197,15 +197,17 @@ async fn invoke_one(
     };
     context.publish(
         "platform.runtimeDone",
-        events::runtime_done(&events::RuntimeDone {
-            request_id: &request_id,
-            status: runtime_status,
-            error_type: runtime_error,
-            duration_ms: runtime_ms,
+        events::runtime_done(
+            &events::InvocationOutcome {
+                request_id: &request_id,
+                status: runtime_status,
+                error_type: runtime_error,
+                spans,
+                tracing: &tracing,
+            },
+            runtime_ms,
             produced_bytes,
-            spans,
-            tracing: &tracing,
-        }),
+        ),
     );
 
     let mut status = runtime_status.to_owned();
@@ -280,20 +282,24 @@ async fn invoke_one(
     };
     context.publish(
         "platform.report",
-        events::report(&events::Report {
-            request_id: &request_id,
-            status: &status,
-            error_type: error_type.as_deref(),
-            duration_ms,
-            billed_duration_ms: billed,
-            memory_mb: config.memory_mb,
-            max_memory_used_mb,
-            init_duration_ms: cold_init,
-            restore_duration_ms: cold_restore,
-            spans: overhead_span.into_iter().collect(),
-            tracing: &tracing,
-            duration_only: config.init_type == InitType::LambdaManagedInstances,
-        }),
+        events::report(
+            &events::InvocationOutcome {
+                request_id: &request_id,
+                status: &status,
+                error_type: error_type.as_deref(),
+                spans: overhead_span.into_iter().collect(),
+                tracing: &tracing,
+            },
+            &events::ReportMetrics {
+                duration_ms,
+                billed_duration_ms: billed,
+                memory_mb: config.memory_mb,
+                max_memory_used_mb,
+                init_duration_ms: cold_init,
+                restore_duration_ms: cold_restore,
+                duration_only: config.init_type == InitType::LambdaManagedInstances,
+            },
+        ),
     );
     InvocationReport {
         request_id,

@@ -8,6 +8,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
+use serde::de::DeserializeOwned;
 
 use super::{MAX_BODY_BYTES, Signal};
 
@@ -191,48 +192,25 @@ pub(super) fn decode_request(
     bytes: &[u8],
 ) -> Result<Body, DecodeError> {
     let raw = decompress(encoding, bytes)?;
-    match (signal, format) {
-        (Signal::Traces, Format::Protobuf) => ExportTraceServiceRequest::decode(raw.as_slice())
-            .map(Body::Traces)
-            .map_err(|source| DecodeError::Protobuf {
-                message: "ExportTraceServiceRequest",
-                source,
-            }),
-        (Signal::Metrics, Format::Protobuf) => ExportMetricsServiceRequest::decode(raw.as_slice())
-            .map(Body::Metrics)
-            .map_err(|source| DecodeError::Protobuf {
-                message: "ExportMetricsServiceRequest",
-                source,
-            }),
-        (Signal::Logs, Format::Protobuf) => ExportLogsServiceRequest::decode(raw.as_slice())
-            .map(Body::Logs)
-            .map_err(|source| DecodeError::Protobuf {
-                message: "ExportLogsServiceRequest",
-                source,
-            }),
-        (Signal::Traces, Format::Json) => {
-            serde_json::from_slice(&raw)
-                .map(Body::Traces)
-                .map_err(|source| DecodeError::Json {
-                    message: "ExportTraceServiceRequest",
-                    source,
-                })
+    match signal {
+        Signal::Traces => decode(format, &raw, "ExportTraceServiceRequest").map(Body::Traces),
+        Signal::Metrics => decode(format, &raw, "ExportMetricsServiceRequest").map(Body::Metrics),
+        Signal::Logs => decode(format, &raw, "ExportLogsServiceRequest").map(Body::Logs),
+    }
+}
+
+/// Decodes one export request message, named `message` in errors.
+fn decode<M: Message + Default + DeserializeOwned>(
+    format: Format,
+    raw: &[u8],
+    message: &'static str,
+) -> Result<M, DecodeError> {
+    match format {
+        Format::Protobuf => {
+            M::decode(raw).map_err(|source| DecodeError::Protobuf { message, source })
         }
-        (Signal::Metrics, Format::Json) => {
-            serde_json::from_slice(&raw)
-                .map(Body::Metrics)
-                .map_err(|source| DecodeError::Json {
-                    message: "ExportMetricsServiceRequest",
-                    source,
-                })
-        }
-        (Signal::Logs, Format::Json) => {
-            serde_json::from_slice(&raw)
-                .map(Body::Logs)
-                .map_err(|source| DecodeError::Json {
-                    message: "ExportLogsServiceRequest",
-                    source,
-                })
+        Format::Json => {
+            serde_json::from_slice(raw).map_err(|source| DecodeError::Json { message, source })
         }
     }
 }

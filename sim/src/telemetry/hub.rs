@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
-use super::subscriber::Subscriber;
-use super::transport::{self, HttpClient};
+use super::subscriber::{Shared, Subscriber};
+use super::transport;
 use super::{Counters, Event, Subscription, wants};
 
 /// Where the hub sends a subscriber's events.
@@ -28,11 +28,9 @@ struct HubInner {
 /// Fans every event out to the subscribers that chose its stream.
 pub(crate) struct Hub {
     inner: Mutex<HubInner>,
-    counters: Arc<Counters>,
-    frozen: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
-    queue_limit: usize,
-    client: HttpClient,
+    /// What each subscriber is given.
+    shared: Shared,
 }
 
 impl Hub {
@@ -49,11 +47,14 @@ impl Hub {
                 subscribers: Vec::new(),
                 tasks: Vec::new(),
             }),
-            counters,
-            frozen,
+            shared: Shared {
+                frozen,
+                stop: stop.subscribe(),
+                counters,
+                queue_limit: queue_limit.max(1),
+                client: transport::http_client(),
+            },
             stop,
-            queue_limit: queue_limit.max(1),
-            client: transport::http_client(),
         }
     }
 
@@ -101,15 +102,7 @@ impl Hub {
             types: subscription.types.clone(),
             events,
         });
-        let subscriber = Subscriber::new(
-            subscription,
-            received,
-            self.frozen.clone(),
-            self.stop.subscribe(),
-            self.counters.clone(),
-            self.queue_limit,
-            self.client.clone(),
-        );
+        let subscriber = Subscriber::new(subscription, received, self.shared.clone());
         inner.tasks.push(tokio::spawn(subscriber.run()));
     }
 

@@ -46,15 +46,24 @@ struct Dropped {
     bytes: u64,
 }
 
+/// What every subscriber of an environment shares.
+#[derive(Clone)]
+pub(super) struct Shared {
+    /// True while the environment is frozen: nothing is delivered.
+    pub(super) frozen: watch::Receiver<bool>,
+    /// True once the environment ends.
+    pub(super) stop: watch::Receiver<bool>,
+    pub(super) counters: Arc<Counters>,
+    /// Records a subscriber may hold before the oldest are dropped.
+    pub(super) queue_limit: usize,
+    pub(super) client: HttpClient,
+}
+
 /// One subscriber's delivery task (see the module doc).
 pub(super) struct Subscriber {
     subscription: Subscription,
     events: mpsc::UnboundedReceiver<Arc<Event>>,
-    frozen: watch::Receiver<bool>,
-    stop: watch::Receiver<bool>,
-    counters: Arc<Counters>,
-    queue_limit: usize,
-    client: HttpClient,
+    shared: Shared,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
     dropped: Dropped,
@@ -72,24 +81,16 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 impl Subscriber {
-    /// A subscriber that takes `events`, pauses while `frozen`, and ends when `stop` is true.
+    /// A subscriber that delivers `events` as `subscription` asks.
     pub(super) fn new(
         subscription: Subscription,
         events: mpsc::UnboundedReceiver<Arc<Event>>,
-        frozen: watch::Receiver<bool>,
-        stop: watch::Receiver<bool>,
-        counters: Arc<Counters>,
-        queue_limit: usize,
-        client: HttpClient,
+        shared: Shared,
     ) -> Subscriber {
         Subscriber {
             subscription,
             events,
-            frozen,
-            stop,
-            counters,
-            queue_limit,
-            client,
+            shared,
             queue: VecDeque::new(),
             queued_bytes: 0,
             dropped: Dropped::default(),
@@ -108,15 +109,15 @@ impl Subscriber {
             bytes,
             is_log: event.stream() != Stream::Platform,
         });
-        while self.queue.len() > self.queue_limit {
+        while self.queue.len() > self.shared.queue_limit {
             let oldest_log = self.queue.iter().position(|q| q.is_log).unwrap_or(0);
             if let Some(dropped) = self.queue.remove(oldest_log) {
                 let size = dropped.bytes.len();
                 self.queued_bytes -= size;
                 self.dropped.records += 1;
                 self.dropped.bytes += size as u64;
-                add(&self.counters.records_dropped, 1);
-                add(&self.counters.bytes_dropped, size as u64);
+                add(&self.shared.counters.records_dropped, 1);
+                add(&self.shared.counters.bytes_dropped, size as u64);
             }
         }
     }
@@ -184,7 +185,7 @@ impl Subscriber {
     pub(super) async fn run(mut self) {
         let mut tcp: Option<TcpStream> = None;
         loop {
-            if *self.stop.borrow() {
+            if *self.shared.stop.borrow() {
                 break;
             }
             self.drain_channel();
@@ -199,7 +200,7 @@ impl Subscriber {
                         }
                     },
                     _ = async { match wake { Some(w) => tokio::time::sleep_until(w).await, None => std::future::pending().await } } => {}
-                    _ = self.stop.changed() => {}
+                    _ = self.shared.stop.changed() => {}
                 }
                 continue;
             }
@@ -213,7 +214,10 @@ impl Subscriber {
             self.deliver(&batch, &mut tcp).await;
         }
         self.drain_channel();
-        add(&self.counters.records_undelivered, self.queue.len() as u64);
+        add(
+            &self.shared.counters.records_undelivered,
+            self.queue.len() as u64,
+        );
     }
 
     /// Sends one batch, retrying with backoff until it is taken or the subscriber stops.
@@ -225,27 +229,32 @@ impl Subscriber {
         loop {
             let delivered = match &destination {
                 Destination::Http { host, addr, path } => {
-                    let post =
-                        transport::post(self.client.clone(), *addr, host, path, body.clone());
+                    let post = transport::post(
+                        self.shared.client.clone(),
+                        *addr,
+                        host,
+                        path,
+                        body.clone(),
+                    );
                     self.while_receiving(post).await
                 }
                 Destination::Tcp { addr } => {
                     tokio::select! {
                         sent = transport::send_tcp(tcp, *addr, &body) => sent,
-                        _ = self.stop.changed() => false,
+                        _ = self.shared.stop.changed() => false,
                     }
                 }
             };
             if delivered {
-                add(&self.counters.records_delivered, records);
-                add(&self.counters.batches_delivered, 1);
+                add(&self.shared.counters.records_delivered, records);
+                add(&self.shared.counters.batches_delivered, 1);
                 return;
             }
-            if *self.stop.borrow() {
-                add(&self.counters.records_undelivered, records);
+            if *self.shared.stop.borrow() {
+                add(&self.shared.counters.records_undelivered, records);
                 return;
             }
-            add(&self.counters.retries, 1);
+            add(&self.shared.counters.retries, 1);
             let sleep = tokio::time::sleep(backoff(attempt));
             attempt += 1;
             self.while_receiving(async {
@@ -254,7 +263,7 @@ impl Subscriber {
             })
             .await;
             if !self.wait_thawed().await {
-                add(&self.counters.records_undelivered, records);
+                add(&self.shared.counters.records_undelivered, records);
                 return;
             }
         }
@@ -270,8 +279,8 @@ impl Subscriber {
                     Some(e) => self.enqueue(&e),
                     None => return fut.await,
                 },
-                _ = self.stop.changed() => {
-                    if *self.stop.borrow() { return false; }
+                _ = self.shared.stop.changed() => {
+                    if *self.shared.stop.borrow() { return false; }
                 }
             }
         }
@@ -280,22 +289,22 @@ impl Subscriber {
     /// Waits until the environment is thawed; false if stopped meanwhile.
     async fn wait_thawed(&mut self) -> bool {
         loop {
-            if *self.stop.borrow() {
+            if *self.shared.stop.borrow() {
                 return false;
             }
-            if !*self.frozen.borrow() {
+            if !*self.shared.frozen.borrow() {
                 return true;
             }
             tokio::select! {
-                r = self.frozen.changed() => if r.is_err() { return false; },
+                r = self.shared.frozen.changed() => if r.is_err() { return false; },
                 e = self.events.recv() => if let Some(e) = e { self.enqueue(&e) } else {
                     // No more events will come; keep waiting for the thaw or the stop.
                     tokio::select! {
-                        r = self.frozen.changed() => if r.is_err() { return false; },
-                        _ = self.stop.changed() => {}
+                        r = self.shared.frozen.changed() => if r.is_err() { return false; },
+                        _ = self.shared.stop.changed() => {}
                     }
                 },
-                _ = self.stop.changed() => {}
+                _ = self.shared.stop.changed() => {}
             }
         }
     }

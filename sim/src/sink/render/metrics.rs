@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
-use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, NumberDataPoint};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, NumberDataPoint,
+    SummaryDataPoint,
+};
 
 use super::text::{attributes_text, fit, resource_attr};
 use crate::sink::received::MetricEntry;
@@ -87,6 +90,49 @@ struct MetricGroup {
     series: Vec<(String, Series)>,
 }
 
+/// A data point, reduced to what the summary shows.
+enum Reading {
+    Number(f64),
+    Distribution {
+        count: u64,
+        sum: Option<f64>,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+}
+
+impl Reading {
+    fn distribution(count: u64, sum: Option<f64>, min: Option<f64>, max: Option<f64>) -> Reading {
+        Reading::Distribution {
+            count,
+            sum,
+            min,
+            max,
+        }
+    }
+}
+
+/// One data point of any metric type.
+struct Point<'a> {
+    attributes: &'a [KeyValue],
+    time: u64,
+    reading: Reading,
+}
+
+impl Series {
+    fn take(&mut self, time: u64, reading: Reading, add: bool) {
+        match reading {
+            Reading::Number(value) => self.number(time, value, add),
+            Reading::Distribution {
+                count,
+                sum,
+                min,
+                max,
+            } => self.distribution(time, count, sum, min, max, add),
+        }
+    }
+}
+
 fn number_value(point: &NumberDataPoint) -> f64 {
     match point.value {
         Some(number_data_point::Value::AsDouble(d)) => d,
@@ -97,6 +143,92 @@ fn number_value(point: &NumberDataPoint) -> f64 {
 
 fn is_delta(temporality: i32) -> bool {
     temporality == AggregationTemporality::Delta as i32
+}
+
+/// The shape of a metric and how its title names it (`sum, delta, monotonic`).
+fn describe(data: Option<&Data>) -> (Shape, String) {
+    match data {
+        Some(Data::Gauge(_)) => (Shape::Gauge, "gauge".to_owned()),
+        Some(Data::Sum(s)) => {
+            let monotonic = if s.is_monotonic { ", monotonic" } else { "" };
+            if is_delta(s.aggregation_temporality) {
+                (Shape::DeltaSum, format!("sum, delta{monotonic}"))
+            } else {
+                (Shape::CumulativeSum, format!("sum, cumulative{monotonic}"))
+            }
+        }
+        Some(Data::Histogram(h)) => histogram_kind("histogram", h.aggregation_temporality),
+        Some(Data::ExponentialHistogram(h)) => {
+            histogram_kind("exponential histogram", h.aggregation_temporality)
+        }
+        Some(Data::Summary(_)) => (Shape::Summary, "summary".to_owned()),
+        None => (Shape::Empty, "no data".to_owned()),
+    }
+}
+
+/// What the summary reads of a data point, whatever the metric type.
+trait DataPoint {
+    fn attributes(&self) -> &[KeyValue];
+    fn time(&self) -> u64;
+    fn reading(&self) -> Reading;
+}
+
+/// Implements [`DataPoint`] for an OTLP point type: they all carry `attributes` and
+/// `time_unix_nano`; `reading` says what the summary takes of the rest.
+macro_rules! data_point {
+    ($point:ty, |$p:ident| $reading:expr) => {
+        impl DataPoint for $point {
+            fn attributes(&self) -> &[KeyValue] {
+                &self.attributes
+            }
+            fn time(&self) -> u64 {
+                self.time_unix_nano
+            }
+            fn reading(&self) -> Reading {
+                let $p = self;
+                $reading
+            }
+        }
+    };
+}
+
+data_point!(NumberDataPoint, |p| Reading::Number(number_value(p)));
+data_point!(HistogramDataPoint, |p| Reading::distribution(
+    p.count, p.sum, p.min, p.max
+));
+data_point!(ExponentialHistogramDataPoint, |p| Reading::distribution(
+    p.count, p.sum, p.min, p.max
+));
+data_point!(SummaryDataPoint, |p| Reading::distribution(
+    p.count,
+    Some(p.sum),
+    None,
+    None
+));
+
+fn collect<P: DataPoint>(points: &[P]) -> Vec<Point<'_>> {
+    points
+        .iter()
+        .map(|p| Point {
+            attributes: p.attributes(),
+            time: p.time(),
+            reading: p.reading(),
+        })
+        .collect()
+}
+
+/// Whether the points of a metric add up (delta temporality), and its points.
+fn points(data: Option<&Data>) -> (bool, Vec<Point<'_>>) {
+    match data {
+        Some(Data::Gauge(g)) => (false, collect(&g.data_points)),
+        Some(Data::Sum(s)) => (is_delta(s.aggregation_temporality), collect(&s.data_points)),
+        Some(Data::Histogram(h)) => (is_delta(h.aggregation_temporality), collect(&h.data_points)),
+        Some(Data::ExponentialHistogram(h)) => {
+            (is_delta(h.aggregation_temporality), collect(&h.data_points))
+        }
+        Some(Data::Summary(s)) => (false, collect(&s.data_points)),
+        None => (false, Vec::new()),
+    }
 }
 
 pub(super) fn render_metrics(entries: &[MetricEntry<'_>], out: &mut String) {
@@ -112,29 +244,7 @@ pub(super) fn render_metrics(entries: &[MetricEntry<'_>], out: &mut String) {
     let mut groups: Vec<MetricGroup> = Vec::new();
     for entry in entries {
         let m = entry.metric;
-        let (shape, kind) = match &m.data {
-            Some(Data::Gauge(_)) => (Shape::Gauge, "gauge".to_owned()),
-            Some(Data::Sum(s)) => {
-                let temporality = if is_delta(s.aggregation_temporality) {
-                    "delta"
-                } else {
-                    "cumulative"
-                };
-                let monotonic = if s.is_monotonic { ", monotonic" } else { "" };
-                let shape = if is_delta(s.aggregation_temporality) {
-                    Shape::DeltaSum
-                } else {
-                    Shape::CumulativeSum
-                };
-                (shape, format!("sum, {temporality}{monotonic}"))
-            }
-            Some(Data::Histogram(h)) => histogram_kind("histogram", h.aggregation_temporality),
-            Some(Data::ExponentialHistogram(h)) => {
-                histogram_kind("exponential histogram", h.aggregation_temporality)
-            }
-            Some(Data::Summary(_)) => (Shape::Summary, "summary".to_owned()),
-            None => (Shape::Empty, "no data".to_owned()),
-        };
+        let (shape, kind) = describe(m.data.as_ref());
         let unit = if m.unit.is_empty() {
             String::new()
         } else {
@@ -160,76 +270,17 @@ pub(super) fn render_metrics(entries: &[MetricEntry<'_>], out: &mut String) {
         } else {
             String::new()
         };
-        let series = |group: &mut MetricGroup, attributes: &[KeyValue]| -> usize {
-            let key = format!("{service}{}", attributes_text(attributes));
-            match group.series.iter().position(|(k, _)| *k == key) {
+        let (add, points) = points(m.data.as_ref());
+        for point in points {
+            let key = format!("{service}{}", attributes_text(point.attributes));
+            let i = match group.series.iter().position(|(k, _)| *k == key) {
                 Some(i) => i,
                 None => {
                     group.series.push((key, Series::default()));
                     group.series.len() - 1
                 }
-            }
-        };
-        match &m.data {
-            Some(Data::Gauge(g)) => {
-                for p in &g.data_points {
-                    let i = series(group, &p.attributes);
-                    group.series[i]
-                        .1
-                        .number(p.time_unix_nano, number_value(p), false);
-                }
-            }
-            Some(Data::Sum(s)) => {
-                let add = is_delta(s.aggregation_temporality);
-                for p in &s.data_points {
-                    let i = series(group, &p.attributes);
-                    group.series[i]
-                        .1
-                        .number(p.time_unix_nano, number_value(p), add);
-                }
-            }
-            Some(Data::Histogram(h)) => {
-                let add = is_delta(h.aggregation_temporality);
-                for p in &h.data_points {
-                    let i = series(group, &p.attributes);
-                    group.series[i].1.distribution(
-                        p.time_unix_nano,
-                        p.count,
-                        p.sum,
-                        p.min,
-                        p.max,
-                        add,
-                    );
-                }
-            }
-            Some(Data::ExponentialHistogram(h)) => {
-                let add = is_delta(h.aggregation_temporality);
-                for p in &h.data_points {
-                    let i = series(group, &p.attributes);
-                    group.series[i].1.distribution(
-                        p.time_unix_nano,
-                        p.count,
-                        p.sum,
-                        p.min,
-                        p.max,
-                        add,
-                    );
-                }
-            }
-            Some(Data::Summary(s)) => {
-                for p in &s.data_points {
-                    let i = series(group, &p.attributes);
-                    group.series[i].1.distribution(
-                        p.time_unix_nano,
-                        p.count,
-                        Some(p.sum),
-                        None,
-                        None,
-                        false,
-                    );
-                }
-            }
-            None => {}
+            };
+            group.series[i].1.take(point.time, point.reading, add);
         }
     }
 
