@@ -1,7 +1,5 @@
 //! The sink over real HTTP: encodings, error answers, the JSON lines file, duplicates.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use crate::support::otlp::*;
 use contrail_sim::sink::{self, SinkConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
