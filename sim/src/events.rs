@@ -1,4 +1,8 @@
-//! The records of platform events (schema 2022-12-13, with the 2025-01-29 additions).
+//! The records of platform events (schema 2022-12-13, with the 2025-01-29 additions), by the
+//! phase that publishes them: INIT `initStart`, `initRuntimeDone`, `initReport`; RESTORE
+//! `restoreStart`, `restoreRuntimeDone`, `restoreReport`; INVOKE `start`, `runtimeDone`,
+//! `report`; and `extension` and `telemetrySubscription` from the APIs. Older schema versions
+//! get a reduced copy (`telemetry::render_for_schema`).
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;

@@ -1,4 +1,6 @@
-//! The Extensions API: registration, `event/next`, and the error calls.
+//! The Extensions API, what an extension calls: `register` during INIT (with the name of its
+//! executable, before the runtime starts), `event/next` (parked until an INVOKE or SHUTDOWN
+//! event), and `init/error` or `exit/error`, after which no call of it succeeds.
 
 use std::sync::Arc;
 

@@ -1,4 +1,15 @@
-//! The Runtime, Extensions and Telemetry APIs on one loopback address (`AWS_LAMBDA_RUNTIME_API`).
+//! The Runtime, Extensions and Telemetry APIs on one loopback address (`AWS_LAMBDA_RUNTIME_API`),
+//! answering as Lambda does, for the environment that runs now ([`Current`]: a reset replaces
+//! it).
+//!
+//! | API | paths | file |
+//! |---|---|---|
+//! | Runtime | `/2018-06-01/runtime/{invocation/next, invocation/ID/response, invocation/ID/error, init/error, restore/next, restore/error}` | `runtime` |
+//! | Extensions | `/2020-01-01/extension/{register, event/next, init/error, exit/error}` | `extensions` |
+//! | Telemetry | `PUT /2022-07-01/telemetry` | `telemetry` |
+//!
+//! This file holds the listener, the router and the answers they share (JSON bodies, the
+//! platform's `{errorMessage, errorType}` errors, bounded request bodies).
 
 // Handlers return the platform's error answer as their `Err`: it is the response itself.
 #![allow(clippy::result_large_err)]

@@ -1,4 +1,7 @@
-//! The Runtime API: `invocation/next`, responses and errors, init and restore calls.
+//! The Runtime API, what the runtime calls in each phase: `init/error` during INIT,
+//! `restore/next` and `restore/error` for a SnapStart RESTORE, and per INVOKE
+//! `invocation/next` (parked until the lifecycle dispatches a request) and the invocation's
+//! `response` or `error` (at most one, at most 6 MB).
 
 use std::sync::Arc;
 

@@ -1,4 +1,6 @@
-//! The Telemetry API: subscriptions.
+//! The Telemetry API's one call: `PUT /2022-07-01/telemetry`, a registered extension's
+//! subscription, validated as the platform does and handed to the environment's hub (see
+//! [`crate::telemetry`]).
 
 use std::sync::Arc;
 

@@ -8,6 +8,14 @@
 //! It doubles as a scripted backend for delivery tests: [`SinkHandle::set_behaviour`] makes it
 //! answer with an error status (503, 429 with `Retry-After`), hold requests without answering,
 //! or refuse connections altogether.
+//!
+//! | part | file |
+//! |---|---|
+//! | the listener, the scripted behaviour, each request's answer | `server` |
+//! | content type, content encoding, protobuf and JSON decoding | `decode` |
+//! | what was received, its look-ups and duplicate checks | `received` |
+//! | the text view: trace waterfalls and the metrics summary | `render` |
+//! | a real collector in front of it, for tests | [`rotel`] |
 
 mod decode;
 mod received;
@@ -65,7 +73,9 @@ pub enum Behaviour {
     /// Answer every export with this status (e.g. 503, or 429 with `Retry-After`) and keep
     /// nothing. The attempt is recorded in [`Received::attempts`].
     Status {
+        /// The HTTP status, 300-599.
         code: u16,
+        /// A `Retry-After` header, in whole seconds (rounded up).
         retry_after: Option<Duration>,
     },
     /// Read the request, then answer nothing until the behaviour changes (the held request is
@@ -79,14 +89,17 @@ pub enum Behaviour {
 /// The three OTLP signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
+    /// `/v1/traces`.
     Traces,
+    /// `/v1/metrics`.
     Metrics,
+    /// `/v1/logs`.
     Logs,
 }
 
 impl Signal {
     /// The name used in the JSON lines file: `traces`, `metrics` or `logs`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
@@ -94,17 +107,8 @@ impl Signal {
         }
     }
 
-    /// The OTLP/HTTP path of the signal, e.g. `/v1/traces`.
-    pub fn path(self) -> &'static str {
-        match self {
-            Signal::Traces => "/v1/traces",
-            Signal::Metrics => "/v1/metrics",
-            Signal::Logs => "/v1/logs",
-        }
-    }
-
     /// The signal served at an OTLP/HTTP path.
-    pub fn from_path(path: &str) -> Option<Signal> {
+    pub(crate) fn from_path(path: &str) -> Option<Signal> {
         match path {
             "/v1/traces" => Some(Signal::Traces),
             "/v1/metrics" => Some(Signal::Metrics),

@@ -25,12 +25,14 @@ pub struct RotelOptions {
     pub batch_timeout: Duration,
     /// `--otlp-exporter-compression`: gzip (rotel's default) or not.
     pub gzip: bool,
-    /// `--otlp-exporter-retry-initial-backoff` / `--otlp-exporter-retry-max-backoff`.
+    /// `--otlp-exporter-retry-initial-backoff`.
     pub retry_initial_backoff: Duration,
+    /// `--otlp-exporter-retry-max-backoff`.
     pub retry_max_backoff: Duration,
     /// Further arguments appended to `rotel-agent start`.
     pub extra_args: Vec<String>,
-    /// The binary to run instead of [`RotelCollector::binary_path`].
+    /// The binary to run instead of `$ROTEL_AGENT` or the one in the workspace's
+    /// `.tools/venv`.
     pub binary: Option<PathBuf>,
 }
 
@@ -50,22 +52,36 @@ impl Default for RotelOptions {
 /// Why rotel could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum RotelError {
+    /// There is no `rotel-agent` where it was looked for.
     #[error(
         "rotel-agent not found at {0} (install it with `pip install rotel` in .tools/venv, or set {ROTEL_AGENT_ENV})"
     )]
     NotFound(PathBuf),
+    /// Setting it up failed (a port, its folder, its output file, running it).
     #[error("cannot {what}: {source}")]
     Io {
+        /// What could not be done.
         what: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// It exited before listening.
     #[error("rotel-agent exited at start ({status}); its output:\n{output}")]
-    Exited { status: ExitStatus, output: String },
+    Exited {
+        /// How it ended.
+        status: ExitStatus,
+        /// What it printed.
+        output: String,
+    },
+    /// It did not listen in time.
     #[error("rotel-agent did not listen on {addr} within {timeout:?}; its output:\n{output}")]
     NotReady {
+        /// The address it did not listen on.
         addr: SocketAddr,
+        /// How long it was given.
         timeout: Duration,
+        /// What it printed.
         output: String,
     },
 }
@@ -121,6 +137,7 @@ impl RotelCollector {
         Self::start_with(forward_to, RotelOptions::default()).await
     }
 
+    /// Like [`RotelCollector::start`], with other flags or another binary.
     pub async fn start_with(
         forward_to: &str,
         options: RotelOptions,

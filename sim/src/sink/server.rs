@@ -81,20 +81,26 @@ pub struct SinkHandle {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("waited {timeout:?} for the OTLP sink and the condition was not met; it holds {summary}")]
 pub struct WaitTimeout {
+    /// How long it waited.
     pub timeout: Duration,
+    /// What the sink held then ([`Received::summary`]).
     pub summary: String,
 }
 
 /// [`SinkHandle::set_behaviour`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BehaviourError {
+    /// [`Behaviour::Status`] with a status outside 300-599.
     #[error("scripted status {0} is not an error status: use a code from 300 to 599")]
     NotAnErrorStatus(u16),
+    /// The listener did not follow in time (it could not listen again on its port).
     #[error(
         "the sink did not apply the behaviour within {timeout:?} (last listen error: {last_listen_error:?})"
     )]
     NotApplied {
+        /// How long it waited.
         timeout: Duration,
+        /// Why listening failed, the last time.
         last_listen_error: Option<String>,
     },
 }
@@ -105,6 +111,7 @@ impl SinkHandle {
         format!("http://{}", self.local_addr)
     }
 
+    /// The address the sink listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -114,7 +121,7 @@ impl SinkHandle {
         self.shared.lock().clone()
     }
 
-    /// What was received, rendered for a person (see [`super::render`]).
+    /// What was received, rendered for a person (see [`super::render()`]).
     pub fn render_text(&self) -> String {
         render(&self.shared.lock())
     }
@@ -188,6 +195,7 @@ impl SinkHandle {
         }
     }
 
+    /// How the sink answers now.
     pub fn behaviour(&self) -> Behaviour {
         self.shared.behaviour.borrow().clone()
     }

@@ -1,5 +1,14 @@
-//! The Telemetry API: subscriptions, the per-subscriber buffer and its delivery by HTTP POST
-//! (JSON arrays) or TCP (newline-delimited JSON), retries, and `platform.logsDropped`.
+//! The Telemetry API, the part of Lambda that pushes the environment's records to extensions.
+//!
+//! | part | file |
+//! |---|---|
+//! | the record model: [`Event`], the three streams, [`Schema`] and what each version carries | this file |
+//! | `PUT /2022-07-01/telemetry`: parsing and validating a subscription | [`subscription`] |
+//! | fan-out of every record to the subscribers of its stream, init backlog | [`hub`] |
+//! | one subscriber: buffering, the freeze, retries, `platform.logsDropped` | [`subscriber`] |
+//! | the destinations: HTTP POST of JSON arrays, TCP newline-delimited JSON | [`transport`] |
+//!
+//! The records themselves (`platform.start` and the rest) are built in [`crate::events`].
 
 mod hub;
 mod subscriber;
@@ -27,10 +36,13 @@ pub(crate) const DEFAULT_QUEUE_LIMIT: usize = 10_000;
 /// A telemetry schema version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub enum Schema {
+    /// The first version: no `tracing.spanId`, no `spans` in the init records.
     #[serde(rename = "2022-07-01")]
     V20220701,
+    /// Adds `tracing.spanId` and the init records' `spans`.
     #[serde(rename = "2022-12-13")]
     V20221213,
+    /// The version Lambda Managed Instances require (backward compatible).
     #[serde(rename = "2025-01-29")]
     V20250129,
 }
