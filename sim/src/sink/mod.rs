@@ -18,8 +18,10 @@
 //! | a real collector in front of it, for tests | [`rotel`] |
 
 mod decode;
+mod handle;
 mod received;
 mod render;
+mod response;
 pub mod rotel;
 mod server;
 
@@ -27,12 +29,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use handle::{BehaviourError, SinkHandle, WaitTimeout, start};
 pub use received::{
     Attempt, Counters, DuplicateLog, DuplicateSpan, LogEntry, LogKey, MetricEntry, Received,
     SpanEntry, SpanKey,
 };
 pub use render::render;
-pub use server::{BehaviourError, SinkHandle, WaitTimeout, start};
 
 /// Memory the sink may use for decoded requests before it stops keeping them (they are still
 /// acknowledged and written to the JSON lines file, and counted in [`Counters::over_cap`]).
