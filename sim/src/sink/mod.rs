@@ -11,7 +11,9 @@
 //!
 //! | part | file |
 //! |---|---|
-//! | the listener, the scripted behaviour, each request's answer | `server` |
+//! | starting it, reading what it received, scripting its answers | `handle` ([`SinkHandle`]) |
+//! | the listener, the scripted behaviour, each request's handling | `server` |
+//! | the answers: success, `google.rpc.Status` errors | `response` |
 //! | content type, content encoding, protobuf and JSON decoding | `decode` |
 //! | what was received, its look-ups and duplicate checks | `received` |
 //! | the text view: trace waterfalls and the metrics summary | `render` |

@@ -1,4 +1,6 @@
-//! The HTTP side of the sink: listener, scripted behaviour, request handling.
+//! The HTTP side of the sink: the listener (closed and opened again as the behaviour asks),
+//! one task per connection, and each request's handling: path, method, content type and
+//! encoding, body, then the scripted behaviour decides the answer.
 
 use std::convert::Infallible;
 use std::fs::File;
