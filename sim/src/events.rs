@@ -55,8 +55,8 @@ pub(crate) fn init_start(init_type: InitType, f: &FunctionInfo<'_>) -> Value {
 }
 
 fn with_error(mut v: Value, error_type: Option<&str>) -> Value {
-    if let Some(et) = error_type {
-        v["errorType"] = json!(et);
+    if let Some(error_type) = error_type {
+        v["errorType"] = json!(error_type);
     }
     v
 }

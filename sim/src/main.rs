@@ -201,9 +201,9 @@ fn config_from(args: &RunArgs) -> anyhow::Result<RunConfig> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut cfg = config_from(&args)?;
+    let mut config = config_from(&args)?;
     let endpoint_set = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-        || cfg
+        || config
             .env
             .iter()
             .any(|(k, _)| k == "OTEL_EXPORTER_OTLP_ENDPOINT");
@@ -216,11 +216,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the OTLP sink: {e}"))?;
-        cfg.env
+        config
+            .env
             .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), handle.endpoint()));
         Some(handle)
     };
-    let result = contrail_sim::run(cfg).await;
+    let result = contrail_sim::run(config).await;
     if let Some(s) = &sink {
         println!("{}", s.render_text());
     }
@@ -259,17 +260,17 @@ async fn run_sink(listen: SocketAddr, jsonl: Option<PathBuf>) -> anyhow::Result<
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("contrail-sim: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(*args).await,
             Command::Sink { listen, jsonl } => run_sink(listen, jsonl).await,

@@ -108,13 +108,13 @@ fn port_in_use_is_reported() {
 #[test]
 fn crashing_extension_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let ext = dir.path().join("crasher");
-    std::fs::write(&ext, "#!/bin/sh\necho boom >&2\nexit 7\n").unwrap();
-    std::fs::set_permissions(&ext, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let extension = dir.path().join("crasher");
+    std::fs::write(&extension, "#!/bin/sh\necho boom >&2\nexit 7\n").unwrap();
+    std::fs::set_permissions(&extension, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (ok, err) = stderr_of(
         sim()
             .args(["run", "--no-sink", "--quiet", "--extension"])
-            .arg(&ext)
+            .arg(&extension)
             .args(["--", "true"]),
     );
     assert!(!ok);

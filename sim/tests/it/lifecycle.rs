@@ -9,21 +9,21 @@ use contrail_sim::RunConfig;
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn python_function_with_extension_gets_lambda_lifecycle_and_telemetry() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         invocations: 3,
         ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13"), ("USER_VAR", "u")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert_eq!(report.invocations.len(), 3);
     assert!(report.invocations.iter().all(|i| i.status == "success"));
-    let ext = &report.extensions[0];
-    assert_eq!(ext.name, "recorder");
-    assert!(ext.spawn_to_register_ms.unwrap() <= ext.spawn_to_first_next_ms.unwrap());
-    assert_eq!(ext.exit.as_deref(), Some("exit code 0"));
-    assert!(!ext.crashed);
+    let extension = &report.extensions[0];
+    assert_eq!(extension.name, "recorder");
+    assert!(extension.spawn_to_register_ms.unwrap() <= extension.spawn_to_first_next_ms.unwrap());
+    assert_eq!(extension.exit.as_deref(), Some("exit code 0"));
+    assert!(!extension.crashed);
     assert!(report.runtime.init_ms.unwrap() > 0.0);
     assert!(report.runtime.peak_rss_kb.unwrap() > 0);
-    assert!(ext.peak_rss_kb.unwrap() > 0);
+    assert!(extension.peak_rss_kb.unwrap() > 0);
     assert!(report.post_runtime.is_some());
 
     let entries = recording.entries();
@@ -31,20 +31,23 @@ fn python_function_with_extension_gets_lambda_lifecycle_and_telemetry() {
     let reg = of_kind(&entries, "registered")[0];
     assert_eq!(reg["data"]["body"]["handler"], "app.handler");
     assert_eq!(reg["data"]["body"]["accountId"], "000000000000");
-    let ext_env = &reg["data"]["env"];
+    let extension_env = &reg["data"]["env"];
     for hidden in [
         "_HANDLER",
         "LAMBDA_TASK_ROOT",
         "AWS_LAMBDA_LOG_STREAM_NAME",
         "_X_AMZN_TRACE_ID",
     ] {
-        assert!(ext_env.get(hidden).is_none(), "extension sees {hidden}");
+        assert!(
+            extension_env.get(hidden).is_none(),
+            "extension sees {hidden}"
+        );
     }
-    assert_eq!(ext_env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "128");
-    assert_eq!(ext_env["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
-    assert_eq!(ext_env["USER_VAR"], "u");
+    assert_eq!(extension_env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "128");
+    assert_eq!(extension_env["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
+    assert_eq!(extension_env["USER_VAR"], "u");
     assert!(
-        ext_env["AWS_LAMBDA_RUNTIME_API"]
+        extension_env["AWS_LAMBDA_RUNTIME_API"]
             .as_str()
             .unwrap()
             .starts_with("127.0.0.1:")
@@ -137,11 +140,14 @@ fn python_function_with_extension_gets_lambda_lifecycle_and_telemetry() {
         func.iter()
             .any(|l| l.contains(&report.invocations[0].request_id))
     );
-    let ext_logs: Vec<&str> = records_of(&tel, "extension")
+    let extension_logs: Vec<&str> = records_of(&tel, "extension")
         .iter()
         .filter_map(|r| r["record"].as_str())
         .collect();
-    assert!(ext_logs.contains(&"recorder ready"), "{ext_logs:?}");
+    assert!(
+        extension_logs.contains(&"recorder ready"),
+        "{extension_logs:?}"
+    );
     assert!(report.telemetry.records_delivered >= tel.len() as u64);
 }
 
@@ -150,7 +156,7 @@ fn python_function_with_extension_gets_lambda_lifecycle_and_telemetry() {
 fn runtime_sees_trace_header_handler_and_task_root() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("probe.jsonl");
-    let cfg = RunConfig {
+    let config = RunConfig {
         runtime_command: vec![
             venv_python().display().to_string(),
             "probe_runtime.py".into(),
@@ -162,7 +168,7 @@ fn runtime_sees_trace_header_handler_and_task_root() {
         payload: br#"{"hello":"world"}"#.to_vec(),
         ..RunConfig::default()
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     let entries = lines(&out);
     let env = &of_kind(&entries, "env")[0]["data"];
     assert_eq!(env["_HANDLER"], "probe.handler");
@@ -273,13 +279,13 @@ fn extensions_and_telemetry_apis_refuse_bad_calls_like_lambda() {
 fn a_frozen_extension_timer_does_not_fire() {
     let ticks_in_gap = |freeze: bool| {
         let recording = Recording::new();
-        let cfg = RunConfig {
+        let config = RunConfig {
             invocations: 2,
             idle_gap: Duration::from_millis(2_000),
             freeze,
             ..recording.python_run(&[("RECORDER_TIMER_MS", "50")])
         };
-        run(cfg).unwrap();
+        run(config).unwrap();
         let entries = recording.entries();
         let invokes: Vec<f64> = of_kind(&entries, "event")
             .iter()
@@ -309,19 +315,19 @@ fn a_frozen_extension_timer_does_not_fire() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn shutdown_deadline_kills_an_extension_that_does_not_exit() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         shutdown_timeout: Duration::from_millis(2_000),
         ..recording.python_run(&[("RECORDER_SHUTDOWN_SLEEP_MS", "60000")])
     };
     let started = std::time::Instant::now();
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the extension outlived the deadline"
     );
-    let ext = &report.extensions[0];
-    assert_eq!(ext.exit.as_deref(), Some("killed by SIGKILL"));
-    assert!(!ext.crashed);
+    let extension = &report.extensions[0];
+    assert_eq!(extension.exit.as_deref(), Some("killed by SIGKILL"));
+    assert!(!extension.crashed);
     let entries = recording.entries();
     let shutdown = of_kind(&entries, "event")
         .into_iter()
@@ -336,13 +342,13 @@ fn shutdown_deadline_kills_an_extension_that_does_not_exit() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn function_timeout_reports_timeout_and_resets_the_environment() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         invocations: 2,
         timeout: Duration::from_millis(1_000),
         payload: br#"{"sleep_s": 30}"#.to_vec(),
         ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert_eq!(report.environments, 2);
     assert_eq!(report.invocations[0].status, "timeout");
     assert_eq!(report.invocations[1].status, "timeout");
@@ -368,7 +374,7 @@ fn function_timeout_reports_timeout_and_resets_the_environment() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn slow_subscriber_gets_logs_dropped() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         telemetry_queue_limit: 20,
         payload: br#"{"lines": 300}"#.to_vec(),
         ..recording.python_run(&[
@@ -377,7 +383,7 @@ fn slow_subscriber_gets_logs_dropped() {
             ("RECORDER_SHUTDOWN_SLEEP_MS", "1900"),
         ])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         report.telemetry.records_dropped > 0,
         "{:?}",
@@ -418,11 +424,11 @@ fn failing_subscriber_is_retried_with_backoff() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn crashing_extension_fails_the_invocation_with_extension_crash() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         invocations: 2,
         ..recording.python_run(&[("RECORDER_CRASH_AFTER_INVOKES", "1")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert_eq!(report.invocations[0].status, "failure");
     assert_eq!(
         report.invocations[0].error_type.as_deref(),
@@ -448,11 +454,11 @@ fn old_schema_subscriber_gets_records_without_span_id() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn json_log_format_delivers_objects() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         log_format: contrail_sim::LogFormat::Json,
         ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    run(cfg).unwrap();
+    run(config).unwrap();
     let entries = recording.entries();
     let reg = of_kind(&entries, "registered")[0];
     assert_eq!(reg["data"]["env"]["AWS_LAMBDA_LOG_FORMAT"], "JSON");

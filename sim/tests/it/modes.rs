@@ -67,12 +67,12 @@ fn assert_one_init_of_type(tel: &[Value], init_type: &str) {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn snap_start_delivers_the_snapshot_init_then_the_restore() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         init_type: InitType::SnapStart,
         invocations: 2,
         ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    let (report, _, tel) = run_started_as("snap-start", cfg, &recording);
+    let (report, _, tel) = run_started_as("snap-start", config, &recording);
     let restore_ms = report.restore_ms.expect("a restore was measured");
     let t = types(&tel);
 
@@ -130,13 +130,13 @@ fn snap_start_delivers_the_snapshot_init_then_the_restore() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn provisioned_concurrency_reports_no_init_duration_on_the_first_invocation() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         init_type: InitType::ProvisionedConcurrency,
         invocations: 2,
         idle_gap: Duration::from_millis(200),
         ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    let (report, _, tel) = run_started_as("provisioned-concurrency", cfg, &recording);
+    let (report, _, tel) = run_started_as("provisioned-concurrency", config, &recording);
     assert!(report.init_ms.is_some());
     let t = types(&tel);
     assert_one_init_of_type(&tel, "provisioned-concurrency");
@@ -157,7 +157,7 @@ fn provisioned_concurrency_reports_no_init_duration_on_the_first_invocation() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         init_type: InitType::LambdaManagedInstances,
         invocations: 6,
         concurrency: 3,
@@ -170,13 +170,13 @@ fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
             ("RECORDER_SCHEMA", "2025-01-29"),
         ])
     };
-    let (report, entries, tel) = run_started_as("lambda-managed-instances", cfg, &recording);
+    let (report, entries, tel) = run_started_as("lambda-managed-instances", config, &recording);
     assert_eq!(report.invocations.len(), 6);
     assert_eq!(report.environments, 1);
-    let ext = &report.extensions[0];
-    assert_eq!(ext.events, ["SHUTDOWN"]);
-    assert_eq!(ext.telemetry_schema.as_deref(), Some("2025-01-29"));
-    assert!(!ext.crashed);
+    let extension = &report.extensions[0];
+    assert_eq!(extension.events, ["SHUTDOWN"]);
+    assert_eq!(extension.telemetry_schema.as_deref(), Some("2025-01-29"));
+    assert!(!extension.crashed);
 
     // INVOKE cannot be registered; another schema cannot be subscribed.
     assert_eq!(
@@ -234,12 +234,12 @@ fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn extension_init_error_fails_the_init() {
     let recording = Recording::new();
-    let cfg = recording.python_run(&[
+    let config = recording.python_run(&[
         ("RECORDER_SCHEMA", "2022-12-13"),
         ("RECORDER_INIT_ERROR", "Extension.ConfigInvalid"),
         ("RECORDER_ERROR_LINGER_MS", "1000"),
     ]);
-    let err = run(cfg).unwrap_err();
+    let err = run(config).unwrap_err();
     match &err {
         SimError::ExtensionInitError { name, error_type } => {
             assert_eq!(name, "recorder");
@@ -271,11 +271,11 @@ fn extension_init_error_fails_the_init() {
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn extension_exit_error_fails_the_invocation_and_resets() {
     let recording = Recording::new();
-    let cfg = RunConfig {
+    let config = RunConfig {
         invocations: 2,
         ..recording.python_run(&[("RECORDER_EXIT_ERROR", "Extension.UnrecoverableState")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     // The failed invocation resets the environment: the second runs in a new one.
     assert_eq!(report.environments, 2, "{}", report.render_text());
     assert_eq!(report.invocations[1].environment, 1);
@@ -285,12 +285,15 @@ fn extension_exit_error_fails_the_invocation_and_resets() {
         inv.error_type.as_deref(),
         Some("Extension.UnrecoverableState")
     );
-    let ext = &report.extensions[0];
+    let extension = &report.extensions[0];
     assert_eq!(
-        ext.error_type.as_deref(),
+        extension.error_type.as_deref(),
         Some("Extension.UnrecoverableState")
     );
-    assert!(!ext.crashed, "an exit after exit/error is not a crash");
+    assert!(
+        !extension.crashed,
+        "an exit after exit/error is not a crash"
+    );
     let entries = recording.entries();
     let e = &of_kind(&entries, "exit_error")[0]["data"];
     assert_eq!(e["reported"], json!([202, null]));
@@ -376,9 +379,9 @@ fn run_otlp_jsonl_records_what_the_embedded_sink_received() {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("otlp.jsonl");
     // An extension that sends one OTLP request to the endpoint the run gives it.
-    let ext = dir.path().join("otlp-sender");
+    let extension = dir.path().join("otlp-sender");
     std::fs::write(
-        &ext,
+        &extension,
         format!(
             r#"#!{py}
 import json, os, urllib.request
@@ -401,10 +404,14 @@ call("GET", "/2020-01-01/extension/event/next", None, {{"Lambda-Extension-Identi
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&ext, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        &extension,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     sim_python_run(vec![
         "--extension".into(),
-        ext.into(),
+        extension.into(),
         "--otlp-jsonl".into(),
         jsonl.clone().into(),
     ]);

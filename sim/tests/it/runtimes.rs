@@ -28,8 +28,8 @@ fn example(name: &str) -> PathBuf {
 #[test]
 fn rust_function_and_lambda_extension_crate() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ext.jsonl");
-    let cfg = RunConfig {
+    let out = dir.path().join("extension.jsonl");
+    let config = RunConfig {
         runtime_command: vec![example("rust_function").display().to_string()],
         extensions: vec![example("rust_extension")],
         env: vec![
@@ -40,15 +40,15 @@ fn rust_function_and_lambda_extension_crate() {
         payload: br#"{"n": 1}"#.to_vec(),
         ..RunConfig::default()
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         report.invocations.iter().all(|i| i.status == "success"),
         "{report:?}"
     );
-    let ext = &report.extensions[0];
-    assert_eq!(ext.name, "rust_extension");
-    assert_eq!(ext.telemetry_schema.as_deref(), Some("2022-07-01"));
-    assert!(!ext.crashed, "{ext:?}");
+    let extension = &report.extensions[0];
+    assert_eq!(extension.name, "rust_extension");
+    assert_eq!(extension.telemetry_schema.as_deref(), Some("2022-07-01"));
+    assert!(!extension.crashed, "{extension:?}");
     let entries = lines(&out);
     let invokes: Vec<_> = entries.iter().filter(|e| e["kind"] == "INVOKE").collect();
     assert_eq!(invokes.len(), 3);
@@ -96,7 +96,7 @@ fn node_function_under_aws_lambda_ric() {
         "export const handler = async (event, context) => {\n  console.log('node handling', context.awsRequestId);\n  return { requestId: context.awsRequestId, trace: process.env._X_AMZN_TRACE_ID };\n};\n",
     )
     .unwrap();
-    let cfg = RunConfig {
+    let config = RunConfig {
         runtime_command: vec![
             "node".into(),
             node_dir.join("index.mjs").display().to_string(),
@@ -107,7 +107,7 @@ fn node_function_under_aws_lambda_ric() {
         invocations: 2,
         ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         report.invocations.iter().all(|i| i.status == "success"),
         "{:?}",

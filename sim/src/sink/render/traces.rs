@@ -171,8 +171,8 @@ pub(super) fn render_trace(trace_id: &[u8], group: &TraceGroup<'_>, out: &mut St
                         fit(&name, width),
                         millis(e - s),
                         bar(start, end, s, e),
-                        status_text(span.status.as_ref().map(|st| st.code)),
-                        status_message(span.status.as_ref().map(|st| st.message.as_str())),
+                        status_text(span.status.as_ref().map(|status| status.code)),
+                        status_message(span.status.as_ref().map(|status| status.message.as_str())),
                     );
                     let _ = writeln!(out, "{}", line.trim_end());
                 }
