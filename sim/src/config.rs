@@ -12,14 +12,22 @@ use crate::telemetry::Schema;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InitType {
+    /// Started for a request: the init duration is billed and reported with the first
+    /// invocation.
     #[default]
     OnDemand,
+    /// Started ahead of requests: no init duration in the first report.
     ProvisionedConcurrency,
+    /// Restored from a snapshot: the snapshot's init, then `platform.restore*` before the
+    /// first invocation.
     SnapStart,
+    /// Lambda Managed Instances: never frozen, several invocations at once, extensions may
+    /// register only SHUTDOWN, telemetry schema 2025-01-29 only.
     LambdaManagedInstances,
 }
 
 impl InitType {
+    /// The value of `AWS_LAMBDA_INITIALIZATION_TYPE` and `initializationType`.
     pub fn as_str(self) -> &'static str {
         match self {
             InitType::OnDemand => "on-demand",
@@ -29,6 +37,7 @@ impl InitType {
         }
     }
 
+    /// The init type of an `AWS_LAMBDA_INITIALIZATION_TYPE` value.
     pub fn parse(s: &str) -> Option<InitType> {
         match s {
             "on-demand" => Some(InitType::OnDemand),
@@ -43,8 +52,10 @@ impl InitType {
 /// `AWS_LAMBDA_LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum LogFormat {
+    /// Each line of output is a string record.
     #[default]
     Text,
+    /// A line that is a JSON object is delivered as that object.
     Json,
 }
 
@@ -79,22 +90,36 @@ pub struct RunConfig {
     pub extensions_dir: Option<PathBuf>,
     /// More extension executables.
     pub extensions: Vec<PathBuf>,
+    /// `_HANDLER`, and the `handler` of the registration answer.
     pub handler: String,
+    /// `AWS_LAMBDA_FUNCTION_NAME`.
     pub function_name: String,
+    /// `AWS_LAMBDA_FUNCTION_VERSION`.
     pub function_version: String,
+    /// `AWS_REGION`, and the region of the function ARN.
     pub region: String,
+    /// The account of the function ARN and of the `accountId` registration feature.
     pub account_id: String,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (128-10240).
     pub memory_mb: u32,
+    /// The function timeout: the deadline of each invocation.
     pub timeout: Duration,
+    /// How the environment starts.
     pub init_type: InitType,
+    /// How many invocations to run (a reset after a failed one starts a new environment).
     pub invocations: u32,
+    /// The event every invocation receives (JSON).
     pub payload: Vec<u8>,
+    /// When invocations start.
     pub schedule: Schedule,
     /// Time the environment stays frozen between two invocations (and before the first one
     /// for provisioned concurrency).
     pub idle_gap: Duration,
+    /// Freeze the environment between invocations (SIGSTOP of every child's process group).
     pub freeze: bool,
+    /// `AWS_LAMBDA_LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `AWS_LAMBDA_LOG_LEVEL`, if set.
     pub log_level: Option<String>,
     /// Invocations in flight at once (Lambda Managed Instances only).
     pub concurrency: u32,
@@ -102,7 +127,10 @@ pub struct RunConfig {
     pub env: Vec<(String, String)>,
     /// Address of the Runtime, Extensions and Telemetry APIs.
     pub listen: SocketAddr,
+    /// How long init may take (on demand; provisioned concurrency and SnapStart get at least
+    /// 900 s).
     pub init_timeout: Duration,
+    /// How long the shutdown phase may take before every child is killed.
     pub shutdown_timeout: Duration,
     /// Records a Telemetry API subscriber may have queued before the oldest are dropped.
     pub telemetry_queue_limit: usize,
@@ -110,8 +138,11 @@ pub struct RunConfig {
     pub required_schema: Option<Schema>,
     /// Copy children's output to the sim's stderr, prefixed.
     pub echo_output: bool,
+    /// The `runtimeVersion` of `platform.initStart` and `platform.restoreStart`, if any.
     pub runtime_version: Option<String>,
+    /// The `Lambda-Runtime-Client-Context` header of each invocation, if any.
     pub client_context: Option<String>,
+    /// The `Lambda-Runtime-Cognito-Identity` header of each invocation, if any.
     pub cognito_identity: Option<String>,
     /// Extra Telemetry API records (`type`, `record`) delivered right after the first
     /// `platform.start` of each environment: how tests put unknown event types and malformed

@@ -1,4 +1,8 @@
-//! The records of platform events (schema 2022-12-13, with the 2025-01-29 additions).
+//! The records of platform events (schema 2022-12-13, with the 2025-01-29 additions), by the
+//! phase that publishes them: INIT `initStart`, `initRuntimeDone`, `initReport`; RESTORE
+//! `restoreStart`, `restoreRuntimeDone`, `restoreReport`; INVOKE `start`, `runtimeDone`,
+//! `report`; and `extension` and `telemetrySubscription` from the APIs. Older schema versions
+//! get a reduced copy (`telemetry::render_for_schema`).
 
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -7,22 +11,22 @@ use crate::config::InitType;
 use crate::ids::rfc3339_millis;
 
 /// The `tracing` object of `platform.start`, `runtimeDone` and `report`.
-pub fn tracing(span_id: &str, header: &str) -> Value {
+pub(crate) fn tracing(span_id: &str, header: &str) -> Value {
     json!({"spanId": span_id, "type": "X-Amzn-Trace-Id", "value": header})
 }
 
 /// One item of a record's `spans`.
-pub fn span(name: &str, start: OffsetDateTime, duration_ms: f64) -> Value {
+pub(crate) fn span(name: &str, start: OffsetDateTime, duration_ms: f64) -> Value {
     json!({"name": name, "start": rfc3339_millis(start), "durationMs": round3(duration_ms)})
 }
 
 /// Milliseconds rounded to microseconds, as the platform reports them.
-pub fn round3(ms: f64) -> f64 {
+pub(crate) fn round3(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 
 /// What `platform.initStart` and `platform.restoreStart` say about the function.
-pub struct FunctionInfo<'a> {
+pub(crate) struct FunctionInfo<'a> {
     pub function_name: &'a str,
     pub function_arn: &'a str,
     pub function_version: &'a str,
@@ -42,7 +46,7 @@ fn function_fields(obj: &mut Map<String, Value>, f: &FunctionInfo<'_>) {
     obj.insert("instanceMaxMemory".into(), json!(f.memory_mb));
 }
 
-pub fn init_start(init_type: InitType, f: &FunctionInfo<'_>) -> Value {
+pub(crate) fn init_start(init_type: InitType, f: &FunctionInfo<'_>) -> Value {
     let mut obj = Map::new();
     obj.insert("initializationType".into(), json!(init_type.as_str()));
     obj.insert("phase".into(), json!("init"));
@@ -51,13 +55,13 @@ pub fn init_start(init_type: InitType, f: &FunctionInfo<'_>) -> Value {
 }
 
 fn with_error(mut v: Value, error_type: Option<&str>) -> Value {
-    if let Some(et) = error_type {
-        v["errorType"] = json!(et);
+    if let Some(error_type) = error_type {
+        v["errorType"] = json!(error_type);
     }
     v
 }
 
-pub fn init_runtime_done(
+pub(crate) fn init_runtime_done(
     init_type: InitType,
     status: &str,
     error_type: Option<&str>,
@@ -71,7 +75,7 @@ pub fn init_runtime_done(
     with_error(v, error_type)
 }
 
-pub fn init_report(
+pub(crate) fn init_report(
     init_type: InitType,
     status: &str,
     error_type: Option<&str>,
@@ -86,71 +90,79 @@ pub fn init_report(
     with_error(v, error_type)
 }
 
-pub fn restore_start(f: &FunctionInfo<'_>) -> Value {
+pub(crate) fn restore_start(f: &FunctionInfo<'_>) -> Value {
     let mut obj = Map::new();
     function_fields(&mut obj, f);
     Value::Object(obj)
 }
 
-pub fn restore_runtime_done(status: &str, error_type: Option<&str>) -> Value {
+pub(crate) fn restore_runtime_done(status: &str, error_type: Option<&str>) -> Value {
     with_error(json!({"status": status}), error_type)
 }
 
-pub fn restore_report(status: &str, error_type: Option<&str>, duration_ms: f64) -> Value {
+pub(crate) fn restore_report(status: &str, error_type: Option<&str>, duration_ms: f64) -> Value {
     with_error(
         json!({"status": status, "metrics": {"durationMs": round3(duration_ms)}}),
         error_type,
     )
 }
 
-pub fn start(request_id: &str, version: &str, tracing: &Value) -> Value {
+pub(crate) fn start(request_id: &str, version: &str, tracing: &Value) -> Value {
     json!({"requestId": request_id, "version": version, "tracing": tracing})
 }
 
-pub struct RuntimeDone<'a> {
+/// What `platform.runtimeDone` and `platform.report` say about their invocation.
+pub(crate) struct InvocationOutcome<'a> {
     pub request_id: &'a str,
     pub status: &'a str,
     pub error_type: Option<&'a str>,
-    pub duration_ms: f64,
-    pub produced_bytes: Option<usize>,
     pub spans: Vec<Value>,
     pub tracing: &'a Value,
 }
 
-pub fn runtime_done(r: &RuntimeDone<'_>) -> Value {
-    let mut metrics = json!({"durationMs": round3(r.duration_ms)});
-    if let Some(b) = r.produced_bytes {
-        metrics["producedBytes"] = json!(b);
+impl InvocationOutcome<'_> {
+    fn record(&self, metrics: Value) -> Value {
+        let mut v = json!({
+            "requestId": self.request_id,
+            "status": self.status,
+            "metrics": metrics,
+            "tracing": self.tracing,
+        });
+        if !self.spans.is_empty() {
+            v["spans"] = Value::Array(self.spans.clone());
+        }
+        with_error(v, self.error_type)
     }
-    let mut v = json!({
-        "requestId": r.request_id,
-        "status": r.status,
-        "metrics": metrics,
-        "tracing": r.tracing,
-    });
-    if !r.spans.is_empty() {
-        v["spans"] = Value::Array(r.spans.clone());
-    }
-    with_error(v, r.error_type)
 }
 
-pub struct Report<'a> {
-    pub request_id: &'a str,
-    pub status: &'a str,
-    pub error_type: Option<&'a str>,
+/// `platform.runtimeDone`: the runtime's part took `duration_ms` and produced a response of
+/// `produced_bytes` (if it answered).
+pub(crate) fn runtime_done(
+    outcome: &InvocationOutcome<'_>,
+    duration_ms: f64,
+    produced_bytes: Option<usize>,
+) -> Value {
+    let mut metrics = json!({"durationMs": round3(duration_ms)});
+    if let Some(b) = produced_bytes {
+        metrics["producedBytes"] = json!(b);
+    }
+    outcome.record(metrics)
+}
+
+/// The `metrics` of `platform.report`.
+pub(crate) struct ReportMetrics {
     pub duration_ms: f64,
     pub billed_duration_ms: u64,
     pub memory_mb: u32,
     pub max_memory_used_mb: u64,
     pub init_duration_ms: Option<f64>,
     pub restore_duration_ms: Option<f64>,
-    pub spans: Vec<Value>,
-    pub tracing: &'a Value,
     /// Lambda Managed Instances: the metrics carry only `durationMs`.
     pub duration_only: bool,
 }
 
-pub fn report(r: &Report<'_>) -> Value {
+/// `platform.report`.
+pub(crate) fn report(outcome: &InvocationOutcome<'_>, r: &ReportMetrics) -> Value {
     let metrics = if r.duration_only {
         json!({"durationMs": round3(r.duration_ms)})
     } else {
@@ -168,26 +180,13 @@ pub fn report(r: &Report<'_>) -> Value {
         }
         m
     };
-    let mut v = json!({
-        "requestId": r.request_id,
-        "status": r.status,
-        "metrics": metrics,
-        "tracing": r.tracing,
-    });
-    if !r.spans.is_empty() {
-        v["spans"] = Value::Array(r.spans.clone());
-    }
-    with_error(v, r.error_type)
+    outcome.record(metrics)
 }
 
-pub fn extension(name: &str, state: &str, events: &[String]) -> Value {
+pub(crate) fn extension(name: &str, state: &str, events: &[String]) -> Value {
     json!({"name": name, "state": state, "events": events})
 }
 
-pub fn extension_failed(name: &str, state: &str, events: &[String], error_type: &str) -> Value {
-    json!({"name": name, "state": state, "events": events, "errorType": error_type})
-}
-
-pub fn telemetry_subscription(name: &str, state: &str, types: &[String]) -> Value {
+pub(crate) fn telemetry_subscription(name: &str, state: &str, types: &[String]) -> Value {
     json!({"name": name, "state": state, "types": types})
 }

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// A new request id (UUID v4, as Lambda uses).
-pub fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -21,18 +21,18 @@ fn random_hex(digits: usize) -> String {
 }
 
 /// A new 16-hex-digit span id.
-pub fn span_id() -> String {
+pub(crate) fn span_id() -> String {
     random_hex(16)
 }
 
 /// A new 32-hex-digit execution environment instance id.
-pub fn instance_id() -> String {
+pub(crate) fn instance_id() -> String {
     random_hex(32)
 }
 
 /// A new X-Ray trace header for an invocation that starts at `now`:
 /// `Root=1-{8 hex of epoch seconds}-{24 hex};Parent={16 hex};Sampled=1`.
-pub fn trace_header(now: OffsetDateTime) -> String {
+pub(crate) fn trace_header(now: OffsetDateTime) -> String {
     let secs = u32::try_from(now.unix_timestamp()).unwrap_or(u32::MAX);
     format!(
         "Root=1-{secs:08x}-{};Parent={};Sampled=1",
@@ -42,7 +42,7 @@ pub fn trace_header(now: OffsetDateTime) -> String {
 }
 
 /// `2022-10-12T00:00:15.064Z`: the timestamp format of telemetry envelopes and spans.
-pub fn rfc3339_millis(t: OffsetDateTime) -> String {
+pub(crate) fn rfc3339_millis(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let millis = t.millisecond();
     let whole = t.replace_nanosecond(0).unwrap_or(t);
@@ -56,7 +56,7 @@ pub fn rfc3339_millis(t: OffsetDateTime) -> String {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn epoch_millis(t: OffsetDateTime) -> i64 {
+pub(crate) fn epoch_millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use contrail_sim::Schema;
 use contrail_sim::sink::{self, SinkConfig};
-use contrail_sim::telemetry::Schema;
 use contrail_sim::{InitType, LogFormat, RunConfig, Schedule};
 
 /// A local AWS Lambda execution environment: the Runtime, Extensions and Telemetry APIs on
@@ -117,7 +117,7 @@ struct RunArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Records a telemetry subscriber may have queued before the oldest are dropped.
-    #[arg(long, default_value_t = contrail_sim::telemetry::DEFAULT_QUEUE_LIMIT)]
+    #[arg(long, default_value_t = RunConfig::default().telemetry_queue_limit)]
     telemetry_queue_limit: usize,
     /// Write the run's measurements as JSON to this file.
     #[arg(long, value_name = "FILE")]
@@ -201,9 +201,9 @@ fn config_from(args: &RunArgs) -> anyhow::Result<RunConfig> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut cfg = config_from(&args)?;
+    let mut config = config_from(&args)?;
     let endpoint_set = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
-        || cfg
+        || config
             .env
             .iter()
             .any(|(k, _)| k == "OTEL_EXPORTER_OTLP_ENDPOINT");
@@ -216,11 +216,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the OTLP sink: {e}"))?;
-        cfg.env
+        config
+            .env
             .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), handle.endpoint()));
         Some(handle)
     };
-    let result = contrail_sim::run(cfg).await;
+    let result = contrail_sim::run(config).await;
     if let Some(s) = &sink {
         println!("{}", s.render_text());
     }
@@ -245,8 +246,10 @@ async fn run_sink(listen: SocketAddr, jsonl: Option<PathBuf>) -> anyhow::Result<
     })
     .await
     .map_err(|e| anyhow::anyhow!("cannot start the OTLP sink on {listen}: {e}"))?;
-    eprintln!("contrail-sim sink listening on {}", handle.endpoint());
+    // Take over SIGTERM before saying where the sink listens: whoever waits for that line may
+    // send it at once, and the default action would kill the process without a shutdown.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    eprintln!("contrail-sim sink listening on {}", handle.endpoint());
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -257,17 +260,17 @@ async fn run_sink(listen: SocketAddr, jsonl: Option<PathBuf>) -> anyhow::Result<
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("contrail-sim: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(*args).await,
             Command::Sink { listen, jsonl } => run_sink(listen, jsonl).await,

@@ -19,13 +19,13 @@ use crate::telemetry::{Event, Hub};
 
 /// Which telemetry stream a child's output goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Function,
     Extension,
 }
 
 /// What to start.
-pub struct SpawnSpec<'a> {
+pub(crate) struct SpawnSpec<'a> {
     pub program: &'a str,
     pub args: &'a [String],
     pub env: &'a [(String, String)],
@@ -38,7 +38,7 @@ pub struct SpawnSpec<'a> {
 }
 
 /// Starts a child in a new process group with its stdout and stderr captured.
-pub fn spawn(spec: SpawnSpec<'_>, hub: Arc<Hub>) -> std::io::Result<Child> {
+pub(crate) fn spawn(spec: SpawnSpec<'_>, hub: Arc<Hub>) -> std::io::Result<Child> {
     let mut cmd = Command::new(spec.program);
     cmd.args(spec.args)
         .env_clear()
@@ -102,7 +102,7 @@ async fn capture<R: tokio::io::AsyncRead + Unpin>(
 
 /// The record Lambda delivers for one line of output: the line itself in text format; in JSON
 /// format, the object when the line is a JSON object (as runtimes write it), else the line.
-pub fn log_record(line: &str, format: LogFormat) -> Value {
+pub(crate) fn log_record(line: &str, format: LogFormat) -> Value {
     if format == LogFormat::Json
         && line.trim_start().starts_with('{')
         && let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line)
@@ -113,7 +113,7 @@ pub fn log_record(line: &str, format: LogFormat) -> Value {
 }
 
 /// Describes an exit status the way a person reads it.
-pub fn describe_exit(status: std::process::ExitStatus) -> String {
+pub(crate) fn describe_exit(status: std::process::ExitStatus) -> String {
     if let Some(code) = status.code() {
         format!("exit code {code}")
     } else if let Some(sig) = status.signal() {
@@ -127,7 +127,7 @@ pub fn describe_exit(status: std::process::ExitStatus) -> String {
 }
 
 /// Sends `sig` to a process group, ignoring groups that no longer exist.
-pub fn signal_group(pgid: u32, sig: Signal) {
+pub(crate) fn signal_group(pgid: u32, sig: Signal) {
     if let Ok(p) = i32::try_from(pgid) {
         let _ = killpg(Pid::from_raw(p), sig);
     }
@@ -135,7 +135,7 @@ pub fn signal_group(pgid: u32, sig: Signal) {
 
 /// Latest measurement of one process (the group leader).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProcStats {
+pub(crate) struct ProcStats {
     pub peak_rss_kb: u64,
     pub rss_kb: u64,
     pub cpu_ms: u64,
@@ -167,7 +167,7 @@ fn stat_fields(pid: u32) -> Option<(u32, u64)> {
 }
 
 /// Reads one process's peak and current RSS and its CPU time (with reaped children).
-pub fn read_stats(pid: u32) -> Option<ProcStats> {
+pub(crate) fn read_stats(pid: u32) -> Option<ProcStats> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let (_, ticks) = stat_fields(pid)?;
     Some(ProcStats {
@@ -178,7 +178,7 @@ pub fn read_stats(pid: u32) -> Option<ProcStats> {
 }
 
 /// Sum of the resident memory of every process in these process groups (kB).
-pub fn groups_rss_kb(pgids: &[u32]) -> u64 {
+pub(crate) fn groups_rss_kb(pgids: &[u32]) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -206,24 +206,39 @@ pub fn groups_rss_kb(pgids: &[u32]) -> u64 {
 
 /// Measurements of every child of an environment, kept up to date by sampling.
 #[derive(Debug, Default, Clone)]
-pub struct Measurements {
+pub(crate) struct Measurements {
+    /// By process group leader.
     pub per_pid: HashMap<u32, ProcStats>,
+    /// The largest sum of the resident memory of every process in the groups.
     pub peak_env_rss_kb: u64,
 }
 
 impl Measurements {
-    /// Takes one sample of `pids` (each a group leader).
-    pub fn sample(&mut self, pids: &[u32]) {
-        for &pid in pids {
-            if let Some(s) = read_stats(pid) {
-                let e = self.per_pid.entry(pid).or_default();
-                e.peak_rss_kb = e.peak_rss_kb.max(s.peak_rss_kb);
-                e.rss_kb = s.rss_kb;
-                e.cpu_ms = e.cpu_ms.max(s.cpu_ms);
-            }
+    /// One reading of `pids` (each a group leader).
+    pub(crate) fn read(pids: &[u32]) -> Measurements {
+        Measurements {
+            per_pid: pids
+                .iter()
+                .filter_map(|&pid| read_stats(pid).map(|s| (pid, s)))
+                .collect(),
+            peak_env_rss_kb: groups_rss_kb(pids),
         }
-        let total = groups_rss_kb(pids);
-        self.peak_env_rss_kb = self.peak_env_rss_kb.max(total);
+    }
+
+    /// Takes in a newer reading: peaks and CPU time only grow, the current RSS is the newer one.
+    pub(crate) fn merge(&mut self, newer: Measurements) {
+        for (pid, s) in newer.per_pid {
+            let e = self.per_pid.entry(pid).or_default();
+            e.peak_rss_kb = e.peak_rss_kb.max(s.peak_rss_kb);
+            e.rss_kb = s.rss_kb;
+            e.cpu_ms = e.cpu_ms.max(s.cpu_ms);
+        }
+        self.peak_env_rss_kb = self.peak_env_rss_kb.max(newer.peak_env_rss_kb);
+    }
+
+    /// Takes one sample of `pids` (each a group leader).
+    pub(crate) fn sample(&mut self, pids: &[u32]) {
+        self.merge(Measurements::read(pids));
     }
 }
 

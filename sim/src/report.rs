@@ -1,48 +1,70 @@
-//! What a run measured, as a serializable report and as text.
+//! What a run measured, as a serializable report (`--report-json`) and as text.
+//!
+//! Durations are milliseconds, memory kilobytes (peak RSS from `/proc`, `VmHWM`), CPU time
+//! milliseconds of user and system time of the process and its reaped children.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::telemetry::DeliveryStats;
-
+/// One extension process of one environment.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ExtensionReport {
+    /// Its file name, the name it registered with.
     pub name: String,
+    /// The executable.
     pub path: String,
     /// Which execution environment (0 = the first; a reset starts a new one).
     pub environment: u32,
+    /// The events it registered for.
     pub events: Vec<String>,
+    /// The schema version of its Telemetry API subscription, if it subscribed.
     pub telemetry_schema: Option<String>,
+    /// From its start to its registration.
     pub spawn_to_register_ms: Option<f64>,
+    /// From its start to its first `event/next`: its share of init.
     pub spawn_to_first_next_ms: Option<f64>,
+    /// Largest resident memory.
     pub peak_rss_kb: Option<u64>,
+    /// CPU time used.
     pub cpu_ms: Option<u64>,
     /// How the process ended (`exit code 0`, `killed by SIGKILL`), if it did.
     pub exit: Option<String>,
     /// Exited while Lambda still needed it (before SHUTDOWN).
     pub crashed: bool,
+    /// What it reported with `init/error` or `exit/error`.
     pub error_type: Option<String>,
 }
 
+/// The runtime process of the first environment.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RuntimeReport {
+    /// The runtime command.
     pub command: Vec<String>,
     /// From the runtime's start to its first `invocation/next`.
     pub init_ms: Option<f64>,
+    /// Largest resident memory.
     pub peak_rss_kb: Option<u64>,
+    /// CPU time used.
     pub cpu_ms: Option<u64>,
+    /// How the process ended, if it did.
     pub exit: Option<String>,
 }
 
+/// One invocation, as its `platform.report` tells it and more.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct InvocationReport {
+    /// The request id.
     pub request_id: String,
+    /// The X-Ray header of the INVOKE event (`Root=1-…;Parent=…;Sampled=1`).
     pub trace_header: String,
+    /// The `tracing.spanId` of the invocation's platform events.
     pub span_id: String,
+    /// Which execution environment ran it.
     pub environment: u32,
     /// `success`, `error`, `timeout` or `failure`.
     pub status: String,
+    /// The error type of an `error` or `failure`.
     pub error_type: Option<String>,
     /// The whole invoke phase, as `platform.report` `durationMs`.
     pub duration_ms: f64,
@@ -50,17 +72,43 @@ pub struct InvocationReport {
     pub runtime_duration_ms: f64,
     /// From the runtime's response to the last extension's `next` (PostRuntimeExtensionsDuration).
     pub post_runtime_ms: f64,
+    /// `billedDurationMs`: the duration rounded up, plus the init duration on demand.
     pub billed_duration_ms: u64,
+    /// `maxMemoryUsedMB`: the largest resident memory of the whole environment so far.
     pub max_memory_used_mb: u64,
+    /// The cold start's init duration, on the first invocation of an environment.
     pub init_duration_ms: Option<f64>,
+    /// The SnapStart restore duration, on the first invocation after the restore.
     pub restore_duration_ms: Option<f64>,
 }
 
+/// What the Telemetry API delivered to its subscribers over a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct DeliveryStats {
+    /// Records in batches a subscriber took.
+    pub records_delivered: u64,
+    /// Batches a subscriber took.
+    pub batches_delivered: u64,
+    /// Failed deliveries that were tried again.
+    pub retries: u64,
+    /// Records dropped because a subscriber fell behind (reported in `platform.logsDropped`).
+    pub records_dropped: u64,
+    /// Their size.
+    pub bytes_dropped: u64,
+    /// Records still queued when the environment ended (the subscriber was gone).
+    pub records_undelivered: u64,
+}
+
+/// Nearest-rank statistics of a set of values.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct Summary {
+    /// The smallest.
     pub min: f64,
+    /// The 50th percentile.
     pub median: f64,
+    /// The 99th percentile.
     pub p99: f64,
+    /// The largest.
     pub max: f64,
 }
 
@@ -85,20 +133,30 @@ impl Summary {
     }
 }
 
+/// Everything a run measured.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct RunReport {
+    /// The function's name.
     pub function_name: String,
+    /// `on-demand`, `provisioned-concurrency`, `snap-start` or `lambda-managed-instances`.
     pub initialization_type: String,
+    /// The memory size.
     pub memory_size_mb: u32,
     /// Execution environments started (more than one after a reset).
     pub environments: u32,
     /// The whole init phase of the first environment (`platform.initReport` `durationMs`).
     pub init_ms: Option<f64>,
+    /// The SnapStart restore of the first environment (`platform.restoreReport` `durationMs`).
     pub restore_ms: Option<f64>,
+    /// Every extension of every environment.
     pub extensions: Vec<ExtensionReport>,
+    /// The runtime of the first environment.
     pub runtime: RuntimeReport,
+    /// Every invocation, in the order they ended.
     pub invocations: Vec<InvocationReport>,
+    /// The post-runtime durations of all invocations.
     pub post_runtime: Option<Summary>,
+    /// What the Telemetry API delivered.
     pub telemetry: DeliveryStats,
 }
 

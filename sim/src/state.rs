@@ -1,4 +1,11 @@
-//! The state of one execution environment, shared by the API handlers and the lifecycle.
+//! The state of one execution environment, shared by the API handlers (which record what the
+//! runtime and the extensions call) and the lifecycle (which waits on it to move between
+//! Lambda's phases).
+//!
+//! Three names, three things: [`EnvInfo`] is what the APIs answer with and never changes,
+//! [`State`] is what changes, and [`EnvState`] holds both with the telemetry [`Hub`] and wakes
+//! whoever waits for a change. The lifecycle's `Environment` owns an `EnvState` together with
+//! the child processes.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,12 +16,12 @@ use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::config::{InitType, LogFormat};
+use crate::config::InitType;
 use crate::telemetry::{Hub, Schema};
 
 /// What the APIs answer with that does not change during a run.
 #[derive(Debug, Clone)]
-pub struct EnvInfo {
+pub(crate) struct EnvInfo {
     pub function_name: String,
     pub function_version: String,
     pub function_arn: String,
@@ -23,13 +30,13 @@ pub struct EnvInfo {
     pub init_type: InitType,
     pub memory_mb: u32,
     pub instance_id: String,
-    pub log_format: LogFormat,
+    /// Telemetry API subscriptions with another schema version are refused.
     pub required_schema: Option<Schema>,
 }
 
 /// An invocation as handed to the runtime by `invocation/next`.
 #[derive(Debug, Clone)]
-pub struct Dispatch {
+pub(crate) struct Dispatch {
     pub request_id: String,
     pub deadline_ms: i64,
     pub trace_header: String,
@@ -40,43 +47,56 @@ pub struct Dispatch {
 
 /// How the runtime answered an invocation.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// `None` for `response`, the error type for `error`.
     pub error_type: Option<String>,
+    /// When the runtime began to send its answer.
     pub started: Instant,
     pub started_wall: OffsetDateTime,
+    /// When the answer had arrived.
     pub finished: Instant,
+    /// Size of the response body.
     pub bytes: usize,
 }
 
+/// One invocation handed to the runtime.
 #[derive(Debug, Default)]
-pub struct InvSlot {
+pub(crate) struct InvocationSlot {
+    /// The runtime's answer, once it came.
     pub outcome: Option<Outcome>,
 }
 
+/// One extension process, from its spawn to its exit.
 #[derive(Debug)]
-pub struct ExtSlot {
+pub(crate) struct ExtensionSlot {
+    /// The executable's file name: the name it must register with.
     pub name: String,
     pub pid: Option<u32>,
     pub spawned_at: Instant,
+    /// The `Lambda-Extension-Identifier` given at registration.
     pub id: Option<String>,
+    /// The events it registered for (`INVOKE`, `SHUTDOWN`).
     pub events: Vec<String>,
     pub registered_at: Option<Instant>,
     pub first_next_at: Option<Instant>,
     pub last_next_at: Option<Instant>,
-    pub next_calls: u64,
+    /// Its parked `event/next` call.
     pub waiter: Option<oneshot::Sender<Value>>,
+    /// Events not yet taken by `event/next`.
     pub pending: VecDeque<Value>,
     /// Set by `init/error` or `exit/error`.
     pub error_type: Option<String>,
+    /// How the process ended, once it did.
     pub exited: Option<String>,
+    /// Exited while Lambda still needed it (before SHUTDOWN, without reporting an error).
     pub crashed: bool,
+    /// The schema version of its Telemetry API subscription.
     pub subscribed: Option<Schema>,
 }
 
-impl ExtSlot {
-    pub fn new(name: String, spawned_at: Instant) -> ExtSlot {
-        ExtSlot {
+impl ExtensionSlot {
+    pub(crate) fn new(name: String, spawned_at: Instant) -> ExtensionSlot {
+        ExtensionSlot {
             name,
             pid: None,
             spawned_at,
@@ -85,7 +105,6 @@ impl ExtSlot {
             registered_at: None,
             first_next_at: None,
             last_next_at: None,
-            next_calls: 0,
             waiter: None,
             pending: VecDeque::new(),
             error_type: None,
@@ -96,75 +115,91 @@ impl ExtSlot {
     }
 
     /// Parked in `event/next` with nothing to receive.
-    pub fn in_next(&self) -> bool {
+    pub(crate) fn in_next(&self) -> bool {
         self.waiter.as_ref().is_some_and(|w| !w.is_closed())
     }
 
-    pub fn wants(&self, event: &str) -> bool {
+    /// Registered for `event` (`INVOKE` or `SHUTDOWN`).
+    pub(crate) fn wants(&self, event: &str) -> bool {
         self.events.iter().any(|e| e == event)
     }
 }
 
+/// The runtime process.
 #[derive(Debug, Default)]
-pub struct RuntimeSlot {
+pub(crate) struct RuntimeSlot {
     pub pid: Option<u32>,
     pub spawned_at: Option<Instant>,
+    /// Its parked `invocation/next` calls (several on Lambda Managed Instances).
     pub waiters: Vec<oneshot::Sender<Dispatch>>,
+    /// Invocations not yet taken by `invocation/next`.
     pub pending: VecDeque<Dispatch>,
     pub first_next_at: Option<Instant>,
-    pub next_calls: u64,
+    /// Set by `init/error`.
     pub init_error: Option<String>,
+    /// Its parked `restore/next` call (SnapStart).
     pub restore_waiter: Option<oneshot::Sender<()>>,
     pub restore_next_at: Option<Instant>,
+    /// Set by `restore/error`.
     pub restore_error: Option<String>,
+    /// How the process ended, once it did.
     pub exited: Option<String>,
 }
 
 impl RuntimeSlot {
     /// Number of `invocation/next` calls parked right now.
-    pub fn parked(&self) -> usize {
+    pub(crate) fn parked(&self) -> usize {
         self.waiters.iter().filter(|w| !w.is_closed()).count()
     }
 
-    pub fn in_restore_next(&self) -> bool {
+    /// Parked in `restore/next`.
+    pub(crate) fn in_restore_next(&self) -> bool {
         self.restore_waiter.as_ref().is_some_and(|w| !w.is_closed())
     }
 }
 
+/// The Lambda phase an environment is in, as far as the APIs care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
+    /// `init/error` is accepted; extensions may register until the runtime starts.
     Init,
+    /// Invocations.
     Running,
+    /// Processes exiting now are not crashes.
     Shutdown,
 }
 
+/// What changes while an environment lives.
 #[derive(Debug)]
-pub struct State {
+pub(crate) struct State {
     pub phase: Phase,
+    /// Extensions may register (until the runtime starts).
     pub registration_open: bool,
-    pub exts: Vec<ExtSlot>,
-    pub rt: RuntimeSlot,
-    pub invocations: HashMap<String, InvSlot>,
+    /// In spawn order.
+    pub extensions: Vec<ExtensionSlot>,
+    pub runtime: RuntimeSlot,
+    /// By request id.
+    pub invocations: HashMap<String, InvocationSlot>,
 }
 
-/// One execution environment.
-pub struct Env {
+/// One execution environment's shared state: its fixed facts, what changes, and its telemetry.
+pub(crate) struct EnvState {
     pub info: EnvInfo,
-    st: Mutex<State>,
+    state: Mutex<State>,
     changed: watch::Sender<u64>,
     pub hub: Arc<Hub>,
 }
 
-impl Env {
-    pub fn new(info: EnvInfo, hub: Arc<Hub>) -> Env {
+impl EnvState {
+    pub(crate) fn new(info: EnvInfo, hub: Arc<Hub>) -> EnvState {
         let (changed, _) = watch::channel(0);
-        Env {
+        EnvState {
             info,
-            st: Mutex::new(State {
+            state: Mutex::new(State {
                 phase: Phase::Init,
                 registration_open: true,
-                exts: Vec::new(),
-                rt: RuntimeSlot::default(),
+                extensions: Vec::new(),
+                runtime: RuntimeSlot::default(),
                 invocations: HashMap::new(),
             }),
             changed,
@@ -172,30 +207,31 @@ impl Env {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        match self.st.lock() {
+    /// The state, locked.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
     }
 
-    /// Wakes everything waiting in [`Env::wait_until`].
-    pub fn bump(&self) {
+    /// Wakes everything waiting in [`EnvState::wait_until`].
+    fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Runs `f` on the state, then wakes waiters.
-    pub fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+    pub(crate) fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         let r = {
-            let mut st = self.lock();
-            f(&mut st)
+            let mut state = self.lock();
+            f(&mut state)
         };
         self.bump();
         r
     }
 
     /// Waits until `f` returns `Some`, or `deadline` passes (`None`).
-    pub async fn wait_until<T>(
+    pub(crate) async fn wait_until<T>(
         &self,
         deadline: Option<Instant>,
         mut f: impl FnMut(&State) -> Option<T>,
@@ -203,8 +239,8 @@ impl Env {
         let mut rx = self.changed.subscribe();
         loop {
             {
-                let st = self.lock();
-                if let Some(t) = f(&st) {
+                let state = self.lock();
+                if let Some(t) = f(&state) {
                     return Some(t);
                 }
             }
@@ -219,8 +255,8 @@ impl Env {
                 Ok(Err(_)) => return None,
                 Err(_) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
-                        let st = self.lock();
-                        return f(&st);
+                        let state = self.lock();
+                        return f(&state);
                     }
                 }
             }
@@ -228,34 +264,37 @@ impl Env {
     }
 
     /// Hands an event to an extension: to its parked `next` call or its queue.
-    pub fn deliver_to_extension(&self, idx: usize, event: Value) {
-        self.update(|st| {
-            if let Some(ext) = st.exts.get_mut(idx) {
+    pub(crate) fn deliver_to_extension(&self, index: usize, event: Value) {
+        self.update(|state| {
+            if let Some(extension) = state.extensions.get_mut(index) {
                 let mut event = event;
-                if let Some(w) = ext.waiter.take() {
+                if let Some(w) = extension.waiter.take() {
                     match w.send(event) {
                         Ok(()) => return,
                         Err(back) => event = back,
                     }
                 }
-                ext.pending.push_back(event);
+                extension.pending.push_back(event);
             }
         });
     }
 
     /// Hands an invocation to the runtime: to a parked `next` call or its queue.
-    pub fn dispatch_to_runtime(&self, d: Dispatch) {
-        self.update(|st| {
-            st.invocations.entry(d.request_id.clone()).or_default();
-            let mut d = d;
-            while !st.rt.waiters.is_empty() {
-                let w = st.rt.waiters.remove(0);
-                match w.send(d) {
+    pub(crate) fn dispatch_to_runtime(&self, dispatch: Dispatch) {
+        self.update(|state| {
+            state
+                .invocations
+                .entry(dispatch.request_id.clone())
+                .or_default();
+            let mut dispatch = dispatch;
+            while !state.runtime.waiters.is_empty() {
+                let w = state.runtime.waiters.remove(0);
+                match w.send(dispatch) {
                     Ok(()) => return,
-                    Err(back) => d = back,
+                    Err(back) => dispatch = back,
                 }
             }
-            st.rt.pending.push_back(d);
+            state.runtime.pending.push_back(dispatch);
         });
     }
 }

@@ -8,19 +8,20 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
+use serde::de::DeserializeOwned;
 
 use super::{MAX_BODY_BYTES, Signal};
 
 /// The wire format named by `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
+pub(super) enum Format {
     Protobuf,
     Json,
 }
 
 impl Format {
     /// Parses a `Content-Type` header value (parameters such as `charset` are ignored).
-    pub fn from_content_type(value: &str) -> Result<Format, DecodeError> {
+    pub(super) fn from_content_type(value: &str) -> Result<Format, DecodeError> {
         let media = value
             .split(';')
             .next()
@@ -35,7 +36,7 @@ impl Format {
     }
 
     /// The `Content-Type` to answer with.
-    pub fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Format::Protobuf => "application/x-protobuf",
             Format::Json => "application/json",
@@ -45,14 +46,14 @@ impl Format {
 
 /// The compression named by `Content-Encoding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
+pub(super) enum Encoding {
     Identity,
     Gzip,
 }
 
 impl Encoding {
     /// Parses an optional `Content-Encoding` header value.
-    pub fn from_header(value: Option<&str>) -> Result<Encoding, DecodeError> {
+    pub(super) fn from_header(value: Option<&str>) -> Result<Encoding, DecodeError> {
         match value.map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(Encoding::Identity),
             Some(v) if v.is_empty() || v == "identity" || v == "none" => Ok(Encoding::Identity),
@@ -64,7 +65,7 @@ impl Encoding {
 
 /// Why a request body could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
+pub(super) enum DecodeError {
     #[error("unsupported Content-Type {0:?}: expected application/x-protobuf or application/json")]
     UnsupportedContentType(String),
     #[error("unsupported Content-Encoding {0:?}: expected gzip or none")]
@@ -87,26 +88,16 @@ pub enum DecodeError {
     },
 }
 
-impl DecodeError {
-    /// Whether the error is about the media type or encoding (415) rather than the body (400).
-    pub fn is_unsupported_media(&self) -> bool {
-        matches!(
-            self,
-            DecodeError::UnsupportedContentType(_) | DecodeError::UnsupportedEncoding(_)
-        )
-    }
-}
-
 /// A decoded export request of one of the three signals.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Body {
+pub(crate) enum Body {
     Traces(ExportTraceServiceRequest),
     Metrics(ExportMetricsServiceRequest),
     Logs(ExportLogsServiceRequest),
 }
 
 impl Body {
-    pub fn signal(&self) -> Signal {
+    pub(crate) fn signal(&self) -> Signal {
         match self {
             Body::Traces(_) => Signal::Traces,
             Body::Metrics(_) => Signal::Metrics,
@@ -115,7 +106,7 @@ impl Body {
     }
 
     /// Size of the request encoded as protobuf.
-    pub fn encoded_len(&self) -> usize {
+    pub(crate) fn encoded_len(&self) -> usize {
         match self {
             Body::Traces(r) => r.encoded_len(),
             Body::Metrics(r) => r.encoded_len(),
@@ -124,7 +115,7 @@ impl Body {
     }
 
     /// Spans, metric data points or log records in the request.
-    pub fn item_count(&self) -> usize {
+    pub(crate) fn item_count(&self) -> usize {
         match self {
             Body::Traces(r) => r
                 .resource_spans
@@ -156,7 +147,7 @@ impl Body {
     }
 
     /// The request in OTLP JSON encoding (hex trace and span ids, 64-bit integers as strings).
-    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+    pub(crate) fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
         match self {
             Body::Traces(r) => serde_json::to_value(r),
             Body::Metrics(r) => serde_json::to_value(r),
@@ -166,7 +157,7 @@ impl Body {
 }
 
 /// Undoes the content encoding, refusing to produce more than [`MAX_BODY_BYTES`].
-pub fn decompress(encoding: Encoding, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+pub(super) fn decompress(encoding: Encoding, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     match encoding {
         Encoding::Identity => {
             if bytes.len() > MAX_BODY_BYTES {
@@ -194,55 +185,32 @@ pub fn decompress(encoding: Encoding, bytes: &[u8]) -> Result<Vec<u8>, DecodeErr
 }
 
 /// Decodes a whole OTLP/HTTP request body of `signal`.
-pub fn decode_request(
+pub(super) fn decode_request(
     signal: Signal,
     format: Format,
     encoding: Encoding,
     bytes: &[u8],
 ) -> Result<Body, DecodeError> {
     let raw = decompress(encoding, bytes)?;
-    match (signal, format) {
-        (Signal::Traces, Format::Protobuf) => ExportTraceServiceRequest::decode(raw.as_slice())
-            .map(Body::Traces)
-            .map_err(|source| DecodeError::Protobuf {
-                message: "ExportTraceServiceRequest",
-                source,
-            }),
-        (Signal::Metrics, Format::Protobuf) => ExportMetricsServiceRequest::decode(raw.as_slice())
-            .map(Body::Metrics)
-            .map_err(|source| DecodeError::Protobuf {
-                message: "ExportMetricsServiceRequest",
-                source,
-            }),
-        (Signal::Logs, Format::Protobuf) => ExportLogsServiceRequest::decode(raw.as_slice())
-            .map(Body::Logs)
-            .map_err(|source| DecodeError::Protobuf {
-                message: "ExportLogsServiceRequest",
-                source,
-            }),
-        (Signal::Traces, Format::Json) => {
-            serde_json::from_slice(&raw)
-                .map(Body::Traces)
-                .map_err(|source| DecodeError::Json {
-                    message: "ExportTraceServiceRequest",
-                    source,
-                })
+    match signal {
+        Signal::Traces => decode(format, &raw, "ExportTraceServiceRequest").map(Body::Traces),
+        Signal::Metrics => decode(format, &raw, "ExportMetricsServiceRequest").map(Body::Metrics),
+        Signal::Logs => decode(format, &raw, "ExportLogsServiceRequest").map(Body::Logs),
+    }
+}
+
+/// Decodes one export request message, named `message` in errors.
+fn decode<M: Message + Default + DeserializeOwned>(
+    format: Format,
+    raw: &[u8],
+    message: &'static str,
+) -> Result<M, DecodeError> {
+    match format {
+        Format::Protobuf => {
+            M::decode(raw).map_err(|source| DecodeError::Protobuf { message, source })
         }
-        (Signal::Metrics, Format::Json) => {
-            serde_json::from_slice(&raw)
-                .map(Body::Metrics)
-                .map_err(|source| DecodeError::Json {
-                    message: "ExportMetricsServiceRequest",
-                    source,
-                })
-        }
-        (Signal::Logs, Format::Json) => {
-            serde_json::from_slice(&raw)
-                .map(Body::Logs)
-                .map_err(|source| DecodeError::Json {
-                    message: "ExportLogsServiceRequest",
-                    source,
-                })
+        Format::Json => {
+            serde_json::from_slice(raw).map_err(|source| DecodeError::Json { message, source })
         }
     }
 }
@@ -275,7 +243,7 @@ mod tests {
             Some(Encoding::Gzip)
         );
         let err = Encoding::from_header(Some("zstd")).err();
-        assert!(err.as_ref().is_some_and(DecodeError::is_unsupported_media));
+        assert!(matches!(err, Some(DecodeError::UnsupportedEncoding(ref v)) if v == "zstd"));
     }
 
     #[test]

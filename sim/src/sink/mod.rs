@@ -8,10 +8,22 @@
 //! It doubles as a scripted backend for delivery tests: [`SinkHandle::set_behaviour`] makes it
 //! answer with an error status (503, 429 with `Retry-After`), hold requests without answering,
 //! or refuse connections altogether.
+//!
+//! | part | file |
+//! |---|---|
+//! | starting it, reading what it received, scripting its answers | `handle` ([`SinkHandle`]) |
+//! | the listener, the scripted behaviour, each request's handling | `server` |
+//! | the answers: success, `google.rpc.Status` errors | `response` |
+//! | content type, content encoding, protobuf and JSON decoding | `decode` |
+//! | what was received, its look-ups and duplicate checks | `received` |
+//! | the text view: trace waterfalls and the metrics summary | `render` |
+//! | a real collector in front of it, for tests | [`rotel`] |
 
 mod decode;
+mod handle;
 mod received;
 mod render;
+mod response;
 pub mod rotel;
 mod server;
 
@@ -19,20 +31,19 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use decode::{Body, DecodeError, Encoding, Format, decode_request};
+pub use handle::{BehaviourError, SinkHandle, WaitTimeout, start};
 pub use received::{
     Attempt, Counters, DuplicateLog, DuplicateSpan, LogEntry, LogKey, MetricEntry, Received,
     SpanEntry, SpanKey,
 };
 pub use render::render;
-pub use server::{BehaviourError, SinkHandle, WaitTimeout, start};
 
 /// Memory the sink may use for decoded requests before it stops keeping them (they are still
 /// acknowledged and written to the JSON lines file, and counted in [`Counters::over_cap`]).
-pub const DEFAULT_MAX_STORED_BYTES: usize = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_STORED_BYTES: usize = 256 * 1024 * 1024;
 
 /// Largest request body accepted on the wire (compressed), and largest after decompression.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where the sink listens and what it does with what it receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +77,9 @@ pub enum Behaviour {
     /// Answer every export with this status (e.g. 503, or 429 with `Retry-After`) and keep
     /// nothing. The attempt is recorded in [`Received::attempts`].
     Status {
+        /// The HTTP status, 300-599.
         code: u16,
+        /// A `Retry-After` header, in whole seconds (rounded up).
         retry_after: Option<Duration>,
     },
     /// Read the request, then answer nothing until the behaviour changes (the held request is
@@ -80,14 +93,17 @@ pub enum Behaviour {
 /// The three OTLP signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Signal {
+    /// `/v1/traces`.
     Traces,
+    /// `/v1/metrics`.
     Metrics,
+    /// `/v1/logs`.
     Logs,
 }
 
 impl Signal {
     /// The name used in the JSON lines file: `traces`, `metrics` or `logs`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
@@ -95,17 +111,8 @@ impl Signal {
         }
     }
 
-    /// The OTLP/HTTP path of the signal, e.g. `/v1/traces`.
-    pub fn path(self) -> &'static str {
-        match self {
-            Signal::Traces => "/v1/traces",
-            Signal::Metrics => "/v1/metrics",
-            Signal::Logs => "/v1/logs",
-        }
-    }
-
     /// The signal served at an OTLP/HTTP path.
-    pub fn from_path(path: &str) -> Option<Signal> {
+    pub(crate) fn from_path(path: &str) -> Option<Signal> {
         match path {
             "/v1/traces" => Some(Signal::Traces),
             "/v1/metrics" => Some(Signal::Metrics),

@@ -15,7 +15,7 @@ use super::Signal;
 use super::decode::Body;
 
 /// Attempts kept in [`Received::attempts`]; later ones are only counted.
-pub const MAX_ATTEMPTS_KEPT: usize = 100_000;
+pub(super) const MAX_ATTEMPTS_KEPT: usize = 100_000;
 
 /// Everything the sink received, as cloned by [`super::SinkHandle::snapshot`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,6 +29,7 @@ pub struct Received {
     /// Every request the sink answered, whatever the outcome, in the order they were answered.
     /// (A request cut off by [`super::Behaviour::Refuse`] was never answered and is not here.)
     pub attempts: Vec<Attempt>,
+    /// Counts over the sink's lifetime.
     pub counters: Counters,
 }
 
@@ -51,11 +52,13 @@ pub struct Counters {
     pub hanging: u64,
     /// Attempts not kept in [`Received::attempts`] because it was full.
     pub attempts_not_kept: u64,
-    /// Failed writes to the JSON lines file, and the last failure.
+    /// Failed writes to the JSON lines file.
     pub jsonl_errors: u64,
+    /// The last of them.
     pub last_jsonl_error: Option<String>,
-    /// Failed attempts to listen again after [`super::Behaviour::Refuse`], and the last failure.
+    /// Failed attempts to listen again after [`super::Behaviour::Refuse`].
     pub listen_errors: u64,
+    /// The last of them.
     pub last_listen_error: Option<String>,
 }
 
@@ -73,7 +76,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         self.status == 200
     }
 }
@@ -81,48 +84,66 @@ impl Attempt {
 /// A span with the resource and scope it arrived with.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanEntry<'a> {
+    /// The resource of its `ResourceSpans`.
     pub resource: Option<&'a Resource>,
+    /// The scope of its `ScopeSpans`.
     pub scope: Option<&'a InstrumentationScope>,
+    /// The span.
     pub span: &'a Span,
 }
 
 /// A log record with the resource and scope it arrived with.
 #[derive(Debug, Clone, Copy)]
 pub struct LogEntry<'a> {
+    /// The resource of its `ResourceLogs`.
     pub resource: Option<&'a Resource>,
+    /// The scope of its `ScopeLogs`.
     pub scope: Option<&'a InstrumentationScope>,
+    /// The log record.
     pub record: &'a LogRecord,
 }
 
 /// A metric with the resource and scope it arrived with.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricEntry<'a> {
+    /// The resource of its `ResourceMetrics`.
     pub resource: Option<&'a Resource>,
+    /// The scope of its `ScopeMetrics`.
     pub scope: Option<&'a InstrumentationScope>,
+    /// The metric.
     pub metric: &'a Metric,
 }
 
 /// What identifies a span.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpanKey {
+    /// The trace id.
     pub trace_id: Vec<u8>,
+    /// The span id.
     pub span_id: Vec<u8>,
 }
 
 /// A span received more than once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DuplicateSpan {
+    /// Which span.
     pub key: SpanKey,
+    /// Its name (of the first copy).
     pub name: String,
+    /// How often it arrived.
     pub count: usize,
 }
 
 /// What identifies a log record: its trace context, its times and its body.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LogKey {
+    /// The trace id (empty without trace context).
     pub trace_id: Vec<u8>,
+    /// The span id (empty without trace context).
     pub span_id: Vec<u8>,
+    /// When it happened.
     pub time_unix_nano: u64,
+    /// When it was observed.
     pub observed_time_unix_nano: u64,
     /// The body's debug representation.
     pub body: String,
@@ -131,7 +152,9 @@ pub struct LogKey {
 /// A log record received more than once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DuplicateLog {
+    /// Which log record.
     pub key: LogKey,
+    /// How often it arrived.
     pub count: usize,
 }
 
@@ -175,7 +198,7 @@ impl Received {
     }
 
     /// Every metric received, in arrival order (one entry per metric per request).
-    pub fn metric_entries(&self) -> Vec<MetricEntry<'_>> {
+    pub(crate) fn metric_entries(&self) -> Vec<MetricEntry<'_>> {
         let mut out = Vec::new();
         for request in &self.metrics {
             for rm in &request.resource_metrics {
@@ -193,10 +216,12 @@ impl Received {
         out
     }
 
+    /// How many spans were received.
     pub fn span_count(&self) -> usize {
         self.spans().len()
     }
 
+    /// How many log records were received.
     pub fn log_record_count(&self) -> usize {
         self.log_records().len()
     }

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 /// Environment variable naming the `rotel-agent` binary, overriding the project's venv.
-pub const ROTEL_AGENT_ENV: &str = "ROTEL_AGENT";
+pub(crate) const ROTEL_AGENT_ENV: &str = "ROTEL_AGENT";
 
 /// How long rotel may take to listen on its ports.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -25,12 +25,14 @@ pub struct RotelOptions {
     pub batch_timeout: Duration,
     /// `--otlp-exporter-compression`: gzip (rotel's default) or not.
     pub gzip: bool,
-    /// `--otlp-exporter-retry-initial-backoff` / `--otlp-exporter-retry-max-backoff`.
+    /// `--otlp-exporter-retry-initial-backoff`.
     pub retry_initial_backoff: Duration,
+    /// `--otlp-exporter-retry-max-backoff`.
     pub retry_max_backoff: Duration,
     /// Further arguments appended to `rotel-agent start`.
     pub extra_args: Vec<String>,
-    /// The binary to run instead of [`RotelCollector::binary_path`].
+    /// The binary to run instead of `$ROTEL_AGENT` or the one in the workspace's
+    /// `.tools/venv`.
     pub binary: Option<PathBuf>,
 }
 
@@ -50,22 +52,36 @@ impl Default for RotelOptions {
 /// Why rotel could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum RotelError {
+    /// There is no `rotel-agent` where it was looked for.
     #[error(
         "rotel-agent not found at {0} (install it with `pip install rotel` in .tools/venv, or set {ROTEL_AGENT_ENV})"
     )]
     NotFound(PathBuf),
+    /// Setting it up failed (a port, its folder, its output file, running it).
     #[error("cannot {what}: {source}")]
     Io {
+        /// What could not be done.
         what: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
+    /// It exited before listening.
     #[error("rotel-agent exited at start ({status}); its output:\n{output}")]
-    Exited { status: ExitStatus, output: String },
+    Exited {
+        /// How it ended.
+        status: ExitStatus,
+        /// What it printed.
+        output: String,
+    },
+    /// It did not listen in time.
     #[error("rotel-agent did not listen on {addr} within {timeout:?}; its output:\n{output}")]
     NotReady {
+        /// The address it did not listen on.
         addr: SocketAddr,
+        /// How long it was given.
         timeout: Duration,
+        /// What it printed.
         output: String,
     },
 }
@@ -82,13 +98,12 @@ pub struct RotelCollector {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     dir: PathBuf,
-    args: Vec<String>,
 }
 
 impl RotelCollector {
     /// The `rotel-agent` binary: `$ROTEL_AGENT`, else the one in the workspace's
     /// `.tools/venv` (`lib/python*/site-packages/rotel/rotel-agent`).
-    pub fn binary_path() -> PathBuf {
+    fn binary_path() -> PathBuf {
         if let Some(path) = std::env::var_os(ROTEL_AGENT_ENV) {
             return PathBuf::from(path);
         }
@@ -122,6 +137,7 @@ impl RotelCollector {
         Self::start_with(forward_to, RotelOptions::default()).await
     }
 
+    /// Like [`RotelCollector::start`], with other flags or another binary.
     pub async fn start_with(
         forward_to: &str,
         options: RotelOptions,
@@ -200,7 +216,6 @@ impl RotelCollector {
             http_addr,
             grpc_addr,
             dir,
-            args,
         };
         collector.wait_ready().await?;
         Ok(collector)
@@ -241,36 +256,13 @@ impl RotelCollector {
         format!("http://{}", self.http_addr)
     }
 
-    /// Address of rotel's OTLP/gRPC receiver.
-    pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
-    }
-
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// The arguments rotel-agent was started with.
-    pub fn args(&self) -> &[String] {
-        &self.args
-    }
-
     /// What rotel printed so far (for failure messages).
-    pub fn output(&self) -> String {
+    fn output(&self) -> String {
         let mut text = std::fs::read_to_string(self.dir.join("output.log")).unwrap_or_default();
         if let Ok(log) = std::fs::read_to_string(self.dir.join("rotel.log")) {
             text.push_str(&log);
         }
         text
-    }
-
-    /// Kills rotel and waits for it to exit.
-    pub async fn stop(mut self) -> std::io::Result<()> {
-        self.child.kill().await
     }
 }
 

@@ -1,7 +1,9 @@
-//! The HTTP side of the sink: listener, scripted behaviour, request handling.
+//! The HTTP side of the sink: the listener (closed and opened again as the behaviour asks),
+//! one task per connection, and each request's handling: path, method, content type and
+//! encoding, body, then the scripted behaviour decides the answer.
 
 use std::convert::Infallible;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,224 +17,32 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use prost::Message;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use super::decode::{Body, DecodeError, Encoding, Format, decode_request};
 use super::received::{Attempt, Received};
-use super::render::render;
-use super::{Behaviour, MAX_BODY_BYTES, Signal, SinkConfig};
+use super::response::{plain, rpc_status, success};
+use super::{Behaviour, MAX_BODY_BYTES, Signal};
 
 /// Pause before trying again to listen after a failed bind.
 const RELISTEN_PAUSE: Duration = Duration::from_millis(50);
-/// How long [`SinkHandle::set_behaviour`] waits for the listener to follow a change.
-const BEHAVIOUR_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Starts the sink and returns once it is listening.
-///
-/// Fails if the address cannot be bound or the JSON lines file cannot be created.
-pub async fn start(config: SinkConfig) -> std::io::Result<SinkHandle> {
-    let listener = TcpListener::bind(config.addr).await?;
-    let local_addr = listener.local_addr()?;
-    let jsonl = match &config.jsonl_path {
-        Some(path) => Some(Mutex::new(
-            OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(true)
-                .open(path)
-                .map_err(|e| {
-                    std::io::Error::new(
-                        e.kind(),
-                        format!("cannot create JSON lines file {}: {e}", path.display()),
-                    )
-                })?,
-        )),
-        None => None,
-    };
-    let shared = Arc::new(Shared {
-        state: Mutex::new(Received::default()),
-        version: watch::Sender::new(0),
-        behaviour: watch::Sender::new(Behaviour::Accept),
-        shutdown: watch::Sender::new(false),
-        listening: watch::Sender::new(true),
-        jsonl,
-        max_stored_bytes: config.max_stored_bytes,
-    });
-    let accept_task = tokio::spawn(accept_loop(Arc::clone(&shared), listener, local_addr));
-    Ok(SinkHandle {
-        shared,
-        local_addr,
-        accept_task: Some(accept_task),
-    })
-}
-
-/// A running sink. Dropping it stops the sink (without waiting); prefer [`SinkHandle::shutdown`].
-#[derive(Debug)]
-pub struct SinkHandle {
-    shared: Arc<Shared>,
-    local_addr: SocketAddr,
-    accept_task: Option<JoinHandle<()>>,
-}
-
-/// [`SinkHandle::wait_for`] gave up.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("waited {timeout:?} for the OTLP sink and the condition was not met; it holds {summary}")]
-pub struct WaitTimeout {
-    pub timeout: Duration,
-    pub summary: String,
-}
-
-/// [`SinkHandle::set_behaviour`] failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BehaviourError {
-    #[error("scripted status {0} is not an error status: use a code from 300 to 599")]
-    NotAnErrorStatus(u16),
-    #[error(
-        "the sink did not apply the behaviour within {timeout:?} (last listen error: {last_listen_error:?})"
-    )]
-    NotApplied {
-        timeout: Duration,
-        last_listen_error: Option<String>,
-    },
-}
-
-impl SinkHandle {
-    /// Base URL of the sink, e.g. `http://127.0.0.1:4318` (append `/v1/traces` etc.).
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.local_addr)
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// A copy of everything received so far.
-    pub fn snapshot(&self) -> Received {
-        self.shared.lock().clone()
-    }
-
-    /// What was received, rendered for a person (see [`super::render`]).
-    pub fn render_text(&self) -> String {
-        render(&self.shared.lock())
-    }
-
-    /// Waits until `pred` holds for what was received, at most `timeout`, and returns a copy of
-    /// what was received at that moment. `pred` runs with the sink's state locked: it must not
-    /// call back into the sink.
-    pub async fn wait_for<F>(&self, timeout: Duration, mut pred: F) -> Result<Received, WaitTimeout>
-    where
-        F: FnMut(&Received) -> bool,
-    {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut changes = self.shared.version.subscribe();
-        loop {
-            changes.borrow_and_update();
-            {
-                let state = self.shared.lock();
-                if pred(&state) {
-                    return Ok(state.clone());
-                }
-            }
-            match tokio::time::timeout_at(deadline, changes.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    let state = self.shared.lock();
-                    if pred(&state) {
-                        return Ok(state.clone());
-                    }
-                    return Err(WaitTimeout {
-                        timeout,
-                        summary: state.summary(),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Waits until at least `n` spans have arrived.
-    pub async fn wait_for_spans(
-        &self,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Received, WaitTimeout> {
-        self.wait_for(timeout, |r| r.span_count() >= n).await
-    }
-
-    /// Waits until at least `n` log records have arrived.
-    pub async fn wait_for_log_records(
-        &self,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Received, WaitTimeout> {
-        self.wait_for(timeout, |r| r.log_record_count() >= n).await
-    }
-
-    /// Changes how the sink answers from now on. Requests held by [`Behaviour::Hang`] are
-    /// answered according to the new behaviour. Returns once the change is in effect: after a
-    /// change to [`Behaviour::Refuse`] connecting is refused, after a change away from it the
-    /// sink listens again on the same port.
-    pub async fn set_behaviour(&self, behaviour: Behaviour) -> Result<(), BehaviourError> {
-        if let Behaviour::Status { code, .. } = behaviour {
-            if !(300..=599).contains(&code) {
-                return Err(BehaviourError::NotAnErrorStatus(code));
-            }
-        }
-        let listen = behaviour != Behaviour::Refuse;
-        self.shared.behaviour.send_replace(behaviour);
-        let mut listening = self.shared.listening.subscribe();
-        let applied = tokio::time::timeout(
-            BEHAVIOUR_TIMEOUT,
-            listening.wait_for(|state| *state == listen),
-        )
-        .await;
-        match applied {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) | Err(_) => Err(BehaviourError::NotApplied {
-                timeout: BEHAVIOUR_TIMEOUT,
-                last_listen_error: self.shared.lock().counters.last_listen_error.clone(),
-            }),
-        }
-    }
-
-    pub fn behaviour(&self) -> Behaviour {
-        self.shared.behaviour.borrow().clone()
-    }
-
-    /// Stops listening, closes every connection (held requests are never answered) and waits
-    /// for the listener task to end.
-    pub async fn shutdown(mut self) {
-        self.shared.shutdown.send_replace(true);
-        if let Some(task) = self.accept_task.take() {
-            // The task only ends by returning; a panic in it has nothing left to clean up.
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SinkHandle {
-    fn drop(&mut self) {
-        self.shared.shutdown.send_replace(true);
-    }
-}
 
 #[derive(Debug)]
-struct Shared {
-    state: Mutex<Received>,
+pub(super) struct Shared {
+    pub(super) state: Mutex<Received>,
     /// Bumped after every change of `state`.
-    version: watch::Sender<u64>,
-    behaviour: watch::Sender<Behaviour>,
-    shutdown: watch::Sender<bool>,
+    pub(super) version: watch::Sender<u64>,
+    pub(super) behaviour: watch::Sender<Behaviour>,
+    pub(super) shutdown: watch::Sender<bool>,
     /// Whether the listener is open (follows `behaviour`, see [`accept_loop`]).
-    listening: watch::Sender<bool>,
-    jsonl: Option<Mutex<File>>,
-    max_stored_bytes: usize,
+    pub(super) listening: watch::Sender<bool>,
+    pub(super) jsonl: Option<Mutex<File>>,
+    pub(super) max_stored_bytes: usize,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Received> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Received> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -242,12 +52,12 @@ impl Shared {
         out
     }
 
-    fn is_shut_down(&self) -> bool {
+    pub(super) fn is_shut_down(&self) -> bool {
         *self.shutdown.borrow()
     }
 
     /// Appends one line to the JSON lines file, if there is one; failures are counted.
-    fn write_jsonl(&self, body: &Body, received_unix_nano: u64) {
+    pub(super) fn write_jsonl(&self, body: &Body, received_unix_nano: u64) {
         let Some(file) = &self.jsonl else {
             return;
         };
@@ -275,7 +85,7 @@ impl Shared {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr) {
+pub(super) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, addr: SocketAddr) {
     let mut listener = Some(listener);
     let mut behaviour_rx = shared.behaviour.subscribe();
     let mut shutdown_rx = shared.shutdown.subscribe();
@@ -351,7 +161,7 @@ fn now_unix_nano() -> u64 {
         .unwrap_or(0)
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+pub(super) type HttpResponse = Response<Full<Bytes>>;
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
     let Some(signal) = Signal::from_path(req.uri().path()) else {
@@ -562,68 +372,4 @@ fn bad_request(
         Some(format) => rpc_status(status, format, message),
         None => plain(status, message),
     }
-}
-
-fn plain(status: StatusCode, message: String) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(message)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// An empty `Export*ServiceResponse`: no bytes in protobuf, `{}` in JSON.
-fn success(format: Format) -> HttpResponse {
-    let body = match format {
-        Format::Protobuf => Bytes::new(),
-        Format::Json => Bytes::from_static(b"{}"),
-    };
-    let mut response = Response::new(Full::new(body));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    response
-}
-
-/// `google.rpc.Status`, the body OTLP/HTTP servers answer errors with.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
-
-fn grpc_code(status: StatusCode) -> i32 {
-    match status.as_u16() {
-        400 => 3,        // INVALID_ARGUMENT
-        404 => 5,        // NOT_FOUND
-        413 => 11,       // OUT_OF_RANGE
-        429 => 8,        // RESOURCE_EXHAUSTED
-        502..=504 => 14, // UNAVAILABLE
-        _ => 2,          // UNKNOWN
-    }
-}
-
-fn rpc_status(status: StatusCode, format: Format, message: String) -> HttpResponse {
-    let rpc = RpcStatus {
-        code: grpc_code(status),
-        message,
-    };
-    let body = match format {
-        Format::Protobuf => Bytes::from(rpc.encode_to_vec()),
-        Format::Json => {
-            Bytes::from(serde_json::json!({ "code": rpc.code, "message": rpc.message }).to_string())
-        }
-    };
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
-    );
-    response
 }

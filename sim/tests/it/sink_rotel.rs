@@ -1,27 +1,20 @@
 //! Real clients and a real collector against the sink: the OpenTelemetry Python SDK exporting
 //! directly, and through the rotel collector.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod sink_support;
-
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::support::otlp::PATIENCE;
+use crate::support::{assets, venv_python};
 use contrail_sim::sink::rotel::{RotelCollector, RotelError, RotelOptions};
 use contrail_sim::sink::{self, Received, SinkConfig, SinkHandle};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
-use sink_support::PATIENCE;
-
-fn venv_python() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/python")
-}
 
 /// Runs the SDK script against `endpoint` and returns the trace id it printed.
 async fn send_with_python_sdk(endpoint: &str) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sink_support/send_otel.py");
+    let script = assets().join("sdk/send_otel.py");
     let output = tokio::time::timeout(
         PATIENCE,
         tokio::process::Command::new(venv_python())
@@ -42,6 +35,13 @@ async fn send_with_python_sdk(endpoint: &str) -> String {
     let trace_id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert_eq!(trace_id.len(), 32, "{trace_id:?}");
     trace_id
+}
+
+/// rotel forwarding to `forward_to`, or a failure that says what is missing.
+async fn rotel(forward_to: &str) -> RotelCollector {
+    RotelCollector::start(forward_to)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -107,6 +107,7 @@ fn check(received: &Received, trace_id: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 async fn python_sdk_exports_to_the_sink() {
     let sink = sink::start(SinkConfig::default()).await.unwrap();
     let trace_id = send_with_python_sdk(&sink.endpoint()).await;
@@ -120,9 +121,10 @@ async fn python_sdk_exports_to_the_sink() {
 }
 
 #[tokio::test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 async fn python_sdk_through_rotel_reaches_the_sink_decoded() {
     let sink = sink::start(SinkConfig::default()).await.unwrap();
-    let rotel = RotelCollector::start(&sink.endpoint()).await.unwrap();
+    let rotel = rotel(&sink.endpoint()).await;
     let trace_id = send_with_python_sdk(&rotel.http_endpoint()).await;
     let sent = Instant::now();
     let received = wait_for_everything(&sink).await;
@@ -139,6 +141,7 @@ async fn python_sdk_through_rotel_reaches_the_sink_decoded() {
 }
 
 #[tokio::test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 async fn rotel_retries_after_the_sink_answers_503() {
     let sink = sink::start(SinkConfig::default()).await.unwrap();
     sink.set_behaviour(sink::Behaviour::Status {
@@ -147,9 +150,7 @@ async fn rotel_retries_after_the_sink_answers_503() {
     })
     .await
     .unwrap();
-    let rotel = RotelCollector::start_with(&sink.endpoint(), RotelOptions::default())
-        .await
-        .unwrap();
+    let rotel = rotel(&sink.endpoint()).await;
     let trace_id = send_with_python_sdk(&rotel.http_endpoint()).await;
     // rotel has tried (and been refused) for every signal before the sink accepts again.
     sink.wait_for(PATIENCE, |r| r.counters.rejected >= 3)
@@ -164,7 +165,7 @@ async fn rotel_retries_after_the_sink_answers_503() {
 }
 
 #[tokio::test]
-async fn rotel_start_failures_are_clear_errors() {
+async fn a_missing_rotel_binary_is_a_clear_error() {
     let missing = RotelCollector::start_with(
         "http://127.0.0.1:9",
         RotelOptions {
@@ -176,7 +177,11 @@ async fn rotel_start_failures_are_clear_errors() {
     .unwrap_err();
     assert!(matches!(missing, RotelError::NotFound(_)), "{missing}");
     assert!(missing.to_string().contains("/nowhere/rotel-agent"));
+}
 
+#[tokio::test]
+#[ignore = "needs scripts/install-test-deps.sh"]
+async fn rotel_that_exits_at_start_is_a_clear_error() {
     // A binary that exits at once (rotel with an exporter flag it does not know).
     let exits = RotelCollector::start_with(
         "http://127.0.0.1:9",

@@ -1,70 +1,60 @@
 //! The lifecycle under a real runtime client (PyPI `awslambdaric`) and a real extension process.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use contrail_sim::RunConfig;
-use serde_json::Value;
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn python_function_with_extension_gets_lambda_lifecycle_and_telemetry() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         invocations: 3,
-        ..python_run(
-            &py,
-            &out,
-            &[("RECORDER_SCHEMA", "2022-12-13"), ("USER_VAR", "u")],
-        )
+        ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13"), ("USER_VAR", "u")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert_eq!(report.invocations.len(), 3);
     assert!(report.invocations.iter().all(|i| i.status == "success"));
-    let ext = &report.extensions[0];
-    assert_eq!(ext.name, "recorder");
-    assert!(ext.spawn_to_register_ms.unwrap() <= ext.spawn_to_first_next_ms.unwrap());
-    assert_eq!(ext.exit.as_deref(), Some("exit code 0"));
-    assert!(!ext.crashed);
+    let extension = &report.extensions[0];
+    assert_eq!(extension.name, "recorder");
+    assert!(extension.spawn_to_register_ms.unwrap() <= extension.spawn_to_first_next_ms.unwrap());
+    assert_eq!(extension.exit.as_deref(), Some("exit code 0"));
+    assert!(!extension.crashed);
     assert!(report.runtime.init_ms.unwrap() > 0.0);
     assert!(report.runtime.peak_rss_kb.unwrap() > 0);
-    assert!(ext.peak_rss_kb.unwrap() > 0);
+    assert!(extension.peak_rss_kb.unwrap() > 0);
     assert!(report.post_runtime.is_some());
 
-    let entries = lines(&out);
+    let entries = recording.entries();
     // Registration answer and the extension's environment.
     let reg = of_kind(&entries, "registered")[0];
     assert_eq!(reg["data"]["body"]["handler"], "app.handler");
     assert_eq!(reg["data"]["body"]["accountId"], "000000000000");
-    let ext_env = &reg["data"]["env"];
+    let extension_env = &reg["data"]["env"];
     for hidden in [
         "_HANDLER",
         "LAMBDA_TASK_ROOT",
         "AWS_LAMBDA_LOG_STREAM_NAME",
         "_X_AMZN_TRACE_ID",
     ] {
-        assert!(ext_env.get(hidden).is_none(), "extension sees {hidden}");
+        assert!(
+            extension_env.get(hidden).is_none(),
+            "extension sees {hidden}"
+        );
     }
-    assert_eq!(ext_env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "128");
-    assert_eq!(ext_env["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
-    assert_eq!(ext_env["USER_VAR"], "u");
+    assert_eq!(extension_env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "128");
+    assert_eq!(extension_env["AWS_LAMBDA_INITIALIZATION_TYPE"], "on-demand");
+    assert_eq!(extension_env["USER_VAR"], "u");
     assert!(
-        ext_env["AWS_LAMBDA_RUNTIME_API"]
+        extension_env["AWS_LAMBDA_RUNTIME_API"]
             .as_str()
             .unwrap()
             .starts_with("127.0.0.1:")
     );
 
     // INVOKE events carry the trace header of each invocation; SHUTDOWN comes last.
-    let evs: Vec<&Value> = of_kind(&entries, "event")
-        .into_iter()
-        .map(|e| &e["data"])
-        .collect();
+    let evs = events(&entries);
     assert_eq!(evs.len(), 4);
     for (ev, inv) in evs.iter().zip(&report.invocations) {
         assert_eq!(ev["eventType"], "INVOKE");
@@ -150,21 +140,27 @@ fn python_function_with_extension_gets_lambda_lifecycle_and_telemetry() {
         func.iter()
             .any(|l| l.contains(&report.invocations[0].request_id))
     );
-    let ext_logs: Vec<&str> = records_of(&tel, "extension")
+    let extension_logs: Vec<&str> = records_of(&tel, "extension")
         .iter()
         .filter_map(|r| r["record"].as_str())
         .collect();
-    assert!(ext_logs.contains(&"recorder ready"), "{ext_logs:?}");
+    assert!(
+        extension_logs.contains(&"recorder ready"),
+        "{extension_logs:?}"
+    );
     assert!(report.telemetry.records_delivered >= tel.len() as u64);
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn runtime_sees_trace_header_handler_and_task_root() {
-    let Some(py) = venv_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("probe.jsonl");
-    let cfg = RunConfig {
-        runtime_command: vec![py.display().to_string(), "probe_runtime.py".into()],
+    let config = RunConfig {
+        runtime_command: vec![
+            venv_python().display().to_string(),
+            "probe_runtime.py".into(),
+        ],
         task_root: Some(assets().join("python")),
         handler: "probe.handler".into(),
         env: vec![("PROBE_OUT".into(), out.display().to_string())],
@@ -172,7 +168,7 @@ fn runtime_sees_trace_header_handler_and_task_root() {
         payload: br#"{"hello":"world"}"#.to_vec(),
         ..RunConfig::default()
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     let entries = lines(&out);
     let env = &of_kind(&entries, "env")[0]["data"];
     assert_eq!(env["_HANDLER"], "probe.handler");
@@ -237,13 +233,12 @@ fn runtime_sees_trace_header_handler_and_task_root() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn extensions_and_telemetry_apis_refuse_bad_calls_like_lambda() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let report = run(python_run(&py, &out, &[("RECORDER_PROBE", "1")])).unwrap();
+    let recording = Recording::new();
+    let report = run(recording.python_run(&[("RECORDER_PROBE", "1")])).unwrap();
     assert_eq!(report.invocations[0].status, "success");
-    let entries = lines(&out);
+    let entries = recording.entries();
     let probe = &of_kind(&entries, "probe")[0]["data"];
     assert_eq!(
         probe["register_wrong_name"],
@@ -280,19 +275,18 @@ fn extensions_and_telemetry_apis_refuse_bad_calls_like_lambda() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn a_frozen_extension_timer_does_not_fire() {
-    let Some(py) = venv_python() else { return };
     let ticks_in_gap = |freeze: bool| {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("rec.jsonl");
-        let cfg = RunConfig {
+        let recording = Recording::new();
+        let config = RunConfig {
             invocations: 2,
             idle_gap: Duration::from_millis(2_000),
             freeze,
-            ..python_run(&py, &out, &[("RECORDER_TIMER_MS", "50")])
+            ..recording.python_run(&[("RECORDER_TIMER_MS", "50")])
         };
-        run(cfg).unwrap();
-        let entries = lines(&out);
+        run(config).unwrap();
+        let entries = recording.entries();
         let invokes: Vec<f64> = of_kind(&entries, "event")
             .iter()
             .filter(|e| e["data"]["eventType"] == "INVOKE")
@@ -318,24 +312,23 @@ fn a_frozen_extension_timer_does_not_fire() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn shutdown_deadline_kills_an_extension_that_does_not_exit() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         shutdown_timeout: Duration::from_millis(2_000),
-        ..python_run(&py, &out, &[("RECORDER_SHUTDOWN_SLEEP_MS", "60000")])
+        ..recording.python_run(&[("RECORDER_SHUTDOWN_SLEEP_MS", "60000")])
     };
     let started = std::time::Instant::now();
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the extension outlived the deadline"
     );
-    let ext = &report.extensions[0];
-    assert_eq!(ext.exit.as_deref(), Some("killed by SIGKILL"));
-    assert!(!ext.crashed);
-    let entries = lines(&out);
+    let extension = &report.extensions[0];
+    assert_eq!(extension.exit.as_deref(), Some("killed by SIGKILL"));
+    assert!(!extension.crashed);
+    let entries = recording.entries();
     let shutdown = of_kind(&entries, "event")
         .into_iter()
         .find(|e| e["data"]["eventType"] == "SHUTDOWN")
@@ -346,17 +339,16 @@ fn shutdown_deadline_kills_an_extension_that_does_not_exit() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn function_timeout_reports_timeout_and_resets_the_environment() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         invocations: 2,
         timeout: Duration::from_millis(1_000),
         payload: br#"{"sleep_s": 30}"#.to_vec(),
-        ..python_run(&py, &out, &[("RECORDER_SCHEMA", "2022-12-13")])
+        ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert_eq!(report.environments, 2);
     assert_eq!(report.invocations[0].status, "timeout");
     assert_eq!(report.invocations[1].status, "timeout");
@@ -365,11 +357,11 @@ fn function_timeout_reports_timeout_and_resets_the_environment() {
         report.invocations[1].init_duration_ms.is_some(),
         "the reset environment starts cold"
     );
-    let entries = lines(&out);
-    let reasons: Vec<&str> = of_kind(&entries, "event")
+    let entries = recording.entries();
+    let reasons: Vec<&str> = events(&entries)
         .iter()
-        .filter(|e| e["data"]["eventType"] == "SHUTDOWN")
-        .map(|e| e["data"]["shutdownReason"].as_str().unwrap())
+        .filter(|e| e["eventType"] == "SHUTDOWN")
+        .map(|e| e["shutdownReason"].as_str().unwrap())
         .collect();
     assert_eq!(reasons, ["timeout", "timeout"]);
     let tel = telemetry(&entries);
@@ -379,30 +371,25 @@ fn function_timeout_reports_timeout_and_resets_the_environment() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn slow_subscriber_gets_logs_dropped() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         telemetry_queue_limit: 20,
         payload: br#"{"lines": 300}"#.to_vec(),
-        ..python_run(
-            &py,
-            &out,
-            &[
-                ("RECORDER_SCHEMA", "2022-12-13"),
-                ("RECORDER_TELEMETRY_DELAY_MS", "300"),
-                ("RECORDER_SHUTDOWN_SLEEP_MS", "1900"),
-            ],
-        )
+        ..recording.python_run(&[
+            ("RECORDER_SCHEMA", "2022-12-13"),
+            ("RECORDER_TELEMETRY_DELAY_MS", "300"),
+            ("RECORDER_SHUTDOWN_SLEEP_MS", "1900"),
+        ])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         report.telemetry.records_dropped > 0,
         "{:?}",
         report.telemetry
     );
-    let tel = telemetry(&lines(&out));
+    let tel = telemetry(&recording.entries());
     let dropped = records_of(&tel, "platform.logsDropped");
     assert!(!dropped.is_empty());
     let total: u64 = dropped
@@ -420,34 +407,28 @@ fn slow_subscriber_gets_logs_dropped() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn failing_subscriber_is_retried_with_backoff() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let report = run(python_run(
-        &py,
-        &out,
-        &[
-            ("RECORDER_SCHEMA", "2022-12-13"),
-            ("RECORDER_TELEMETRY_STATUS", "500"),
-        ],
-    ))
+    let recording = Recording::new();
+    let report = run(recording.python_run(&[
+        ("RECORDER_SCHEMA", "2022-12-13"),
+        ("RECORDER_TELEMETRY_STATUS", "500"),
+    ]))
     .unwrap();
     assert!(report.telemetry.retries > 0, "{:?}", report.telemetry);
-    let attempts = of_kind(&lines(&out), "telemetry").len();
+    let attempts = of_kind(&recording.entries(), "telemetry").len();
     assert!(attempts >= 2);
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn crashing_extension_fails_the_invocation_with_extension_crash() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         invocations: 2,
-        ..python_run(&py, &out, &[("RECORDER_CRASH_AFTER_INVOKES", "1")])
+        ..recording.python_run(&[("RECORDER_CRASH_AFTER_INVOKES", "1")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert_eq!(report.invocations[0].status, "failure");
     assert_eq!(
         report.invocations[0].error_type.as_deref(),
@@ -459,28 +440,26 @@ fn crashing_extension_fails_the_invocation_with_extension_crash() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn old_schema_subscriber_gets_records_without_span_id() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    run(python_run(&py, &out, &[("RECORDER_SCHEMA", "2022-07-01")])).unwrap();
-    let tel = telemetry(&lines(&out));
+    let recording = Recording::new();
+    run(recording.python_run(&[("RECORDER_SCHEMA", "2022-07-01")])).unwrap();
+    let tel = telemetry(&recording.entries());
     let start = records_of(&tel, "platform.start")[0];
     assert!(start["record"]["tracing"].get("spanId").is_none());
     assert_eq!(start["record"]["tracing"]["type"], "X-Amzn-Trace-Id");
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn json_log_format_delivers_objects() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         log_format: contrail_sim::LogFormat::Json,
-        ..python_run(&py, &out, &[("RECORDER_SCHEMA", "2022-12-13")])
+        ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    run(cfg).unwrap();
-    let entries = lines(&out);
+    run(config).unwrap();
+    let entries = recording.entries();
     let reg = of_kind(&entries, "registered")[0];
     assert_eq!(reg["data"]["env"]["AWS_LAMBDA_LOG_FORMAT"], "JSON");
     let tel = telemetry(&entries);

@@ -1,9 +1,6 @@
 //! The sink over real HTTP: encodings, error answers, the JSON lines file, duplicates.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod sink_support;
-
+use crate::support::otlp::*;
 use contrail_sim::sink::{self, SinkConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
@@ -11,7 +8,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use sink_support::*;
 
 fn sample_traces() -> ExportTraceServiceRequest {
     let mut failed = span(1, 3, 1, "runtimeOverhead", 90, 100);

@@ -1,11 +1,7 @@
 //! Rendering a crafted `Received`: structure, order, indentation, log placement, metrics.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod sink_support;
-
+use crate::support::otlp::*;
 use contrail_sim::sink::{Received, render};
-use sink_support::*;
 
 /// Two traces (the later one listed first in arrival), an orphan, a duplicate, logs with and
 /// without trace, a trace known only from its logs, and metrics.
@@ -43,31 +39,26 @@ fn crafted() -> Received {
             log(3, 0, 7, "DEBUG", "trace without spans"),
         ],
     ));
-    received.metrics.push(metrics(
-        "checkout",
-        vec![
-            delta_sum(
-                "faas.invocations",
-                "{invocation}",
-                vec![
-                    int_point(1, 1, vec![string_kv("faas.coldstart", "true")]),
-                    int_point(2, 2, vec![string_kv("faas.coldstart", "false")]),
-                ],
-            ),
-            delta_histogram("faas.duration", "ms", &[100.0, 40.5], 3),
-        ],
-    ));
-    received.metrics.push(metrics(
-        "checkout",
-        vec![
-            delta_sum(
-                "faas.invocations",
-                "{invocation}",
-                vec![int_point(3, 4, vec![string_kv("faas.coldstart", "false")])],
-            ),
-            delta_histogram("faas.duration", "ms", &[10.0], 5),
-        ],
-    ));
+    // Two exports of the same two metrics, which the summary adds up: the invocation count
+    // points (value, time, cold start) and the durations of a histogram at a time.
+    type Export<'a> = (&'a [(i64, u64, &'a str)], &'a [f64], u64);
+    let exports: [Export<'_>; 2] = [
+        (&[(1, 1, "true"), (2, 2, "false")], &[100.0, 40.5], 3),
+        (&[(3, 4, "false")], &[10.0], 5),
+    ];
+    for (points, durations, at) in exports {
+        let points = points
+            .iter()
+            .map(|&(value, at, cold)| int_point(value, at, vec![string_kv("faas.coldstart", cold)]))
+            .collect();
+        received.metrics.push(metrics(
+            "checkout",
+            vec![
+                delta_sum("faas.invocations", "{invocation}", points),
+                delta_histogram("faas.duration", "ms", durations, at),
+            ],
+        ));
+    }
     received
 }
 

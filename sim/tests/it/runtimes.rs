@@ -1,13 +1,9 @@
 //! Runtime and extension clients not written here run under the emulator: the Rust
 //! `lambda_runtime` and `lambda-extension` crates, and Node's `aws-lambda-ric`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::support::*;
 use contrail_sim::RunConfig;
 
 /// Builds (if needed) and locates an example binary of this package.
@@ -29,19 +25,11 @@ fn example(name: &str) -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn rust_function_and_lambda_extension_crate() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("ext.jsonl");
-    let cfg = RunConfig {
+    let out = dir.path().join("extension.jsonl");
+    let config = RunConfig {
         runtime_command: vec![example("rust_function").display().to_string()],
         extensions: vec![example("rust_extension")],
         env: vec![
@@ -52,15 +40,15 @@ fn rust_function_and_lambda_extension_crate() {
         payload: br#"{"n": 1}"#.to_vec(),
         ..RunConfig::default()
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         report.invocations.iter().all(|i| i.status == "success"),
         "{report:?}"
     );
-    let ext = &report.extensions[0];
-    assert_eq!(ext.name, "rust_extension");
-    assert_eq!(ext.telemetry_schema.as_deref(), Some("2022-07-01"));
-    assert!(!ext.crashed, "{ext:?}");
+    let extension = &report.extensions[0];
+    assert_eq!(extension.name, "rust_extension");
+    assert_eq!(extension.telemetry_schema.as_deref(), Some("2022-07-01"));
+    assert!(!extension.crashed, "{extension:?}");
     let entries = lines(&out);
     let invokes: Vec<_> = entries.iter().filter(|e| e["kind"] == "INVOKE").collect();
     assert_eq!(invokes.len(), 3);
@@ -99,41 +87,33 @@ fn rust_function_and_lambda_extension_crate() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn node_function_under_aws_lambda_ric() {
-    let node_dir = root().join("../sample-functions/node/node_modules/aws-lambda-ric");
-    if !node_dir.exists() {
-        eprintln!(
-            "SKIPPED: {} is missing; run scripts/install-test-deps.sh",
-            node_dir.display()
-        );
-        return;
-    }
-    let Some(py) = venv_python() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let node_dir = node_ric();
+    let recording = Recording::new();
     std::fs::write(
-        tmp.path().join("app.mjs"),
+        recording.dir().join("app.mjs"),
         "export const handler = async (event, context) => {\n  console.log('node handling', context.awsRequestId);\n  return { requestId: context.awsRequestId, trace: process.env._X_AMZN_TRACE_ID };\n};\n",
     )
     .unwrap();
-    let out = tmp.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let config = RunConfig {
         runtime_command: vec![
             "node".into(),
             node_dir.join("index.mjs").display().to_string(),
             "app.handler".into(),
         ],
-        task_root: Some(tmp.path().to_path_buf()),
+        task_root: Some(recording.dir().to_path_buf()),
         handler: "app.handler".into(),
         invocations: 2,
-        ..python_run(&py, &out, &[("RECORDER_SCHEMA", "2022-12-13")])
+        ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     assert!(
         report.invocations.iter().all(|i| i.status == "success"),
         "{:?}",
         report.invocations
     );
-    let tel = telemetry(&lines(&out));
+    let tel = telemetry(&recording.entries());
     let func: Vec<String> = records_of(&tel, "function")
         .iter()
         .map(|r| r["record"].to_string())

@@ -1,5 +1,4 @@
 //! Code shared by the sink tests: request builders and a plain HTTP client.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

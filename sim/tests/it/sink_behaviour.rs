@@ -1,17 +1,16 @@
 //! The sink as a scripted backend: error statuses, Retry-After, held requests, refused
 //! connections.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod sink_support;
-
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use contrail_sim::sink::{self, Behaviour, BehaviourError, Signal, SinkConfig};
+use crate::support::otlp::*;
+use contrail_sim::sink::{self, Behaviour, BehaviourError, Signal, SinkConfig, SinkHandle};
 use prost::Message;
-use sink_support::*;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+type Outcome = Result<u16, hyper_util::client::legacy::Error>;
 
 fn two_spans() -> Vec<u8> {
     traces(
@@ -23,6 +22,25 @@ fn two_spans() -> Vec<u8> {
 
 async fn post_spans(url: &str) -> Result<Answer, hyper_util::client::legacy::Error> {
     post(url, Some("application/x-protobuf"), None, two_spans()).await
+}
+
+/// Makes the sink hold requests, sends one, and returns it once the sink holds it.
+async fn hold_a_request(sink: &SinkHandle) -> JoinHandle<Outcome> {
+    let url = format!("{}/v1/traces", sink.endpoint());
+    sink.set_behaviour(Behaviour::Hang).await.unwrap();
+    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
+    sink.wait_for(PATIENCE, |r| r.counters.hanging == 1)
+        .await
+        .unwrap();
+    pending
+}
+
+/// How a held request ended: its status, or the error of a connection that was cut.
+async fn outcome_of(pending: JoinHandle<Outcome>) -> Outcome {
+    tokio::time::timeout(PATIENCE, pending)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -105,25 +123,16 @@ async fn a_status_that_is_not_an_error_is_refused() {
 #[tokio::test]
 async fn hang_holds_a_request_until_the_behaviour_changes() {
     let sink = sink::start(SinkConfig::default()).await.unwrap();
-    let url = format!("{}/v1/traces", sink.endpoint());
-    sink.set_behaviour(Behaviour::Hang).await.unwrap();
-
-    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
-    let held = sink
-        .wait_for(PATIENCE, |r| r.counters.hanging == 1)
-        .await
-        .unwrap();
+    let pending = hold_a_request(&sink).await;
     // Held, so not answered and not recorded.
+    let held = sink.snapshot();
+    assert_eq!(held.counters.hanging, 1);
     assert!(held.traces.is_empty());
     assert!(held.attempts.is_empty());
     assert!(!pending.is_finished());
 
     sink.set_behaviour(Behaviour::Accept).await.unwrap();
-    let status = tokio::time::timeout(PATIENCE, pending)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let status = outcome_of(pending).await.unwrap();
     assert_eq!(status, 200);
     let got = sink.snapshot();
     assert_eq!(got.span_count(), 2);
@@ -134,23 +143,14 @@ async fn hang_holds_a_request_until_the_behaviour_changes() {
 #[tokio::test]
 async fn a_held_request_is_answered_by_the_next_scripted_status() {
     let sink = sink::start(SinkConfig::default()).await.unwrap();
-    let url = format!("{}/v1/traces", sink.endpoint());
-    sink.set_behaviour(Behaviour::Hang).await.unwrap();
-    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
-    sink.wait_for(PATIENCE, |r| r.counters.hanging == 1)
-        .await
-        .unwrap();
+    let pending = hold_a_request(&sink).await;
     sink.set_behaviour(Behaviour::Status {
         code: 503,
         retry_after: None,
     })
     .await
     .unwrap();
-    let status = tokio::time::timeout(PATIENCE, pending)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let status = outcome_of(pending).await.unwrap();
     assert_eq!(status, 503);
     assert!(sink.snapshot().traces.is_empty());
     sink.shutdown().await;
@@ -187,17 +187,9 @@ async fn refuse_closes_the_port_and_accepting_again_reopens_the_same_port() {
 #[tokio::test]
 async fn a_held_request_is_cut_off_when_the_sink_refuses() {
     let sink = sink::start(SinkConfig::default()).await.unwrap();
-    let url = format!("{}/v1/traces", sink.endpoint());
-    sink.set_behaviour(Behaviour::Hang).await.unwrap();
-    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
-    sink.wait_for(PATIENCE, |r| r.counters.hanging == 1)
-        .await
-        .unwrap();
+    let pending = hold_a_request(&sink).await;
     sink.set_behaviour(Behaviour::Refuse).await.unwrap();
-    let outcome = tokio::time::timeout(PATIENCE, pending)
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = outcome_of(pending).await;
     assert!(outcome.is_err(), "{outcome:?}");
     let got = sink
         .wait_for(PATIENCE, |r| r.counters.hanging == 0)
@@ -212,17 +204,9 @@ async fn a_held_request_is_cut_off_when_the_sink_refuses() {
 async fn shutdown_releases_the_port_and_held_requests() {
     let sink = sink::start(SinkConfig::default()).await.unwrap();
     let addr = sink.local_addr();
-    let url = format!("{}/v1/traces", sink.endpoint());
-    sink.set_behaviour(Behaviour::Hang).await.unwrap();
-    let pending = tokio::spawn(async move { post_spans(&url).await.map(|a| a.status) });
-    sink.wait_for(PATIENCE, |r| r.counters.hanging == 1)
-        .await
-        .unwrap();
+    let pending = hold_a_request(&sink).await;
     sink.shutdown().await;
-    let outcome = tokio::time::timeout(PATIENCE, pending)
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = outcome_of(pending).await;
     assert!(outcome.is_err(), "{outcome:?}");
     let refused = TcpStream::connect(addr).await.unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);

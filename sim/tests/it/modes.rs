@@ -2,16 +2,12 @@
 //! Extensions API error calls, and the OTLP sink of the binary: what a real extension process
 //! (the recorder) receives under a real runtime client (PyPI `awslambdaric`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::*;
-use contrail_sim::{InitType, RunConfig, SimError};
+use crate::support::*;
+use contrail_sim::{InitType, RunConfig, RunReport, SimError};
 use serde_json::{Value, json};
 
 /// The types of the records, in delivery order.
@@ -33,50 +29,62 @@ fn report_of<'a>(tel: &'a [Value], request_id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no platform.report for {request_id}"))
 }
 
-#[test]
-fn snap_start_delivers_the_snapshot_init_then_the_restore() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
-        init_type: InitType::SnapStart,
-        invocations: 2,
-        ..python_run(&py, &out, &[("RECORDER_SCHEMA", "2022-12-13")])
-    };
-    let report = run(cfg).unwrap();
-    assert_eq!(report.initialization_type, "snap-start");
+/// Runs `config` and checks what every way of starting shares: the report and the extension's
+/// `AWS_LAMBDA_INITIALIZATION_TYPE` say `init_type`, and every invocation succeeded. Returns
+/// the report, the recorder's entries and the telemetry it received.
+fn run_started_as(
+    init_type: &str,
+    config: RunConfig,
+    recording: &Recording,
+) -> (RunReport, Vec<Value>, Vec<Value>) {
+    let report = run(config).unwrap();
+    assert_eq!(report.initialization_type, init_type);
     assert!(report.invocations.iter().all(|i| i.status == "success"));
-    let restore_ms = report.restore_ms.expect("a restore was measured");
-    let entries = lines(&out);
+    let entries = recording.entries();
     assert_eq!(
         of_kind(&entries, "registered")[0]["data"]["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"],
-        "snap-start"
+        init_type
     );
     let tel = telemetry(&entries);
-    let t = types(&tel);
+    (report, entries, tel)
+}
 
-    // The snapshot's init events, each once, typed snap-start, then the restore of this
-    // environment, then the first invocation.
+/// One `platform.initStart`, `initRuntimeDone` and `initReport` each, of `init_type`.
+fn assert_one_init_of_type(tel: &[Value], init_type: &str) {
+    let t = types(tel);
     for kind in [
         "platform.initStart",
         "platform.initRuntimeDone",
         "platform.initReport",
+    ] {
+        let recs = records_of(tel, kind);
+        assert_eq!(recs.len(), 1, "one {kind}: {t:?}");
+        assert_eq!(recs[0]["record"]["initializationType"], init_type, "{kind}");
+    }
+}
+
+#[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
+fn snap_start_delivers_the_snapshot_init_then_the_restore() {
+    let recording = Recording::new();
+    let config = RunConfig {
+        init_type: InitType::SnapStart,
+        invocations: 2,
+        ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
+    };
+    let (report, _, tel) = run_started_as("snap-start", config, &recording);
+    let restore_ms = report.restore_ms.expect("a restore was measured");
+    let t = types(&tel);
+
+    // The snapshot's init events, each once, typed snap-start, then the restore of this
+    // environment, then the first invocation.
+    assert_one_init_of_type(&tel, "snap-start");
+    for kind in [
         "platform.restoreStart",
         "platform.restoreRuntimeDone",
         "platform.restoreReport",
     ] {
         assert_eq!(records_of(&tel, kind).len(), 1, "one {kind}: {t:?}");
-    }
-    for kind in [
-        "platform.initStart",
-        "platform.initRuntimeDone",
-        "platform.initReport",
-    ] {
-        assert_eq!(
-            records_of(&tel, kind)[0]["record"]["initializationType"],
-            "snap-start",
-            "{kind}"
-        );
     }
     assert_eq!(
         records_of(&tel, "platform.initReport")[0]["record"]["status"],
@@ -119,39 +127,19 @@ fn snap_start_delivers_the_snapshot_init_then_the_restore() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn provisioned_concurrency_reports_no_init_duration_on_the_first_invocation() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         init_type: InitType::ProvisionedConcurrency,
         invocations: 2,
         idle_gap: Duration::from_millis(200),
-        ..python_run(&py, &out, &[("RECORDER_SCHEMA", "2022-12-13")])
+        ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
     };
-    let report = run(cfg).unwrap();
-    assert_eq!(report.initialization_type, "provisioned-concurrency");
-    assert!(report.invocations.iter().all(|i| i.status == "success"));
+    let (report, _, tel) = run_started_as("provisioned-concurrency", config, &recording);
     assert!(report.init_ms.is_some());
-    let entries = lines(&out);
-    assert_eq!(
-        of_kind(&entries, "registered")[0]["data"]["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"],
-        "provisioned-concurrency"
-    );
-    let tel = telemetry(&entries);
     let t = types(&tel);
-    for kind in [
-        "platform.initStart",
-        "platform.initRuntimeDone",
-        "platform.initReport",
-    ] {
-        let recs = records_of(&tel, kind);
-        assert_eq!(recs.len(), 1, "one {kind}: {t:?}");
-        assert_eq!(
-            recs[0]["record"]["initializationType"], "provisioned-concurrency",
-            "{kind}"
-        );
-    }
+    assert_one_init_of_type(&tel, "provisioned-concurrency");
     assert!(position(&t, "platform.initReport") < position(&t, "platform.start"));
     assert!(
         !t.iter().any(|k| k.starts_with("platform.restore")),
@@ -166,38 +154,30 @@ fn provisioned_concurrency_reports_no_init_duration_on_the_first_invocation() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         init_type: InitType::LambdaManagedInstances,
         invocations: 6,
         concurrency: 3,
         // Each invocation sleeps long enough for the next ones to start meanwhile.
         payload: br#"{"sleep_s": 0.5}"#.to_vec(),
-        ..python_run(
-            &py,
-            &out,
-            &[
-                ("RECORDER_TRY_EVENTS", "INVOKE,SHUTDOWN"),
-                ("RECORDER_EVENTS", "SHUTDOWN"),
-                ("RECORDER_TRY_SCHEMA", "2022-12-13"),
-                ("RECORDER_SCHEMA", "2025-01-29"),
-            ],
-        )
+        ..recording.python_run(&[
+            ("RECORDER_TRY_EVENTS", "INVOKE,SHUTDOWN"),
+            ("RECORDER_EVENTS", "SHUTDOWN"),
+            ("RECORDER_TRY_SCHEMA", "2022-12-13"),
+            ("RECORDER_SCHEMA", "2025-01-29"),
+        ])
     };
-    let report = run(cfg).unwrap();
-    assert_eq!(report.initialization_type, "lambda-managed-instances");
+    let (report, entries, tel) = run_started_as("lambda-managed-instances", config, &recording);
     assert_eq!(report.invocations.len(), 6);
-    assert!(report.invocations.iter().all(|i| i.status == "success"));
     assert_eq!(report.environments, 1);
-    let ext = &report.extensions[0];
-    assert_eq!(ext.events, ["SHUTDOWN"]);
-    assert_eq!(ext.telemetry_schema.as_deref(), Some("2025-01-29"));
-    assert!(!ext.crashed);
+    let extension = &report.extensions[0];
+    assert_eq!(extension.events, ["SHUTDOWN"]);
+    assert_eq!(extension.telemetry_schema.as_deref(), Some("2025-01-29"));
+    assert!(!extension.crashed);
 
-    let entries = lines(&out);
     // INVOKE cannot be registered; another schema cannot be subscribed.
     assert_eq!(
         of_kind(&entries, "try_register")[0]["data"],
@@ -207,19 +187,11 @@ fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
         of_kind(&entries, "try_subscribe")[0]["data"],
         json!([400, "ValidationError"])
     );
-    assert_eq!(
-        of_kind(&entries, "registered")[0]["data"]["env"]["AWS_LAMBDA_INITIALIZATION_TYPE"],
-        "lambda-managed-instances"
-    );
     // Only SHUTDOWN reaches the extension.
-    let evs: Vec<&Value> = of_kind(&entries, "event")
-        .into_iter()
-        .map(|e| &e["data"])
-        .collect();
+    let evs = events(&entries);
     assert_eq!(evs.len(), 1, "{evs:?}");
     assert_eq!(evs[0]["eventType"], "SHUTDOWN");
 
-    let tel = telemetry(&entries);
     assert_eq!(
         records_of(&tel, "platform.initStart")[0]["record"]["initializationType"],
         "lambda-managed-instances"
@@ -259,20 +231,15 @@ fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn extension_init_error_fails_the_init() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = python_run(
-        &py,
-        &out,
-        &[
-            ("RECORDER_SCHEMA", "2022-12-13"),
-            ("RECORDER_INIT_ERROR", "Extension.ConfigInvalid"),
-            ("RECORDER_ERROR_LINGER_MS", "1000"),
-        ],
-    );
-    let err = run(cfg).unwrap_err();
+    let recording = Recording::new();
+    let config = recording.python_run(&[
+        ("RECORDER_SCHEMA", "2022-12-13"),
+        ("RECORDER_INIT_ERROR", "Extension.ConfigInvalid"),
+        ("RECORDER_ERROR_LINGER_MS", "1000"),
+    ]);
+    let err = run(config).unwrap_err();
     match &err {
         SimError::ExtensionInitError { name, error_type } => {
             assert_eq!(name, "recorder");
@@ -280,7 +247,7 @@ fn extension_init_error_fails_the_init() {
         }
         other => panic!("unexpected error: {other}"),
     }
-    let entries = lines(&out);
+    let entries = recording.entries();
     let e = &of_kind(&entries, "init_error")[0]["data"];
     assert_eq!(e["reported"], json!([202, null]));
     assert_eq!(e["next_after"][0], 403, "no call succeeds after init/error");
@@ -301,19 +268,14 @@ fn extension_init_error_fails_the_init() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn extension_exit_error_fails_the_invocation_and_resets() {
-    let Some(py) = venv_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("rec.jsonl");
-    let cfg = RunConfig {
+    let recording = Recording::new();
+    let config = RunConfig {
         invocations: 2,
-        ..python_run(
-            &py,
-            &out,
-            &[("RECORDER_EXIT_ERROR", "Extension.UnrecoverableState")],
-        )
+        ..recording.python_run(&[("RECORDER_EXIT_ERROR", "Extension.UnrecoverableState")])
     };
-    let report = run(cfg).unwrap();
+    let report = run(config).unwrap();
     // The failed invocation resets the environment: the second runs in a new one.
     assert_eq!(report.environments, 2, "{}", report.render_text());
     assert_eq!(report.invocations[1].environment, 1);
@@ -323,20 +285,19 @@ fn extension_exit_error_fails_the_invocation_and_resets() {
         inv.error_type.as_deref(),
         Some("Extension.UnrecoverableState")
     );
-    let ext = &report.extensions[0];
+    let extension = &report.extensions[0];
     assert_eq!(
-        ext.error_type.as_deref(),
+        extension.error_type.as_deref(),
         Some("Extension.UnrecoverableState")
     );
-    assert!(!ext.crashed, "an exit after exit/error is not a crash");
-    let entries = lines(&out);
+    assert!(
+        !extension.crashed,
+        "an exit after exit/error is not a crash"
+    );
+    let entries = recording.entries();
     let e = &of_kind(&entries, "exit_error")[0]["data"];
     assert_eq!(e["reported"], json!([202, null]));
     assert_eq!(e["next_after"][0], 403, "no call succeeds after exit/error");
-}
-
-fn sim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_contrail-sim"))
 }
 
 /// An OTLP/HTTP JSON request with one span.
@@ -374,12 +335,7 @@ fn post_traces(addr: &str, body: &str) -> String {
 fn sink_subcommand_receives_an_otlp_request() {
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("otlp.jsonl");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{}", free_port());
     let mut child = sim()
         .args(["sink", "--listen", &addr, "--jsonl"])
         .arg(&jsonl)
@@ -401,24 +357,31 @@ fn sink_subcommand_receives_an_otlp_request() {
     .unwrap();
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit}");
-    let text = std::fs::read_to_string(&jsonl).unwrap();
+    the_one_traces_line(&jsonl);
+}
+
+/// The JSON lines file of a sink that received the request of [`otlp_trace_body`] once.
+fn the_one_traces_line(jsonl: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(jsonl).unwrap();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 1, "{text}");
     assert!(text.contains("modes-span"), "{text}");
+    text
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn run_otlp_jsonl_records_what_the_embedded_sink_received() {
-    let Some(py) = venv_python() else { return };
+    let py = venv_python();
     let dir = tempfile::tempdir().unwrap();
     let jsonl = dir.path().join("otlp.jsonl");
     // An extension that sends one OTLP request to the endpoint the run gives it.
-    let ext = dir.path().join("otlp-sender");
+    let extension = dir.path().join("otlp-sender");
     std::fs::write(
-        &ext,
+        &extension,
         format!(
             r#"#!{py}
 import json, os, urllib.request
@@ -441,31 +404,17 @@ call("GET", "/2020-01-01/extension/event/next", None, {{"Lambda-Extension-Identi
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&ext, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = sim()
-        .args(["run", "--quiet", "--handler", "app.handler", "--task-root"])
-        .arg(assets().join("python"))
-        .arg("--extension")
-        .arg(&ext)
-        .arg("--otlp-jsonl")
-        .arg(&jsonl)
-        .arg("--")
-        .arg(&py)
-        .args(["-m", "awslambdaric", "app.handler"])
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&jsonl).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 1, "{text}");
-    assert!(text.contains("modes-span"), "{text}");
+    std::fs::set_permissions(
+        &extension,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    sim_python_run(vec![
+        "--extension".into(),
+        extension.into(),
+        "--otlp-jsonl".into(),
+        jsonl.clone().into(),
+    ]);
+    let text = the_one_traces_line(&jsonl);
     assert!(text.contains("5759e988bd862e3fe1be46a994272793"), "{text}");
 }

@@ -1,17 +1,9 @@
 //! The `contrail-sim` binary: help, one-line errors, and a run that writes its JSON report.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
-
-fn sim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_contrail-sim"))
-}
+use crate::support::*;
 
 fn stderr_of(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap();
@@ -114,16 +106,15 @@ fn port_in_use_is_reported() {
 }
 
 #[test]
-fn crashing_extension_and_runtime_init_error_are_reported() {
-    let Some(py) = venv_python() else { return };
+fn crashing_extension_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let ext = dir.path().join("crasher");
-    std::fs::write(&ext, "#!/bin/sh\necho boom >&2\nexit 7\n").unwrap();
-    std::fs::set_permissions(&ext, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let extension = dir.path().join("crasher");
+    std::fs::write(&extension, "#!/bin/sh\necho boom >&2\nexit 7\n").unwrap();
+    std::fs::set_permissions(&extension, std::fs::Permissions::from_mode(0o755)).unwrap();
     let (ok, err) = stderr_of(
         sim()
             .args(["run", "--no-sink", "--quiet", "--extension"])
-            .arg(&ext)
+            .arg(&extension)
             .args(["--", "true"]),
     );
     assert!(!ok);
@@ -131,7 +122,12 @@ fn crashing_extension_and_runtime_init_error_are_reported() {
         err.trim(),
         "contrail-sim: extension crasher crashed during init (exit code 7): Extension.Crash"
     );
+}
 
+#[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
+fn runtime_init_error_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("bad.py"),
         "raise RuntimeError('init fails')\ndef handler(e, c):\n    return 1\n",
@@ -142,8 +138,7 @@ fn crashing_extension_and_runtime_init_error_are_reported() {
             .args(["run", "--no-sink", "--quiet", "--task-root"])
             .arg(dir.path())
             .args(["--handler", "bad.handler", "--"])
-            .arg(&py)
-            .args(["-m", "awslambdaric", "bad.handler"]),
+            .args(awslambdaric("bad.handler")),
     );
     assert!(!ok);
     // awslambdaric reports the exception class as the error type.
@@ -151,38 +146,21 @@ fn crashing_extension_and_runtime_init_error_are_reported() {
 }
 
 #[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
 fn run_writes_a_json_report() {
-    let Some(py) = venv_python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
-    let out = sim()
-        .args([
-            "run",
-            "--no-sink",
-            "--quiet",
-            "--invocations",
-            "2",
-            "--payload",
-            "{\"a\":1}",
-            "--handler",
-            "app.handler",
-            "--task-root",
-        ])
-        .arg(assets().join("python"))
-        .arg("--extension")
-        .arg(recorder())
-        .arg("--report-json")
-        .arg(&report)
-        .arg("--")
-        .arg(&py)
-        .args(["-m", "awslambdaric", "app.handler"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sim_python_run(vec![
+        "--no-sink".into(),
+        "--invocations".into(),
+        "2".into(),
+        "--payload".into(),
+        "{\"a\":1}".into(),
+        "--extension".into(),
+        recorder().into(),
+        "--report-json".into(),
+        report.clone().into(),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("extension recorder"), "{text}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
