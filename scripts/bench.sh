@@ -11,7 +11,7 @@ step() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
 
 step "release binaries"
-cargo build --release -p contrail -p contrail-sim -p contrail-sample-rust -p contrail-e2e
+cargo build --release -p contrail -p contrail-sim -p contrail-sample-rust -p contrail-bench
 
 step "hot paths (criterion, short runs)"
 cargo bench -p contrail --bench pipeline -- --quick
@@ -33,7 +33,7 @@ else
 fi
 
 step "whole-process runs under the emulator"
-"$root/target/release/bench" --command "scripts/bench.sh${*:+ $*}" "$@"
+"$root/target/release/contrail-bench" --command "scripts/bench.sh${*:+ $*}" "$@"
 
 echo
 echo "benchmarks finished in $(( $(date +%s) - started )) s: docs/BENCHMARKS.md"
