@@ -3,7 +3,9 @@
 # (the layer's static musl build when cargo-lambda is available, else the release build) under
 # the emulator; writes docs/BENCHMARKS.md.
 #
-#   scripts/bench.sh [--rounds N]    (default 10 start-up rounds; other scenarios use N/3)
+#   scripts/bench.sh [OPTION...]     options of contrail-bench (bench/), e.g. --rounds N (default
+#                                    10 start-up rounds; other scenarios use N/3), --only SCENARIO,
+#                                    --out FILE; contrail-bench --help lists them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -36,4 +38,4 @@ step "whole-process runs under the emulator"
 "$root/target/release/contrail-bench" --command "scripts/bench.sh${*:+ $*}" "$@"
 
 echo
-echo "benchmarks finished in $(( $(date +%s) - started )) s: docs/BENCHMARKS.md"
+echo "benchmarks finished in $(( $(date +%s) - started )) s"
