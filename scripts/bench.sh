@@ -3,7 +3,9 @@
 # (the layer's static musl build when cargo-lambda is available, else the release build) under
 # the emulator; writes docs/BENCHMARKS.md.
 #
-#   scripts/bench.sh [--rounds N]    (default 10 start-up rounds; other scenarios use N/3)
+#   scripts/bench.sh [OPTION...]     options of contrail-bench (bench/), e.g. --rounds N (default
+#                                    10 start-up rounds; other scenarios use N/3), --only SCENARIO,
+#                                    --out FILE; contrail-bench --help lists them
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -11,7 +13,7 @@ step() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
 
 step "release binaries"
-cargo build --release -p contrail -p contrail-sim -p contrail-sample-rust -p contrail-e2e
+cargo build --release -p contrail -p contrail-sim -p contrail-sample-rust -p contrail-bench
 
 step "hot paths (criterion, short runs)"
 cargo bench -p contrail --bench pipeline -- --quick
@@ -33,7 +35,7 @@ else
 fi
 
 step "whole-process runs under the emulator"
-"$root/target/release/bench" --command "scripts/bench.sh${*:+ $*}" "$@"
+"$root/target/release/contrail-bench" --command "scripts/bench.sh${*:+ $*}" "$@"
 
 echo
-echo "benchmarks finished in $(( $(date +%s) - started )) s: docs/BENCHMARKS.md"
+echo "benchmarks finished in $(( $(date +%s) - started )) s"

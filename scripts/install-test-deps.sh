@@ -21,7 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Rust targets for the layer builds.
+# Rust targets for the layer builds. Not declared in a rust-toolchain.toml: rustup ignores a
+# toolchain file's targets when RUSTUP_AUTO_INSTALL=0, and otherwise a missing target makes every
+# cargo command sync the `stable` channel, that is download a newer toolchain (DEVELOPING.md).
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
   rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t" >/dev/null; }
 done

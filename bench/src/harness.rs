@@ -1,0 +1,295 @@
+//! The functions under test and one run of them under the emulator: the A side with Contrail
+//! in the extensions folder, the B side without any extension.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use contrail_sim::report::{ExtensionReport, Summary};
+use contrail_sim::sink::{self, SinkConfig, SinkHandle};
+use contrail_sim::{RunConfig, RunReport};
+
+use crate::scenarios::sdk::PYTHON_SDK_HANDLER;
+
+/// A function the emulator can run.
+#[derive(Clone)]
+pub(crate) struct Function {
+    pub(crate) label: String,
+    command: Vec<String>,
+    task_root: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+/// What the scenarios share: the extension under test, laid out like `/opt/extensions`, and
+/// the functions they run it beside.
+pub(crate) struct Bench {
+    /// `target/release/contrail` (its size is reported).
+    pub(crate) contrail: PathBuf,
+    /// Which binary the whole-process runs use: the layer's static musl build when it is
+    /// present and not older than the release build (it is what users run), else the release
+    /// build. Described for the report.
+    pub(crate) runs_label: String,
+    /// A folder laid out like `/opt/extensions`, holding the extension as `contrail`.
+    extensions: tempfile::TempDir,
+    /// Kept alive while the Python functions may run.
+    _python_dirs: Vec<tempfile::TempDir>,
+    pub(crate) builtin: Function,
+    pub(crate) python: Option<Function>,
+    pub(crate) python_sdk: Option<Function>,
+    pub(crate) sample_rust: Option<Function>,
+}
+
+/// The layer's build of the extension for this machine's architecture, when it exists and is
+/// at least as new as `release` (an older one would measure stale code).
+fn layer_binary(root: &Path, release: &Path) -> Option<PathBuf> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x86_64",
+        "aarch64" => "arm64",
+        _ => return None,
+    };
+    let layer = root.join(format!("target/lambda-{arch}/extensions/contrail"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&layer), modified(release)) {
+        (Some(layer_time), Some(release_time)) if layer_time >= release_time => Some(layer),
+        (Some(_), None) => Some(layer),
+        _ => None,
+    }
+}
+
+/// A port nothing listens on right now, for Contrail's local receiver (the default 4318 may be
+/// taken on a shared machine).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Bench {
+    pub(crate) fn new(root: &Path) -> Result<Bench> {
+        let contrail = root.join("target/release/contrail");
+        if !contrail.is_file() {
+            bail!(
+                "{} not found: cargo build --release -p contrail",
+                contrail.display()
+            );
+        }
+        let (runs, runs_label) = match layer_binary(root, &contrail) {
+            Some(layer) => {
+                let label = format!(
+                    "the layer's static musl build `{}` (`layer/build.sh`, what users run)",
+                    layer.strip_prefix(root).unwrap_or(&layer).display()
+                );
+                (layer, label)
+            }
+            None => (
+                contrail.clone(),
+                "the release `target/release/contrail` (no current layer build in \
+                 `target/lambda-*`: run `layer/build.sh` to measure the shipped binary)"
+                    .to_owned(),
+            ),
+        };
+        let extensions = tempfile::tempdir()?;
+        std::fs::copy(&runs, extensions.path().join("contrail")).context("copy the extension")?;
+        let me = std::env::current_exe().context("current_exe")?;
+        let builtin = Function {
+            label: "minimal runtime (std only)".to_owned(),
+            command: vec![me.display().to_string(), "runtime".to_owned()],
+            task_root: None,
+            env: Vec::new(),
+        };
+        let mut python_dirs = Vec::new();
+        let venv = root.join(".tools/venv/bin/python");
+        let has_ric = venv.is_file()
+            && std::process::Command::new(&venv)
+                .args(["-c", "import awslambdaric, opentelemetry.sdk"])
+                .status()
+                .is_ok_and(|s| s.success());
+        let (python, python_sdk) = if has_ric {
+            let dir = tempfile::tempdir()?;
+            std::fs::write(dir.path().join("app.py"), PYTHON_HANDLER)?;
+            std::fs::write(dir.path().join("sdk.py"), PYTHON_SDK_HANDLER)?;
+            let command = |handler: &str| {
+                vec![
+                    venv.display().to_string(),
+                    "-m".to_owned(),
+                    "awslambdaric".to_owned(),
+                    handler.to_owned(),
+                ]
+            };
+            let python = Function {
+                label: "Python 3 under awslambdaric".to_owned(),
+                command: command("app.handler"),
+                task_root: Some(dir.path().to_path_buf()),
+                env: Vec::new(),
+            };
+            let sdk = Function {
+                label: "Python OpenTelemetry SDK under awslambdaric".to_owned(),
+                command: command("sdk.handler"),
+                task_root: Some(dir.path().to_path_buf()),
+                env: Vec::new(),
+            };
+            python_dirs.push(dir);
+            (Some(python), Some(sdk))
+        } else {
+            (None, None)
+        };
+        let sample = root.join("target/release/sample-rust");
+        let sample_rust = sample.is_file().then(|| Function {
+            label: "Rust sample function (lambda_runtime)".to_owned(),
+            command: vec![sample.display().to_string()],
+            task_root: None,
+            env: Vec::new(),
+        });
+        Ok(Bench {
+            contrail,
+            runs_label,
+            extensions,
+            _python_dirs: python_dirs,
+            builtin,
+            python,
+            python_sdk,
+            sample_rust,
+        })
+    }
+
+    /// One A/B pair: `invocations` of `function` with Contrail configured by `contrail_env`,
+    /// then the same without any extension, both with the function variables `extra_env`.
+    pub(crate) async fn pair(
+        &self,
+        function: &Function,
+        contrail_env: &[(String, String)],
+        invocations: u32,
+        extra_env: &[(String, String)],
+    ) -> Result<(RunReport, RunReport)> {
+        let with = self
+            .run(function, Some(contrail_env), invocations, extra_env)
+            .await?;
+        let without = self.run(function, None, invocations, extra_env).await?;
+        Ok((with, without))
+    }
+
+    /// `rounds` A/B pairs of the minimal runtime, `invocations` each, printing `lines` log
+    /// lines per invocation; `what` names them in the progress lines. Returns the runs with
+    /// Contrail and the runs without.
+    pub(crate) async fn minimal_rounds(
+        &self,
+        what: &str,
+        rounds: u32,
+        contrail_env: &[(String, String)],
+        invocations: u32,
+        lines: u32,
+    ) -> Result<(Vec<RunReport>, Vec<RunReport>)> {
+        let lines = vars(&[("BENCH_LINES", &lines.to_string())]);
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            eprintln!("bench: {what} ({}/{rounds})", round + 1);
+            let (a, b) = self
+                .pair(&self.builtin, contrail_env, invocations, &lines)
+                .await?;
+            with.push(a);
+            without.push(b);
+        }
+        Ok((with, without))
+    }
+
+    /// One run of `function`, with Contrail configured by `contrail_env` or without any
+    /// extension. Fails unless every invocation succeeded and Contrail ran to the end.
+    pub(crate) async fn run(
+        &self,
+        function: &Function,
+        contrail_env: Option<&[(String, String)]>,
+        invocations: u32,
+        extra_env: &[(String, String)],
+    ) -> Result<RunReport> {
+        let mut env = function.env.clone();
+        env.extend_from_slice(extra_env);
+        let with_contrail = contrail_env.is_some();
+        if let Some(vars) = contrail_env {
+            env.extend_from_slice(vars);
+            env.push((
+                "CONTRAIL_RECEIVER_ENDPOINT".to_owned(),
+                format!("127.0.0.1:{}", free_port()?),
+            ));
+        }
+        let config = RunConfig {
+            runtime_command: function.command.clone(),
+            task_root: function.task_root.clone(),
+            extensions_dir: with_contrail.then(|| self.extensions.path().to_path_buf()),
+            function_name: "bench".to_owned(),
+            memory_mb: 512,
+            timeout: Duration::from_secs(30),
+            invocations,
+            env,
+            ..RunConfig::default()
+        };
+        let report = contrail_sim::run(config)
+            .await
+            .with_context(|| format!("run {}", function.label))?;
+        if report.invocations.len() != invocations as usize {
+            bail!(
+                "{}: {} of {invocations} invocations ran",
+                function.label,
+                report.invocations.len()
+            );
+        }
+        if let Some(bad) = report.invocations.iter().find(|i| i.status != "success") {
+            bail!(
+                "{}: invocation {} ended with {} {:?}",
+                function.label,
+                bad.request_id,
+                bad.status,
+                bad.error_type
+            );
+        }
+        if with_contrail {
+            let ext = contrail_report(&report)?;
+            if ext.crashed {
+                bail!("contrail crashed: {:?}", ext.exit);
+            }
+        }
+        Ok(report)
+    }
+}
+
+pub(crate) fn contrail_report(report: &RunReport) -> Result<&ExtensionReport> {
+    report
+        .extensions
+        .iter()
+        .find(|e| e.name == "contrail")
+        .ok_or_else(|| anyhow!("no report for the contrail extension"))
+}
+
+pub(crate) fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+pub(crate) fn median(values: &[f64]) -> Result<f64> {
+    Summary::of(values)
+        .map(|s| s.median)
+        .ok_or_else(|| anyhow!("no values"))
+}
+
+const PYTHON_HANDLER: &str = "def handler(event, context):\n    return {}\n";
+
+/// The emulator's OTLP sink on a free loopback port.
+pub(crate) async fn start_sink() -> Result<SinkHandle> {
+    sink::start(SinkConfig::default())
+        .await
+        .context("start the sink")
+}
+
+/// Post-runtime time (PostRuntimeExtensionsDuration) over every invocation of `reports`.
+pub(crate) fn post_runtime(reports: &[RunReport]) -> Result<Summary> {
+    let values: Vec<f64> = reports
+        .iter()
+        .flat_map(|r| r.invocations.iter().map(|i| i.post_runtime_ms))
+        .collect();
+    Summary::of(&values).ok_or_else(|| anyhow!("no invocations"))
+}
+
+/// How many invocations `reports` ran in all.
+pub(crate) fn invocations(reports: &[RunReport]) -> usize {
+    reports.iter().map(|r| r.invocations.len()).sum()
+}

@@ -1,0 +1,176 @@
+//! The report: each figure next to its budget, how it was measured, and the Markdown
+//! `docs/BENCHMARKS.md` is written from.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+
+use crate::Options;
+use crate::criterion::CriterionRow;
+use crate::harness::Bench;
+
+/// One figure of the report, with its budget.
+pub(crate) struct Row {
+    what: String,
+    figure: String,
+    budget: String,
+    met: Option<bool>,
+}
+
+impl Row {
+    pub(crate) fn new(
+        what: impl Into<String>,
+        figure: impl Into<String>,
+        budget: impl Into<String>,
+        met: Option<bool>,
+    ) -> Row {
+        Row {
+            what: what.into(),
+            figure: figure.into(),
+            budget: budget.into(),
+            met,
+        }
+    }
+}
+
+/// What the scenarios found: the budget table's rows, and the notes on how.
+#[derive(Default)]
+pub(crate) struct Results {
+    pub(crate) rows: Vec<Row>,
+    pub(crate) notes: Vec<String>,
+}
+
+/// CPU count, CPU model and kernel release of this machine.
+fn machine() -> (String, String, String) {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    (cpus, model, kernel)
+}
+
+/// `YYYY-MM-DD HH:MM UTC` of now.
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let (h, m) = ((secs % 86_400) / 3_600, (secs % 3_600) / 60);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02} UTC")
+}
+
+/// The whole of `docs/BENCHMARKS.md`.
+pub(crate) fn render(
+    options: &Options,
+    bench: &Bench,
+    results: &Results,
+    criterion: &[CriterionRow],
+    elapsed: Duration,
+) -> Result<String> {
+    let (cpus, model, kernel) = machine();
+    let mut s = String::new();
+    writeln!(s, "# Benchmarks")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Written by `{}` on {}. Do not edit by hand: run the command again.",
+        options.command,
+        utc_now()
+    )?;
+    writeln!(s)?;
+    writeln!(s, "- Machine: {cpus} CPUs, {model}, Linux {kernel}")?;
+    writeln!(
+        s,
+        "- Whole-process runs: {} under the emulator (`contrail_sim::run`), {} start-up \
+         rounds, {:.0} s",
+        bench.runs_label,
+        options.rounds,
+        elapsed.as_secs_f64()
+    )?;
+    if !options.only.is_empty() {
+        writeln!(
+            s,
+            "- Partial report: only the scenarios {} (`--only`)",
+            options
+                .only
+                .iter()
+                .map(|s| s.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(s, "## Budgets")?;
+    writeln!(s)?;
+    writeln!(s, "| measure | figure | budget | |")?;
+    writeln!(s, "|---|---|---|---|")?;
+    for row in &results.rows {
+        let verdict = match row.met {
+            Some(true) => "met",
+            Some(false) => "**not met**",
+            None => "",
+        };
+        writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            row.what, row.figure, row.budget, verdict
+        )?;
+    }
+    writeln!(s)?;
+    writeln!(s, "## How")?;
+    writeln!(s)?;
+    for note in &results.notes {
+        writeln!(s, "- {note}")?;
+    }
+    writeln!(s)?;
+    writeln!(s, "## Hot paths (criterion, one core)")?;
+    writeln!(s)?;
+    if criterion.is_empty() {
+        writeln!(s, "Not run.")?;
+    } else {
+        writeln!(
+            s,
+            "`cargo bench -p contrail --bench pipeline -- --quick` (extension/benches/pipeline.rs). \
+             Telemetry groups: a Telemetry API batch of 1,000 records (`platform.start`, 997 \
+             function lines, `runtimeDone`, `report`) in the text or the JSON log format; \
+             `receiver`: an `ExportTraceServiceRequest` of 100 spans decoded and merged with the \
+             Lambda resource. Throughput from criterion's median time."
+        )?;
+        writeln!(s)?;
+        writeln!(s, "| benchmark | time per batch | records/s |")?;
+        writeln!(s, "|---|---|---|")?;
+        for row in criterion {
+            writeln!(
+                s,
+                "| `{}` | {:.1} µs | {:.0} |",
+                row.id,
+                row.median_ns / 1000.0,
+                row.records_per_s
+            )?;
+        }
+    }
+    Ok(s)
+}

@@ -1,0 +1,88 @@
+//! Start-up: spawn → register, spawn → first `next`, and the init phase with and without
+//! Contrail, for each function there is (the minimal runtime, the Rust sample, Python).
+
+use anyhow::Result;
+
+use super::PEAK_RSS_KB;
+use crate::Options;
+use crate::harness::{Bench, contrail_report, median, vars};
+use crate::report::{Results, Row};
+
+const SPAWN_TO_REGISTER_MS: f64 = 3.0;
+const SPAWN_TO_FIRST_NEXT_MS: f64 = 7.0;
+const INIT_RATIO: f64 = 1.10;
+/// An https endpoint nothing listens on: no name lookup, and nothing is sent before the first
+/// invocation anyway.
+const UNREACHABLE_HTTPS: &str = "https://127.0.0.1:9";
+
+/// Spawn → register, spawn → first next, and the init phase with and without Contrail.
+pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results) -> Result<()> {
+    let contrail_env = vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", UNREACHABLE_HTTPS)]);
+    let mut functions = vec![bench.builtin.clone()];
+    functions.extend(bench.sample_rust.clone());
+    functions.extend(bench.python.clone());
+    let mut register = Vec::new();
+    let mut first_next = Vec::new();
+    let mut idle_rss = Vec::new();
+    for function in &functions {
+        let mut with = Vec::new();
+        let mut without = Vec::new();
+        for round in 0..options.rounds {
+            eprintln!(
+                "bench: start-up, {} ({}/{})",
+                function.label,
+                round + 1,
+                options.rounds
+            );
+            let (a, b) = bench.pair(function, &contrail_env, 1, &[]).await?;
+            let ext = contrail_report(&a)?;
+            register.extend(ext.spawn_to_register_ms);
+            idle_rss.extend(ext.peak_rss_kb.map(|v| v as f64));
+            first_next.extend(ext.spawn_to_first_next_ms);
+            with.extend(a.init_ms);
+            without.extend(b.init_ms);
+        }
+        let (w, wo) = (median(&with)?, median(&without)?);
+        let ratio = w / wo;
+        results.rows.push(Row::new(
+            format!("init phase with Contrail ÷ without, {}", function.label),
+            format!("{ratio:.2} ({w:.1} ms ÷ {wo:.1} ms)"),
+            format!("≤ {INIT_RATIO:.2}"),
+            Some(ratio <= INIT_RATIO),
+        ));
+    }
+    let (r, n) = (median(&register)?, median(&first_next)?);
+    results.rows.insert(
+        0,
+        Row::new(
+            "spawn → register",
+            format!("{r:.2} ms"),
+            format!("≤ {SPAWN_TO_REGISTER_MS} ms"),
+            Some(r <= SPAWN_TO_REGISTER_MS),
+        ),
+    );
+    results.rows.insert(
+        1,
+        Row::new(
+            "spawn → first `next`",
+            format!("{n:.2} ms"),
+            format!("≤ {SPAWN_TO_FIRST_NEXT_MS} ms"),
+            Some(n <= SPAWN_TO_FIRST_NEXT_MS),
+        ),
+    );
+    let idle = median(&idle_rss)?;
+    results.rows.push(Row::new(
+        "peak RSS of Contrail, start-up runs (one invocation, nothing exported)",
+        format!("{:.2} MB", idle / 1024.0),
+        format!("≤ {} MB", PEAK_RSS_KB / 1024),
+        Some(idle <= PEAK_RSS_KB as f64),
+    ));
+    results.notes.push(format!(
+        "Start-up: {} rounds per function, each a run with Contrail and a run without any \
+         extension, one invocation each; Contrail exports to `{UNREACHABLE_HTTPS}`. Spawn \
+         figures are medians over all {} runs with Contrail.",
+        options.rounds,
+        register.len()
+    ));
+    Ok(())
+}
