@@ -24,12 +24,12 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
 use contrail::buffer::{Item, Signal};
+use contrail::diag::stats::Stats;
 use contrail::export::body::encode;
 use contrail::export::config::{Compression, Protocol};
 use contrail::mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
 use contrail::pipeline::{OtlpPayload, Signals};
 use contrail::receiver::merge_resource;
-use contrail::stats::Stats;
 use contrail::telemetry::event::{TelemetryRecord, decode_batch};
 
 const RECORDS: usize = 1_000;

@@ -25,6 +25,8 @@ use tokio::time::Instant;
 
 use crate::config::{self, Bootstrap, Platform, Settings};
 use crate::delivery::Delivery;
+use crate::diag::log;
+use crate::diag::stats::Stats;
 use crate::env::{Env, ProcessEnv};
 use crate::flush::{FlushPolicy, FlushSettings};
 use crate::lambda_api::{
@@ -32,12 +34,10 @@ use crate::lambda_api::{
     Subscription, TelemetryType,
 };
 use crate::lifecycle::{self, Degraded, Ended, FlushOutcome, Lifecycle, Processing};
-use crate::log;
 use crate::mapping::resource::{resource_str, set_resource_attribute};
 use crate::mapping::{InvokeInfo, Mapper};
 use crate::pipeline::{OtlpPayload, Signals, intake_queue};
 use crate::processing::{self, Stages};
-use crate::stats::Stats;
 use crate::telemetry::event::TelemetryRecord;
 use crate::{receiver, telemetry};
 

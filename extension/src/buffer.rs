@@ -31,9 +31,9 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetr
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
+use crate::diag::stats::{DropReason, Stats};
 use crate::flush::HIGH_WATER;
 use crate::pipeline::Signals;
-use crate::stats::{DropReason, Stats};
 
 /// One of the three OTLP signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

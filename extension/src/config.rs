@@ -29,12 +29,12 @@
 //! from what was asked); a value that only affects Contrail's own diagnostics falls back to its
 //! default with one warning.
 
+use crate::diag::log::Level;
 use crate::env::{ConfigError, Env, non_empty};
 use crate::export::config::ExportConfig;
 use crate::lambda_api::{
     Buffering, EventType, ExtensionName, RuntimeApi, SchemaVersion, TelemetryType,
 };
-use crate::log::Level;
 use crate::mapping::{MappingConfig, lambda_resource};
 use crate::receiver::ReceiverConfig;
 use opentelemetry_proto::tonic::resource::v1::Resource;

@@ -32,13 +32,13 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
 
 use crate::buffer::{Buffer, BufferCounters, Held, Item, Signal};
+use crate::diag::log;
+use crate::diag::stats::{DropReason, Stats};
 use crate::export::body::encode_entries;
 use crate::export::config::ExportConfig;
 use crate::export::{ExportResult, Exporter};
-use crate::log;
 use crate::pipeline::Signals;
 use crate::selftel::{DropWarner, SelfTelemetry};
-use crate::stats::{DropReason, Stats};
 
 /// What one flush did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -66,7 +66,6 @@ pub mod selftel;
 pub mod flush;
 pub mod lifecycle;
 // Diagnostics: Contrail's own stderr lines and counters.
-pub mod log;
-pub mod stats;
+pub mod diag;
 // Wiring: start-up order and the tasks.
 pub mod app;

@@ -16,12 +16,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
+use crate::diag::log;
+use crate::diag::stats::Stats;
 use crate::flush::{Action, FlushPolicy, instant_from_epoch_ms};
 use crate::lambda_api::{
     ApiError, Client, ErrorPhase, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent,
 };
-use crate::log;
-use crate::stats::Stats;
 
 /// How long a flush reply may come after its deadline before the loop stops waiting for it.
 const REPLY_GRACE: Duration = Duration::from_millis(20);

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::mpsc;
 
-use crate::stats::{DropReason, Stats};
+use crate::diag::stats::{DropReason, Stats};
 use crate::telemetry::event::TelemetryRecord;
 
 /// Data a function's own OpenTelemetry SDK sent to the local receiver, already decoded.

@@ -207,9 +207,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::diag::stats::Stats;
     use crate::lifecycle::control_channel;
     use crate::pipeline::intake_queue;
-    use crate::stats::Stats;
     use crate::telemetry::event::decode_batch;
 
     /// Records what the processing task asked of its stages.

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use contrail::buffer::{Batch, Buffer, Item, Signal};
+use contrail::diag::stats::{DropReason, Stats};
 use contrail::pipeline::Signals;
-use contrail::stats::{DropReason, Stats};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,

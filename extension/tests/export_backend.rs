@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use backend::{Backend, Reply};
 use contrail::delivery::Delivery;
+use contrail::diag::stats::{DropReason, Stats};
 use contrail::export::config::ExportConfig;
 use contrail::pipeline::Signals;
-use contrail::stats::{DropReason, Stats};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use contrail::delivery::Delivery;
+use contrail::diag::stats::Stats;
 use contrail::export::config::ExportConfig;
 use contrail::pipeline::Signals;
-use contrail::stats::Stats;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
+use contrail::diag::stats::{DropReason, Stats};
 use contrail::mapping::{
     InvokeInfo, Mapper, MappingConfig, Temporality, XrayContext, lambda_resource,
 };
 use contrail::pipeline::Signals;
-use contrail::stats::{DropReason, Stats};
 use contrail::telemetry::event::{TelemetryRecord, decode_batch};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;

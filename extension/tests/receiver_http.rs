@@ -4,8 +4,8 @@
 
 mod receiver_support;
 
+use contrail::diag::stats::{DropReason, Stats};
 use contrail::pipeline::{Intake, OtlpPayload};
-use contrail::stats::{DropReason, Stats};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };

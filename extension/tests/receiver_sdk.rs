@@ -10,8 +10,8 @@ mod receiver_support;
 
 use std::process::Command;
 
+use contrail::diag::stats::Stats;
 use contrail::pipeline::{Intake, OtlpPayload};
-use contrail::stats::Stats;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use receiver_support::{repo_root, start};
 

@@ -28,10 +28,10 @@ use http::{Method, Request, StatusCode};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::buffer::Signal;
+use crate::diag::stats::Stats;
 use crate::export::body::Chunks;
 use crate::export::config::{Compression, ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};
-use crate::stats::Stats;
 
 /// First retry delay.
 pub const BACKOFF_START: Duration = Duration::from_millis(25);

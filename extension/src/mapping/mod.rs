@@ -39,8 +39,8 @@ pub use config::{MappingConfig, Temporality, XrayContext};
 pub use resource::lambda_resource;
 pub use xray::XrayHeader;
 
+use crate::diag::stats::{DropReason, Stats};
 use crate::pipeline::Signals;
-use crate::stats::{DropReason, Stats};
 use crate::telemetry::event::{
     Event, InitReport, InitRuntimeDone, InitStart, LogLine, LogsDropped, PhaseSpan, Report,
     RestoreReport, RestoreRuntimeDone, RestoreStart, RuntimeDone, Start, TelemetryRecord,

@@ -20,9 +20,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 
-use crate::log;
+use crate::diag::log;
+use crate::diag::stats::Stats;
 use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload};
-use crate::stats::Stats;
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";

@@ -22,8 +22,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
 use super::event::decode_batch;
+use crate::diag::stats::{DropReason, Stats};
 use crate::pipeline::{Intake, IntakeSender};
-use crate::stats::{DropReason, Stats};
 
 /// Lambda sends at most about twice the subscription's `buffering.maxBytes` (at most 1 MiB) in
 /// one POST; this leaves room above that.

@@ -98,22 +98,22 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
 
 #[allow(unused_macros)]
 macro_rules! log_error {
-    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Error, format_args!($($arg)*)) };
 }
 #[allow(unused_macros)]
 macro_rules! log_warn {
-    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Warn, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Warn, format_args!($($arg)*)) };
 }
 #[allow(unused_macros)]
 macro_rules! log_info {
-    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Info, format_args!($($arg)*)) };
 }
 #[allow(unused_macros)]
 macro_rules! log_debug {
-    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Debug, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Debug, format_args!($($arg)*)) };
 }
 
-// Path-scoped macros: `crate::log::warn!(...)`, or `use crate::log;` then `log::warn!(...)`.
+// Path-scoped macros: `crate::diag::log::warn!(...)`, or `use crate::diag::log;` then `log::warn!(...)`.
 #[allow(unused_imports)]
 pub(crate) use {log_debug as debug, log_error as error, log_info as info, log_warn as warn};
 
@@ -236,8 +236,8 @@ mod tests {
     #[test]
     fn macros_are_usable_by_path() {
         set_level(Level::Warn);
-        crate::log::warn!("a warning with {}", "arguments");
-        crate::log::debug!("not written at warn");
+        crate::diag::log::warn!("a warning with {}", "arguments");
+        crate::diag::log::debug!("not written at warn");
         assert!(enabled(Level::Error) && enabled(Level::Warn) && !enabled(Level::Info));
     }
 
