@@ -23,11 +23,11 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
 use crate::delivery::Delivery;
 use crate::diag::log;
 use crate::diag::stats::Stats;
-use crate::env::{Env, ProcessEnv};
 use crate::flush::{FlushPolicy, FlushSettings};
 use crate::lambda_api::{
     Client, ErrorPhase, ExtensionId, ExtensionName, InvokeEvent, Registration, Subscribed,

@@ -45,7 +45,6 @@
 
 // Configuration: every variable, read once at start-up (bootstrap first, the rest after register).
 pub mod config;
-pub mod env;
 // The Extensions API and the Telemetry API subscription: register, next, errors.
 pub mod lambda_api;
 // Intake: the accept loop, the Telemetry API listener and model, the local OTLP receiver.

@@ -35,7 +35,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::buffer::Signal;
-use crate::env::{ConfigError, Env, non_empty, percent_decode};
+use crate::config::env::{ConfigError, Env, non_empty, percent_decode};
 use crate::flush::{DEFAULT_BUDGET, DEFAULT_INTERVAL, FlushMode, FlushSettings};
 
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";

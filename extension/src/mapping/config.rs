@@ -1,6 +1,6 @@
 //! What the mapper can be told: how to treat the X-Ray context, metric temporality, bounds.
 
-use crate::env::{ConfigError, Env, non_empty};
+use crate::config::env::{ConfigError, Env, non_empty};
 
 pub const XRAY_CONTEXT_VAR: &str = "CONTRAIL_XRAY_CONTEXT";
 pub const TEMPORALITY_VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";

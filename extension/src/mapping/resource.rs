@@ -5,7 +5,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::otlp::{kv_int, kv_str};
-use crate::env::{ConfigError, Env, non_empty, percent_decode};
+use crate::config::env::{ConfigError, Env, non_empty, percent_decode};
 
 pub const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
 pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use crate::env::{ConfigError, Env, non_empty};
+use crate::config::env::{ConfigError, Env, non_empty};
 
 /// Where the receiver listens: `host:port` with an IP address or `localhost`, or `off`.
 pub const ENDPOINT_VAR: &str = "CONTRAIL_RECEIVER_ENDPOINT";

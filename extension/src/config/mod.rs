@@ -30,7 +30,9 @@
 //! default with one warning.
 
 use crate::diag::log::Level;
-use crate::env::{ConfigError, Env, non_empty};
+pub mod env;
+
+use crate::config::env::{ConfigError, Env, non_empty};
 use crate::export::config::ExportConfig;
 use crate::lambda_api::{
     Buffering, EventType, ExtensionName, RuntimeApi, SchemaVersion, TelemetryType,
