@@ -27,10 +27,10 @@ use contrail::buffer::{Item, Signal};
 use contrail::diag::stats::Stats;
 use contrail::export::body::encode;
 use contrail::export::config::{Compression, Protocol};
+use contrail::intake::receiver::merge_resource;
+use contrail::intake::telemetry::event::{TelemetryRecord, decode_batch};
 use contrail::mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
 use contrail::pipeline::{OtlpPayload, Signals};
-use contrail::receiver::merge_resource;
-use contrail::telemetry::event::{TelemetryRecord, decode_batch};
 
 const RECORDS: usize = 1_000;
 const SPANS: usize = 100;

@@ -29,6 +29,8 @@ use crate::delivery::Delivery;
 use crate::diag::log;
 use crate::diag::stats::Stats;
 use crate::flush::{FlushPolicy, FlushSettings};
+use crate::intake::telemetry::event::TelemetryRecord;
+use crate::intake::{receiver, telemetry};
 use crate::lambda_api::{
     Client, ErrorPhase, ExtensionId, ExtensionName, InvokeEvent, Registration, Subscribed,
     Subscription, TelemetryType,
@@ -38,8 +40,6 @@ use crate::mapping::resource::{resource_str, set_resource_attribute};
 use crate::mapping::{InvokeInfo, Mapper};
 use crate::pipeline::{OtlpPayload, Signals, intake_queue};
 use crate::processing::{self, Stages};
-use crate::telemetry::event::TelemetryRecord;
-use crate::{receiver, telemetry};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
 /// processing task keeps up except while it flushes (bounded by the flush budget), when a few

@@ -48,9 +48,7 @@ pub mod config;
 // The Extensions API and the Telemetry API subscription: register, next, errors.
 pub mod lambda_api;
 // Intake: the accept loop, the Telemetry API listener and model, the local OTLP receiver.
-pub mod http_server;
-pub mod receiver;
-pub mod telemetry;
+pub mod intake;
 // Pipeline: the intake queue and the processing task that owns mapping and delivery.
 pub mod pipeline;
 pub mod processing;

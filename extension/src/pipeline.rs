@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::mpsc;
 
 use crate::diag::stats::{DropReason, Stats};
-use crate::telemetry::event::TelemetryRecord;
+use crate::intake::telemetry::event::TelemetryRecord;
 
 /// Data a function's own OpenTelemetry SDK sent to the local receiver, already decoded.
 #[derive(Debug, Clone, PartialEq)]

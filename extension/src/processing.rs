@@ -13,10 +13,10 @@ use std::future::Future;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::InvokeEvent;
 use crate::lifecycle::{Control, FlushOutcome};
 use crate::pipeline::{Intake, OtlpPayload};
-use crate::telemetry::event::{Event, TelemetryRecord};
 
 /// How many recent request ids are remembered per kind (Managed Instances run several
 /// invocations at once; classic Lambda one at a time).
@@ -208,9 +208,9 @@ mod tests {
 
     use super::*;
     use crate::diag::stats::Stats;
+    use crate::intake::telemetry::event::decode_batch;
     use crate::lifecycle::control_channel;
     use crate::pipeline::intake_queue;
-    use crate::telemetry::event::decode_batch;
 
     /// Records what the processing task asked of its stages.
     #[derive(Default, Clone)]

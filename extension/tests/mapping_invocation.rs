@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use contrail::diag::stats::{DropReason, Stats};
+use contrail::intake::telemetry::event::{TelemetryRecord, decode_batch};
 use contrail::mapping::{
     InvokeInfo, Mapper, MappingConfig, Temporality, XrayContext, lambda_resource,
 };
 use contrail::pipeline::Signals;
-use contrail::telemetry::event::{TelemetryRecord, decode_batch};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;

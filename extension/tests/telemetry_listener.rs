@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use contrail::diag::stats::{DropReason, Stats};
+use contrail::intake::telemetry::listener::serve_with_shutdown;
 use contrail::pipeline::{Intake, intake_queue};
-use contrail::telemetry::listener::serve_with_shutdown;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};

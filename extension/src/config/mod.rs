@@ -34,11 +34,11 @@ pub mod env;
 
 use crate::config::env::{ConfigError, Env, non_empty};
 use crate::export::config::ExportConfig;
+use crate::intake::receiver::ReceiverConfig;
 use crate::lambda_api::{
     Buffering, EventType, ExtensionName, RuntimeApi, SchemaVersion, TelemetryType,
 };
 use crate::mapping::{MappingConfig, lambda_resource};
-use crate::receiver::ReceiverConfig;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -538,7 +538,10 @@ mod tests {
     fn settings_collect_the_errors_of_every_module() {
         let env = [
             (TELEMETRY_TIMEOUT_MS_VAR, "5"),
-            (crate::receiver::ENDPOINT_VAR, "http://localhost:4318"),
+            (
+                crate::intake::receiver::ENDPOINT_VAR,
+                "http://localhost:4318",
+            ),
             (LOG_LEVEL_VAR, "chatty"),
             (crate::mapping::config::XRAY_CONTEXT_VAR, "sideways"),
             ("CONTRAIL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
@@ -549,7 +552,7 @@ mod tests {
             vars,
             vec![
                 TELEMETRY_TIMEOUT_MS_VAR,
-                crate::receiver::ENDPOINT_VAR,
+                crate::intake::receiver::ENDPOINT_VAR,
                 crate::mapping::config::XRAY_CONTEXT_VAR,
                 "CONTRAIL_EXPORTER_OTLP_ENDPOINT"
             ]

@@ -22,8 +22,8 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde_json::{Map, Value};
 
 use super::otlp::{any, json_to_any, push_json_attribute};
-use crate::telemetry::event::LogLine;
-use crate::telemetry::time::parse_rfc3339;
+use crate::intake::telemetry::event::LogLine;
+use crate::intake::telemetry::time::parse_rfc3339;
 
 /// A log record and the request id the line itself names, if any.
 #[derive(Debug, Clone, PartialEq)]

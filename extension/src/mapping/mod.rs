@@ -40,12 +40,12 @@ pub use resource::lambda_resource;
 pub use xray::XrayHeader;
 
 use crate::diag::stats::{DropReason, Stats};
-use crate::pipeline::Signals;
-use crate::telemetry::event::{
+use crate::intake::telemetry::event::{
     Event, InitReport, InitRuntimeDone, InitStart, LogLine, LogsDropped, PhaseSpan, Report,
     RestoreReport, RestoreRuntimeDone, RestoreStart, RuntimeDone, Start, TelemetryRecord,
     TraceContext,
 };
+use crate::pipeline::Signals;
 use logs::parse_log;
 use metrics::{MetricId, MetricStore};
 use otlp::{any, json_to_any, kv_bool, kv_int, kv_str, kv_str_array, ms_to_ns, scope};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use contrail::diag::stats::Stats;
+use contrail::intake::receiver::{ReceiverConfig, serve_with_shutdown};
 use contrail::pipeline::{Intake, intake_queue};
-use contrail::receiver::{ReceiverConfig, serve_with_shutdown};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;

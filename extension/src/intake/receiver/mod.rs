@@ -25,7 +25,7 @@
 //! in [`Stats`](crate::diag::stats::Stats).
 
 mod config;
-mod http;
+mod handler;
 mod resource;
 
 use std::future::Future;
@@ -58,10 +58,10 @@ pub async fn serve_with_shutdown<F>(
 ) where
     F: Future<Output = ()>,
 {
-    let handler = http::Handler::new(intake, config.max_body_bytes);
+    let handler = handler::Handler::new(intake, config.max_body_bytes);
     let handle = move |request| {
         let handler = handler.clone();
         async move { handler.handle(request).await }
     };
-    crate::http_server::serve(listener, handle, shutdown).await;
+    crate::intake::server::serve(listener, handle, shutdown).await;
 }

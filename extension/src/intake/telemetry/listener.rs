@@ -53,7 +53,7 @@ pub async fn serve_with_shutdown<F>(
         let handler = Arc::clone(&handler);
         async move { handler.handle(request).await }
     };
-    crate::http_server::serve(listener, handle, shutdown).await;
+    crate::intake::server::serve(listener, handle, shutdown).await;
 }
 
 struct Handler {

@@ -1,0 +1,5 @@
+//! Intake: what comes into Contrail, decoded and queued without waiting.
+
+pub mod receiver;
+pub mod server;
+pub mod telemetry;
