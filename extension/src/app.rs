@@ -38,8 +38,8 @@ use crate::lambda_api::{
 use crate::lifecycle::{self, Degraded, Ended, FlushOutcome, Lifecycle, Processing};
 use crate::mapping::resource::{resource_str, set_resource_attribute};
 use crate::mapping::{InvokeInfo, Mapper};
+use crate::pipeline::worker::{self, Stages};
 use crate::pipeline::{OtlpPayload, Signals, intake_queue};
-use crate::processing::{self, Stages};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
 /// processing task keeps up except while it flushes (bounded by the flush budget), when a few
@@ -245,7 +245,7 @@ async fn start(
     tasks.spawn(
         "processing",
         &fatal_tx,
-        processing::run(stages, control_rx, intake_rx),
+        worker::run(stages, control_rx, intake_rx),
     );
     tasks.spawn(
         "Telemetry API listener",

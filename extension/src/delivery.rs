@@ -8,7 +8,7 @@
 //! let outcome = delivery.flush(deadline).await;            // returns by `deadline`
 //! ```
 //!
-//! The processing task (`crate::processing`) owns the `Delivery` next to the mapper: it pushes
+//! The processing task (`crate::pipeline::worker`) owns the `Delivery` next to the mapper: it pushes
 //! what the mapper produces and calls `flush` for the lifecycle's flush and shutdown messages,
 //! after mapping what was already queued, so a flush that follows `platform.runtimeDone`
 //! includes what arrived with it. When to flush is `crate::flush`'s decision.

@@ -51,7 +51,6 @@ pub mod lambda_api;
 pub mod intake;
 // Pipeline: the intake queue and the processing task that owns mapping and delivery.
 pub mod pipeline;
-pub mod processing;
 // Mapping: Telemetry API records to OTLP spans, metrics and logs (pure).
 pub mod mapping;
 // Export: the buffer, delivery, the exporter and Contrail's own telemetry.
