@@ -23,9 +23,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use contrail::buffer::{Item, Signal};
 use contrail::diag::stats::Stats;
 use contrail::export::body::encode;
+use contrail::export::buffer::{Item, Signal};
 use contrail::export::config::{Compression, Protocol};
 use contrail::intake::receiver::merge_resource;
 use contrail::intake::telemetry::event::{TelemetryRecord, decode_batch};

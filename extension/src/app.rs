@@ -25,9 +25,9 @@ use tokio::time::Instant;
 
 use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
-use crate::delivery::Delivery;
 use crate::diag::log;
 use crate::diag::stats::Stats;
+use crate::export::delivery::Delivery;
 use crate::flush::{FlushPolicy, FlushSettings};
 use crate::intake::telemetry::event::TelemetryRecord;
 use crate::intake::{receiver, telemetry};

@@ -54,10 +54,7 @@ pub mod pipeline;
 // Mapping: Telemetry API records to OTLP spans, metrics and logs (pure).
 pub mod mapping;
 // Export: the buffer, delivery, the exporter and Contrail's own telemetry.
-pub mod buffer;
-pub mod delivery;
 pub mod export;
-pub mod selftel;
 // Lifecycle: the flush policy (pure) and the next loop that drives it.
 pub mod flush;
 pub mod lifecycle;

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use contrail::buffer::{Batch, Buffer, Item, Signal};
 use contrail::diag::stats::{DropReason, Stats};
+use contrail::export::buffer::{Batch, Buffer, Item, Signal};
 use contrail::pipeline::Signals;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{

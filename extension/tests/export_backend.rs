@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backend::{Backend, Reply};
-use contrail::delivery::Delivery;
 use contrail::diag::stats::{DropReason, Stats};
 use contrail::export::config::ExportConfig;
+use contrail::export::delivery::Delivery;
 use contrail::pipeline::Signals;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use contrail::delivery::Delivery;
 use contrail::diag::stats::Stats;
 use contrail::export::config::ExportConfig;
+use contrail::export::delivery::Delivery;
 use contrail::pipeline::Signals;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;

@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-use crate::buffer::{Item, Signal};
+use crate::export::buffer::{Item, Signal};
 use crate::export::config::{Compression, Protocol};
 
 /// Longest backend message kept for a log line.

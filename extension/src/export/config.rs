@@ -34,8 +34,8 @@ use http::uri::{PathAndQuery, Uri};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::buffer::Signal;
 use crate::config::env::{ConfigError, Env, non_empty, percent_decode};
+use crate::export::buffer::Signal;
 use crate::flush::{DEFAULT_BUDGET, DEFAULT_INTERVAL, FlushMode, FlushSettings};
 
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";

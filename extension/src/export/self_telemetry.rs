@@ -28,10 +28,10 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use crate::buffer::{Held, Signal};
 use crate::diag::log;
 use crate::diag::stats::{DropReason, Stats};
 use crate::export::LatencySink;
+use crate::export::buffer::{Held, Signal};
 
 /// Bucket bounds (ms) of the duration histograms.
 pub const DURATION_BOUNDS_MS: [f64; 10] = [

@@ -31,14 +31,14 @@ use std::time::{Duration, SystemTime};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
 
-use crate::buffer::{Buffer, BufferCounters, Held, Item, Signal};
 use crate::diag::log;
 use crate::diag::stats::{DropReason, Stats};
 use crate::export::body::encode_entries;
+use crate::export::buffer::{Buffer, BufferCounters, Held, Item, Signal};
 use crate::export::config::ExportConfig;
+use crate::export::self_telemetry::{DropWarner, SelfTelemetry};
 use crate::export::{ExportResult, Exporter};
 use crate::pipeline::Signals;
-use crate::selftel::{DropWarner, SelfTelemetry};
 
 /// What one flush did.
 #[derive(Debug, Clone, PartialEq, Eq)]
