@@ -28,13 +28,13 @@ use crate::config::{self, Bootstrap, Platform, Settings};
 use crate::diag::log;
 use crate::diag::stats::Stats;
 use crate::export::delivery::Delivery;
-use crate::flush::{FlushPolicy, FlushSettings};
 use crate::intake::telemetry::event::TelemetryRecord;
 use crate::intake::{receiver, telemetry};
 use crate::lambda_api::{
     Client, ErrorPhase, ExtensionId, ExtensionName, InvokeEvent, Registration, Subscribed,
     Subscription, TelemetryType,
 };
+use crate::lifecycle::policy::{FlushPolicy, FlushSettings};
 use crate::lifecycle::{self, Degraded, Ended, FlushOutcome, Lifecycle, Processing};
 use crate::mapping::resource::{resource_str, set_resource_attribute};
 use crate::mapping::{InvokeInfo, Mapper};

@@ -56,7 +56,6 @@ pub mod mapping;
 // Export: the buffer, delivery, the exporter and Contrail's own telemetry.
 pub mod export;
 // Lifecycle: the flush policy (pure) and the next loop that drives it.
-pub mod flush;
 pub mod lifecycle;
 // Diagnostics: Contrail's own stderr lines and counters.
 pub mod diag;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use contrail::config::{Bootstrap, Platform, Settings, error_message};
 use contrail::diag::log::Level;
-use contrail::flush::FlushMode;
 use contrail::lambda_api::{Buffering, EventType, ExtensionName, TelemetryType};
+use contrail::lifecycle::policy::FlushMode;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {

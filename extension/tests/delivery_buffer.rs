@@ -264,14 +264,17 @@ async fn the_fill_gauge_follows_the_buffer_and_crossing_the_high_water_mark_sign
     // Under the mark: a fill level, no signal.
     buffer.push_item(spans_item(0..10, 100, 1));
     let low = stats.buffer_fill();
-    assert!(low > 0.0 && low < contrail::flush::HIGH_WATER, "{low}");
+    assert!(
+        low > 0.0 && low < contrail::lifecycle::policy::HIGH_WATER,
+        "{low}"
+    );
     // Over it: the lifecycle is woken.
     buffer.push_item(spans_item(10..500, 100, 1));
-    assert!(stats.buffer_fill() >= contrail::flush::HIGH_WATER);
+    assert!(stats.buffer_fill() >= contrail::lifecycle::policy::HIGH_WATER);
     stats.pressure.notified().await;
     // Taken data still counts (it is in memory) until it is acknowledged.
     let batch = buffer.take(Signal::Traces).unwrap();
-    assert!(stats.buffer_fill() >= contrail::flush::HIGH_WATER);
+    assert!(stats.buffer_fill() >= contrail::lifecycle::policy::HIGH_WATER);
     buffer.ack(batch, 0);
     assert_eq!(stats.buffer_fill(), 0.0);
 }

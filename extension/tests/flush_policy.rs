@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use contrail::flush::{
+use contrail::lifecycle::policy::{
     Action, Behaviour, FlushMode, FlushPolicy, FlushSettings, HIGH_WATER, INVOKE_MARGIN,
     SHUTDOWN_MARGIN,
 };

@@ -83,7 +83,7 @@ pub struct Stats {
     pub buffered_bytes: AtomicU64,
     pub buffer_max_bytes: AtomicU64,
     /// Signalled by the buffer when a push leaves it at or above
-    /// [`crate::flush::HIGH_WATER`], so the lifecycle can flush during a long invocation.
+    /// [`crate::lifecycle::policy::HIGH_WATER`], so the lifecycle can flush during a long invocation.
     pub pressure: Notify,
 }
 

@@ -32,7 +32,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
 use crate::diag::stats::{DropReason, Stats};
-use crate::flush::HIGH_WATER;
+use crate::lifecycle::policy::HIGH_WATER;
 use crate::pipeline::Signals;
 
 /// One of the three OTLP signals.

@@ -11,7 +11,7 @@
 //! The processing task (`crate::pipeline::worker`) owns the `Delivery` next to the mapper: it pushes
 //! what the mapper produces and calls `flush` for the lifecycle's flush and shutdown messages,
 //! after mapping what was already queued, so a flush that follows `platform.runtimeDone`
-//! includes what arrived with it. When to flush is `crate::flush`'s decision.
+//! includes what arrived with it. When to flush is `crate::lifecycle::policy`'s decision.
 //!
 //! # Guarantees of [`Delivery::flush`]
 //!

@@ -10,6 +10,8 @@
 //! gone (its task ended or panicked) or a start-up step failed, the extension degrades to
 //! [`idle_loop`], which keeps calling `next` and exits on `SHUTDOWN`, having said why once.
 
+pub mod policy;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,10 +20,10 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::diag::log;
 use crate::diag::stats::Stats;
-use crate::flush::{Action, FlushPolicy, instant_from_epoch_ms};
 use crate::lambda_api::{
     ApiError, Client, ErrorPhase, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent,
 };
+use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
 
 /// How long a flush reply may come after its deadline before the loop stops waiting for it.
 const REPLY_GRACE: Duration = Duration::from_millis(20);
