@@ -3,11 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use contrail::lifecycle::policy::{
     Action, Behaviour, FlushMode, FlushPolicy, FlushSettings, HIGH_WATER, INVOKE_MARGIN,
-    SHUTDOWN_MARGIN,
+    SHUTDOWN_MARGIN, instant_from_epoch_ms,
 };
 use tokio::time::Instant;
 
@@ -451,4 +451,28 @@ fn a_pressure_wake_up_outside_an_end_wait_changes_nothing() {
     p.set_fill(1.0);
     // No invocation running.
     assert_eq!(p.on_pressure(clock.now()), Action::CallNext);
+}
+
+#[test]
+fn epoch_deadline_converts_relative_to_now() {
+    let now = Instant::now();
+    let wall = UNIX_EPOCH + ms(1_000_000);
+    assert_eq!(instant_from_epoch_ms(1_003_000, wall, now), now + ms(3_000));
+    assert_eq!(instant_from_epoch_ms(999_000, wall, now), now);
+}
+
+#[test]
+fn shutdown_keeps_the_margin_and_never_goes_backwards() {
+    let now = Instant::now();
+    let mut p = FlushPolicy::new(FlushSettings::default());
+    assert_eq!(
+        p.on_shutdown(now, now + ms(1_700)),
+        Action::FlushNow {
+            deadline: now + ms(1_500)
+        }
+    );
+    assert_eq!(
+        p.on_shutdown(now, now + ms(50)),
+        Action::FlushNow { deadline: now }
+    );
 }

@@ -410,36 +410,3 @@ pub fn instant_from_epoch_ms(deadline_ms: u64, wall_now: SystemTime, now: Instan
         Err(_) => now,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(n: u64) -> Duration {
-        Duration::from_millis(n)
-    }
-
-    #[test]
-    fn epoch_deadline_converts_relative_to_now() {
-        let now = Instant::now();
-        let wall = UNIX_EPOCH + ms(1_000_000);
-        assert_eq!(instant_from_epoch_ms(1_003_000, wall, now), now + ms(3_000));
-        assert_eq!(instant_from_epoch_ms(999_000, wall, now), now);
-    }
-
-    #[test]
-    fn shutdown_keeps_the_margin_and_never_goes_backwards() {
-        let now = Instant::now();
-        let mut p = FlushPolicy::new(FlushSettings::default());
-        assert_eq!(
-            p.on_shutdown(now, now + ms(1_700)),
-            Action::FlushNow {
-                deadline: now + ms(1_500)
-            }
-        );
-        assert_eq!(
-            p.on_shutdown(now, now + ms(50)),
-            Action::FlushNow { deadline: now }
-        );
-    }
-}
