@@ -533,3 +533,6 @@ impl Buffer {
         Some(self.count_drop(entry.records, DropReason::BufferFull))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -410,3 +410,6 @@ pub fn instant_from_epoch_ms(deadline_ms: u64, wall_now: SystemTime, now: Instan
         Err(_) => now,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use contrail::lifecycle::policy::{
+use crate::lifecycle::policy::{
     Action, Behaviour, FlushMode, FlushPolicy, FlushSettings, HIGH_WATER, INVOKE_MARGIN,
     SHUTDOWN_MARGIN, instant_from_epoch_ms,
 };

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use contrail::diag::stats::{DropReason, Stats};
-use contrail::export::buffer::{Batch, Buffer, Item, Signal};
-use contrail::pipeline::Signals;
+use crate::diag::stats::{DropReason, Stats};
+use crate::export::buffer::{Batch, Buffer, Item, Signal};
+use crate::pipeline::Signals;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
@@ -265,16 +265,16 @@ async fn the_fill_gauge_follows_the_buffer_and_crossing_the_high_water_mark_sign
     buffer.push_item(spans_item(0..10, 100, 1));
     let low = stats.buffer_fill();
     assert!(
-        low > 0.0 && low < contrail::lifecycle::policy::HIGH_WATER,
+        low > 0.0 && low < crate::lifecycle::policy::HIGH_WATER,
         "{low}"
     );
     // Over it: the lifecycle is woken.
     buffer.push_item(spans_item(10..500, 100, 1));
-    assert!(stats.buffer_fill() >= contrail::lifecycle::policy::HIGH_WATER);
+    assert!(stats.buffer_fill() >= crate::lifecycle::policy::HIGH_WATER);
     stats.pressure.notified().await;
     // Taken data still counts (it is in memory) until it is acknowledged.
     let batch = buffer.take(Signal::Traces).unwrap();
-    assert!(stats.buffer_fill() >= contrail::lifecycle::policy::HIGH_WATER);
+    assert!(stats.buffer_fill() >= crate::lifecycle::policy::HIGH_WATER);
     buffer.ack(batch, 0);
     assert_eq!(stats.buffer_fill(), 0.0);
 }
