@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use contrail::diag::stats::{DropReason, Stats};
-use contrail::intake::telemetry::event::{TelemetryRecord, decode_batch};
-use contrail::mapping::{
+use crate::diag::stats::{DropReason, Stats};
+use crate::intake::telemetry::event::{TelemetryRecord, decode_batch};
+use crate::mapping::{
     InvokeInfo, Mapper, MappingConfig, Temporality, XrayContext, lambda_resource,
 };
-use contrail::pipeline::Signals;
+use crate::pipeline::Signals;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;

@@ -1,0 +1,3 @@
+//! The mapper over the Telemetry API fixtures.
+
+mod invocation;
