@@ -3,3 +3,6 @@
 pub mod event;
 pub mod listener;
 pub mod time;
+
+#[cfg(test)]
+mod tests;

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::diag::stats::{DropReason, Stats};
+use crate::intake::telemetry::listener::serve_with_shutdown;
+use crate::pipeline::{Intake, intake_queue};
 use bytes::Bytes;
-use contrail::diag::stats::{DropReason, Stats};
-use contrail::intake::telemetry::listener::serve_with_shutdown;
-use contrail::pipeline::{Intake, intake_queue};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
