@@ -65,3 +65,6 @@ pub async fn serve_with_shutdown<F>(
     };
     crate::intake::server::serve(listener, handle, shutdown).await;
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,14 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-mod receiver_support;
-
 use std::process::Command;
 
-use contrail::diag::stats::Stats;
-use contrail::pipeline::{Intake, OtlpPayload};
+use super::{repo_root, start};
+use crate::diag::stats::Stats;
+use crate::pipeline::{Intake, OtlpPayload};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use receiver_support::{repo_root, start};
 
 const EXPORTS: usize = 200;
 const SPANS_PER_EXPORT: usize = 100;
@@ -114,7 +112,7 @@ print(json.dumps({"plain": plain, "gzip": gzip, "encode": summarize(encode_times
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_exports_every_span_and_reports_what_an_export_costs() {
-    let mut receiver = start(64, contrail::intake::receiver::DEFAULT_MAX_BODY_BYTES).await;
+    let mut receiver = start(64, crate::intake::receiver::DEFAULT_MAX_BODY_BYTES).await;
     // Drain like the processing task does, counting spans and metrics.
     let mut intake = receiver.take_intake();
     let drain = tokio::spawn(async move {
@@ -249,7 +247,7 @@ provider.forceFlush().then(() => {
 
 #[tokio::test]
 async fn the_node_sdks_otlp_json_is_decoded_field_for_field() {
-    let mut receiver = start(8, contrail::intake::receiver::DEFAULT_MAX_BODY_BYTES).await;
+    let mut receiver = start(8, crate::intake::receiver::DEFAULT_MAX_BODY_BYTES).await;
     let node_dir = repo_root().join("sample-functions/node");
     assert!(
         node_dir
@@ -271,7 +269,7 @@ async fn the_node_sdks_otlp_json_is_decoded_field_for_field() {
     let generated: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let body = generated["body"].as_str().unwrap().to_owned();
 
-    let answer = receiver_support::post(
+    let answer = super::post(
         receiver.addr,
         "/v1/traces",
         "application/json",

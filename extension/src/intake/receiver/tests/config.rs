@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use contrail::intake::receiver::{DEFAULT_MAX_BODY_BYTES, ReceiverConfig};
+use crate::intake::receiver::{DEFAULT_MAX_BODY_BYTES, ReceiverConfig};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

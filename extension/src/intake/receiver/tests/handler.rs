@@ -2,10 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-mod receiver_support;
-
-use contrail::diag::stats::{DropReason, Stats};
-use contrail::pipeline::{Intake, OtlpPayload};
+use super::{gzip, post, send, start};
+use crate::diag::stats::{DropReason, Stats};
+use crate::pipeline::{Intake, OtlpPayload};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -23,7 +22,6 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
-use receiver_support::{gzip, post, send, start};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";

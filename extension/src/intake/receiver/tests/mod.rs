@@ -2,13 +2,18 @@
 
 #![allow(dead_code)]
 
+mod config;
+mod handler;
+mod resource;
+mod sdk;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::diag::stats::Stats;
+use crate::intake::receiver::{ReceiverConfig, serve_with_shutdown};
+use crate::pipeline::{Intake, intake_queue};
 use bytes::Bytes;
-use contrail::diag::stats::Stats;
-use contrail::intake::receiver::{ReceiverConfig, serve_with_shutdown};
-use contrail::pipeline::{Intake, intake_queue};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
