@@ -7,8 +7,7 @@
 
 mod support;
 
-#[path = "support/otlp_backend.rs"]
-mod backend;
+use contrail_testkit::otlp_backend as backend;
 
 use std::time::Duration;
 

@@ -9,3 +9,6 @@ pub mod exporter;
 pub mod self_telemetry;
 
 pub use exporter::{BACKOFF_MAX, BACKOFF_START, ExportResult, Exporter, LatencySink};
+
+#[cfg(test)]
+mod tests;

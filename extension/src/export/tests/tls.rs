@@ -9,11 +9,11 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::diag::stats::Stats;
+use crate::export::config::ExportConfig;
+use crate::export::delivery::Delivery;
+use crate::pipeline::Signals;
 use bytes::Bytes;
-use contrail::diag::stats::Stats;
-use contrail::export::config::ExportConfig;
-use contrail::export::delivery::Delivery;
-use contrail::pipeline::Signals;
 use http_body_util::{BodyExt, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -7,18 +7,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-#[path = "support/otlp_backend.rs"]
-mod backend;
+use contrail_testkit::otlp_backend as backend;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::diag::stats::{DropReason, Stats};
+use crate::export::config::ExportConfig;
+use crate::export::delivery::Delivery;
+use crate::pipeline::Signals;
 use backend::{Backend, Reply};
-use contrail::diag::stats::{DropReason, Stats};
-use contrail::export::config::ExportConfig;
-use contrail::export::delivery::Delivery;
-use contrail::pipeline::Signals;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
 };

@@ -1,0 +1,4 @@
+//! Delivery against real backends on loopback.
+
+mod backend;
+mod tls;
