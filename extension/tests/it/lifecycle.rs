@@ -1,10 +1,8 @@
 //! The real `contrail` binary against a fake Lambda Extensions/Telemetry API.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{
+use crate::support::{
     EXTENSION_ID, Extension, FakeLambda, INIT_ERROR, NEXT, REGISTER, SUBSCRIBE, Script,
     destination_port, post_json,
 };
@@ -212,7 +210,9 @@ async fn bad_configuration_is_reported_through_init_error() {
     ] {
         assert!(message.contains(expected), "{expected} not in {message}");
     }
-    let status = ext.wait_exit(support::epoch_ms_in(support::PATIENCE)).await;
+    let status = ext
+        .wait_exit(crate::support::epoch_ms_in(crate::support::PATIENCE))
+        .await;
     assert!(
         status.code().is_some_and(|c| c != 0),
         "must exit non-zero, got {status:?}"

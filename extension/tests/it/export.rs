@@ -5,14 +5,14 @@
 // The scripted backend is shared with the export tests; a failed unwrap there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use contrail_testkit::otlp_backend as backend;
 
 use std::time::Duration;
 
+use crate::support::{
+    Extension, FakeLambda, NEXT, SUBSCRIBE, Script, destination_port, post, post_json,
+};
 use backend::Backend;
-use support::{Extension, FakeLambda, NEXT, SUBSCRIBE, Script, destination_port, post, post_json};
 
 const TRACE_ID_HEX: &str = "5759e988bd862e3fe1be46a994272793";
 
