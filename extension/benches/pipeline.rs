@@ -25,11 +25,11 @@ use prost::Message;
 
 use contrail::diag::stats::Stats;
 use contrail::export::body::encode;
-use contrail::export::buffer::{Item, Signal};
 use contrail::export::config::{Compression, Protocol};
 use contrail::intake::receiver::merge_resource;
 use contrail::intake::telemetry::event::{TelemetryRecord, decode_batch};
 use contrail::mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
+use contrail::pipeline::{Item, Signal};
 use contrail::pipeline::{OtlpPayload, Signals};
 
 const RECORDS: usize = 1_000;

@@ -23,8 +23,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-use crate::export::buffer::{Item, Signal};
 use crate::export::config::{Compression, Protocol};
+use crate::pipeline::otlp::{Item, RpcStatus, Signal};
 
 /// Longest backend message kept for a log line.
 pub const MAX_MESSAGE_CHARS: usize = 300;
@@ -266,15 +266,6 @@ pub fn partial_success(signal: Signal, headers: &HeaderMap, body: &[u8]) -> Part
         rejected: u64::try_from(rejected).unwrap_or(0),
         message: truncate(&message),
     }
-}
-
-/// `google.rpc.Status`, the body of an OTLP/HTTP error response.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
 }
 
 /// The backend's explanation of an error response: the `message` of a `google.rpc.Status`

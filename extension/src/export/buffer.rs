@@ -27,137 +27,33 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics, metric};
+use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
 use crate::diag::stats::{DropReason, Stats};
 use crate::lifecycle::policy::HIGH_WATER;
-use crate::pipeline::Signals;
+use crate::pipeline::otlp::{Item, Signal};
 
-/// One of the three OTLP signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Signal {
-    Traces,
-    Metrics,
-    Logs,
-}
-
-impl Signal {
-    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Metrics => "metrics",
-            Signal::Logs => "logs",
-        }
+/// Split into items of at most about `max_bytes` each; a single record larger than that stays
+/// whole.
+fn split(item: Item, max_bytes: usize) -> Vec<Item> {
+    if item.wire_len() <= max_bytes {
+        return vec![item];
     }
-
-    pub fn index(self) -> usize {
-        match self {
-            Signal::Traces => 0,
-            Signal::Metrics => 1,
-            Signal::Logs => 2,
-        }
-    }
-}
-
-/// One resource's worth of one signal: the unit the buffer stores.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Item {
-    Spans(ResourceSpans),
-    Metrics(ResourceMetrics),
-    Logs(ResourceLogs),
-}
-
-/// Data points in one metric.
-pub fn data_points(metric: &Metric) -> u64 {
-    let n = match &metric.data {
-        Some(metric::Data::Gauge(g)) => g.data_points.len(),
-        Some(metric::Data::Sum(s)) => s.data_points.len(),
-        Some(metric::Data::Histogram(h)) => h.data_points.len(),
-        Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(metric::Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    };
-    n as u64
-}
-
-impl Item {
-    pub fn signal(&self) -> Signal {
-        match self {
-            Item::Spans(_) => Signal::Traces,
-            Item::Metrics(_) => Signal::Metrics,
-            Item::Logs(_) => Signal::Logs,
-        }
-    }
-
-    /// Spans, log records or metric data points.
-    pub fn records(&self) -> u64 {
-        match self {
-            Item::Spans(r) => r.scope_spans.iter().map(|s| s.spans.len() as u64).sum(),
-            Item::Logs(r) => r
-                .scope_logs
-                .iter()
-                .map(|s| s.log_records.len() as u64)
-                .sum(),
-            Item::Metrics(r) => r
-                .scope_metrics
-                .iter()
-                .flat_map(|s| &s.metrics)
-                .map(data_points)
-                .sum(),
-        }
-    }
-
-    /// Bytes this item adds to an export request (the field's tag and length prefix included).
-    pub fn wire_len(&self) -> usize {
-        let len = match self {
-            Item::Spans(r) => r.encoded_len(),
-            Item::Metrics(r) => r.encoded_len(),
-            Item::Logs(r) => r.encoded_len(),
-        };
-        1 + prost::length_delimiter_len(len) + len
-    }
-
-    /// Encode as field 1 of the signal's `Export*ServiceRequest`; `wire_len` is
-    /// [`Item::wire_len`].
-    pub fn encode_field(&self, wire_len: usize) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(wire_len);
-        self.encode_field_into(&mut buf);
-        buf
-    }
-
-    /// Append this item as field 1 of the signal's `Export*ServiceRequest` to `buf`.
-    pub fn encode_field_into(&self, buf: &mut Vec<u8>) {
-        match self {
-            Item::Spans(r) => prost::encoding::message::encode(1, r, buf),
-            Item::Metrics(r) => prost::encoding::message::encode(1, r, buf),
-            Item::Logs(r) => prost::encoding::message::encode(1, r, buf),
-        }
-    }
-
-    /// Split into items of at most about `max_bytes` each; a single record larger than that
-    /// stays whole.
-    pub fn split(self, max_bytes: usize) -> Vec<Item> {
-        if self.wire_len() <= max_bytes {
-            return vec![self];
-        }
-        match self {
-            Item::Spans(r) => split_spans(r, max_bytes)
-                .into_iter()
-                .map(Item::Spans)
-                .collect(),
-            Item::Metrics(r) => split_metrics(r, max_bytes)
-                .into_iter()
-                .map(Item::Metrics)
-                .collect(),
-            Item::Logs(r) => split_logs(r, max_bytes)
-                .into_iter()
-                .map(Item::Logs)
-                .collect(),
-        }
+    match item {
+        Item::Spans(r) => split_spans(r, max_bytes)
+            .into_iter()
+            .map(Item::Spans)
+            .collect(),
+        Item::Metrics(r) => split_metrics(r, max_bytes)
+            .into_iter()
+            .map(Item::Metrics)
+            .collect(),
+        Item::Logs(r) => split_logs(r, max_bytes)
+            .into_iter()
+            .map(Item::Logs)
+            .collect(),
     }
 }
 
@@ -350,26 +246,10 @@ impl Buffer {
         self.max_bytes
     }
 
-    /// Add everything in `signals`, dropping (and counting) the oldest data when over the bound.
-    /// Returns the number of records dropped by this push.
-    pub fn push(&mut self, signals: Signals) -> u64 {
-        let mut dropped = 0;
-        let items = signals
-            .spans
-            .into_iter()
-            .map(Item::Spans)
-            .chain(signals.metrics.into_iter().map(Item::Metrics))
-            .chain(signals.logs.into_iter().map(Item::Logs));
-        for item in items {
-            dropped += self.push_item(item);
-        }
-        dropped
-    }
-
     /// Add one item. Returns the number of records dropped to make room (or the item's own).
     pub fn push_item(&mut self, item: Item) -> u64 {
         let mut dropped = 0;
-        for piece in item.split(self.batch_bytes) {
+        for piece in split(item, self.batch_bytes) {
             let records = piece.records();
             if records == 0 {
                 continue;

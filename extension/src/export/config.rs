@@ -35,8 +35,8 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::config::env::{ConfigError, Env, non_empty, percent_decode};
-use crate::export::buffer::Signal;
 use crate::lifecycle::policy::{DEFAULT_BUDGET, DEFAULT_INTERVAL, FlushMode, FlushSettings};
+use crate::pipeline::Signal;
 
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 pub const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";

@@ -34,11 +34,12 @@ use tokio::time::Instant;
 use crate::diag::log;
 use crate::diag::stats::{DropReason, Stats};
 use crate::export::body::encode_entries;
-use crate::export::buffer::{Buffer, BufferCounters, Held, Item, Signal};
+use crate::export::buffer::{Buffer, BufferCounters, Held};
 use crate::export::config::ExportConfig;
 use crate::export::self_telemetry::{DropWarner, SelfTelemetry};
 use crate::export::{ExportResult, Exporter};
 use crate::pipeline::Signals;
+use crate::pipeline::{Item, Signal};
 
 /// What one flush did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,17 +107,7 @@ impl Delivery {
     /// Buffer `signals`. Never blocks. Over the bound the oldest data is dropped and counted;
     /// a signal without an endpoint is dropped and counted as `no_endpoint`.
     pub fn push(&mut self, signals: Signals) {
-        let Signals {
-            spans,
-            metrics,
-            logs,
-        } = signals;
-        let items = spans
-            .into_iter()
-            .map(Item::Spans)
-            .chain(metrics.into_iter().map(Item::Metrics))
-            .chain(logs.into_iter().map(Item::Logs));
-        for item in items {
+        for item in signals.into_items() {
             let signal = item.signal();
             if self.exporter.has_endpoint(signal) {
                 self.buffer.push_item(item);

@@ -25,9 +25,9 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::diag::stats::Stats;
 use crate::export::body::{self, Chunks};
-use crate::export::buffer::Signal;
 use crate::export::config::{Compression, ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};
+use crate::pipeline::Signal;
 
 /// First retry delay.
 pub const BACKOFF_START: Duration = Duration::from_millis(25);

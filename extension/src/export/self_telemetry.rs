@@ -31,7 +31,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use crate::diag::log;
 use crate::diag::stats::{DropReason, Stats};
 use crate::export::LatencySink;
-use crate::export::buffer::{Held, Signal};
+use crate::export::buffer::Held;
+use crate::pipeline::Signal;
 
 /// Bucket bounds (ms) of the duration histograms.
 pub const DURATION_BOUNDS_MS: [f64; 10] = [

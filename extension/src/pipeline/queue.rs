@@ -6,21 +6,11 @@
 
 use std::sync::Arc;
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::sync::mpsc;
 
 use crate::diag::stats::{DropReason, Stats};
 use crate::intake::telemetry::event::TelemetryRecord;
-
-/// Data a function's own OpenTelemetry SDK sent to the local receiver, already decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OtlpPayload {
-    Traces(ExportTraceServiceRequest),
-    Metrics(ExportMetricsServiceRequest),
-    Logs(ExportLogsServiceRequest),
-}
+use crate::pipeline::otlp::OtlpPayload;
 
 /// One unit of work for the processing task.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,28 +22,12 @@ pub enum Intake {
 }
 
 impl Intake {
-    /// How many records this unit carries, for drop accounting.
+    /// How many records this unit carries, for drop accounting: Telemetry API records, or
+    /// the payload's spans, log records or metric data points.
     pub fn record_count(&self) -> u64 {
         match self {
             Intake::Telemetry(records) => records.len() as u64,
-            Intake::Otlp(OtlpPayload::Traces(r)) => r
-                .resource_spans
-                .iter()
-                .flat_map(|rs| &rs.scope_spans)
-                .map(|ss| ss.spans.len() as u64)
-                .sum(),
-            Intake::Otlp(OtlpPayload::Logs(r)) => r
-                .resource_logs
-                .iter()
-                .flat_map(|rl| &rl.scope_logs)
-                .map(|sl| sl.log_records.len() as u64)
-                .sum(),
-            Intake::Otlp(OtlpPayload::Metrics(r)) => r
-                .resource_metrics
-                .iter()
-                .flat_map(|rm| &rm.scope_metrics)
-                .map(|sm| sm.metrics.len() as u64)
-                .sum(),
+            Intake::Otlp(payload) => payload.records(),
         }
     }
 }
@@ -114,28 +88,6 @@ pub fn intake_queue(capacity: usize, stats: Arc<Stats>) -> (IntakeSender, mpsc::
         reserve: 0,
     };
     (sender, rx)
-}
-
-/// OTLP data ready for the export buffer, one list per signal.
-///
-/// The mapper and the local receiver append to it; the buffer takes it whole.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Signals {
-    pub spans: Vec<opentelemetry_proto::tonic::trace::v1::ResourceSpans>,
-    pub metrics: Vec<opentelemetry_proto::tonic::metrics::v1::ResourceMetrics>,
-    pub logs: Vec<opentelemetry_proto::tonic::logs::v1::ResourceLogs>,
-}
-
-impl Signals {
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty() && self.metrics.is_empty() && self.logs.is_empty()
-    }
-
-    pub fn append(&mut self, other: Signals) {
-        self.spans.extend(other.spans);
-        self.metrics.extend(other.metrics);
-        self.logs.extend(other.logs);
-    }
 }
 
 #[cfg(test)]

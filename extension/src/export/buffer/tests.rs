@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use crate::diag::stats::{DropReason, Stats};
-use crate::export::buffer::{Batch, Buffer, Item, Signal};
+use crate::export::buffer::{Batch, Buffer};
 use crate::pipeline::Signals;
+use crate::pipeline::{Item, Signal};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{
     Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric,
@@ -151,7 +152,9 @@ fn accounting_holds_over_random_operation_sequences() {
                     buffer.drop_batch(b, reason);
                 }
                 _ => {
-                    buffer.push(Signals::default());
+                    for item in Signals::default().into_items() {
+                        buffer.push_item(item);
+                    }
                 }
             }
             check(&buffer, &stats, max, &context);

@@ -17,6 +17,7 @@ use crate::diag::stats::{DropReason, Stats};
 use crate::export::config::ExportConfig;
 use crate::export::delivery::Delivery;
 use crate::pipeline::Signals;
+use crate::pipeline::otlp::RpcStatus;
 use backend::{Backend, Reply};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceResponse,
@@ -190,13 +191,6 @@ async fn hanging_backend_is_abandoned_at_the_deadline_and_data_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_is_not_retried_and_counted_as_rejected() {
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-    }
     let status = RpcStatus {
         code: 3,
         message: "span name too long".to_owned(),

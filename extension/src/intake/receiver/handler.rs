@@ -17,25 +17,17 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 
 use crate::diag::log;
 use crate::diag::stats::Stats;
-use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload};
+use crate::pipeline::otlp::RpcStatus;
+use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload, Signal};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 const QUEUE_FULL_MESSAGE: &str =
     "Contrail's intake queue is full: these records were dropped and counted, do not retry";
-
-/// The signal a path names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Signal {
-    Traces,
-    Metrics,
-    Logs,
-}
 
 /// How the body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +49,6 @@ impl Refusal {
             reason: reason.into(),
         }
     }
-}
-
-/// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 /// `google.rpc.Code.INVALID_ARGUMENT`.
@@ -162,11 +145,6 @@ impl Handler {
         encoding: Encoding,
         payload: OtlpPayload,
     ) -> Response<Full<Bytes>> {
-        // Sent back in `partial_success` if the queue refuses them; metrics count data points.
-        let rejectable = match &payload {
-            OtlpPayload::Metrics(request) => data_points(request),
-            _ => 0,
-        };
         let intake = Intake::Otlp(payload);
         let records = intake.record_count();
         Stats::add(&self.stats().receiver_records, records);
@@ -177,11 +155,8 @@ impl Handler {
                 FULL.warn(format_args!(
                     "receiver: intake queue full, dropping function telemetry (counted as intake_full)"
                 ));
-                Some(if signal == Signal::Metrics {
-                    rejectable
-                } else {
-                    records
-                })
+                // Sent back in `partial_success`: spans, log records, metric data points.
+                Some(records)
             }
         };
         success(signal, encoding, rejected)
@@ -335,23 +310,6 @@ fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<OtlpPayload
             OtlpPayload::Logs(serde_json::from_slice(body).map_err(|e| invalid(&e))?)
         }
     })
-}
-
-fn data_points(request: &ExportMetricsServiceRequest) -> u64 {
-    request
-        .resource_metrics
-        .iter()
-        .flat_map(|rm| &rm.scope_metrics)
-        .flat_map(|sm| &sm.metrics)
-        .map(|m| match &m.data {
-            Some(Data::Gauge(g)) => g.data_points.len() as u64,
-            Some(Data::Sum(s)) => s.data_points.len() as u64,
-            Some(Data::Histogram(h)) => h.data_points.len() as u64,
-            Some(Data::ExponentialHistogram(h)) => h.data_points.len() as u64,
-            Some(Data::Summary(s)) => s.data_points.len() as u64,
-            None => 0,
-        })
-        .sum()
 }
 
 /// The success answer: an empty `Export*ServiceResponse`, or one whose `partial_success`

@@ -4,6 +4,7 @@
 
 use super::{gzip, post, send, start};
 use crate::diag::stats::{DropReason, Stats};
+use crate::pipeline::otlp::RpcStatus;
 use crate::pipeline::{Intake, OtlpPayload};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -26,15 +27,6 @@ use prost::Message;
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 const CAP: usize = 64 * 1024;
-
-/// `google.rpc.Status`, as an OTLP client decodes an error body.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-}
 
 fn string_kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
@@ -180,8 +172,8 @@ async fn gzip_protobuf_metrics_and_logs_are_decompressed_and_queued() {
     assert_eq!(answer.status, 200);
     ExportLogsServiceResponse::decode(answer.body.clone()).unwrap();
     assert_eq!(received(&mut receiver.intake), OtlpPayload::Logs(records));
-    // One metric and five log records.
-    assert_eq!(Stats::get(&receiver.stats.receiver_records), 6);
+    // Four metric data points and five log records.
+    assert_eq!(Stats::get(&receiver.stats.receiver_records), 4 + 5);
     receiver.stop().await;
 }
 
@@ -504,11 +496,12 @@ async fn a_full_queue_answers_success_with_partial_success_and_counts_the_drop()
     let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(json["partialSuccess"]["rejectedLogRecords"], "3");
 
-    // 2 spans queued; 7 spans, 1 metric and 3 log records dropped and counted.
-    assert_eq!(Stats::get(&receiver.stats.receiver_records), 2 + 7 + 1 + 3);
+    // 2 spans queued; 7 spans, 5 metric data points and 3 log records dropped and counted, in
+    // the unit each partial success above reported.
+    assert_eq!(Stats::get(&receiver.stats.receiver_records), 2 + 7 + 5 + 3);
     assert_eq!(
         receiver.stats.dropped_total(DropReason::IntakeFull),
-        7 + 1 + 3
+        7 + 5 + 3
     );
     assert_eq!(received(&mut receiver.intake), OtlpPayload::Traces(first));
     assert!(receiver.intake.try_recv().is_err());
