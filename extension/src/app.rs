@@ -14,9 +14,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -27,19 +24,16 @@ use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
 use crate::diag::log;
 use crate::diag::stats::Stats;
-use crate::export::delivery::Delivery;
-use crate::intake::telemetry::event::TelemetryRecord;
 use crate::intake::{receiver, telemetry};
 use crate::lambda_api::{
-    Client, ErrorPhase, ExtensionId, ExtensionName, InvokeEvent, Registration, Subscribed,
-    Subscription, TelemetryType,
+    Client, ErrorPhase, ExtensionId, ExtensionName, Registration, Subscribed, Subscription,
+    TelemetryType,
 };
-use crate::lifecycle::policy::{FlushPolicy, FlushSettings};
-use crate::lifecycle::{self, Degraded, Ended, FlushOutcome, Lifecycle, Processing};
-use crate::mapping::resource::{resource_str, set_resource_attribute};
-use crate::mapping::{InvokeInfo, Mapper};
-use crate::pipeline::worker::{self, Stages};
-use crate::pipeline::{OtlpPayload, Signals, intake_queue};
+use crate::lifecycle::policy::{FlushPolicy, FlushSettings, HIGH_WATER};
+use crate::lifecycle::{self, Degraded, Ended, Lifecycle};
+use crate::pipeline::intake_queue;
+use crate::pipeline::stages::Pipeline;
+use crate::pipeline::worker::{self, WorkerHandle};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
 /// processing task keeps up except while it flushes (bounded by the flush budget), when a few
@@ -123,7 +117,7 @@ pub async fn run(env: &dyn Env) -> ExitCode {
                     Lifecycle::new(
                         client,
                         id,
-                        started.processing,
+                        started.worker,
                         FlushPolicy::new(flush),
                         started.fatal,
                         platform,
@@ -203,7 +197,7 @@ impl Tasks {
 /// What [`start`] sets up.
 struct Started {
     tasks: Tasks,
-    processing: Processing,
+    worker: WorkerHandle,
     fatal: lifecycle::FatalReceiver,
     /// Whether the Telemetry API accepted the subscription.
     subscribed: bool,
@@ -238,14 +232,14 @@ async fn start(
     let stats = Arc::new(Stats::default());
     let (intake, intake_rx) = intake_queue(INTAKE_CAPACITY, stats.clone());
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
-    let (processing, control_rx) = lifecycle::control_channel();
+    let (worker_handle, inbox) = worker::channel(HIGH_WATER);
     let mut tasks = Tasks(Vec::new());
 
     let stages = Pipeline::new(settings, registration, stats.clone());
     tasks.spawn(
         "processing",
         &fatal_tx,
-        worker::run(stages, control_rx, intake_rx),
+        worker::run(stages, inbox, intake_rx),
     );
     tasks.spawn(
         "Telemetry API listener",
@@ -277,7 +271,7 @@ async fn start(
     }
     if platform == Platform::ManagedInstances {
         // No INVOKE events and no freeze: flush on a timer.
-        let ticker = processing.clone();
+        let ticker = worker_handle.clone();
         tasks.spawn("flush timer", &fatal_tx, async move {
             let mut interval = tokio::time::interval(flush.interval);
             interval.tick().await;
@@ -308,93 +302,11 @@ async fn start(
     };
     Ok(Started {
         tasks,
-        processing,
+        worker: worker_handle,
         fatal: fatal_rx,
         subscribed,
         stats,
     })
-}
-
-/// The production stages: the mapper and delivery, owned by the processing task.
-pub struct Pipeline {
-    mapper: Mapper,
-    delivery: Delivery,
-    /// Merged into what the function's own SDK sends to the local receiver.
-    resource: Resource,
-}
-
-impl Pipeline {
-    /// Build the stages. No I/O: the exporter connects (and sets up TLS) on its first flush.
-    pub fn new(settings: &Settings, registration: &Registration, stats: Arc<Stats>) -> Pipeline {
-        let mut resource = settings.resource.clone();
-        if let Some(account) = &registration.account_id
-            && resource_str(&resource, "cloud.account.id").is_none()
-        {
-            set_resource_attribute(&mut resource, "cloud.account.id", account);
-        }
-        let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
-        let mut delivery = Delivery::new(settings.export.clone(), stats);
-        delivery.set_resource(resource.clone());
-        Pipeline {
-            mapper,
-            delivery,
-            resource,
-        }
-    }
-}
-
-fn now_unix_nano() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-impl Stages for Pipeline {
-    fn invoke(&mut self, event: &InvokeEvent) {
-        self.mapper.on_invoke(
-            InvokeInfo {
-                request_id: event.request_id.clone(),
-                deadline_ms: event.deadline_ms,
-                invoked_function_arn: event.invoked_function_arn.clone(),
-                xray_header: event.xray_header.clone(),
-            },
-            now_unix_nano(),
-        );
-    }
-
-    fn telemetry(&mut self, records: Vec<TelemetryRecord>) {
-        let mut out = Signals::default();
-        self.mapper.on_records(records, &mut out);
-        if !out.is_empty() {
-            self.delivery.push(out);
-        }
-    }
-
-    fn otlp(&mut self, payload: OtlpPayload) {
-        self.delivery
-            .push(receiver::merge_resource(payload, &self.resource));
-    }
-
-    async fn flush(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
-        let mut out = Signals::default();
-        if last {
-            self.mapper.finish(now_unix_nano(), &mut out);
-        } else {
-            self.mapper.collect_metrics(now_unix_nano(), &mut out);
-        }
-        if !out.is_empty() {
-            self.delivery.push(out);
-        }
-        let outcome = if last {
-            self.delivery.finish(deadline).await
-        } else {
-            self.delivery.flush(deadline).await
-        };
-        FlushOutcome {
-            complete: outcome.complete,
-        }
-    }
 }
 
 #[cfg(test)]

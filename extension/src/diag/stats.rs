@@ -5,8 +5,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::Notify;
-
 /// Why records were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
@@ -62,7 +60,7 @@ pub struct Stats {
     pub telemetry_records: AtomicU64,
     /// Telemetry API records of a type Contrail does not know (kept as logs, counted).
     pub unknown_records: AtomicU64,
-    /// Records received by the local OTLP receiver (spans, log records, metrics).
+    /// Records received by the local OTLP receiver (spans, log records, metric data points).
     pub receiver_records: AtomicU64,
     /// Requests the local receiver refused (undecodable, too large, unsupported type or
     /// encoding): their records could not be counted and are lost.
@@ -79,12 +77,6 @@ pub struct Stats {
     /// (billed to the user), summed over invocations; updated by the lifecycle loop.
     pub post_runtime_ms: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
-    /// Bytes the export buffer holds now (a gauge, kept by the buffer), and its bound.
-    pub buffered_bytes: AtomicU64,
-    pub buffer_max_bytes: AtomicU64,
-    /// Signalled by the buffer when a push leaves it at or above
-    /// [`crate::lifecycle::policy::HIGH_WATER`], so the lifecycle can flush during a long invocation.
-    pub pressure: Notify,
 }
 
 impl Stats {
@@ -102,14 +94,5 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
-    }
-
-    /// How full the export buffer is: held bytes ÷ its bound (0 before a buffer exists).
-    pub fn buffer_fill(&self) -> f64 {
-        let max = Self::get(&self.buffer_max_bytes);
-        if max == 0 {
-            return 0.0;
-        }
-        Self::get(&self.buffered_bytes) as f64 / max as f64
     }
 }

@@ -20,7 +20,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -32,7 +31,6 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
 use crate::diag::stats::{DropReason, Stats};
-use crate::lifecycle::policy::HIGH_WATER;
 use crate::pipeline::otlp::{Item, Signal};
 
 /// Split into items of at most about `max_bytes` each; a single record larger than that stays
@@ -225,10 +223,6 @@ impl Buffer {
     /// `batch_bytes` (clamped to `max_bytes`).
     pub fn new(max_bytes: usize, batch_bytes: usize, stats: Arc<Stats>) -> Self {
         let max_bytes = max_bytes.max(1);
-        stats
-            .buffer_max_bytes
-            .store(max_bytes as u64, Ordering::Relaxed);
-        stats.buffered_bytes.store(0, Ordering::Relaxed);
         Buffer {
             max_bytes,
             batch_bytes: batch_bytes.clamp(1, max_bytes),
@@ -280,10 +274,6 @@ impl Buffer {
                 bytes,
                 records,
             });
-        }
-        self.publish();
-        if self.total_bytes() as f64 >= HIGH_WATER * self.max_bytes as f64 {
-            self.stats.pressure.notify_one();
         }
         dropped
     }
@@ -340,7 +330,6 @@ impl Buffer {
             self.queued_records[i] += entry.records;
             self.queues[i].push_front(entry);
         }
-        self.publish();
     }
 
     /// The batch will never be delivered: count its records as dropped for `reason`.
@@ -356,7 +345,6 @@ impl Buffer {
         self.queues[i].clear();
         self.queued_bytes[i] = 0;
         self.queued_records[i] = 0;
-        self.publish();
         self.count_drop(records, reason)
     }
 
@@ -369,6 +357,11 @@ impl Buffer {
             bytes: self.total_bytes(),
             records_by_signal,
         }
+    }
+
+    /// How full the buffer is: held bytes (queued and being exported) ÷ the bound.
+    pub fn fill(&self) -> f64 {
+        self.total_bytes() as f64 / self.max_bytes as f64
     }
 
     pub fn is_empty(&self) -> bool {
@@ -386,14 +379,6 @@ impl Buffer {
     fn release(&mut self, batch: &Batch) {
         self.in_flight_bytes = self.in_flight_bytes.saturating_sub(batch.bytes);
         self.in_flight_records = self.in_flight_records.saturating_sub(batch.records);
-        self.publish();
-    }
-
-    /// Keep the shared fill gauge (`Stats::buffered_bytes`) current.
-    fn publish(&self) {
-        self.stats
-            .buffered_bytes
-            .store(self.total_bytes() as u64, Ordering::Relaxed);
     }
 
     fn count_drop(&mut self, records: u64, reason: DropReason) -> u64 {

@@ -42,7 +42,7 @@ use crate::pipeline::Signals;
 use crate::pipeline::{Item, Signal};
 
 /// What one flush did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FlushOutcome {
     /// Records the backend accepted during this flush.
     pub exported: u64,
@@ -117,6 +117,11 @@ impl Delivery {
                 self.note_no_endpoint();
             }
         }
+    }
+
+    /// How full the buffer is: held bytes ÷ its bound.
+    pub fn buffer_fill(&self) -> f64 {
+        self.buffer.fill()
     }
 
     /// What is buffered now.

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod exporter;
 pub mod self_telemetry;
 
+pub use delivery::FlushOutcome;
 pub use exporter::{BACKOFF_MAX, BACKOFF_START, ExportResult, Exporter, LatencySink};
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! The lifecycle loop: `next`, tell the processing task about each invocation, flush when the
 //! [`FlushPolicy`] says so, and exit cleanly on `SHUTDOWN`.
 //!
-//! The loop talks to the processing task only through [`Processing`], a handle on its control
-//! channel. Control travels apart from data (the intake queue), so a flush is never stuck behind
+//! The loop talks to the worker only through a [`WorkerHandle`] on its control channel. Control travels apart from data (the intake queue), so a flush is never stuck behind
 //! a full data queue; every wait is bounded by a deadline computed once from the event's
 //! `deadlineMs`.
 //!
@@ -16,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
+
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::diag::log;
@@ -24,9 +24,8 @@ use crate::lambda_api::{
     ApiError, Client, ErrorPhase, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent,
 };
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
+use crate::pipeline::worker::{WorkerGone, WorkerHandle};
 
-/// How long a flush reply may come after its deadline before the loop stops waiting for it.
-const REPLY_GRACE: Duration = Duration::from_millis(20);
 /// Consecutive failed `next` calls after which the Lambda API is considered gone.
 const NEXT_ATTEMPTS: u32 = 3;
 /// Pause between failed `next` calls.
@@ -34,119 +33,6 @@ const NEXT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// At SHUTDOWN, the share of the window spent waiting for the last invocation's telemetry
 /// (`platform.report` arrives only now) before the final flush.
 const SHUTDOWN_WAIT_SHARE: u32 = 2;
-
-/// What the lifecycle tells the processing task.
-#[derive(Debug)]
-pub enum Control {
-    /// An INVOKE event arrived.
-    Invoke(InvokeEvent),
-    /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
-    /// already has been). The reply is dropped if it never comes; the caller bounds the wait.
-    WaitRuntimeDone {
-        request_id: String,
-        reply: oneshot::Sender<()>,
-    },
-    /// Answer when `platform.report` of `request_id` has been processed.
-    WaitReport {
-        request_id: String,
-        reply: oneshot::Sender<()>,
-    },
-    /// Process what is queued, then export what is buffered, returning by `deadline`.
-    Flush {
-        deadline: Instant,
-        reply: oneshot::Sender<FlushOutcome>,
-    },
-    /// Like `Flush`, and the last thing asked: process and export everything still held.
-    Shutdown {
-        deadline: Instant,
-        reply: oneshot::Sender<FlushOutcome>,
-    },
-}
-
-/// What a flush achieved, for the lifecycle's own diagnostics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FlushOutcome {
-    /// Whether everything buffered was exported.
-    pub complete: bool,
-}
-
-/// The processing task is gone: its control channel closed or it dropped a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the processing task has stopped")]
-pub struct ProcessingGone;
-
-/// The lifecycle's handle on the processing task.
-#[derive(Debug, Clone)]
-pub struct Processing {
-    tx: mpsc::UnboundedSender<Control>,
-}
-
-/// Create the control channel. The queue is unbounded in type but not in practice: only the
-/// lifecycle (and the Managed Instances ticker) send, a few messages per invocation, and both
-/// wait for the processing task's replies.
-pub fn control_channel() -> (Processing, mpsc::UnboundedReceiver<Control>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Processing { tx }, rx)
-}
-
-impl Processing {
-    fn send(&self, msg: Control) -> Result<(), ProcessingGone> {
-        self.tx.send(msg).map_err(|_| ProcessingGone)
-    }
-
-    pub fn invoke(&self, event: InvokeEvent) -> Result<(), ProcessingGone> {
-        self.send(Control::Invoke(event))
-    }
-
-    /// A receiver that completes when `request_id`'s `platform.runtimeDone` was processed.
-    pub fn runtime_done(&self, request_id: &str) -> Result<oneshot::Receiver<()>, ProcessingGone> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Control::WaitRuntimeDone {
-            request_id: request_id.to_owned(),
-            reply,
-        })?;
-        Ok(rx)
-    }
-
-    /// A receiver that completes when `request_id`'s `platform.report` was processed.
-    pub fn report(&self, request_id: &str) -> Result<oneshot::Receiver<()>, ProcessingGone> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Control::WaitReport {
-            request_id: request_id.to_owned(),
-            reply,
-        })?;
-        Ok(rx)
-    }
-
-    /// Flush by `deadline`. `Ok(None)` when the reply did not come in time (the flush goes on
-    /// in the background; the loop must not wait longer).
-    pub async fn flush(&self, deadline: Instant) -> Result<Option<FlushOutcome>, ProcessingGone> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Control::Flush { deadline, reply })?;
-        Self::await_reply(rx, deadline).await
-    }
-
-    /// The final flush, by `deadline`.
-    pub async fn shutdown(
-        &self,
-        deadline: Instant,
-    ) -> Result<Option<FlushOutcome>, ProcessingGone> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Control::Shutdown { deadline, reply })?;
-        Self::await_reply(rx, deadline).await
-    }
-
-    async fn await_reply(
-        rx: oneshot::Receiver<FlushOutcome>,
-        deadline: Instant,
-    ) -> Result<Option<FlushOutcome>, ProcessingGone> {
-        match timeout_at(deadline + REPLY_GRACE, rx).await {
-            Ok(Ok(outcome)) => Ok(Some(outcome)),
-            Ok(Err(_)) => Err(ProcessingGone),
-            Err(_) => Ok(None),
-        }
-    }
-}
 
 /// Why the extension stopped doing its work; said once, then [`idle_loop`].
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +46,7 @@ pub enum Degraded {
     #[error("the Telemetry API subscription failed: {0}")]
     Subscribe(ApiError),
     #[error("{0}")]
-    Processing(ProcessingGone),
+    Worker(WorkerGone),
     #[error("the {0} task stopped unexpectedly")]
     TaskEnded(&'static str),
     #[error("the lifecycle task panicked")]
@@ -191,7 +77,7 @@ static RUNTIME_DONE_MISSING: log::Once = log::Once::new();
 pub struct Lifecycle {
     client: Client,
     id: ExtensionId,
-    processing: Processing,
+    worker: WorkerHandle,
     policy: FlushPolicy,
     /// Failures reported by the other tasks (listener, receiver, processing).
     fatal: FatalReceiver,
@@ -202,8 +88,6 @@ pub struct Lifecycle {
     last_request: Option<String>,
     /// Invocations in a row whose runtimeDone did not arrive while the loop waited for it.
     missed_runtime_done: u32,
-    /// Whether the policy is told runtimeDone arrives.
-    runtime_done_available: bool,
     /// The previous invocation's runtimeDone wait, when it had not been answered: an answer
     /// that comes later shows that runtimeDone does arrive, only late.
     previous_runtime_done: Option<oneshot::Receiver<()>>,
@@ -214,7 +98,7 @@ impl Lifecycle {
     pub fn new(
         client: Client,
         id: ExtensionId,
-        processing: Processing,
+        worker: WorkerHandle,
         mut policy: FlushPolicy,
         fatal: FatalReceiver,
         platform_telemetry: bool,
@@ -224,13 +108,12 @@ impl Lifecycle {
         Lifecycle {
             client,
             id,
-            processing,
+            worker,
             policy,
             fatal,
             platform_telemetry,
             last_request: None,
             missed_runtime_done: 0,
-            runtime_done_available: platform_telemetry,
             previous_runtime_done: None,
             stats,
         }
@@ -246,13 +129,6 @@ impl Lifecycle {
         (ended, self.client, self.id)
     }
 
-    fn set_runtime_done_available(&mut self, available: bool) {
-        if self.runtime_done_available != available {
-            self.runtime_done_available = available;
-            self.policy.set_runtime_done_available(available);
-        }
-    }
-
     /// After an invocation: learn whether runtimeDone can be relied on.
     fn note_runtime_done(
         &mut self,
@@ -262,18 +138,20 @@ impl Lifecycle {
     ) {
         if seen {
             self.missed_runtime_done = 0;
-            self.set_runtime_done_available(true);
+            self.policy.set_runtime_done_available(true);
             return;
         }
         if timed_out {
             self.missed_runtime_done = self.missed_runtime_done.saturating_add(1);
         }
         self.previous_runtime_done = rx;
-        if self.missed_runtime_done >= MISSED_RUNTIME_DONE_LIMIT && self.runtime_done_available {
+        if self.missed_runtime_done >= MISSED_RUNTIME_DONE_LIMIT
+            && self.policy.runtime_done_available()
+        {
             RUNTIME_DONE_MISSING.warn(format_args!(
                 "platform.runtimeDone did not arrive for {MISSED_RUNTIME_DONE_LIMIT} invocations in a row: flushing without waiting for it until it does"
             ));
-            self.set_runtime_done_available(false);
+            self.policy.set_runtime_done_available(false);
         }
     }
 
@@ -317,41 +195,42 @@ impl Lifecycle {
                 }
             };
             if let Err(gone) = step {
-                return Ended::Degraded(Degraded::Processing(gone));
+                return Ended::Degraded(Degraded::Worker(gone));
             }
         }
     }
 
-    async fn on_invoke(&mut self, invoke: InvokeEvent) -> Result<(), ProcessingGone> {
+    async fn on_invoke(&mut self, invoke: InvokeEvent) -> Result<(), WorkerGone> {
         let now = Instant::now();
         let invoke_deadline = instant_from_epoch_ms(invoke.deadline_ms, SystemTime::now(), now);
         let request_id = invoke.request_id.clone();
         self.last_request = Some(request_id.clone());
-        self.processing.invoke(invoke)?;
+        self.worker.invoke(invoke)?;
 
         if let Some(mut previous) = self.previous_runtime_done.take()
             && previous.try_recv().is_ok()
         {
             // The previous request's runtimeDone came after all: it can be waited for.
             self.missed_runtime_done = 0;
-            self.set_runtime_done_available(true);
+            self.policy.set_runtime_done_available(true);
         }
         // One wait per invocation, asked up front; the same receiver serves every step.
         let mut runtime_done = if self.platform_telemetry {
-            Some(self.processing.runtime_done(&request_id)?)
+            Some(self.worker.runtime_done(&request_id)?)
         } else {
             None
         };
         let mut seen_at: Option<Instant> = None;
         let mut timed_out = false;
-        let stats = self.stats.clone();
-        self.policy.set_fill(stats.buffer_fill());
-        let mut action = self.policy.on_invoke(now, invoke_deadline);
+        let worker = self.worker.clone();
+        let mut action = self
+            .policy
+            .on_invoke(now, invoke_deadline, worker.buffer_fill());
         loop {
             action = match action {
                 Action::CallNext => break,
                 Action::FlushNow { deadline } => {
-                    if self.processing.flush(deadline).await?.is_none() {
+                    if worker.flush(deadline).await?.is_none() {
                         log::debug!("a flush did not finish by its deadline");
                     }
                     // A runtimeDone that arrived during the flush is reported by the next
@@ -362,15 +241,15 @@ impl Lifecycle {
                     {
                         seen_at = Some(Instant::now());
                     }
-                    self.policy.set_fill(stats.buffer_fill());
-                    self.policy.on_flush_done(Instant::now())
+                    self.policy
+                        .on_flush_done(Instant::now(), worker.buffer_fill())
                 }
                 Action::WaitForRuntimeDone { until } => match runtime_done.as_mut() {
                     _ if seen_at.is_some() => self.policy.on_runtime_done(Instant::now()),
                     Some(rx) => tokio::select! {
                         got = rx => {
-                            // A dropped reply means the processing task is gone.
-                            got.map_err(|_| ProcessingGone)?;
+                            // A dropped reply means the worker is gone.
+                            got.map_err(|_| WorkerGone)?;
                             seen_at = Some(Instant::now());
                             self.policy.on_runtime_done(Instant::now())
                         }
@@ -379,17 +258,15 @@ impl Lifecycle {
                             self.policy.on_timer(Instant::now())
                         }
                         // The buffer crossed its high-water mark while the function runs.
-                        () = stats.pressure.notified() => {
-                            self.policy.set_fill(stats.buffer_fill());
-                            self.policy.on_pressure(Instant::now())
+                        () = worker.pressure() => {
+                            self.policy.on_pressure(Instant::now(), worker.buffer_fill())
                         }
                     },
                     // Not expected at all: only the timer can end the wait.
                     None => tokio::select! {
                         () = sleep_until(until) => self.policy.on_timer(Instant::now()),
-                        () = stats.pressure.notified() => {
-                            self.policy.set_fill(stats.buffer_fill());
-                            self.policy.on_pressure(Instant::now())
+                        () = worker.pressure() => {
+                            self.policy.on_pressure(Instant::now(), worker.buffer_fill())
                         }
                     },
                 },
@@ -406,7 +283,7 @@ impl Lifecycle {
         Ok(())
     }
 
-    async fn on_shutdown(&mut self, shutdown: ShutdownEvent) -> Result<(), ProcessingGone> {
+    async fn on_shutdown(&mut self, shutdown: ShutdownEvent) -> Result<(), WorkerGone> {
         let now = Instant::now();
         let deadline = instant_from_epoch_ms(shutdown.deadline_ms, SystemTime::now(), now);
         log::info!(
@@ -422,12 +299,12 @@ impl Lifecycle {
             && let Some(request_id) = self.last_request.take()
         {
             let wait_until = now + flush_by.saturating_duration_since(now) / SHUTDOWN_WAIT_SHARE;
-            let rx = self.processing.report(&request_id)?;
+            let rx = self.worker.report(&request_id)?;
             let _ = timeout_at(wait_until, rx).await;
         }
-        match self.processing.shutdown(flush_by).await? {
-            Some(FlushOutcome { complete: true }) => {}
-            Some(FlushOutcome { complete: false }) => {
+        match self.worker.shutdown(flush_by).await? {
+            Some(outcome) if outcome.complete => {}
+            Some(_) => {
                 log::warn!(
                     "shutting down with data that could not be exported (counted as dropped)"
                 )

@@ -9,16 +9,17 @@
 //!
 //! ```text
 //! on INVOKE (deadline from the event's deadlineMs, see `instant_from_epoch_ms`):
-//!     let mut action = policy.on_invoke(now(), invoke_deadline);
+//!     let mut action = policy.on_invoke(now(), invoke_deadline, buffer_fill());
 //!     loop {
 //!         action = match action {
 //!             Action::FlushNow { deadline } => {
 //!                 flush(deadline).await;                 // returns by `deadline`
-//!                 policy.on_flush_done(now())
+//!                 policy.on_flush_done(now(), buffer_fill())
 //!             }
 //!             Action::WaitForRuntimeDone { until } => select! {
 //!                 _ = runtime_done_for_this_request => policy.on_runtime_done(now()),
 //!                 _ = sleep_until(until)             => policy.on_timer(now()),
+//!                 _ = buffer_at_high_water           => policy.on_pressure(now(), buffer_fill()),
 //!             },
 //!             Action::CallNext => break,
 //!         }
@@ -49,8 +50,8 @@
 //!
 //! # Pressure
 //!
-//! In every mode, when the export buffer is at least [`HIGH_WATER`] full (the lifecycle reports
-//! the fill with [`FlushPolicy::set_fill`]), the policy flushes at the next free opportunity
+//! In every mode, when the export buffer is at least [`HIGH_WATER`] full (every decision that
+//! can start a flush is passed the buffer's fill), the policy flushes at the next free opportunity
 //! instead of waiting for the interval: at the start of the next invocation (overlapping the
 //! function's own work, as periodic does), or during a long invocation while it waits for
 //! `platform.runtimeDone` ([`FlushPolicy::on_pressure`]). If a pressure flush leaves the buffer
@@ -159,8 +160,6 @@ pub struct FlushPolicy {
     gaps: u32,
     frequent: bool,
     current: Option<Current>,
-    /// The buffer's fill level as last reported.
-    fill: f64,
     /// Whether the flush in progress was asked for because of pressure alone.
     pressure_flush: bool,
     /// Pressure flushes are paused until then (the last one could not relieve the buffer).
@@ -178,21 +177,14 @@ impl FlushPolicy {
             gaps: 0,
             frequent: false,
             current: None,
-            fill: 0.0,
             pressure_flush: false,
             pressure_paused_until: None,
         }
     }
 
-    /// Report how full the export buffer is (held bytes ÷ bound). Call before every decision:
-    /// `on_invoke`, `on_flush_done`, `on_pressure`.
-    pub fn set_fill(&mut self, fill: f64) {
-        self.fill = fill;
-    }
-
-    /// Whether the buffer is full enough for a pressure flush at `now`.
-    pub fn under_pressure(&self, now: Instant) -> bool {
-        self.fill >= HIGH_WATER && self.pressure_paused_until.is_none_or(|until| now >= until)
+    /// Whether a buffer `fill` full (held bytes ÷ bound) calls for a pressure flush at `now`.
+    pub fn under_pressure(&self, now: Instant, fill: f64) -> bool {
+        fill >= HIGH_WATER && self.pressure_paused_until.is_none_or(|until| now >= until)
     }
 
     pub fn settings(&self) -> FlushSettings {
@@ -204,6 +196,11 @@ impl FlushPolicy {
     /// the function is done, so it flushes at the start of every invocation instead of waiting.
     pub fn set_runtime_done_available(&mut self, available: bool) {
         self.runtime_done_available = available;
+    }
+
+    /// Whether the policy counts on `platform.runtimeDone` arriving.
+    pub fn runtime_done_available(&self) -> bool {
+        self.runtime_done_available
     }
 
     /// Whether adaptive mode currently considers invocations frequent.
@@ -221,8 +218,9 @@ impl FlushPolicy {
         }
     }
 
-    /// An INVOKE event arrived at `now`; the invocation must be over by `invoke_deadline`.
-    pub fn on_invoke(&mut self, now: Instant, invoke_deadline: Instant) -> Action {
+    /// An INVOKE event arrived at `now`; the invocation must be over by `invoke_deadline`; the
+    /// export buffer is `fill` full.
+    pub fn on_invoke(&mut self, now: Instant, invoke_deadline: Instant, fill: f64) -> Action {
         self.observe_gap(now);
         let call_next_by = invoke_deadline
             .checked_sub(INVOKE_MARGIN)
@@ -240,7 +238,7 @@ impl FlushPolicy {
             Behaviour::Periodic => {
                 if self.periodic_due(now) {
                     self.issue_flush(now, call_next_by)
-                } else if self.under_pressure(now) {
+                } else if self.under_pressure(now, fill) {
                     self.issue_pressure_flush(now, call_next_by)
                 } else {
                     self.finish()
@@ -253,24 +251,23 @@ impl FlushPolicy {
                 self.issue_flush(now, call_next_by)
             }
             // Flushed while the function starts; the usual end-of-invocation flush follows.
-            Behaviour::End if self.under_pressure(now) && now < call_next_by => {
+            Behaviour::End if self.under_pressure(now, fill) && now < call_next_by => {
                 self.issue_pressure_flush(now, call_next_by)
             }
             Behaviour::End => self.end_step(now),
         }
     }
 
-    /// The buffer crossed [`HIGH_WATER`] while the lifecycle waits for `platform.runtimeDone`
-    /// (report the fill with [`FlushPolicy::set_fill`] first): flush now if that is free, else
-    /// go on as before.
-    pub fn on_pressure(&mut self, now: Instant) -> Action {
+    /// The buffer, now `fill` full, reached [`HIGH_WATER`] while the lifecycle waits for
+    /// `platform.runtimeDone`: flush now if that is free, else go on as before.
+    pub fn on_pressure(&mut self, now: Instant, fill: f64) -> Action {
         match self.current {
             Some(current)
                 if current.behaviour == Behaviour::End
                     && !current.runtime_done
                     && !current.end_flush_issued
                     && now < current.call_next_by
-                    && self.under_pressure(now) =>
+                    && self.under_pressure(now, fill) =>
             {
                 self.issue_pressure_flush(now, current.call_next_by)
             }
@@ -294,10 +291,9 @@ impl FlushPolicy {
         self.step(now)
     }
 
-    /// A flush the policy asked for has returned (report the fill with
-    /// [`FlushPolicy::set_fill`] first).
-    pub fn on_flush_done(&mut self, now: Instant) -> Action {
-        if std::mem::take(&mut self.pressure_flush) && self.fill >= HIGH_WATER {
+    /// A flush the policy asked for has returned, leaving the buffer `fill` full.
+    pub fn on_flush_done(&mut self, now: Instant, fill: f64) -> Action {
+        if std::mem::take(&mut self.pressure_flush) && fill >= HIGH_WATER {
             // The flush could not relieve the buffer: do not try again on every invocation.
             self.pressure_paused_until = Some(now + self.settings.interval);
         }

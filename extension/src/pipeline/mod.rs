@@ -3,6 +3,7 @@
 
 pub mod otlp;
 pub mod queue;
+pub mod stages;
 pub mod worker;
 
 pub use otlp::{Item, OtlpPayload, Signal, Signals};

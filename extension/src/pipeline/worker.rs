@@ -1,28 +1,42 @@
-//! The processing task: the one owner of the mapping and delivery stages.
+//! The worker: the one task that owns the mapping and delivery stages.
 //!
 //! It takes [`Intake`] from the bounded intake queue and [`Control`] messages from the
 //! lifecycle on a separate channel, control first, so a flush is never stuck behind a full data
 //! queue. It also remembers which requests' `platform.runtimeDone` and `platform.report` it has
-//! processed, and answers the lifecycle's waits for them.
+//! processed, and answers the lifecycle's waits for them; and after each unit it publishes how
+//! full the export buffer is, waking the lifecycle when the fill reaches the high-water mark it
+//! was given (the flush policy's).
 //!
-//! The stages themselves sit behind [`Stages`] so this loop can be tested on its own.
+//! ```text
+//! lifecycle ── WorkerHandle ── Control (unbounded) ──▶ run() ◀── Intake (bounded) ── intake
+//!           ◀── oneshot replies, BufferGauge (fill, pressure) ──┘
+//! ```
+//!
+//! The stages themselves sit behind [`Stages`] so this loop can be tested on its own; the
+//! production stages are [`crate::pipeline::stages::Pipeline`].
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::{Instant, timeout_at};
 
+use crate::export::FlushOutcome;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::InvokeEvent;
-use crate::lifecycle::{Control, FlushOutcome};
 use crate::pipeline::{Intake, OtlpPayload};
+
+/// How long a flush reply may come after its deadline before the caller stops waiting for it.
+const REPLY_GRACE: Duration = Duration::from_millis(20);
 
 /// How many recent request ids are remembered per kind (Managed Instances run several
 /// invocations at once; classic Lambda one at a time).
 const REMEMBERED: usize = 64;
 
-/// What the processing task drives: the mapper and the delivery side.
+/// What the worker drives: the mapper and the delivery side.
 pub trait Stages {
     /// An INVOKE event: the X-Ray header and deadline of a request.
     fn invoke(&mut self, event: &InvokeEvent);
@@ -33,6 +47,169 @@ pub trait Stages {
     /// Export what is buffered, returning by `deadline`. `last` at shutdown: also give up
     /// per-invocation state that is still incomplete, so it is exported rather than lost.
     fn flush(&mut self, deadline: Instant, last: bool) -> impl Future<Output = FlushOutcome>;
+    /// How full the export buffer is: held bytes ÷ its bound.
+    fn buffer_fill(&self) -> f64;
+}
+
+/// What the lifecycle tells the worker.
+#[derive(Debug)]
+pub enum Control {
+    /// An INVOKE event arrived.
+    Invoke(InvokeEvent),
+    /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
+    /// already has been). The reply is dropped if it never comes; the caller bounds the wait.
+    WaitRuntimeDone {
+        request_id: String,
+        reply: oneshot::Sender<()>,
+    },
+    /// Answer when `platform.report` of `request_id` has been processed.
+    WaitReport {
+        request_id: String,
+        reply: oneshot::Sender<()>,
+    },
+    /// Process what is queued, then export what is buffered, returning by `deadline`.
+    Flush {
+        deadline: Instant,
+        reply: oneshot::Sender<FlushOutcome>,
+    },
+    /// Like `Flush`, and the last thing asked: process and export everything still held.
+    Shutdown {
+        deadline: Instant,
+        reply: oneshot::Sender<FlushOutcome>,
+    },
+}
+
+/// The worker is gone: its control channel closed or it dropped a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the processing task has stopped")]
+pub struct WorkerGone;
+
+/// The export buffer's fill as the worker last published it, and the wake-up when it is at or
+/// above the high-water mark. The one place buffer pressure lives.
+#[derive(Debug)]
+struct BufferGauge {
+    /// The fill (held bytes ÷ bound) as `f64` bits.
+    fill: AtomicU64,
+    high_water: f64,
+    pressure: Notify,
+}
+
+impl BufferGauge {
+    fn publish(&self, fill: f64, after_intake: bool) {
+        self.fill.store(fill.to_bits(), Ordering::Relaxed);
+        // Intake is what fills the buffer; a flush only empties it.
+        if after_intake && fill >= self.high_water {
+            self.pressure.notify_one();
+        }
+    }
+
+    fn fill(&self) -> f64 {
+        f64::from_bits(self.fill.load(Ordering::Relaxed))
+    }
+}
+
+/// The lifecycle's handle on the worker.
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    tx: mpsc::UnboundedSender<Control>,
+    gauge: Arc<BufferGauge>,
+}
+
+/// The worker's end of [`channel`]: what [`run`] serves.
+#[derive(Debug)]
+pub struct Inbox {
+    control: mpsc::UnboundedReceiver<Control>,
+    gauge: Arc<BufferGauge>,
+}
+
+/// Create the control channel and the buffer gauge; the worker wakes [`WorkerHandle::pressure`]
+/// whenever intake leaves the buffer at least `high_water` full.
+///
+/// The queue is unbounded in type but not in practice: only the lifecycle (and the Managed
+/// Instances ticker) send, a few messages per invocation, and both wait for the worker's
+/// replies.
+pub fn channel(high_water: f64) -> (WorkerHandle, Inbox) {
+    let (tx, control) = mpsc::unbounded_channel();
+    let gauge = Arc::new(BufferGauge {
+        fill: AtomicU64::new(0f64.to_bits()),
+        high_water,
+        pressure: Notify::new(),
+    });
+    (
+        WorkerHandle {
+            tx,
+            gauge: gauge.clone(),
+        },
+        Inbox { control, gauge },
+    )
+}
+
+impl WorkerHandle {
+    fn send(&self, msg: Control) -> Result<(), WorkerGone> {
+        self.tx.send(msg).map_err(|_| WorkerGone)
+    }
+
+    /// Tell the worker about an INVOKE event.
+    pub fn invoke(&self, event: InvokeEvent) -> Result<(), WorkerGone> {
+        self.send(Control::Invoke(event))
+    }
+
+    /// A receiver that completes when `request_id`'s `platform.runtimeDone` was processed.
+    pub fn runtime_done(&self, request_id: &str) -> Result<oneshot::Receiver<()>, WorkerGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::WaitRuntimeDone {
+            request_id: request_id.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    /// A receiver that completes when `request_id`'s `platform.report` was processed.
+    pub fn report(&self, request_id: &str) -> Result<oneshot::Receiver<()>, WorkerGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::WaitReport {
+            request_id: request_id.to_owned(),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    /// Flush by `deadline`. `Ok(None)` when the reply did not come in time (the flush goes on
+    /// in the background; the loop must not wait longer).
+    pub async fn flush(&self, deadline: Instant) -> Result<Option<FlushOutcome>, WorkerGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::Flush { deadline, reply })?;
+        Self::await_reply(rx, deadline).await
+    }
+
+    /// The final flush, by `deadline`.
+    pub async fn shutdown(&self, deadline: Instant) -> Result<Option<FlushOutcome>, WorkerGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::Shutdown { deadline, reply })?;
+        Self::await_reply(rx, deadline).await
+    }
+
+    /// How full the export buffer is (held bytes ÷ bound), as of the last unit of work.
+    pub fn buffer_fill(&self) -> f64 {
+        self.gauge.fill()
+    }
+
+    /// Completes once intake has left the buffer at or above the high-water mark (at once if
+    /// that happened since the last wake-up).
+    pub async fn pressure(&self) {
+        self.gauge.pressure.notified().await;
+    }
+
+    async fn await_reply(
+        rx: oneshot::Receiver<FlushOutcome>,
+        deadline: Instant,
+    ) -> Result<Option<FlushOutcome>, WorkerGone> {
+        match timeout_at(deadline + REPLY_GRACE, rx).await {
+            Ok(Ok(outcome)) => Ok(Some(outcome)),
+            Ok(Err(_)) => Err(WorkerGone),
+            Err(_) => Ok(None),
+        }
+    }
 }
 
 /// Request ids seen recently, oldest first.
@@ -55,7 +232,7 @@ impl Recent {
     }
 }
 
-/// Waits for a kind of record, and the ids already seen.
+/// The waits for one kind of record, and the ids already seen.
 #[derive(Debug, Default)]
 struct Watch {
     seen: Recent,
@@ -86,7 +263,15 @@ impl Watch {
     }
 }
 
-/// The processing loop's state.
+/// Which kind of record a wait is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Awaited {
+    RuntimeDone,
+    Report,
+}
+
+/// The request ids whose `platform.runtimeDone` and `platform.report` were processed, and the
+/// lifecycle's waits for them.
 #[derive(Debug, Default)]
 struct Tracker {
     runtime_done: Watch,
@@ -94,110 +279,110 @@ struct Tracker {
 }
 
 impl Tracker {
-    fn observe(&mut self, records: &[TelemetryRecord]) -> Vec<(bool, String)> {
+    /// The ids `records` completes, to [`Tracker::mark`] once they are mapped.
+    fn observe(records: &[TelemetryRecord]) -> Vec<(Awaited, String)> {
         records
             .iter()
             .filter_map(|r| match &r.event {
-                Event::RuntimeDone(rd) => Some((true, rd.request_id.clone())),
-                Event::Report(rep) => Some((false, rep.request_id.clone())),
+                Event::RuntimeDone(rd) => Some((Awaited::RuntimeDone, rd.request_id.clone())),
+                Event::Report(rep) => Some((Awaited::Report, rep.request_id.clone())),
                 _ => None,
             })
             .collect()
     }
 
-    fn mark(&mut self, seen: Vec<(bool, String)>) {
-        for (is_runtime_done, id) in seen {
-            if is_runtime_done {
-                self.runtime_done.saw(&id);
-            } else {
-                self.report.saw(&id);
+    fn mark(&mut self, seen: Vec<(Awaited, String)>) {
+        for (kind, id) in seen {
+            match kind {
+                Awaited::RuntimeDone => self.runtime_done.saw(&id),
+                Awaited::Report => self.report.saw(&id),
             }
         }
     }
 }
 
-/// Run the processing task until every control handle is dropped. It keeps serving after a
-/// shutdown flush (the process exits right after it), so it never ends while the lifecycle runs:
-/// an end is always a failure to the supervisor.
-pub async fn run<S: Stages>(
-    mut stages: S,
-    mut control: mpsc::UnboundedReceiver<Control>,
-    mut intake: mpsc::Receiver<Intake>,
-) {
-    let mut tracker = Tracker::default();
+/// The worker's state: the stages, the waits, the gauge it publishes to.
+struct Worker<S> {
+    stages: S,
+    tracker: Tracker,
+    gauge: Arc<BufferGauge>,
+}
+
+/// Run the worker until every control handle is dropped. It keeps serving after a shutdown
+/// flush (the process exits right after it), so it never ends while the lifecycle runs: an end
+/// is always a failure to the supervisor.
+pub async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Receiver<Intake>) {
+    let Inbox { mut control, gauge } = inbox;
+    let mut worker = Worker {
+        stages,
+        tracker: Tracker::default(),
+        gauge,
+    };
     let mut intake_open = true;
     loop {
         tokio::select! {
             biased;
             msg = control.recv() => match msg {
                 None => return,
-                Some(msg) => {
-                    handle_control(&mut stages, &mut tracker, &mut intake, msg).await;
-                }
+                Some(msg) => worker.handle_control(&mut intake, msg).await,
             },
             item = intake.recv(), if intake_open => match item {
                 // Every producer is gone: keep serving control.
                 None => intake_open = false,
-                Some(item) => process(&mut stages, &mut tracker, item),
+                Some(item) => worker.process(item),
             },
         }
     }
 }
 
-fn process<S: Stages>(stages: &mut S, tracker: &mut Tracker, item: Intake) {
-    match item {
-        Intake::Telemetry(records) => {
-            let seen = tracker.observe(&records);
-            stages.telemetry(records);
-            // Answer the waits only once the records are mapped: a flush that follows sees them.
-            tracker.mark(seen);
+impl<S: Stages> Worker<S> {
+    fn process(&mut self, item: Intake) {
+        match item {
+            Intake::Telemetry(records) => {
+                let seen = Tracker::observe(&records);
+                self.stages.telemetry(records);
+                // Answer the waits only once the records are mapped: a flush that follows
+                // sees them.
+                self.tracker.mark(seen);
+            }
+            Intake::Otlp(payload) => self.stages.otlp(payload),
         }
-        Intake::Otlp(payload) => stages.otlp(payload),
+        self.gauge.publish(self.stages.buffer_fill(), true);
     }
-}
 
-/// Process what is queued right now (not what arrives while doing so), stopping at `deadline`:
-/// mapping runs on the one thread the lifecycle also needs; what is left is processed after.
-fn drain<S: Stages>(
-    stages: &mut S,
-    tracker: &mut Tracker,
-    intake: &mut mpsc::Receiver<Intake>,
-    deadline: Instant,
-) {
-    let queued = intake.len();
-    for _ in 0..queued {
-        if Instant::now() >= deadline {
-            break;
-        }
-        match intake.try_recv() {
-            Ok(item) => process(stages, tracker, item),
-            Err(_) => break,
+    /// Process what is queued right now (not what arrives while doing so), stopping at
+    /// `deadline`: mapping runs on the one thread the lifecycle also needs; what is left is
+    /// processed after.
+    fn drain(&mut self, intake: &mut mpsc::Receiver<Intake>, deadline: Instant) {
+        let queued = intake.len();
+        for _ in 0..queued {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match intake.try_recv() {
+                Ok(item) => self.process(item),
+                Err(_) => break,
+            }
         }
     }
-}
 
-async fn handle_control<S: Stages>(
-    stages: &mut S,
-    tracker: &mut Tracker,
-    intake: &mut mpsc::Receiver<Intake>,
-    msg: Control,
-) {
-    match msg {
-        Control::Invoke(event) => stages.invoke(&event),
-        Control::WaitRuntimeDone { request_id, reply } => {
-            tracker.runtime_done.wait(request_id, reply)
-        }
-        Control::WaitReport { request_id, reply } => tracker.report.wait(request_id, reply),
-        Control::Flush { deadline, reply } => {
-            drain(stages, tracker, intake, deadline);
-            let outcome = stages.flush(deadline, false).await;
-            let _ = reply.send(outcome);
-        }
-        Control::Shutdown { deadline, reply } => {
-            drain(stages, tracker, intake, deadline);
-            let outcome = stages.flush(deadline, true).await;
-            let _ = reply.send(outcome);
-        }
+    async fn handle_control(&mut self, intake: &mut mpsc::Receiver<Intake>, msg: Control) {
+        let (deadline, last, reply) = match msg {
+            Control::Invoke(event) => return self.stages.invoke(&event),
+            Control::WaitRuntimeDone { request_id, reply } => {
+                return self.tracker.runtime_done.wait(request_id, reply);
+            }
+            Control::WaitReport { request_id, reply } => {
+                return self.tracker.report.wait(request_id, reply);
+            }
+            Control::Flush { deadline, reply } => (deadline, false, reply),
+            Control::Shutdown { deadline, reply } => (deadline, true, reply),
+        };
+        self.drain(intake, deadline);
+        let outcome = self.stages.flush(deadline, last).await;
+        // Published before the reply: the lifecycle reads the fill when the reply arrives.
+        self.gauge.publish(self.stages.buffer_fill(), false);
+        let _ = reply.send(outcome);
     }
 }
 
@@ -209,13 +394,22 @@ mod tests {
     use super::*;
     use crate::diag::stats::Stats;
     use crate::intake::telemetry::event::decode_batch;
-    use crate::lifecycle::control_channel;
     use crate::pipeline::intake_queue;
 
-    /// Records what the processing task asked of its stages.
+    const HIGH_WATER: f64 = 0.25;
+
+    fn complete() -> FlushOutcome {
+        FlushOutcome {
+            complete: true,
+            ..FlushOutcome::default()
+        }
+    }
+
+    /// Records what the worker asked of its stages; its buffer is as full as `fill` says.
     #[derive(Default, Clone)]
     struct Recorder {
         log: Arc<Mutex<Vec<String>>>,
+        fill: Arc<Mutex<f64>>,
     }
 
     impl Recorder {
@@ -241,7 +435,10 @@ mod tests {
         }
         async fn flush(&mut self, _deadline: Instant, last: bool) -> FlushOutcome {
             self.push(if last { "final flush" } else { "flush" }.into());
-            FlushOutcome { complete: true }
+            complete()
+        }
+        fn buffer_fill(&self) -> f64 {
+            *self.fill.lock().unwrap()
         }
     }
 
@@ -274,7 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_runtime_done_waits_before_and_after_the_record() {
-        let (handle, control) = control_channel();
+        let (handle, control) = channel(HIGH_WATER);
         let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
         let task = tokio::spawn(run(Recorder::default(), control, intake_rx));
 
@@ -297,7 +494,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_for_another_request_is_not_answered() {
-        let (handle, control) = control_channel();
+        let (handle, control) = channel(HIGH_WATER);
         let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
         let _task = tokio::spawn(run(Recorder::default(), control, intake_rx));
         let mut waiting = handle.runtime_done("r-2").unwrap();
@@ -307,13 +504,13 @@ mod tests {
             .flush(Instant::now() + Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(outcome, Some(FlushOutcome { complete: true }));
+        assert_eq!(outcome, Some(complete()));
         assert!(waiting.try_recv().is_err());
     }
 
     #[tokio::test]
     async fn flush_processes_queued_data_first_and_the_task_ends_with_its_handle() {
-        let (handle, control) = control_channel();
+        let (handle, control) = channel(HIGH_WATER);
         let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
         // Everything is queued before the task first runs: control is served first, yet the
         // final flush must come after the data queued ahead of it.
@@ -326,7 +523,7 @@ mod tests {
             .shutdown(Instant::now() + Duration::from_secs(5))
             .await
             .unwrap();
-        assert_eq!(outcome, Some(FlushOutcome { complete: true }));
+        assert_eq!(outcome, Some(complete()));
         assert_eq!(
             stages.entries(),
             vec![
@@ -340,5 +537,55 @@ mod tests {
         handle.runtime_done("r-1").unwrap().await.unwrap();
         drop(handle);
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn intake_that_leaves_the_buffer_at_the_mark_wakes_the_lifecycle_and_a_flush_does_not() {
+        let (handle, control) = channel(HIGH_WATER);
+        let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
+        let stages = Recorder::default();
+        let _task = tokio::spawn(run(stages.clone(), control, intake_rx));
+        let flushed = |handle: &WorkerHandle| {
+            let handle = handle.clone();
+            async move {
+                handle
+                    .flush(Instant::now() + Duration::from_secs(5))
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // Under the mark: the fill is published, no wake-up.
+        *stages.fill.lock().unwrap() = HIGH_WATER / 2.0;
+        intake_tx.offer(Intake::Telemetry(runtime_done("r-1")));
+        assert_eq!(flushed(&handle).await, Some(complete()));
+        assert_eq!(handle.buffer_fill(), HIGH_WATER / 2.0);
+        let mut pressure = std::pin::pin!(handle.pressure());
+        assert!(
+            futures_poll_once(pressure.as_mut()).await.is_none(),
+            "no pressure below the mark"
+        );
+
+        // At the mark after intake: the lifecycle is woken.
+        *stages.fill.lock().unwrap() = HIGH_WATER;
+        intake_tx.offer(Intake::Telemetry(runtime_done("r-2")));
+        tokio::time::timeout(Duration::from_secs(5), pressure)
+            .await
+            .expect("pressure after intake at the mark");
+        assert_eq!(handle.buffer_fill(), HIGH_WATER);
+
+        // A flush that leaves the buffer as full publishes the fill but does not wake anyone.
+        assert_eq!(flushed(&handle).await, Some(complete()));
+        let pressure = std::pin::pin!(handle.pressure());
+        assert!(futures_poll_once(pressure).await.is_none());
+    }
+
+    /// Poll `fut` once: `Some` if it is ready now.
+    async fn futures_poll_once<F: Future + Unpin>(mut fut: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| match std::pin::Pin::new(&mut fut).poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await
     }
 }

@@ -13,6 +13,8 @@ use tokio::time::Instant;
 
 const INTERVAL: Duration = Duration::from_secs(20);
 const BUDGET: Duration = Duration::from_millis(200);
+/// The fill of an empty export buffer.
+const EMPTY: f64 = 0.0;
 
 /// A fake clock: an origin and an offset the test moves.
 struct Clock {
@@ -67,7 +69,7 @@ fn invocation(
     let start = clock.now();
     let runtime_done_at = start + runs;
     let mut seen = Vec::new();
-    let mut action = p.on_invoke(start, start + timeout);
+    let mut action = p.on_invoke(start, start + timeout, EMPTY);
     loop {
         seen.push(action);
         action = match action {
@@ -75,7 +77,7 @@ fn invocation(
                 assert!(deadline <= start + timeout - INVOKE_MARGIN);
                 assert!(deadline <= clock.now() + BUDGET);
                 let now = clock.advance(flush_takes.min(deadline - clock.now()));
-                p.on_flush_done(now)
+                p.on_flush_done(now, EMPTY)
             }
             Action::WaitForRuntimeDone { until } => {
                 assert!(until > clock.now(), "a wait must end in the future");
@@ -105,7 +107,7 @@ fn end_mode_waits_for_runtime_done_then_flushes_within_the_budget() {
     let mut clock = Clock::new();
     let mut p = policy(FlushMode::End);
     let start = clock.now();
-    let a = p.on_invoke(start, start + secs(3));
+    let a = p.on_invoke(start, start + secs(3), EMPTY);
     assert_eq!(
         a,
         Action::WaitForRuntimeDone {
@@ -120,7 +122,7 @@ fn end_mode_waits_for_runtime_done_then_flushes_within_the_budget() {
         }
     );
     let after = clock.advance(ms(15));
-    assert_eq!(p.on_flush_done(after), Action::CallNext);
+    assert_eq!(p.on_flush_done(after, EMPTY), Action::CallNext);
 }
 
 #[test]
@@ -128,7 +130,7 @@ fn end_mode_flush_deadline_never_passes_the_invocation_deadline() {
     let mut clock = Clock::new();
     let mut p = policy(FlushMode::End);
     let start = clock.now();
-    p.on_invoke(start, start + secs(1));
+    p.on_invoke(start, start + secs(1), EMPTY);
     let done = clock.advance(ms(850));
     assert_eq!(
         p.on_runtime_done(done),
@@ -145,7 +147,7 @@ fn end_mode_gives_up_at_the_invocation_deadline_without_runtime_done() {
     let start = clock.now();
     let until = start + secs(2) - INVOKE_MARGIN;
     assert_eq!(
-        p.on_invoke(start, start + secs(2)),
+        p.on_invoke(start, start + secs(2), EMPTY),
         Action::WaitForRuntimeDone { until }
     );
     clock.advance(until - start);
@@ -159,12 +161,15 @@ fn end_mode_without_runtime_done_flushes_at_invoke() {
     p.set_runtime_done_available(false);
     let start = clock.now();
     assert_eq!(
-        p.on_invoke(start, start + secs(3)),
+        p.on_invoke(start, start + secs(3), EMPTY),
         Action::FlushNow {
             deadline: start + BUDGET
         }
     );
-    assert_eq!(p.on_flush_done(clock.advance(ms(10))), Action::CallNext);
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(10)), EMPTY),
+        Action::CallNext
+    );
 }
 
 #[test]
@@ -193,12 +198,15 @@ fn periodic_mode_flushes_at_invoke_when_the_interval_passed_and_never_waits() {
     // First invocation: nothing flushed yet, so flush at its start.
     let start = clock.now();
     assert_eq!(
-        p.on_invoke(start, start + secs(3)),
+        p.on_invoke(start, start + secs(3), EMPTY),
         Action::FlushNow {
             deadline: start + BUDGET
         }
     );
-    assert_eq!(p.on_flush_done(clock.advance(ms(30))), Action::CallNext);
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(30)), EMPTY),
+        Action::CallNext
+    );
     // Invocations every 2 s: no flush until 20 s have passed since the last one.
     let mut flushed_at = Vec::new();
     for _ in 0..15 {
@@ -223,7 +231,7 @@ fn periodic_flush_is_cut_to_the_invocation_deadline() {
     let mut p = policy(FlushMode::Periodic);
     let start = clock.now();
     assert_eq!(
-        p.on_invoke(start, clock.at(ms(150))),
+        p.on_invoke(start, clock.at(ms(150)), EMPTY),
         Action::FlushNow {
             deadline: start + ms(150) - INVOKE_MARGIN
         }
@@ -263,7 +271,7 @@ fn adaptive_switches_sparse_to_frequent_to_sparse_with_hysteresis() {
     // One long pause: back to end at once, and that invocation is flushed at its end.
     clock.advance(secs(600));
     let start = clock.now();
-    let first = p.on_invoke(start, start + secs(3));
+    let first = p.on_invoke(start, start + secs(3), EMPTY);
     assert!(!p.is_frequent());
     assert_eq!(
         first,
@@ -284,7 +292,7 @@ fn adaptive_periodic_invocations_cost_nothing_after_the_runtime() {
     assert!(p.is_frequent());
     // A frequent invocation within the interval: call next at once, no flush, no wait.
     let start = clock.advance(ms(500));
-    assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+    assert_eq!(p.on_invoke(start, start + secs(3), EMPTY), Action::CallNext);
 }
 
 #[test]
@@ -329,42 +337,42 @@ fn pressure_flushes_a_periodic_invocation_at_its_start_before_the_interval() {
     let mut clock = Clock::new();
     let mut p = frequent_adaptive(&mut clock);
     // Below the mark: nothing to do within the interval.
-    p.set_fill(HIGH_WATER / 2.0);
+    let fill = HIGH_WATER / 2.0;
     let start = clock.advance(ms(500));
-    assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+    assert_eq!(p.on_invoke(start, start + secs(3), fill), Action::CallNext);
     // At the mark: flush now, while the function runs, within the budget.
-    p.set_fill(HIGH_WATER);
+    let fill = HIGH_WATER;
     let start = clock.advance(ms(500));
     assert_eq!(
-        p.on_invoke(start, start + secs(3)),
+        p.on_invoke(start, start + secs(3), fill),
         Action::FlushNow {
             deadline: start + BUDGET
         }
     );
     // The flush emptied the buffer: call next, never wait for the runtime.
-    p.set_fill(0.0);
+    let fill = EMPTY;
     let now = clock.advance(ms(15));
-    assert_eq!(p.on_flush_done(now), Action::CallNext);
+    assert_eq!(p.on_flush_done(now, fill), Action::CallNext);
     // And the next invocation, with little buffered, costs nothing again.
     let start = clock.advance(ms(500));
-    assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+    assert_eq!(p.on_invoke(start, start + secs(3), fill), Action::CallNext);
 }
 
 #[test]
 fn pressure_flushes_at_the_start_of_an_end_invocation_and_still_flushes_at_its_end() {
     let mut clock = Clock::new();
     let mut p = policy(FlushMode::End);
-    p.set_fill(0.9);
+    let fill = 0.9;
     let start = clock.now();
     assert_eq!(
-        p.on_invoke(start, start + secs(3)),
+        p.on_invoke(start, start + secs(3), fill),
         Action::FlushNow {
             deadline: start + BUDGET
         }
     );
-    p.set_fill(0.0);
+    let fill = EMPTY;
     let now = clock.advance(ms(10));
-    let Action::WaitForRuntimeDone { .. } = p.on_flush_done(now) else {
+    let Action::WaitForRuntimeDone { .. } = p.on_flush_done(now, fill) else {
         panic!("end mode must still wait for runtimeDone");
     };
     let now = clock.advance(ms(50));
@@ -375,7 +383,7 @@ fn pressure_flushes_at_the_start_of_an_end_invocation_and_still_flushes_at_its_e
         }
     );
     let now = clock.advance(ms(10));
-    assert_eq!(p.on_flush_done(now), Action::CallNext);
+    assert_eq!(p.on_flush_done(now, fill), Action::CallNext);
 }
 
 #[test]
@@ -383,26 +391,29 @@ fn pressure_during_a_long_invocation_flushes_while_it_runs() {
     let mut clock = Clock::new();
     let mut p = policy(FlushMode::End);
     let start = clock.now();
-    let Action::WaitForRuntimeDone { until } = p.on_invoke(start, start + secs(900)) else {
+    let Action::WaitForRuntimeDone { until } = p.on_invoke(start, start + secs(900), EMPTY) else {
         panic!("end mode waits");
     };
     assert_eq!(until, start + INTERVAL);
     // A wake-up below the mark changes nothing.
-    p.set_fill(HIGH_WATER / 2.0);
-    let now = clock.advance(secs(1));
-    assert_eq!(p.on_pressure(now), Action::WaitForRuntimeDone { until });
-    // At the mark: flush now, long before the safety interval.
-    p.set_fill(HIGH_WATER);
+    let fill = HIGH_WATER / 2.0;
     let now = clock.advance(secs(1));
     assert_eq!(
-        p.on_pressure(now),
+        p.on_pressure(now, fill),
+        Action::WaitForRuntimeDone { until }
+    );
+    // At the mark: flush now, long before the safety interval.
+    let fill = HIGH_WATER;
+    let now = clock.advance(secs(1));
+    assert_eq!(
+        p.on_pressure(now, fill),
         Action::FlushNow {
             deadline: now + BUDGET
         }
     );
-    p.set_fill(0.0);
+    let fill = EMPTY;
     let now = clock.advance(ms(10));
-    let Action::WaitForRuntimeDone { until } = p.on_flush_done(now) else {
+    let Action::WaitForRuntimeDone { until } = p.on_flush_done(now, fill) else {
         panic!("still waiting for the runtime");
     };
     // The safety interval restarts from the pressure flush.
@@ -420,26 +431,26 @@ fn pressure_during_a_long_invocation_flushes_while_it_runs() {
 fn pressure_flushes_pause_for_an_interval_when_they_cannot_relieve_the_buffer() {
     let mut clock = Clock::new();
     let mut p = frequent_adaptive(&mut clock);
-    p.set_fill(0.8);
+    let fill = 0.8;
     let start = clock.advance(ms(500));
     assert!(matches!(
-        p.on_invoke(start, start + secs(3)),
+        p.on_invoke(start, start + secs(3), fill),
         Action::FlushNow { .. }
     ));
     // The backend is down: the buffer is as full as before.
     let now = clock.advance(BUDGET);
-    assert_eq!(p.on_flush_done(now), Action::CallNext);
-    assert!(!p.under_pressure(now));
+    assert_eq!(p.on_flush_done(now, fill), Action::CallNext);
+    assert!(!p.under_pressure(now, fill));
     // Frequent invocations within the interval no longer pay for a flush...
     for _ in 0..5 {
         let start = clock.advance(ms(500));
-        assert_eq!(p.on_invoke(start, start + secs(3)), Action::CallNext);
+        assert_eq!(p.on_invoke(start, start + secs(3), fill), Action::CallNext);
     }
     // ...until the interval has passed.
     clock.advance(INTERVAL);
     let start = clock.advance(ms(500));
     assert!(matches!(
-        p.on_invoke(start, start + secs(3)),
+        p.on_invoke(start, start + secs(3), fill),
         Action::FlushNow { .. }
     ));
 }
@@ -448,9 +459,9 @@ fn pressure_flushes_pause_for_an_interval_when_they_cannot_relieve_the_buffer() 
 fn a_pressure_wake_up_outside_an_end_wait_changes_nothing() {
     let clock = Clock::new();
     let mut p = policy(FlushMode::End);
-    p.set_fill(1.0);
+    let fill = 1.0;
     // No invocation running.
-    assert_eq!(p.on_pressure(clock.now()), Action::CallNext);
+    assert_eq!(p.on_pressure(clock.now(), fill), Action::CallNext);
 }
 
 #[test]
