@@ -1,57 +1,42 @@
-//! The lifecycle loop: `next`, tell the processing task about each invocation, flush when the
+//! The lifecycle loop: `next`, tell the worker about each invocation, flush when the
 //! [`FlushPolicy`] says so, and exit cleanly on `SHUTDOWN`.
 //!
-//! The loop talks to the worker only through a [`WorkerHandle`] on its control channel. Control travels apart from data (the intake queue), so a flush is never stuck behind
-//! a full data queue; every wait is bounded by a deadline computed once from the event's
+//! - [`policy`]: when to flush, a pure state machine over an injected clock.
+//! - [`degrade`]: what happens after an internal failure (the idle loop).
+//!
+//! The loop talks to the worker only through a [`WorkerHandle`] on its control channel.
+//! Control travels apart from data (the intake queue), so a flush is never stuck behind a full
+//! data queue; every wait is bounded by a deadline computed once from the event's
 //! `deadlineMs`.
 //!
-//! After registration no internal failure may break the function: when the processing side is
-//! gone (its task ended or panicked) or a start-up step failed, the extension degrades to
+//! After registration no internal failure may break the function: when the worker is gone
+//! (its task ended or panicked) or a start-up step failed, the extension degrades to
 //! [`idle_loop`], which keeps calling `next` and exits on `SHUTDOWN`, having said why once.
 
+pub mod degrade;
 pub mod policy;
+
+pub use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, report_error};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
-
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::diag::log;
 use crate::diag::stats::Stats;
-use crate::lambda_api::{
-    ApiError, Client, ErrorPhase, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent,
-};
+use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
 use crate::pipeline::worker::{WorkerGone, WorkerHandle};
 
 /// Consecutive failed `next` calls after which the Lambda API is considered gone.
-const NEXT_ATTEMPTS: u32 = 3;
+pub(crate) const NEXT_ATTEMPTS: u32 = 3;
 /// Pause between failed `next` calls.
-const NEXT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+pub(crate) const NEXT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// At SHUTDOWN, the share of the window spent waiting for the last invocation's telemetry
 /// (`platform.report` arrives only now) before the final flush.
 const SHUTDOWN_WAIT_SHARE: u32 = 2;
-
-/// Why the extension stopped doing its work; said once, then [`idle_loop`].
-#[derive(Debug, thiserror::Error)]
-pub enum Degraded {
-    #[error("cannot bind the Telemetry API listener on {addr}: {source}")]
-    ListenerBind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the Telemetry API subscription failed: {0}")]
-    Subscribe(ApiError),
-    #[error("{0}")]
-    Worker(WorkerGone),
-    #[error("the {0} task stopped unexpectedly")]
-    TaskEnded(&'static str),
-    #[error("the lifecycle task panicked")]
-    Panicked,
-}
 
 /// How the lifecycle ended.
 #[derive(Debug)]
@@ -63,9 +48,6 @@ pub enum Ended {
     /// An internal failure: continue with [`idle_loop`].
     Degraded(Degraded),
 }
-
-/// One failure channel for the tasks that run beside the loop: the first message degrades.
-pub type FatalReceiver = mpsc::UnboundedReceiver<Degraded>;
 
 /// Invocations in a row whose `platform.runtimeDone` did not come before the wait ended, after
 /// which the loop stops waiting for it (the policy then flushes at the start of invocations).
@@ -312,54 +294,5 @@ impl Lifecycle {
             None => log::warn!("the final flush did not finish before the shutdown deadline"),
         }
         Ok(())
-    }
-}
-
-static DEGRADED: log::Once = log::Once::new();
-
-/// Say, once per process, that Contrail stopped working and why. Called where the failure is
-/// noticed (so it is said at once, even while `next` blocks) and again by [`idle_loop`].
-pub fn announce_degraded(reason: &dyn std::fmt::Display) {
-    DEGRADED.at(
-        log::Level::Error,
-        format_args!("telemetry is disabled for the life of this environment: {reason}"),
-    );
-}
-
-/// Keep the function working without Contrail: call `next` until SHUTDOWN, then return.
-///
-/// Says `reason` once. Returns `Err` only when the Extensions API itself is unusable.
-pub async fn idle_loop(
-    client: &mut Client,
-    id: &ExtensionId,
-    reason: &dyn std::fmt::Display,
-) -> Result<(), ApiError> {
-    announce_degraded(reason);
-    let mut failures = 0;
-    loop {
-        match client.next(id).await {
-            Ok(NextEvent::Shutdown(_)) => return Ok(()),
-            Ok(NextEvent::Invoke(_)) | Err(ApiError::Invalid { .. }) => failures = 0,
-            Err(err) => {
-                failures += 1;
-                if failures >= NEXT_ATTEMPTS {
-                    return Err(err);
-                }
-                tokio::time::sleep(NEXT_RETRY_PAUSE).await;
-            }
-        }
-    }
-}
-
-/// Report a fatal error to Lambda before exiting (`init/error` during init).
-pub async fn report_error(
-    client: &mut Client,
-    id: &ExtensionId,
-    phase: ErrorPhase,
-    error_type: &str,
-    message: &str,
-) {
-    if let Err(err) = client.report_error(id, phase, error_type, message).await {
-        log::error!("reporting the error to Lambda failed: {err}");
     }
 }
