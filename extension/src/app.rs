@@ -24,11 +24,9 @@ use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
 use crate::diag::log;
 use crate::diag::stats::Stats;
+use crate::intake::telemetry::subscription::{Subscribed, Subscription, TelemetryType};
 use crate::intake::{receiver, telemetry};
-use crate::lambda_api::{
-    Client, ErrorPhase, ExtensionId, ExtensionName, Registration, Subscribed, Subscription,
-    TelemetryType,
-};
+use crate::lambda_api::{Client, ErrorPhase, ExtensionId, ExtensionName, Registration};
 use crate::lifecycle::policy::{FlushPolicy, FlushSettings, HIGH_WATER};
 use crate::lifecycle::{self, Degraded, Ended, Lifecycle};
 use crate::pipeline::intake_queue;
@@ -86,7 +84,7 @@ pub async fn run(env: &dyn Env) -> ExitCode {
 
     let settings = match Settings::from_env(env) {
         Ok(parsed) => {
-            log::set_level(parsed.value.lifecycle.log_level);
+            log::set_level(parsed.value.log_level);
             for warning in &parsed.warnings {
                 log::warn!("{warning}");
             }
@@ -101,17 +99,13 @@ pub async fn run(env: &dyn Env) -> ExitCode {
         }
     };
 
-    let flush = settings.export.flush;
+    let flush = settings.flush;
     let (tasks, lifecycle) =
         match start(&settings, &registration, boot.platform, flush, &mut client).await {
             Ok(started) => {
                 // runtimeDone and report come only with the `platform` stream.
                 let platform = started.subscribed
-                    && settings
-                        .lifecycle
-                        .telemetry
-                        .types
-                        .contains(&TelemetryType::Platform);
+                    && settings.telemetry.types.contains(&TelemetryType::Platform);
                 (
                     started.tasks,
                     Lifecycle::new(
@@ -212,7 +206,7 @@ async fn start(
     flush: FlushSettings,
     client: &mut Client,
 ) -> Result<Started, Degraded> {
-    let telemetry_config = &settings.lifecycle.telemetry;
+    let telemetry_config = &settings.telemetry;
     let bind_addr = format!("0.0.0.0:{}", telemetry_config.port);
     let listener =
         TcpListener::bind(&bind_addr)

@@ -1,5 +1,6 @@
-//! The Lambda Extensions API and the Telemetry API subscription, over plain HTTP to
-//! `AWS_LAMBDA_RUNTIME_API`.
+//! The Lambda Extensions API (register, `next`, error reports) and the Telemetry API
+//! subscription call, over plain HTTP to `AWS_LAMBDA_RUNTIME_API`. What a subscription asks for
+//! is [`crate::intake::telemetry::subscription`].
 //!
 //! Two layers: request builders and response parsers free of I/O (unit-tested below), and a
 //! thin [`Client`] that keeps one HTTP/1.1 connection to the (loopback) API. No call has a
@@ -11,6 +12,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use serde::{Deserialize, Serialize};
+
+use crate::intake::telemetry::subscription::{Subscribed, Subscription};
 
 pub const EXTENSION_NAME_HEADER: &str = "Lambda-Extension-Name";
 pub const EXTENSION_ID_HEADER: &str = "Lambda-Extension-Identifier";
@@ -127,84 +130,6 @@ pub enum EventType {
     Shutdown,
 }
 
-/// Telemetry API schema versions Contrail can subscribe with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaVersion {
-    V2022_12_13,
-    /// Required on Lambda Managed Instances.
-    V2025_01_29,
-}
-
-impl SchemaVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SchemaVersion::V2022_12_13 => "2022-12-13",
-            SchemaVersion::V2025_01_29 => "2025-01-29",
-        }
-    }
-}
-
-/// Telemetry stream types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TelemetryType {
-    Platform,
-    Function,
-    Extension,
-}
-
-impl TelemetryType {
-    pub const ALL: [TelemetryType; 3] = [
-        TelemetryType::Platform,
-        TelemetryType::Function,
-        TelemetryType::Extension,
-    ];
-
-    pub fn parse(s: &str) -> Option<TelemetryType> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "platform" => Some(TelemetryType::Platform),
-            "function" => Some(TelemetryType::Function),
-            "extension" => Some(TelemetryType::Extension),
-            _ => None,
-        }
-    }
-}
-
-/// Telemetry API buffering (limits checked by the configuration, not here).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Buffering {
-    pub max_items: u32,
-    pub max_bytes: u32,
-    pub timeout_ms: u32,
-}
-
-/// What to subscribe to and where Lambda should send it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscription {
-    pub schema: SchemaVersion,
-    /// Port of the listener; the destination is `http://sandbox.localdomain:PORT/`.
-    pub port: u16,
-    pub types: Vec<TelemetryType>,
-    pub buffering: Buffering,
-}
-
-impl Subscription {
-    pub fn destination_uri(&self) -> String {
-        format!("http://sandbox.localdomain:{}/", self.port)
-    }
-
-    /// The JSON body of the subscription request.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "schemaVersion": self.schema.as_str(),
-            "destination": {"protocol": "HTTP", "URI": self.destination_uri()},
-            "types": self.types,
-            "buffering": self.buffering,
-        })
-    }
-}
-
 /// What the register call returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
@@ -241,14 +166,6 @@ pub struct ShutdownEvent {
 pub enum NextEvent {
     Invoke(InvokeEvent),
     Shutdown(ShutdownEvent),
-}
-
-/// How the Telemetry API answered the subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subscribed {
-    Yes,
-    /// 202 `Telemetry.NotSupported` (Runtime Interface Emulator, `sam local`): no telemetry.
-    NotSupported,
 }
 
 /// Everything a call to the API can fail with.
@@ -680,6 +597,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intake::telemetry::subscription::{Buffering, SchemaVersion, TelemetryType};
 
     fn api() -> RuntimeApi {
         RuntimeApi::parse("127.0.0.1:9001").unwrap()

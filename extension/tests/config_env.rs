@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use contrail::config::{Bootstrap, Platform, Settings, error_message};
 use contrail::diag::log::Level;
-use contrail::lambda_api::{Buffering, EventType, ExtensionName, TelemetryType};
+use contrail::intake::telemetry::subscription::{Buffering, TelemetryType};
+use contrail::lambda_api::{EventType, ExtensionName};
 use contrail::lifecycle::policy::FlushMode;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
@@ -55,11 +56,11 @@ fn a_lambda_environment_without_contrail_variables_uses_the_defaults() {
     let parsed = Settings::from_env(&vars).unwrap();
     assert!(parsed.warnings.is_empty());
     let s = parsed.value;
-    assert_eq!(s.lifecycle.log_level, Level::Warn);
-    assert_eq!(s.lifecycle.telemetry.port, 0);
-    assert_eq!(s.lifecycle.telemetry.types, TelemetryType::ALL.to_vec());
+    assert_eq!(s.log_level, Level::Warn);
+    assert_eq!(s.telemetry.port, 0);
+    assert_eq!(s.telemetry.types, TelemetryType::ALL.to_vec());
     assert_eq!(
-        s.lifecycle.telemetry.buffering,
+        s.telemetry.buffering,
         Buffering {
             max_items: 1000,
             max_bytes: 262_144,
@@ -67,7 +68,7 @@ fn a_lambda_environment_without_contrail_variables_uses_the_defaults() {
         }
     );
     assert_eq!(s.receiver.endpoint, Some("127.0.0.1:4318".parse().unwrap()));
-    assert_eq!(s.export.flush.mode, FlushMode::Adaptive);
+    assert_eq!(s.flush.mode, FlushMode::Adaptive);
     assert!(!s.export.has_endpoint());
     assert_eq!(
         attribute(&s.resource, "faas.name").as_deref(),
@@ -101,16 +102,16 @@ fn each_module_gets_its_own_variables() {
         ("OTEL_SERVICE_NAME", "orders-api"),
     ]);
     let s = Settings::from_env(&env(&vars)).unwrap().value;
-    assert_eq!(s.lifecycle.log_level, Level::Debug);
-    assert_eq!(s.lifecycle.telemetry.port, 4243);
+    assert_eq!(s.log_level, Level::Debug);
+    assert_eq!(s.telemetry.port, 4243);
     assert_eq!(
-        s.lifecycle.telemetry.types,
+        s.telemetry.types,
         vec![TelemetryType::Platform, TelemetryType::Function]
     );
-    assert_eq!(s.lifecycle.telemetry.buffering.timeout_ms, 100);
+    assert_eq!(s.telemetry.buffering.timeout_ms, 100);
     assert_eq!(s.receiver.endpoint, None);
-    assert_eq!(s.export.flush.mode, FlushMode::End);
-    assert_eq!(s.export.flush.budget, Duration::from_millis(150));
+    assert_eq!(s.flush.mode, FlushMode::End);
+    assert_eq!(s.flush.budget, Duration::from_millis(150));
     assert!(s.export.has_endpoint());
     assert_eq!(
         attribute(&s.resource, "service.name").as_deref(),
@@ -173,7 +174,7 @@ fn a_bad_log_level_alone_is_only_a_warning() {
     let mut vars = lambda_env();
     vars.push(("CONTRAIL_LOG_LEVEL", "chatty"));
     let parsed = Settings::from_env(&env(&vars)).unwrap();
-    assert_eq!(parsed.value.lifecycle.log_level, Level::Warn);
+    assert_eq!(parsed.value.log_level, Level::Warn);
     assert_eq!(parsed.warnings.len(), 1);
     assert_eq!(
         parsed.warnings[0].to_string(),

@@ -75,6 +75,26 @@ pub fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A variable that must be a whole number from `min` to `max`; `Ok(None)` when it is not set.
+pub fn whole_number(
+    env: &dyn Env,
+    var: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
+    let Some(v) = non_empty(env, var) else {
+        return Ok(None);
+    };
+    match v.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ConfigError::new(
+            var,
+            v,
+            format!("expected a whole number from {min} to {max}"),
+        )),
+    }
+}
+
 /// Percent-decode a value of a `k=v,k2=v2` list (`OTEL_RESOURCE_ATTRIBUTES`,
 /// `OTEL_EXPORTER_OTLP_HEADERS`), as the OpenTelemetry specification asks.
 pub fn percent_decode(s: &str) -> Result<Vec<u8>, &'static str> {

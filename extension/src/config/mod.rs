@@ -1,69 +1,54 @@
-//! Contrail's lifecycle configuration, and the one place where every module's configuration is
-//! read together so that all bad variables are reported at once.
+//! Configuration: the bootstrap read before registration, and the one place where every
+//! component's configuration is read together so that all bad variables are reported at once.
 //!
 //! Two steps, because registration must happen as early as possible:
 //! 1. [`Bootstrap::from_env`] reads only what the register call needs.
-//! 2. after registration, [`LifecycleConfig::from_env`] (and the other modules' `from_env`,
-//!    gathered by the application) reads the rest; every fatal error is reported to Lambda
-//!    through `init/error` (`Extension.ConfigInvalid`) in one message.
+//! 2. after registration, [`Settings::from_env`] gathers every component's `from_env`; every
+//!    fatal error is reported to Lambda through `init/error` (`Extension.ConfigInvalid`) in one
+//!    message.
 //!
 //! | variable | default | allowed | when the value is not valid |
 //! |---|---|---|---|
 //! | `AWS_LAMBDA_RUNTIME_API` | set by Lambda | `host:port` | Contrail cannot register: it prints the error to stderr and exits 1 |
 //! | `AWS_LAMBDA_INITIALIZATION_TYPE` | set by Lambda | `lambda-managed-instances` selects the Managed Instances protocol (register `SHUTDOWN` only, schema `2025-01-29`); any other value is the classic protocol | never an error |
-//! | `CONTRAIL_LOG_LEVEL` | `warn` | `off`, `error`, `warn`, `info`, `debug` (case-insensitive) | warning, `warn` is used |
-//! | `CONTRAIL_TELEMETRY_PORT` | `0` (an ephemeral port chosen by the system) | `0`, or `1024`–`65535` except `9001` | fatal (`init/error`) |
-//! | `CONTRAIL_TELEMETRY_TYPES` | `platform,function,extension` | a comma-separated subset of those three, at least one | fatal |
-//! | `CONTRAIL_TELEMETRY_MAX_ITEMS` | `1000` | `1000`–`10000` (the Telemetry API's limits) | fatal |
-//! | `CONTRAIL_TELEMETRY_MAX_BYTES` | `262144` | `262144`–`1048576` | fatal |
-//! | `CONTRAIL_TELEMETRY_TIMEOUT_MS` | `25` | `25`–`30000` | fatal |
 //!
-//! The other modules document their own variables: `receiver` (`CONTRAIL_RECEIVER_*`),
-//! `mapping::config` and `mapping::resource` (`CONTRAIL_XRAY_CONTEXT`,
-//! `CONTRAIL_MAX_PENDING_INVOCATIONS`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, metrics
-//! temporality), `export::config` (`OTEL_EXPORTER_OTLP_*`, `CONTRAIL_FLUSH*`,
-//! `CONTRAIL_BUFFER_MAX_BYTES`). Every error any of them reports is fatal.
+//! Each component owns and documents its variables:
+//!
+//! | variables | home |
+//! |---|---|
+//! | `CONTRAIL_LOG_LEVEL` | `diag::log` (a bad value is a warning: only Contrail's own diagnostics change) |
+//! | `CONTRAIL_TELEMETRY_*` | `intake::telemetry::subscription` |
+//! | `CONTRAIL_RECEIVER_*` | `intake::receiver` |
+//! | `CONTRAIL_XRAY_CONTEXT`, `CONTRAIL_MAX_PENDING_INVOCATIONS`, metrics temporality | `mapping::config` |
+//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*` of the function | `mapping::resource` |
+//! | `OTEL_EXPORTER_OTLP_*` (and `CONTRAIL_EXPORTER_OTLP_*`), `CONTRAIL_BUFFER_MAX_BYTES` | `export::config` |
+//! | `CONTRAIL_FLUSH`, `CONTRAIL_FLUSH_INTERVAL_MS`, `CONTRAIL_FLUSH_BUDGET_MS` | `lifecycle::policy` |
 //!
 //! The rule: a value Lambda itself would refuse, or one that changes what is collected, is fatal
 //! (failing the init with a message naming the variable is clearer than running differently
 //! from what was asked); a value that only affects Contrail's own diagnostics falls back to its
-//! default with one warning.
+//! default with one warning. `README.md` lists every variable; a unit test checks that it does.
 
-use crate::diag::log::Level;
 pub mod env;
 
-use crate::config::env::{ConfigError, Env, non_empty};
-use crate::export::config::ExportConfig;
-use crate::intake::receiver::ReceiverConfig;
-use crate::lambda_api::{
-    Buffering, EventType, ExtensionName, RuntimeApi, SchemaVersion, TelemetryType,
-};
-use crate::mapping::{MappingConfig, lambda_resource};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
+use crate::config::env::{ConfigError, Env, non_empty};
+use crate::diag::log::Level;
+use crate::export::config::ExportConfig;
+use crate::intake::receiver::ReceiverConfig;
+use crate::intake::telemetry::subscription::{SchemaVersion, TelemetryConfig};
+use crate::lambda_api::{EventType, ExtensionName, RuntimeApi};
+use crate::lifecycle::policy::FlushSettings;
+use crate::mapping::{MappingConfig, lambda_resource};
+
+/// Where the Runtime and Extensions APIs listen (`host:port`), set by Lambda.
 pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+/// How the environment was initialized, set by Lambda.
 pub const INITIALIZATION_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
-pub const LOG_LEVEL_VAR: &str = "CONTRAIL_LOG_LEVEL";
-pub const TELEMETRY_PORT_VAR: &str = "CONTRAIL_TELEMETRY_PORT";
-pub const TELEMETRY_TYPES_VAR: &str = "CONTRAIL_TELEMETRY_TYPES";
-pub const TELEMETRY_MAX_ITEMS_VAR: &str = "CONTRAIL_TELEMETRY_MAX_ITEMS";
-pub const TELEMETRY_MAX_BYTES_VAR: &str = "CONTRAIL_TELEMETRY_MAX_BYTES";
-pub const TELEMETRY_TIMEOUT_MS_VAR: &str = "CONTRAIL_TELEMETRY_TIMEOUT_MS";
 
 /// `AWS_LAMBDA_INITIALIZATION_TYPE` on Lambda Managed Instances.
 pub const MANAGED_INSTANCES: &str = "lambda-managed-instances";
-
-/// The port Lambda reserves; a telemetry listener must not use it.
-pub const RESERVED_PORT: u16 = 9001;
-
-pub const DEFAULT_BUFFERING: Buffering = Buffering {
-    max_items: 1000,
-    max_bytes: 262_144,
-    timeout_ms: 25,
-};
-const MAX_ITEMS_RANGE: (u32, u32) = (1000, 10_000);
-const MAX_BYTES_RANGE: (u32, u32) = (262_144, 1_048_576);
-const TIMEOUT_MS_RANGE: (u32, u32) = (25, 30_000);
 
 /// Which Extensions API protocol applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,159 +121,36 @@ impl Bootstrap {
     }
 }
 
-/// The Telemetry API subscription, apart from the port actually bound.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TelemetryConfig {
-    /// Port to bind the listener on (0: ephemeral).
-    pub port: u16,
-    pub types: Vec<TelemetryType>,
-    pub buffering: Buffering,
-}
-
-impl Default for TelemetryConfig {
-    fn default() -> Self {
-        TelemetryConfig {
-            port: 0,
-            types: TelemetryType::ALL.to_vec(),
-            buffering: DEFAULT_BUFFERING,
-        }
-    }
-}
-
-/// The lifecycle's own settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LifecycleConfig {
-    pub log_level: Level,
-    pub telemetry: TelemetryConfig,
-}
-
-impl Default for LifecycleConfig {
-    fn default() -> Self {
-        LifecycleConfig {
-            log_level: Level::DEFAULT,
-            telemetry: TelemetryConfig::default(),
-        }
-    }
-}
-
 /// The outcome of reading a configuration that may fall back to defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed<T> {
+    /// What was read.
     pub value: T,
     /// Variables that were not valid and were replaced by their default (to warn about).
     pub warnings: Vec<ConfigError>,
 }
 
-impl LifecycleConfig {
-    /// Read every lifecycle variable. `Err` lists every fatal error; warnings come with `Ok`.
-    pub fn from_env(env: &dyn Env) -> Result<Parsed<LifecycleConfig>, Vec<ConfigError>> {
-        let mut config = LifecycleConfig::default();
-        let mut errors = Vec::new();
-        let mut warnings = Vec::new();
-
-        if let Some(v) = non_empty(env, LOG_LEVEL_VAR) {
-            match Level::parse(&v) {
-                Some(level) => config.log_level = level,
-                None => warnings.push(ConfigError::new(
-                    LOG_LEVEL_VAR,
-                    v,
-                    "expected off, error, warn, info or debug; using warn",
-                )),
-            }
-        }
-
-        if let Some(v) = non_empty(env, TELEMETRY_PORT_VAR) {
-            match parse_port(&v) {
-                Ok(port) => config.telemetry.port = port,
-                Err(reason) => errors.push(ConfigError::new(TELEMETRY_PORT_VAR, v, reason)),
-            }
-        }
-
-        if let Some(v) = non_empty(env, TELEMETRY_TYPES_VAR) {
-            match parse_types(&v) {
-                Ok(types) => config.telemetry.types = types,
-                Err(reason) => errors.push(ConfigError::new(TELEMETRY_TYPES_VAR, v, reason)),
-            }
-        }
-
-        let b = &mut config.telemetry.buffering;
-        for (var, range, slot) in [
-            (TELEMETRY_MAX_ITEMS_VAR, MAX_ITEMS_RANGE, &mut b.max_items),
-            (TELEMETRY_MAX_BYTES_VAR, MAX_BYTES_RANGE, &mut b.max_bytes),
-            (
-                TELEMETRY_TIMEOUT_MS_VAR,
-                TIMEOUT_MS_RANGE,
-                &mut b.timeout_ms,
-            ),
-        ] {
-            if let Some(v) = non_empty(env, var) {
-                match parse_in_range(&v, range) {
-                    Ok(n) => *slot = n,
-                    Err(reason) => errors.push(ConfigError::new(var, v, reason)),
-                }
-            }
-        }
-
-        if errors.is_empty() {
-            Ok(Parsed {
-                value: config,
-                warnings,
-            })
-        } else {
-            Err(errors)
-        }
-    }
-}
-
-fn parse_port(v: &str) -> Result<u16, String> {
-    let port: u16 = v
-        .parse()
-        .map_err(|_| "expected a port number: 0 (any free port) or 1024 to 65535".to_owned())?;
-    if port == RESERVED_PORT {
-        return Err(format!("port {RESERVED_PORT} is reserved by Lambda"));
-    }
-    if port != 0 && port < 1024 {
-        return Err("expected 0 (any free port) or 1024 to 65535".into());
-    }
-    Ok(port)
-}
-
-fn parse_types(v: &str) -> Result<Vec<TelemetryType>, String> {
-    let mut types = Vec::new();
-    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let t = TelemetryType::parse(item).ok_or_else(|| {
-            format!("{item:?} is not a telemetry type; expected platform, function, extension")
-        })?;
-        if !types.contains(&t) {
-            types.push(t);
-        }
-    }
-    if types.is_empty() {
-        return Err("expected at least one of platform, function, extension".into());
-    }
-    Ok(types)
-}
-
-fn parse_in_range(v: &str, (lo, hi): (u32, u32)) -> Result<u32, String> {
-    match v.parse::<u32>() {
-        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-        _ => Err(format!("expected a whole number from {lo} to {hi}")),
-    }
-}
-
-/// Every module's configuration, read together.
+/// Every component's configuration, read together.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    pub lifecycle: LifecycleConfig,
+    /// Contrail's own diagnostics.
+    pub log_level: Level,
+    /// The Telemetry API subscription.
+    pub telemetry: TelemetryConfig,
+    /// The local OTLP receiver.
     pub receiver: ReceiverConfig,
+    /// How records become OTLP.
     pub mapping: MappingConfig,
+    /// Where and how data is exported.
     pub export: ExportConfig,
+    /// When to flush.
+    pub flush: FlushSettings,
     /// The function's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*`).
     pub resource: Resource,
 }
 
 impl Settings {
-    /// Read every module's variables. `Err` lists every fatal error of every module.
+    /// Read every component's variables. `Err` lists every fatal error of every component.
     ///
     /// The `OTEL_*` variables are shared with the function's own OpenTelemetry SDK: a value
     /// that suits the SDK but not Contrail (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, the SDK default
@@ -299,7 +161,9 @@ impl Settings {
     pub fn from_env(env: &dyn Env) -> Result<Parsed<Settings>, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let lifecycle = LifecycleConfig::from_env(env)
+        let (log_level, level_warning) = Level::from_env(env);
+        warnings.extend(level_warning);
+        let telemetry = TelemetryConfig::from_env(env)
             .map_err(|e| errors.extend(e))
             .ok();
         let receiver = ReceiverConfig::from_env(env)
@@ -308,22 +172,29 @@ impl Settings {
         let mapping = lenient(env, MappingConfig::from_env, &mut errors, &mut warnings);
         let resource = lenient(env, lambda_resource, &mut errors, &mut warnings);
         let export = lenient(env, ExportConfig::from_env, &mut errors, &mut warnings);
-        match (lifecycle, receiver, mapping, export, resource) {
-            (Some(lifecycle), Some(receiver), Some(mapping), Some(export), Some(resource))
-                if errors.is_empty() =>
-            {
-                warnings.splice(0..0, lifecycle.warnings);
-                Ok(Parsed {
-                    warnings,
-                    value: Settings {
-                        lifecycle: lifecycle.value,
-                        receiver,
-                        mapping,
-                        export,
-                        resource,
-                    },
-                })
-            }
+        let flush = FlushSettings::from_env(env)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        match (telemetry, receiver, mapping, export, flush, resource) {
+            (
+                Some(telemetry),
+                Some(receiver),
+                Some(mapping),
+                Some(export),
+                Some(flush),
+                Some(resource),
+            ) if errors.is_empty() => Ok(Parsed {
+                warnings,
+                value: Settings {
+                    log_level,
+                    telemetry,
+                    receiver,
+                    mapping,
+                    export,
+                    flush,
+                    resource,
+                },
+            }),
             _ => Err(errors),
         }
     }
@@ -395,6 +266,8 @@ pub fn error_message(errors: &[ConfigError]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::log::LOG_LEVEL_VAR;
+    use crate::intake::telemetry::subscription::TELEMETRY_TIMEOUT_MS_VAR;
 
     #[test]
     fn bootstrap_reads_api_name_and_platform() {
@@ -441,97 +314,6 @@ mod tests {
         );
         let ok = [(RUNTIME_API_VAR, "127.0.0.1:9001")];
         assert_eq!(Bootstrap::from_env(&ok, None), Err(BootstrapError::NoName));
-    }
-
-    #[test]
-    fn defaults_when_nothing_is_set() {
-        let none: [(&str, &str); 0] = [];
-        let parsed = LifecycleConfig::from_env(&none).unwrap();
-        assert_eq!(parsed.value, LifecycleConfig::default());
-        assert!(parsed.warnings.is_empty());
-        assert_eq!(parsed.value.telemetry.buffering, DEFAULT_BUFFERING);
-        assert_eq!(parsed.value.telemetry.types.len(), 3);
-        assert_eq!(parsed.value.log_level, Level::Warn);
-    }
-
-    #[test]
-    fn reads_valid_values() {
-        let env = [
-            (LOG_LEVEL_VAR, "debug"),
-            (TELEMETRY_PORT_VAR, "4243"),
-            (TELEMETRY_TYPES_VAR, "platform, function,platform"),
-            (TELEMETRY_MAX_ITEMS_VAR, "10000"),
-            (TELEMETRY_MAX_BYTES_VAR, "1048576"),
-            (TELEMETRY_TIMEOUT_MS_VAR, "30000"),
-        ];
-        let c = LifecycleConfig::from_env(&env).unwrap().value;
-        assert_eq!(c.log_level, Level::Debug);
-        assert_eq!(c.telemetry.port, 4243);
-        assert_eq!(
-            c.telemetry.types,
-            vec![TelemetryType::Platform, TelemetryType::Function]
-        );
-        assert_eq!(
-            c.telemetry.buffering,
-            Buffering {
-                max_items: 10_000,
-                max_bytes: 1_048_576,
-                timeout_ms: 30_000
-            }
-        );
-    }
-
-    #[test]
-    fn reports_every_bad_variable() {
-        let env = [
-            (TELEMETRY_PORT_VAR, "9001"),
-            (TELEMETRY_TYPES_VAR, "platform,metrics"),
-            (TELEMETRY_MAX_ITEMS_VAR, "999"),
-            (TELEMETRY_MAX_BYTES_VAR, "lots"),
-            (TELEMETRY_TIMEOUT_MS_VAR, "24"),
-        ];
-        let errors = LifecycleConfig::from_env(&env).unwrap_err();
-        let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
-        assert_eq!(
-            vars,
-            vec![
-                TELEMETRY_PORT_VAR,
-                TELEMETRY_TYPES_VAR,
-                TELEMETRY_MAX_ITEMS_VAR,
-                TELEMETRY_MAX_BYTES_VAR,
-                TELEMETRY_TIMEOUT_MS_VAR
-            ]
-        );
-        assert_eq!(
-            errors[4].to_string(),
-            "CONTRAIL_TELEMETRY_TIMEOUT_MS=\"24\" is not valid: expected a whole number from 25 to 30000"
-        );
-        assert!(errors[0].reason.contains("reserved"), "{}", errors[0]);
-        assert!(errors[1].reason.contains("\"metrics\""), "{}", errors[1]);
-    }
-
-    #[test]
-    fn port_limits() {
-        for bad in ["80", "1023", "65536", "-1", "x", "9001"] {
-            assert!(parse_port(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse_port("0"), Ok(0));
-        assert_eq!(parse_port("1024"), Ok(1024));
-        assert_eq!(parse_port("65535"), Ok(65535));
-    }
-
-    #[test]
-    fn empty_type_list_is_an_error() {
-        assert!(parse_types(" , ").is_err());
-    }
-
-    #[test]
-    fn a_bad_log_level_is_a_warning_not_an_error() {
-        let env = [(LOG_LEVEL_VAR, "loud")];
-        let parsed = LifecycleConfig::from_env(&env).unwrap();
-        assert_eq!(parsed.value.log_level, Level::Warn);
-        assert_eq!(parsed.warnings.len(), 1);
-        assert_eq!(parsed.warnings[0].var, LOG_LEVEL_VAR);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! [`Once`] or [`Every`] for anything that can repeat.
 //!
 //! The level comes from `CONTRAIL_LOG_LEVEL` (`off`, `error`, `warn`, `info`, `debug`; default
-//! `warn`) and is set once at start-up with [`set_level`].
+//! `warn`; [`Level::from_env`]) and is set once at start-up with [`set_level`]. A bad value only
+//! affects Contrail's own diagnostics, so it is a warning, not a configuration error.
 //!
 //! Inside the crate: `log::warn!("listener bound to {addr}")` (also `error!`, `info!`, `debug!`),
 //! and for repeatable conditions a static `log::Once` or `log::Every`:
@@ -16,6 +17,11 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use crate::config::env::{ConfigError, Env, non_empty};
+
+/// How much Contrail says about itself on stderr.
+pub const LOG_LEVEL_VAR: &str = "CONTRAIL_LOG_LEVEL";
 
 /// How much Contrail says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +46,25 @@ impl Level {
             "info" => Some(Level::Info),
             "debug" | "trace" => Some(Level::Debug),
             _ => None,
+        }
+    }
+
+    /// `CONTRAIL_LOG_LEVEL`, or the default; a value that is not a level is the default and
+    /// comes back as a warning to print.
+    pub fn from_env(env: &dyn Env) -> (Level, Option<ConfigError>) {
+        let Some(v) = non_empty(env, LOG_LEVEL_VAR) else {
+            return (Level::DEFAULT, None);
+        };
+        match Level::parse(&v) {
+            Some(level) => (level, None),
+            None => (
+                Level::DEFAULT,
+                Some(ConfigError::new(
+                    LOG_LEVEL_VAR,
+                    v,
+                    "expected off, error, warn, info or debug; using warn",
+                )),
+            ),
         }
     }
 
@@ -225,6 +250,24 @@ mod tests {
         assert_eq!(Level::parse("info"), Some(Level::Info));
         assert_eq!(Level::parse("verbose"), None);
         assert_eq!(Level::parse(""), None);
+    }
+
+    #[test]
+    fn the_level_comes_from_the_environment_and_defaults_to_warn() {
+        let none: [(&str, &str); 0] = [];
+        assert_eq!(Level::from_env(&none), (Level::Warn, None));
+        assert_eq!(
+            Level::from_env(&[(LOG_LEVEL_VAR, "debug")]),
+            (Level::Debug, None)
+        );
+    }
+
+    #[test]
+    fn a_bad_log_level_is_a_warning_not_an_error() {
+        let env = [(LOG_LEVEL_VAR, "loud")];
+        let (level, warning) = Level::from_env(&env);
+        assert_eq!(level, Level::Warn);
+        assert_eq!(warning.map(|w| w.var), Some(LOG_LEVEL_VAR.to_owned()));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Export and delivery configuration from the environment.
+//! Export configuration from the environment: where and how each signal is sent, and the
+//! buffer's bound. (When to flush is `lifecycle::policy`'s: `CONTRAIL_FLUSH*`.)
 //!
 //! | variable | default | accepted |
 //! |---|---|---|
@@ -9,9 +10,6 @@
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]COMPRESSION` | `none` | `gzip`, `none` |
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE` | none | path of a PEM file of certificates to trust for `https` besides the public web roots |
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]PROTOCOL` | `http/protobuf` | `http/protobuf`, `http/json`; `grpc` is refused (no gRPC client in Contrail) |
-//! | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
-//! | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
-//! | `CONTRAIL_FLUSH_BUDGET_MS` | `200` | `10`–`60000` |
 //! | `CONTRAIL_BUFFER_MAX_BYTES` | `4194304` (4 MiB) | `65536`–`268435456` |
 //!
 //! Each `OTEL_EXPORTER_OTLP_*` variable can also be given as `CONTRAIL_EXPORTER_OTLP_*` (same
@@ -34,8 +32,7 @@ use http::uri::{PathAndQuery, Uri};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::config::env::{ConfigError, Env, non_empty, percent_decode};
-use crate::lifecycle::policy::{DEFAULT_BUDGET, DEFAULT_INTERVAL, FlushMode, FlushSettings};
+use crate::config::env::{ConfigError, Env, non_empty, percent_decode, whole_number};
 use crate::pipeline::Signal;
 
 pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -44,9 +41,6 @@ pub const TIMEOUT_VAR: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 pub const COMPRESSION_VAR: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 pub const CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
 pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-pub const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
-pub const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
-pub const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
 pub const BUFFER_MAX_BYTES_VAR: &str = "CONTRAIL_BUFFER_MAX_BYTES";
 
 /// Default per-request timeout (the OpenTelemetry default).
@@ -110,13 +104,12 @@ impl Default for SignalConfig {
     }
 }
 
-/// Everything delivery needs: exporter per signal, flush policy settings, buffer bound.
+/// Everything delivery needs: the exporter of each signal and the buffer's bound.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportConfig {
     pub traces: SignalConfig,
     pub metrics: SignalConfig,
     pub logs: SignalConfig,
-    pub flush: FlushSettings,
     pub buffer_max_bytes: usize,
     pub batch_max_bytes: usize,
 }
@@ -127,7 +120,6 @@ impl Default for ExportConfig {
             traces: SignalConfig::default(),
             metrics: SignalConfig::default(),
             logs: SignalConfig::default(),
-            flush: FlushSettings::default(),
             buffer_max_bytes: DEFAULT_BUFFER_MAX_BYTES,
             batch_max_bytes: MAX_REQUEST_BYTES,
         }
@@ -226,32 +218,13 @@ impl ExportConfig {
         let metrics = signal_config(Signal::Metrics);
         let logs = signal_config(Signal::Logs);
 
-        let mode = match non_empty(env, FLUSH_VAR) {
-            None => FlushMode::default(),
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "end" => FlushMode::End,
-                "periodic" => FlushMode::Periodic,
-                "adaptive" => FlushMode::Adaptive,
-                _ => {
-                    errors.push(ConfigError::new(
-                        FLUSH_VAR,
-                        v,
-                        "expected end, periodic or adaptive",
-                    ));
-                    FlushMode::default()
-                }
-            },
+        let buffer_max_bytes = match whole_number(env, BUFFER_MAX_BYTES_VAR, 65_536, 268_435_456) {
+            Ok(n) => n.map_or(DEFAULT_BUFFER_MAX_BYTES, |n| n as usize),
+            Err(e) => {
+                errors.push(e);
+                DEFAULT_BUFFER_MAX_BYTES
+            }
         };
-        let interval = parse_range(env, FLUSH_INTERVAL_VAR, 100, 3_600_000, &mut errors)
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_INTERVAL);
-        let budget = parse_range(env, FLUSH_BUDGET_VAR, 10, 60_000, &mut errors)
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_BUDGET);
-        let buffer_max_bytes =
-            parse_range(env, BUFFER_MAX_BYTES_VAR, 65_536, 268_435_456, &mut errors)
-                .map(|v| v as usize)
-                .unwrap_or(DEFAULT_BUFFER_MAX_BYTES);
 
         if !errors.is_empty() {
             return Err(errors);
@@ -260,35 +233,9 @@ impl ExportConfig {
             traces,
             metrics,
             logs,
-            flush: FlushSettings {
-                mode,
-                interval,
-                budget,
-            },
             buffer_max_bytes,
             batch_max_bytes: MAX_REQUEST_BYTES.min(buffer_max_bytes),
         })
-    }
-}
-
-fn parse_range(
-    env: &dyn Env,
-    var: &str,
-    min: u64,
-    max: u64,
-    errors: &mut Vec<ConfigError>,
-) -> Option<u64> {
-    let v = non_empty(env, var)?;
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Some(n),
-        _ => {
-            errors.push(ConfigError::new(
-                var,
-                v,
-                format!("expected a whole number from {min} to {max}"),
-            ));
-            None
-        }
     }
 }
 
@@ -447,11 +394,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_export_nowhere_and_adaptive() {
+    fn defaults_export_nowhere() {
         let env: [(&str, &str); 0] = [];
         let c = ExportConfig::from_env(&env).unwrap();
         assert!(!c.has_endpoint());
-        assert_eq!(c.flush, FlushSettings::default());
         assert_eq!(c.buffer_max_bytes, DEFAULT_BUFFER_MAX_BYTES);
         assert_eq!(c.traces.timeout, DEFAULT_TIMEOUT);
     }
@@ -509,9 +455,6 @@ mod tests {
             (TIMEOUT_VAR, "0"),
             ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli"),
             (PROTOCOL_VAR, "grpc"),
-            (FLUSH_VAR, "sometimes"),
-            (FLUSH_INTERVAL_VAR, "5"),
-            (FLUSH_BUDGET_VAR, "abc"),
             (BUFFER_MAX_BYTES_VAR, "1"),
         ];
         let errors = ExportConfig::from_env(&env).unwrap_err();
@@ -522,9 +465,6 @@ mod tests {
             TIMEOUT_VAR,
             "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
             PROTOCOL_VAR,
-            FLUSH_VAR,
-            FLUSH_INTERVAL_VAR,
-            FLUSH_BUDGET_VAR,
             BUFFER_MAX_BYTES_VAR,
         ] {
             assert!(vars.contains(&var), "{var} not reported in {errors:?}");

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! let config = ExportConfig::from_env(&ProcessEnv)?;       // every bad variable reported
-//! let mut delivery = Delivery::new(config, stats.clone()); // no I/O, no TLS set-up
+//! let mut delivery = Delivery::new(config, interval, stats); // no I/O, no TLS set-up
 //! delivery.set_resource(resource);                         // resource of self-telemetry
 //! delivery.push(signals);                                  // never blocks; drops are counted
 //! let outcome = delivery.flush(deadline).await;            // returns by `deadline`
@@ -62,7 +62,8 @@ pub struct FlushOutcome {
 /// The buffer, the exporter and self-telemetry. See the module documentation.
 #[derive(Debug)]
 pub struct Delivery {
-    config: ExportConfig,
+    /// How often self-telemetry is due when nothing else makes it due.
+    self_telemetry_every: Duration,
     buffer: Buffer,
     exporter: Exporter,
     stats: Arc<Stats>,
@@ -79,7 +80,9 @@ static FAILED: log::Every = log::Every::new(Duration::from_secs(60));
 static NO_ENDPOINT: log::Once = log::Once::new();
 
 impl Delivery {
-    pub fn new(config: ExportConfig, stats: Arc<Stats>) -> Self {
+    /// `self_telemetry_every`: how often self-telemetry is reported when nothing else makes it
+    /// due (the flush interval).
+    pub fn new(config: ExportConfig, self_telemetry_every: Duration, stats: Arc<Stats>) -> Self {
         let buffer = Buffer::new(
             config.buffer_max_bytes,
             config.batch_max_bytes,
@@ -87,7 +90,7 @@ impl Delivery {
         );
         let exporter = Exporter::new(&config, stats.clone());
         Delivery {
-            config,
+            self_telemetry_every,
             buffer,
             exporter,
             stats,
@@ -155,8 +158,7 @@ impl Delivery {
         match self.selftel_sent {
             None => true,
             Some((at, dropped)) => {
-                last || dropped != self.dropped_total()
-                    || at.elapsed() >= self.config.flush.interval
+                last || dropped != self.dropped_total() || at.elapsed() >= self.self_telemetry_every
             }
         }
     }

@@ -62,6 +62,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+use crate::config::env::{ConfigError, Env, non_empty, whole_number};
+
+/// The flush mode: `end`, `periodic` or `adaptive`.
+pub const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
+/// Milliseconds between periodic flushes, and between safety flushes of a long invocation.
+pub const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
+/// Milliseconds one flush may take during an invocation.
+pub const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
+
 /// Time kept between the end of Contrail's work and an invocation's deadline.
 pub const INVOKE_MARGIN: Duration = Duration::from_millis(100);
 /// Time kept between the final flush and the SHUTDOWN deadline, to exit cleanly.
@@ -118,6 +127,54 @@ impl Default for FlushSettings {
             interval: DEFAULT_INTERVAL,
             budget: DEFAULT_BUDGET,
         }
+    }
+}
+
+impl FlushSettings {
+    /// Read the flush variables; report every bad one (all are fatal).
+    ///
+    /// | variable | default | accepted |
+    /// |---|---|---|
+    /// | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
+    /// | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
+    /// | `CONTRAIL_FLUSH_BUDGET_MS` | `200` | `10`–`60000` |
+    pub fn from_env(env: &dyn Env) -> Result<FlushSettings, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mode = match non_empty(env, FLUSH_VAR) {
+            None => FlushMode::default(),
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "end" => FlushMode::End,
+                "periodic" => FlushMode::Periodic,
+                "adaptive" => FlushMode::Adaptive,
+                _ => {
+                    errors.push(ConfigError::new(
+                        FLUSH_VAR,
+                        v,
+                        "expected end, periodic or adaptive",
+                    ));
+                    FlushMode::default()
+                }
+            },
+        };
+        let mut millis = |var: &str, min: u64, max: u64, default: Duration| match whole_number(
+            env, var, min, max,
+        ) {
+            Ok(n) => n.map_or(default, Duration::from_millis),
+            Err(e) => {
+                errors.push(e);
+                default
+            }
+        };
+        let interval = millis(FLUSH_INTERVAL_VAR, 100, 3_600_000, DEFAULT_INTERVAL);
+        let budget = millis(FLUSH_BUDGET_VAR, 10, 60_000, DEFAULT_BUDGET);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(FlushSettings {
+            mode,
+            interval,
+            budget,
+        })
     }
 }
 

@@ -41,7 +41,7 @@ impl Pipeline {
             set_resource_attribute(&mut resource, "cloud.account.id", account);
         }
         let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
-        let mut delivery = Delivery::new(settings.export.clone(), stats);
+        let mut delivery = Delivery::new(settings.export.clone(), settings.flush.interval, stats);
         delivery.set_resource(resource.clone());
         Pipeline {
             mapper,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::diag::stats::{DropReason, Stats};
 use crate::export::config::ExportConfig;
 use crate::export::delivery::Delivery;
+use crate::lifecycle::policy::DEFAULT_INTERVAL;
 use crate::pipeline::Signals;
 use crate::pipeline::otlp::RpcStatus;
 use backend::{Backend, Reply};
@@ -63,7 +64,10 @@ fn delivery(vars: &[(&str, &str)]) -> (Delivery, Arc<Stats>) {
         .collect();
     let config = ExportConfig::from_env(&env).unwrap();
     let stats = Arc::new(Stats::default());
-    (Delivery::new(config, stats.clone()), stats)
+    (
+        Delivery::new(config, DEFAULT_INTERVAL, stats.clone()),
+        stats,
+    )
 }
 
 fn in_secs(s: u64) -> Instant {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::diag::stats::Stats;
 use crate::export::config::ExportConfig;
 use crate::export::delivery::Delivery;
+use crate::lifecycle::policy::DEFAULT_INTERVAL;
 use crate::pipeline::Signals;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -182,7 +183,10 @@ fn delivery(vars: &[(&str, String)]) -> (Delivery, Arc<Stats>) {
         .collect();
     let stats = Arc::new(Stats::default());
     let config = ExportConfig::from_env(&env).unwrap();
-    (Delivery::new(config, stats.clone()), stats)
+    (
+        Delivery::new(config, DEFAULT_INTERVAL, stats.clone()),
+        stats,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

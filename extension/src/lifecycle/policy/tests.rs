@@ -6,8 +6,8 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::lifecycle::policy::{
-    Action, Behaviour, FlushMode, FlushPolicy, FlushSettings, HIGH_WATER, INVOKE_MARGIN,
-    SHUTDOWN_MARGIN, instant_from_epoch_ms,
+    Action, Behaviour, FLUSH_BUDGET_VAR, FLUSH_INTERVAL_VAR, FLUSH_VAR, FlushMode, FlushPolicy,
+    FlushSettings, HIGH_WATER, INVOKE_MARGIN, SHUTDOWN_MARGIN, instant_from_epoch_ms,
 };
 use tokio::time::Instant;
 
@@ -486,4 +486,24 @@ fn shutdown_keeps_the_margin_and_never_goes_backwards() {
         p.on_shutdown(now, now + ms(50)),
         Action::FlushNow { deadline: now }
     );
+}
+
+#[test]
+fn flush_settings_default_to_adaptive() {
+    let none: [(&str, &str); 0] = [];
+    let settings = FlushSettings::from_env(&none).unwrap();
+    assert_eq!(settings, FlushSettings::default());
+    assert_eq!(settings.mode, FlushMode::Adaptive);
+}
+
+#[test]
+fn every_bad_flush_variable_is_reported() {
+    let env = [
+        (FLUSH_VAR, "sometimes"),
+        (FLUSH_INTERVAL_VAR, "5"),
+        (FLUSH_BUDGET_VAR, "abc"),
+    ];
+    let errors = FlushSettings::from_env(&env).unwrap_err();
+    let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
+    assert_eq!(vars, [FLUSH_VAR, FLUSH_INTERVAL_VAR, FLUSH_BUDGET_VAR]);
 }
