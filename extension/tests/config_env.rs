@@ -3,11 +3,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use contrail::config::{Bootstrap, Platform, Settings, error_message};
-use contrail::diag::log::Level;
+use contrail::config::env::ConfigError;
+use contrail::config::{
+    Bootstrap, BootstrapError, INITIALIZATION_TYPE_VAR, Platform, RUNTIME_API_VAR, Settings,
+    error_message,
+};
+use contrail::diag::log::{LOG_LEVEL_VAR, Level};
+use contrail::intake::receiver::ReceiverConfig;
+use contrail::intake::telemetry::subscription::TELEMETRY_TIMEOUT_MS_VAR;
 use contrail::intake::telemetry::subscription::{Buffering, TelemetryType};
 use contrail::lambda_api::{EventType, ExtensionName};
 use contrail::lifecycle::policy::FlushMode;
+use contrail::mapping::MappingConfig;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
@@ -179,5 +186,140 @@ fn a_bad_log_level_alone_is_only_a_warning() {
     assert_eq!(
         parsed.warnings[0].to_string(),
         "CONTRAIL_LOG_LEVEL=\"chatty\" is not valid: expected off, error, warn, info or debug; using warn"
+    );
+}
+
+#[test]
+fn bootstrap_reads_api_name_and_platform() {
+    let env = [
+        (RUNTIME_API_VAR, "127.0.0.1:9001"),
+        (INITIALIZATION_TYPE_VAR, "on-demand"),
+    ];
+    let b = Bootstrap::from_env(&env, Some(ExtensionName::new("contrail"))).unwrap();
+    assert_eq!(b.api.authority(), "127.0.0.1:9001");
+    assert_eq!(b.name.as_str(), "contrail");
+    assert_eq!(b.platform, Platform::Classic);
+    assert_eq!(
+        b.platform.events(),
+        &[EventType::Invoke, EventType::Shutdown]
+    );
+    assert_eq!(b.platform.schema().as_str(), "2022-12-13");
+}
+
+#[test]
+fn managed_instances_register_shutdown_only_with_the_new_schema() {
+    let env = [
+        (RUNTIME_API_VAR, "127.0.0.1:9001"),
+        (INITIALIZATION_TYPE_VAR, "lambda-managed-instances"),
+    ];
+    let b = Bootstrap::from_env(&env, Some(ExtensionName::new("c"))).unwrap();
+    assert_eq!(b.platform, Platform::ManagedInstances);
+    assert_eq!(b.platform.events(), &[EventType::Shutdown]);
+    assert_eq!(b.platform.schema().as_str(), "2025-01-29");
+}
+
+#[test]
+fn bootstrap_errors() {
+    let none: [(&str, &str); 0] = [];
+    assert_eq!(
+        Bootstrap::from_env(&none, Some(ExtensionName::new("c"))),
+        Err(BootstrapError::NoRuntimeApi)
+    );
+    let bad = [(RUNTIME_API_VAR, "localhost")];
+    let err = Bootstrap::from_env(&bad, Some(ExtensionName::new("c"))).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("AWS_LAMBDA_RUNTIME_API=\"localhost\" is not valid"),
+        "{err}"
+    );
+    let ok = [(RUNTIME_API_VAR, "127.0.0.1:9001")];
+    assert_eq!(Bootstrap::from_env(&ok, None), Err(BootstrapError::NoName));
+}
+
+#[test]
+fn settings_collect_the_errors_of_every_module() {
+    let env = [
+        (TELEMETRY_TIMEOUT_MS_VAR, "5"),
+        (
+            contrail::intake::receiver::ENDPOINT_VAR,
+            "http://localhost:4318",
+        ),
+        (LOG_LEVEL_VAR, "chatty"),
+        (contrail::mapping::config::XRAY_CONTEXT_VAR, "sideways"),
+        ("CONTRAIL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
+    ];
+    let errors = Settings::from_env(&env).unwrap_err();
+    let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
+    assert_eq!(
+        vars,
+        vec![
+            TELEMETRY_TIMEOUT_MS_VAR,
+            contrail::intake::receiver::ENDPOINT_VAR,
+            contrail::mapping::config::XRAY_CONTEXT_VAR,
+            "CONTRAIL_EXPORTER_OTLP_ENDPOINT"
+        ]
+    );
+    let none: [(&str, &str); 0] = [];
+    let ok = Settings::from_env(&none).unwrap();
+    assert_eq!(ok.value.receiver, ReceiverConfig::default());
+}
+
+#[test]
+fn values_shared_with_the_function_sdk_are_ignored_with_a_warning() {
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team=payments,broken"),
+        (
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            "sometimes",
+        ),
+        (
+            "CONTRAIL_EXPORTER_OTLP_LOGS_ENDPOINT",
+            "https://logs.example/v1/logs",
+        ),
+    ];
+    let parsed = Settings::from_env(&env).unwrap();
+    let mut warned: Vec<&str> = parsed.warnings.iter().map(|e| e.var.as_str()).collect();
+    warned.sort_unstable();
+    assert_eq!(
+        warned,
+        [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "OTEL_RESOURCE_ATTRIBUTES",
+        ]
+    );
+    let export = &parsed.value.export;
+    assert_eq!(
+        export.traces.endpoint, None,
+        "the receiver's own address is not a backend"
+    );
+    assert_eq!(
+        export.traces.protocol,
+        contrail::export::config::Protocol::HttpProtobuf
+    );
+    assert_eq!(
+        export
+            .logs
+            .endpoint
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("https://logs.example/v1/logs")
+    );
+    assert_eq!(parsed.value.mapping, MappingConfig::default());
+}
+
+#[test]
+fn error_message_names_each_variable() {
+    let msg = error_message(&[
+        ConfigError::new("A", "1", "no"),
+        ConfigError::new("B", "2", "never"),
+    ]);
+    assert_eq!(
+        msg,
+        "Contrail configuration is not valid (2 errors):\n- A=\"1\" is not valid: no\n- B=\"2\" is not valid: never"
     );
 }
