@@ -262,3 +262,6 @@ pub fn error_message(errors: &[ConfigError]) -> String {
     }
     msg
 }
+
+#[cfg(test)]
+mod tests;

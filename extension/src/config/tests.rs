@@ -3,18 +3,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use contrail::config::env::ConfigError;
-use contrail::config::{
+use crate::config::env::ConfigError;
+use crate::config::{
     Bootstrap, BootstrapError, INITIALIZATION_TYPE_VAR, Platform, RUNTIME_API_VAR, Settings,
     error_message,
 };
-use contrail::diag::log::{LOG_LEVEL_VAR, Level};
-use contrail::intake::receiver::ReceiverConfig;
-use contrail::intake::telemetry::subscription::TELEMETRY_TIMEOUT_MS_VAR;
-use contrail::intake::telemetry::subscription::{Buffering, TelemetryType};
-use contrail::lambda_api::{EventType, ExtensionName};
-use contrail::lifecycle::policy::FlushMode;
-use contrail::mapping::MappingConfig;
+use crate::diag::log::{LOG_LEVEL_VAR, Level};
+use crate::intake::receiver::ReceiverConfig;
+use crate::intake::telemetry::subscription::TELEMETRY_TIMEOUT_MS_VAR;
+use crate::intake::telemetry::subscription::{Buffering, TelemetryType};
+use crate::lambda_api::{EventType, ExtensionName};
+use crate::lifecycle::policy::FlushMode;
+use crate::mapping::MappingConfig;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
@@ -241,11 +241,11 @@ fn settings_collect_the_errors_of_every_module() {
     let env = [
         (TELEMETRY_TIMEOUT_MS_VAR, "5"),
         (
-            contrail::intake::receiver::ENDPOINT_VAR,
+            crate::intake::receiver::ENDPOINT_VAR,
             "http://localhost:4318",
         ),
         (LOG_LEVEL_VAR, "chatty"),
-        (contrail::mapping::config::XRAY_CONTEXT_VAR, "sideways"),
+        (crate::mapping::config::XRAY_CONTEXT_VAR, "sideways"),
         ("CONTRAIL_EXPORTER_OTLP_ENDPOINT", "ftp://collector"),
     ];
     let errors = Settings::from_env(&env).unwrap_err();
@@ -254,8 +254,8 @@ fn settings_collect_the_errors_of_every_module() {
         vars,
         vec![
             TELEMETRY_TIMEOUT_MS_VAR,
-            contrail::intake::receiver::ENDPOINT_VAR,
-            contrail::mapping::config::XRAY_CONTEXT_VAR,
+            crate::intake::receiver::ENDPOINT_VAR,
+            crate::mapping::config::XRAY_CONTEXT_VAR,
             "CONTRAIL_EXPORTER_OTLP_ENDPOINT"
         ]
     );
@@ -298,7 +298,7 @@ fn values_shared_with_the_function_sdk_are_ignored_with_a_warning() {
     );
     assert_eq!(
         export.traces.protocol,
-        contrail::export::config::Protocol::HttpProtobuf
+        crate::export::config::Protocol::HttpProtobuf
     );
     assert_eq!(
         export
