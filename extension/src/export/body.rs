@@ -1,11 +1,10 @@
-//! Request bodies and response interpretation: OTLP/HTTP encoding, gzip, partial success,
-//! error messages and `Retry-After`.
+//! Request bodies and response bodies: OTLP/HTTP encoding of buffered entries, gzip, partial
+//! success and error messages. (What a status means is [`crate::export::retry`]'s.)
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flate2::Compression as GzLevel;
@@ -304,105 +303,9 @@ pub fn truncate(s: &str) -> String {
     out
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date, relative to `now`. A date in the past is zero.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    let delay = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => parse_http_date(value)?
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO),
-    };
-    // A backend or proxy asking for hours (or for ever) would stop a signal for good and, added
-    // to an `Instant`, could overflow it; data waits at most this long before the next attempt.
-    Some(delay.min(MAX_RETRY_AFTER))
-}
-
-/// The longest `Retry-After` Contrail honours.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// Parse an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP requires senders to
-/// use.
-pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let rest = s.split_once(", ")?.1;
-    let mut parts = rest.split(' ');
-    let day: u32 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':');
-    let h: u64 = hms.next()?.parse().ok()?;
-    let m: u64 = hms.next()?.parse().ok()?;
-    let sec: u64 = hms.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + sec;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_date_parses() {
-        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
-        assert!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT").is_none());
-    }
-
-    #[test]
-    fn retry_after_seconds_and_date() {
-        let mut h = HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(
-            retry_after(&h, SystemTime::now()),
-            Some(Duration::from_secs(7))
-        );
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_770);
-        h.insert(
-            http::header::RETRY_AFTER,
-            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        h.insert(
-            http::header::RETRY_AFTER,
-            "18446744073709551615".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
-        h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h, now), None);
-    }
 
     #[test]
     fn error_messages_from_status_json_or_text() {

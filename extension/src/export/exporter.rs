@@ -2,37 +2,34 @@
 //!
 //! [`Exporter::export`] sends one encoded request and retries it while the deadline allows:
 //!
-//! - retried: 429, 502, 503, 504, connection errors, and a per-request timeout
-//!   (`OTEL_EXPORTER_OTLP_TIMEOUT`) that ends before the flush deadline; delays grow
-//!   exponentially from [`BACKOFF_START`] to [`BACKOFF_MAX`] with jitter (a random delay in
-//!   the upper half of the step); a `Retry-After` (seconds or HTTP date) replaces the computed
-//!   delay and is also remembered, so no later flush sends to that signal before it has passed;
-//! - never retried: any other status. 4xx is a permanent refusal ([`ExportResult::Rejected`]),
-//!   other 5xx a failure ([`ExportResult::Failed`]);
+//! - what an answer means is [`retry`]'s (pure) classification: 429, 502, 503, 504 are
+//!   retried, as are connection errors and a per-request timeout (`OTEL_EXPORTER_OTLP_TIMEOUT`)
+//!   that ends before the flush deadline; any other 4xx is a permanent refusal
+//!   ([`ExportResult::Rejected`]), any other status a failure ([`ExportResult::Failed`]);
+//! - delays follow [`retry::Backoff`]; a `Retry-After` (seconds or HTTP date) replaces the
+//!   computed delay and is also remembered, so no later flush sends to that signal before it
+//!   has passed;
 //! - a retry is never started if its delay ends at or past the deadline: the result is then
 //!   [`ExportResult::Deferred`] and the caller keeps the data;
 //! - at the deadline an attempt in progress is abandoned ([`ExportResult::Abandoned`]) and its
-//!   connection closed at once (see [`conn`]), so nothing is left in flight when the
+//!   connection closed at once (see [`crate::export::conn`]), so nothing is left in flight when the
 //!   environment freezes.
+//!
+//! Each attempt's request comes from [`RequestTemplate`] (origin-form target, `Host`,
+//! the signal's headers).
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Request, StatusCode};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::diag::stats::Stats;
 use crate::export::body::{self, Chunks};
-use crate::export::config::{Compression, ExportConfig, SignalConfig};
+use crate::export::config::{ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};
+use crate::export::request::RequestTemplate;
+use crate::export::retry::{self, Backoff, Class};
 use crate::pipeline::Signal;
-
-/// First retry delay.
-pub const BACKOFF_START: Duration = Duration::from_millis(25);
-/// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// How one export request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +61,12 @@ impl LatencySink for () {
 #[derive(Debug)]
 pub struct Exporter {
     signals: [SignalConfig; 3],
-    origins: [Option<Origin>; 3],
+    /// Where each signal goes and its request, when it has an endpoint.
+    targets: [Option<(Origin, RequestTemplate)>; 3],
     pool: Pool,
     not_before: [Option<Instant>; 3],
     stats: Arc<Stats>,
-    random: RandomState,
-    draws: u64,
+    backoff: Backoff,
 }
 
 enum Attempt {
@@ -87,7 +84,10 @@ impl Exporter {
             config.metrics.clone(),
             config.logs.clone(),
         ];
-        let origins = [0, 1, 2].map(|i| signals[i].endpoint.as_ref().and_then(Origin::of));
+        let targets = [0, 1, 2].map(|i| {
+            let origin = signals[i].endpoint.as_ref().and_then(Origin::of)?;
+            Some((origin, RequestTemplate::new(&signals[i])?))
+        });
         // One TLS configuration serves every signal: it trusts the certificates any of them names.
         let mut extra_roots = Vec::new();
         for cert in signals.iter().flat_map(|s| &s.extra_roots) {
@@ -97,12 +97,11 @@ impl Exporter {
         }
         Exporter {
             signals,
-            origins,
+            targets,
             pool: Pool::new(extra_roots),
             not_before: [None; 3],
             stats,
-            random: RandomState::new(),
-            draws: 0,
+            backoff: Backoff::new(),
         }
     }
 
@@ -111,7 +110,7 @@ impl Exporter {
     }
 
     pub fn has_endpoint(&self, signal: Signal) -> bool {
-        self.origins[signal.index()].is_some()
+        self.targets[signal.index()].is_some()
     }
 
     /// Send `body` (already encoded per the signal's protocol and compression), retrying while
@@ -124,11 +123,12 @@ impl Exporter {
         latency: &mut dyn LatencySink,
     ) -> ExportResult {
         let i = signal.index();
-        let Some(origin) = self.origins[i].clone() else {
+        let Some((origin, template)) = &self.targets[i] else {
             return ExportResult::Failed {
                 reason: format!("no endpoint configured for {}", signal.as_str()),
             };
         };
+        let timeout = self.signals[i].timeout;
         let mut failures: u32 = 0;
         loop {
             let now = Instant::now();
@@ -149,11 +149,15 @@ impl Exporter {
                     reason: "no time left before the flush deadline".to_owned(),
                 };
             }
-            let per_request = now + self.signals[i].timeout;
+            let per_request = now + timeout;
             let attempt_deadline = per_request.min(deadline);
             Stats::add(&self.stats.export_attempts, 1);
             let started = Instant::now();
-            let attempt = timeout_at(attempt_deadline, self.attempt(signal, &origin, &body)).await;
+            let attempt = timeout_at(
+                attempt_deadline,
+                Self::attempt(&mut self.pool, signal, origin, template, &body),
+            )
+            .await;
             let elapsed = started.elapsed();
             let (reason, retry_after) = match attempt {
                 Err(_) => {
@@ -165,13 +169,7 @@ impl Exporter {
                     if attempt_deadline >= deadline {
                         return ExportResult::Abandoned;
                     }
-                    (
-                        format!(
-                            "no answer within {} ms",
-                            self.signals[i].timeout.as_millis()
-                        ),
-                        None,
-                    )
+                    (format!("no answer within {} ms", timeout.as_millis()), None)
                 }
                 Ok(Attempt::Done(result)) => {
                     let outcome = match &result {
@@ -195,7 +193,7 @@ impl Exporter {
             };
             let delay = match retry_after {
                 Some(d) => d,
-                None => self.backoff(failures),
+                None => self.backoff.delay(failures),
             };
             failures = failures.saturating_add(1);
             let next = Instant::now() + delay;
@@ -209,44 +207,16 @@ impl Exporter {
         }
     }
 
-    async fn attempt(&mut self, signal: Signal, origin: &Origin, body: &Chunks) -> Attempt {
-        let config = &self.signals[signal.index()];
-        let Some(uri) = config.endpoint.clone() else {
-            return Attempt::Done(ExportResult::Failed {
-                reason: "no endpoint".to_owned(),
-            });
-        };
-        let headers = config.headers.clone();
-        let protocol = config.protocol;
-        let compression = config.compression;
-        let make = move || {
-            let mut request = Request::new(body.clone());
-            *request.method_mut() = Method::POST;
-            *request.uri_mut() = uri.clone();
-            let h = request.headers_mut();
-            if let Some(host) = uri.authority().and_then(|a| a.as_str().parse().ok()) {
-                h.insert(http::header::HOST, host);
-            }
-            h.insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static(protocol.content_type()),
-            );
-            if compression == Compression::Gzip {
-                h.insert(
-                    http::header::CONTENT_ENCODING,
-                    http::HeaderValue::from_static("gzip"),
-                );
-            }
-            h.insert(
-                http::header::USER_AGENT,
-                http::HeaderValue::from_static(concat!("contrail/", env!("CARGO_PKG_VERSION"))),
-            );
-            for (name, value) in &headers {
-                h.insert(name.clone(), value.clone());
-            }
-            request
-        };
-        let response = match self.pool.round_trip(origin, &make).await {
+    /// One round trip, and what its answer means ([`retry::classify`]).
+    async fn attempt(
+        pool: &mut Pool,
+        signal: Signal,
+        origin: &Origin,
+        template: &RequestTemplate,
+        body: &Chunks,
+    ) -> Attempt {
+        let make = || template.request(body.clone());
+        let response = match pool.round_trip(origin, &make).await {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
@@ -256,42 +226,26 @@ impl Exporter {
             }
         };
         let status = response.status;
-        if status.is_success() {
-            let partial = body::partial_success(signal, &response.headers, &response.body);
-            return Attempt::Done(ExportResult::Delivered {
-                rejected: partial.rejected,
-                message: partial.message,
-            });
-        }
-        let message = body::error_message(&response.headers, &response.body);
-        match status {
-            StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
-                reason: format!("HTTP {}: {message}", status.as_u16()),
-                retry_after: body::retry_after(&response.headers, SystemTime::now()),
+        let message = || body::error_message(&response.headers, &response.body);
+        match retry::classify(status) {
+            Class::Delivered => {
+                let partial = body::partial_success(signal, &response.headers, &response.body);
+                Attempt::Done(ExportResult::Delivered {
+                    rejected: partial.rejected,
+                    message: partial.message,
+                })
+            }
+            Class::Retryable => Attempt::Retry {
+                reason: format!("HTTP {}: {}", status.as_u16(), message()),
+                retry_after: retry::retry_after(&response.headers, SystemTime::now()),
             },
-            s if s.is_client_error() => Attempt::Done(ExportResult::Rejected {
-                status: s.as_u16(),
-                message,
+            Class::Rejected => Attempt::Done(ExportResult::Rejected {
+                status: status.as_u16(),
+                message: message(),
             }),
-            s => Attempt::Done(ExportResult::Failed {
-                reason: format!("HTTP {}: {message}", s.as_u16()),
+            Class::Failed => Attempt::Done(ExportResult::Failed {
+                reason: format!("HTTP {}: {}", status.as_u16(), message()),
             }),
         }
-    }
-
-    /// The delay before retry number `failures` (0-based): exponential, capped, jittered into
-    /// its upper half.
-    fn backoff(&mut self, failures: u32) -> Duration {
-        let step = BACKOFF_START
-            .saturating_mul(1u32 << failures.min(16))
-            .min(BACKOFF_MAX);
-        self.draws = self.draws.wrapping_add(1);
-        let mut hasher = self.random.build_hasher();
-        hasher.write_u64(self.draws);
-        let fraction = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
-        step.mul_f64(0.5 + 0.5 * fraction)
     }
 }

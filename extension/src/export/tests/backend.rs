@@ -9,14 +9,11 @@
 
 use contrail_testkit::otlp_backend as backend;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::time::Duration;
 
+use super::delivery;
 use crate::diag::stats::{DropReason, Stats};
-use crate::export::config::ExportConfig;
-use crate::export::delivery::Delivery;
-use crate::lifecycle::policy::DEFAULT_INTERVAL;
 use crate::pipeline::Signals;
 use crate::pipeline::otlp::RpcStatus;
 use backend::{Backend, Reply};
@@ -55,19 +52,6 @@ fn spans(range: std::ops::Range<u32>, name_len: usize) -> Signals {
         }],
         ..Default::default()
     }
-}
-
-fn delivery(vars: &[(&str, &str)]) -> (Delivery, Arc<Stats>) {
-    let env: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let config = ExportConfig::from_env(&env).unwrap();
-    let stats = Arc::new(Stats::default());
-    (
-        Delivery::new(config, DEFAULT_INTERVAL, stats.clone()),
-        stats,
-    )
 }
 
 fn in_secs(s: u64) -> Instant {

@@ -9,10 +9,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::delivery;
 use crate::diag::stats::Stats;
 use crate::export::config::ExportConfig;
-use crate::export::delivery::Delivery;
-use crate::lifecycle::policy::DEFAULT_INTERVAL;
 use crate::pipeline::Signals;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -176,19 +175,6 @@ fn one_span(name: &str) -> Signals {
     }
 }
 
-fn delivery(vars: &[(&str, String)]) -> (Delivery, Arc<Stats>) {
-    let env: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
-        .collect();
-    let stats = Arc::new(Stats::default());
-    let config = ExportConfig::from_env(&env).unwrap();
-    (
-        Delivery::new(config, DEFAULT_INTERVAL, stats.clone()),
-        stats,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_export_trusts_the_configured_certificate_and_only_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -197,7 +183,7 @@ async fn https_export_trusts_the_configured_certificate_and_only_it() {
     let endpoint = format!("https://localhost:{port}");
 
     // Not trusted: the public web roots do not know this certificate.
-    let (mut untrusted, stats) = delivery(&[("CONTRAIL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())]);
+    let (mut untrusted, stats) = delivery(&[("CONTRAIL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
     untrusted.push(one_span("refused"));
     let outcome = untrusted
         .flush(Instant::now() + Duration::from_secs(2))
@@ -206,8 +192,8 @@ async fn https_export_trusts_the_configured_certificate_and_only_it() {
     assert!(Stats::get(&stats.export_failures) >= 1);
 
     let (mut trusted, _) = delivery(&[
-        ("CONTRAIL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.display().to_string()),
+        ("CONTRAIL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca.display().to_string()),
     ]);
     trusted.push(one_span("over-tls"));
     let outcome = trusted
