@@ -23,7 +23,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use crate::export::config::{Compression, Protocol};
-use crate::pipeline::otlp::{Item, RpcStatus, Signal};
+use crate::pipeline::otlp::{RpcStatus, Signal};
 
 /// Longest backend message kept for a log line.
 pub const MAX_MESSAGE_CHARS: usize = 300;
@@ -36,53 +36,6 @@ pub enum EncodeError {
     Gzip(#[from] std::io::Error),
     #[error("buffered data did not decode: {0}")]
     Decode(#[from] prost::DecodeError),
-}
-
-/// Encode `items` (all of `signal`) as one export request body.
-pub fn encode<'a>(
-    signal: Signal,
-    items: impl Iterator<Item = &'a Item>,
-    protocol: Protocol,
-    compression: Compression,
-) -> Result<Bytes, EncodeError> {
-    let raw = match protocol {
-        Protocol::HttpProtobuf => {
-            // An Export*ServiceRequest is field 1 repeated: encode each item as that field,
-            // without cloning the items into a request message.
-            let mut buf = Vec::new();
-            for item in items {
-                item.encode_field_into(&mut buf);
-            }
-            buf
-        }
-        Protocol::HttpJson => match signal {
-            Signal::Traces => serde_json::to_vec(&ExportTraceServiceRequest {
-                resource_spans: items
-                    .filter_map(|i| match i {
-                        Item::Spans(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            })?,
-            Signal::Metrics => serde_json::to_vec(&ExportMetricsServiceRequest {
-                resource_metrics: items
-                    .filter_map(|i| match i {
-                        Item::Metrics(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            })?,
-            Signal::Logs => serde_json::to_vec(&ExportLogsServiceRequest {
-                resource_logs: items
-                    .filter_map(|i| match i {
-                        Item::Logs(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            })?,
-        },
-    };
-    compress(raw, compression)
 }
 
 /// A request body sent as a sequence of chunks, never joined into one buffer: the buffer's
