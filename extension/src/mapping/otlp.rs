@@ -1,9 +1,10 @@
-//! Small builders for OTLP protobuf values.
+//! Small builders for OTLP protobuf values, the severity names, and the one hash.
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
 use opentelemetry_proto::tonic::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
+use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use serde_json::Value;
 
 /// The instrumentation scope of everything Contrail derives from the Telemetry API.
@@ -116,5 +117,48 @@ pub fn ms_to_ns(ms: f64) -> u64 {
         }
     } else {
         0
+    }
+}
+
+/// The severity text of a severity number: the level's name, as the OpenTelemetry log data
+/// model spells it (`INFO` for `INFO` to `INFO4`).
+pub fn severity_text(severity: SeverityNumber) -> &'static str {
+    match severity as i32 {
+        1..=4 => "TRACE",
+        5..=8 => "DEBUG",
+        9..=12 => "INFO",
+        13..=16 => "WARN",
+        17..=20 => "ERROR",
+        21..=24 => "FATAL",
+        _ => "",
+    }
+}
+
+/// FNV-1a: a stable 64-bit hash of a few bytes (ids derived from names, never secrets).
+pub fn fnv1a<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn severity_text_names_the_level_of_every_number() {
+        assert_eq!(severity_text(SeverityNumber::Info), "INFO");
+        assert_eq!(severity_text(SeverityNumber::Info2), "INFO");
+        assert_eq!(severity_text(SeverityNumber::Warn), "WARN");
+        assert_eq!(severity_text(SeverityNumber::Error), "ERROR");
+        assert_eq!(severity_text(SeverityNumber::Fatal4), "FATAL");
+        assert_eq!(severity_text(SeverityNumber::Unspecified), "");
     }
 }

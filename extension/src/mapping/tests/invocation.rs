@@ -11,7 +11,7 @@ use crate::mapping::{
 use crate::pipeline::Signals;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -250,8 +250,12 @@ fn cold_start_invocation_in_parent_mode() {
     );
     assert_eq!(lines[0].time_unix_nano, 1_665_532_815_349_000_000);
     assert_eq!(lines[0].observed_time_unix_nano, 1_665_532_815_350_000_000);
-    assert_eq!(lines[1].severity_number, 17);
-    assert_eq!(lines[2].severity_number, 0, "no level in a plain line");
+    assert_eq!(lines[1].severity_number, SeverityNumber::Error as i32);
+    assert_eq!(
+        lines[2].severity_number,
+        SeverityNumber::Unspecified as i32,
+        "no level in a plain line"
+    );
     let json = &lines[3];
     assert_eq!(json.severity_text, "WARN");
     assert_eq!(json.time_unix_nano, 1_665_532_815_359_000_000);
@@ -763,7 +767,7 @@ fn platform_records_become_event_logs() {
         str_attr(&l[0].attributes, "aws.lambda.extension.name"),
         Some("contrail")
     );
-    assert_eq!(l[2].severity_number, 13);
+    assert_eq!(l[2].severity_number, SeverityNumber::Warn as i32);
     assert_eq!(
         attr(&l[2].attributes, "aws.lambda.logs_dropped.records"),
         Some(&Value::IntValue(123))
