@@ -32,7 +32,8 @@ use contrail::export::config::{
     Compression, DEFAULT_BUFFER_MAX_BYTES, MAX_REQUEST_BYTES, Protocol,
 };
 use contrail::intake::receiver::merge_resource;
-use contrail::intake::telemetry::event::{TelemetryRecord, decode_batch};
+use contrail::intake::telemetry::decode::decode_batch;
+use contrail::intake::telemetry::event::TelemetryRecord;
 use contrail::mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
 use contrail::pipeline::{Item, Signal};
 use contrail::pipeline::{OtlpPayload, Signals};

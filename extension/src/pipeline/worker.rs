@@ -393,7 +393,7 @@ mod tests {
 
     use super::*;
     use crate::diag::stats::Stats;
-    use crate::intake::telemetry::event::decode_batch;
+    use crate::intake::telemetry::decode::decode_batch;
     use crate::pipeline::intake_queue;
 
     const HIGH_WATER: f64 = 0.25;

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
-use super::event::decode_batch;
+use super::decode::decode_batch;
 use crate::diag::stats::{DropReason, Stats};
 use crate::pipeline::{Intake, IntakeSender};
 

@@ -14,7 +14,8 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point}
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 use crate::diag::stats::Stats;
-use crate::intake::telemetry::event::{TelemetryRecord, decode_batch};
+use crate::intake::telemetry::decode::decode_batch;
+use crate::intake::telemetry::event::TelemetryRecord;
 use crate::mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
 use crate::pipeline::Signals;
 

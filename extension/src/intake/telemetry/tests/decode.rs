@@ -1,7 +1,8 @@
 //! Every Telemetry API fixture decodes to the event it stands for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::intake::telemetry::event::{DecodedBatch, Event, LogLine, decode_batch};
+use crate::intake::telemetry::decode::{DecodedBatch, decode_batch};
+use crate::intake::telemetry::event::{Event, LogLine};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
