@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use contrail::diag::stats::Stats;
+use contrail::diag::Stats;
 use contrail::export::body::encode_entries;
 use contrail::export::buffer::Buffer;
 use contrail::export::config::{

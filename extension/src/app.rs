@@ -22,8 +22,8 @@ use tokio::time::Instant;
 
 use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
-use crate::diag::log;
-use crate::diag::stats::Stats;
+use crate::diag;
+use crate::diag::Stats;
 use crate::intake::telemetry::subscription::{Subscribed, Subscription, TelemetryType};
 use crate::intake::{receiver, telemetry};
 use crate::lambda_api::{Client, ErrorPhase, ExtensionId, ExtensionName, Registration};
@@ -51,7 +51,7 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(err) => {
-            log::error!("cannot start the async runtime: {err}");
+            diag::error!("cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -68,7 +68,7 @@ pub async fn run(env: &dyn Env) -> ExitCode {
     let boot = match Bootstrap::from_env(env, ExtensionName::of_current_exe()) {
         Ok(boot) => boot,
         Err(err) => {
-            log::error!("{err}");
+            diag::error!("{err}");
             return ExitCode::FAILURE;
         }
     };
@@ -76,7 +76,7 @@ pub async fn run(env: &dyn Env) -> ExitCode {
     let registration = match client.register(&boot.name, boot.platform.events()).await {
         Ok(r) => r,
         Err(err) => {
-            log::error!("registering as {:?} failed: {err}", boot.name.as_str());
+            diag::error!("registering as {:?} failed: {err}", boot.name.as_str());
             return ExitCode::FAILURE;
         }
     };
@@ -84,15 +84,15 @@ pub async fn run(env: &dyn Env) -> ExitCode {
 
     let settings = match Settings::from_env(env) {
         Ok(parsed) => {
-            log::set_level(parsed.value.log_level);
+            diag::set_level(parsed.value.log_level);
             for warning in &parsed.warnings {
-                log::warn!("{warning}");
+                diag::warn!("{warning}");
             }
             parsed.value
         }
         Err(errors) => {
             let message = config::error_message(&errors);
-            log::error!("{message}");
+            diag::error!("{message}");
             lifecycle::report_error(&mut client, &id, ErrorPhase::Init, CONFIG_INVALID, &message)
                 .await;
             return ExitCode::FAILURE;
@@ -128,7 +128,7 @@ pub async fn run(env: &dyn Env) -> ExitCode {
     match outcome {
         Ok((Ended::Shutdown, _, _)) => ExitCode::SUCCESS,
         Ok((Ended::ApiGone(err), _, _)) => {
-            log::error!("the Extensions API is unusable: {err}");
+            diag::error!("the Extensions API is unusable: {err}");
             ExitCode::FAILURE
         }
         Ok((Ended::Degraded(reason), mut client, id)) => {
@@ -147,7 +147,7 @@ async fn idle(client: &mut Client, id: &ExtensionId, reason: &Degraded) -> ExitC
     match lifecycle::idle_loop(client, id, reason).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            log::error!("the Extensions API is unusable: {err}");
+            diag::error!("the Extensions API is unusable: {err}");
             ExitCode::FAILURE
         }
     }
@@ -257,7 +257,7 @@ async fn start(
             ),
             // The telemetry pipeline works without it; the function's SDK gets connection
             // refused, which SDKs handle.
-            Err(err) => log::warn!(
+            Err(err) => diag::warn!(
                 "the local OTLP receiver is off: cannot listen on {endpoint}: {err} (set {} to another address or off)",
                 receiver::ENDPOINT_VAR
             ),
@@ -287,7 +287,7 @@ async fn start(
     let subscribed = match client.subscribe(&registration.id, &subscription).await {
         Ok(Subscribed::Yes) => true,
         Ok(Subscribed::NotSupported) => {
-            log::warn!(
+            diag::warn!(
                 "the Telemetry API is not available here (Telemetry.NotSupported): no platform telemetry; the local OTLP receiver still works"
             );
             false

@@ -34,7 +34,7 @@ pub mod env;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::config::env::{ConfigError, Env, non_empty};
-use crate::diag::log::Level;
+use crate::diag::Level;
 use crate::export::config::ExportConfig;
 use crate::intake::receiver::ReceiverConfig;
 use crate::intake::telemetry::subscription::{SchemaVersion, TelemetryConfig};

@@ -8,7 +8,7 @@ use crate::config::{
     Bootstrap, BootstrapError, INITIALIZATION_TYPE_VAR, Platform, RUNTIME_API_VAR, Settings,
     error_message,
 };
-use crate::diag::log::{LOG_LEVEL_VAR, Level};
+use crate::diag::{LOG_LEVEL_VAR, Level};
 use crate::intake::receiver::ReceiverConfig;
 use crate::intake::telemetry::subscription::TELEMETRY_TIMEOUT_MS_VAR;
 use crate::intake::telemetry::subscription::{Buffering, TelemetryType};

@@ -8,9 +8,9 @@
 //! `warn`; [`Level::from_env`]) and is set once at start-up with [`set_level`]. A bad value only
 //! affects Contrail's own diagnostics, so it is a warning, not a configuration error.
 //!
-//! Inside the crate: `log::warn!("listener bound to {addr}")` (also `error!`, `info!`, `debug!`),
-//! and for repeatable conditions a static `log::Once` or `log::Every`:
-//! `static FULL: log::Once = log::Once::new(); FULL.warn(format_args!("queue full"));`
+//! Inside the crate: `diag::warn!("listener bound to {addr}")` (also `error!`, `info!`, `debug!`),
+//! and for repeatable conditions a static `diag::Once` or `diag::Every`:
+//! `static FULL: diag::Once = diag::Once::new(); FULL.warn(format_args!("queue full"));`
 
 use std::fmt;
 use std::io::Write;
@@ -123,22 +123,22 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
 
 #[allow(unused_macros)]
 macro_rules! log_error {
-    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Error, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::write($crate::diag::Level::Error, format_args!($($arg)*)) };
 }
 #[allow(unused_macros)]
 macro_rules! log_warn {
-    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Warn, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::write($crate::diag::Level::Warn, format_args!($($arg)*)) };
 }
 #[allow(unused_macros)]
 macro_rules! log_info {
-    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Info, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::write($crate::diag::Level::Info, format_args!($($arg)*)) };
 }
 #[allow(unused_macros)]
 macro_rules! log_debug {
-    ($($arg:tt)*) => { $crate::diag::log::write($crate::diag::log::Level::Debug, format_args!($($arg)*)) };
+    ($($arg:tt)*) => { $crate::diag::write($crate::diag::Level::Debug, format_args!($($arg)*)) };
 }
 
-// Path-scoped macros: `crate::diag::log::warn!(...)`, or `use crate::diag::log;` then `log::warn!(...)`.
+// Path-scoped macros, re-exported by `diag`: `diag::warn!(...)` after `use crate::diag;`.
 #[allow(unused_imports)]
 pub(crate) use {log_debug as debug, log_error as error, log_info as info, log_warn as warn};
 
@@ -279,8 +279,8 @@ mod tests {
     #[test]
     fn macros_are_usable_by_path() {
         set_level(Level::Warn);
-        crate::diag::log::warn!("a warning with {}", "arguments");
-        crate::diag::log::debug!("not written at warn");
+        crate::diag::warn!("a warning with {}", "arguments");
+        crate::diag::debug!("not written at warn");
         assert!(enabled(Level::Error) && enabled(Level::Warn) && !enabled(Level::Info));
     }
 

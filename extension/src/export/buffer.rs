@@ -30,7 +30,7 @@ use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::pipeline::otlp::{Item, Signal};
 
 /// Split into items of at most about `max_bytes` each; a single record larger than that stays

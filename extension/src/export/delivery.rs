@@ -31,8 +31,8 @@ use std::time::{Duration, SystemTime};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
 
-use crate::diag::log;
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag;
+use crate::diag::{DropReason, Stats};
 use crate::export::body::encode_entries;
 use crate::export::buffer::{Buffer, BufferCounters, Held};
 use crate::export::config::ExportConfig;
@@ -75,9 +75,9 @@ pub struct Delivery {
     selftel_sent: Option<(Instant, u64)>,
 }
 
-static REJECTED: log::Every = log::Every::new(Duration::from_secs(60));
-static FAILED: log::Every = log::Every::new(Duration::from_secs(60));
-static NO_ENDPOINT: log::Once = log::Once::new();
+static REJECTED: diag::Every = diag::Every::new(Duration::from_secs(60));
+static FAILED: diag::Every = diag::Every::new(Duration::from_secs(60));
+static NO_ENDPOINT: diag::Once = diag::Once::new();
 
 impl Delivery {
     /// `self_telemetry_every`: how often self-telemetry is reported when nothing else makes it

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::export::body::{self, Chunks};
 use crate::export::config::{ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};

@@ -28,8 +28,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
-use crate::diag::log;
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag;
+use crate::diag::{DropReason, Stats};
 use crate::export::LatencySink;
 use crate::export::buffer::Held;
 use crate::pipeline::Signal;
@@ -341,14 +341,14 @@ impl SelfTelemetry {
 #[derive(Debug)]
 pub struct DropWarner {
     reported: [u64; DropReason::ALL.len()],
-    every: log::Every,
+    every: diag::Every,
 }
 
 impl Default for DropWarner {
     fn default() -> Self {
         DropWarner {
             reported: [0; DropReason::ALL.len()],
-            every: log::Every::new(DROP_WARNING_INTERVAL),
+            every: diag::Every::new(DROP_WARNING_INTERVAL),
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use tokio::sync::mpsc;
 
-use crate::diag::log;
+use crate::diag;
 use crate::lambda_api::{ApiError, Client, ErrorPhase, ExtensionId, NextEvent};
 use crate::lifecycle::{NEXT_ATTEMPTS, NEXT_RETRY_PAUSE};
 use crate::pipeline::worker::WorkerGone;
@@ -34,13 +34,13 @@ pub enum Degraded {
 /// One failure channel for the tasks that run beside the loop: the first message degrades.
 pub type FatalReceiver = mpsc::UnboundedReceiver<Degraded>;
 
-static DEGRADED: log::Once = log::Once::new();
+static DEGRADED: diag::Once = diag::Once::new();
 
 /// Say, once per process, that Contrail stopped working and why. Called where the failure is
 /// noticed (so it is said at once, even while `next` blocks) and again by [`idle_loop`].
 pub fn announce_degraded(reason: &dyn std::fmt::Display) {
     DEGRADED.at(
-        log::Level::Error,
+        diag::Level::Error,
         format_args!("telemetry is disabled for the life of this environment: {reason}"),
     );
 }
@@ -79,6 +79,6 @@ pub async fn report_error(
     message: &str,
 ) {
     if let Err(err) = client.report_error(id, phase, error_type, message).await {
-        log::error!("reporting the error to Lambda failed: {err}");
+        diag::error!("reporting the error to Lambda failed: {err}");
     }
 }

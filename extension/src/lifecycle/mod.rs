@@ -24,8 +24,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use crate::diag::log;
-use crate::diag::stats::Stats;
+use crate::diag;
+use crate::diag::Stats;
 use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
 use crate::pipeline::worker::{WorkerGone, WorkerHandle};
@@ -53,7 +53,7 @@ pub enum Ended {
 /// which the loop stops waiting for it (the policy then flushes at the start of invocations).
 const MISSED_RUNTIME_DONE_LIMIT: u32 = 2;
 
-static RUNTIME_DONE_MISSING: log::Once = log::Once::new();
+static RUNTIME_DONE_MISSING: diag::Once = diag::Once::new();
 
 /// The lifecycle loop and its state.
 pub struct Lifecycle {
@@ -151,7 +151,7 @@ impl Lifecycle {
                 Err(ApiError::Invalid { reason, .. }) => {
                     // An event this version does not understand: it was delivered, so the next
                     // call asks for the one after it.
-                    log::warn!("ignoring an event from the Extensions API: {reason}");
+                    diag::warn!("ignoring an event from the Extensions API: {reason}");
                     continue;
                 }
                 Err(err) => {
@@ -159,7 +159,7 @@ impl Lifecycle {
                     if failures >= NEXT_ATTEMPTS {
                         return Ended::ApiGone(err);
                     }
-                    log::warn!("calling next failed ({err}); trying again");
+                    diag::warn!("calling next failed ({err}); trying again");
                     tokio::time::sleep(NEXT_RETRY_PAUSE).await;
                     continue;
                 }
@@ -170,7 +170,7 @@ impl Lifecycle {
                     return match self.on_shutdown(shutdown).await {
                         Ok(()) => Ended::Shutdown,
                         Err(gone) => {
-                            log::error!("final flush not possible: {gone}");
+                            diag::error!("final flush not possible: {gone}");
                             Ended::Shutdown
                         }
                     };
@@ -213,7 +213,7 @@ impl Lifecycle {
                 Action::CallNext => break,
                 Action::FlushNow { deadline } => {
                     if worker.flush(deadline).await?.is_none() {
-                        log::debug!("a flush did not finish by its deadline");
+                        diag::debug!("a flush did not finish by its deadline");
                     }
                     // A runtimeDone that arrived during the flush is reported by the next
                     // WaitForRuntimeDone step, after on_flush_done, as the policy expects.
@@ -268,7 +268,7 @@ impl Lifecycle {
     async fn on_shutdown(&mut self, shutdown: ShutdownEvent) -> Result<(), WorkerGone> {
         let now = Instant::now();
         let deadline = instant_from_epoch_ms(shutdown.deadline_ms, SystemTime::now(), now);
-        log::info!(
+        diag::info!(
             "SHUTDOWN ({}), {} ms left",
             shutdown.reason,
             deadline.saturating_duration_since(now).as_millis()
@@ -287,11 +287,11 @@ impl Lifecycle {
         match self.worker.shutdown(flush_by).await? {
             Some(outcome) if outcome.complete => {}
             Some(_) => {
-                log::warn!(
+                diag::warn!(
                     "shutting down with data that could not be exported (counted as dropped)"
                 )
             }
-            None => log::warn!("the final flush did not finish before the shutdown deadline"),
+            None => diag::warn!("the final flush did not finish before the shutdown deadline"),
         }
         Ok(())
     }

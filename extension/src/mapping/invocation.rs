@@ -4,7 +4,7 @@
 
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
-use crate::diag::stats::DropReason;
+use crate::diag::DropReason;
 use crate::intake::telemetry::event::{Report, RuntimeDone, Start, TraceContext};
 use crate::mapping::config::XrayContext;
 use crate::mapping::metrics::MetricId;

@@ -57,7 +57,7 @@ pub use config::{MappingConfig, Temporality, XrayContext};
 pub use resource::lambda_resource;
 pub use xray::XrayHeader;
 
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::pipeline::Signals;
 use invocation::Invocation;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::intake::telemetry::event::TelemetryRecord;
 use crate::pipeline::otlp::OtlpPayload;
 

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
 
 use crate::config::Settings;
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::export::FlushOutcome;
 use crate::export::delivery::Delivery;
 use crate::intake::receiver;

@@ -392,7 +392,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::diag::stats::Stats;
+    use crate::diag::Stats;
     use crate::intake::telemetry::decode::decode_batch;
     use crate::pipeline::intake_queue;
 

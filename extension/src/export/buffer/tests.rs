@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::export::buffer::{Batch, Buffer};
 use crate::pipeline::Signals;
 use crate::pipeline::{Item, Signal};

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::delivery;
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::pipeline::Signals;
 use crate::pipeline::otlp::RpcStatus;
 use backend::{Backend, Reply};

@@ -8,7 +8,7 @@ mod tls;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::export::config::ExportConfig;
 use crate::export::delivery::Delivery;
 use crate::lifecycle::policy::DEFAULT_INTERVAL;

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tokio::time::Instant;
 
 use super::delivery;
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::pipeline::Signals;
 
 fn spans_and_logs(spans: usize, logs: usize) -> Signals {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::delivery;
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::export::config::ExportConfig;
 use crate::pipeline::Signals;
 use bytes::Bytes;

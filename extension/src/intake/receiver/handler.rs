@@ -19,8 +19,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-use crate::diag::log;
-use crate::diag::stats::Stats;
+use crate::diag;
+use crate::diag::Stats;
 use crate::pipeline::otlp::RpcStatus;
 use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload, Signal};
 
@@ -151,7 +151,7 @@ impl Handler {
         let rejected = match self.intake.offer(intake) {
             Offered::Queued => None,
             Offered::Dropped => {
-                static FULL: log::Once = log::Once::new();
+                static FULL: diag::Once = diag::Once::new();
                 FULL.warn(format_args!(
                     "receiver: intake queue full, dropping function telemetry (counted as intake_full)"
                 ));
@@ -190,7 +190,7 @@ impl Handler {
 
     /// Count a refused request; say why once, for the first one only (the rest are counted).
     fn count_refusal(&self, status: StatusCode, reason: &str) {
-        static REFUSED: log::Once = log::Once::new();
+        static REFUSED: diag::Once = diag::Once::new();
         Stats::add(&self.stats().receiver_rejected_requests, 1);
         REFUSED.warn(format_args!(
             "receiver: refused a request ({}): {reason}",

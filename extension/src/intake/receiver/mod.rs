@@ -22,7 +22,7 @@
 //! the handler) makes the function wait for those retries, while the queue is full because
 //! Contrail is behind and would most likely refuse the retry too. `partial_success` is OTLP's way
 //! to tell the sender that records were rejected without asking it to retry; the loss is counted
-//! in [`Stats`](crate::diag::stats::Stats).
+//! in [`Stats`](crate::diag::Stats).
 
 mod config;
 mod handler;

@@ -22,7 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
 use super::decode::decode_batch;
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::pipeline::{Intake, IntakeSender};
 
 /// Lambda sends at most about twice the subscription's `buffering.maxBytes` (at most 1 MiB) in

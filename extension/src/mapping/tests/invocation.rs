@@ -5,7 +5,7 @@ use super::{
     ARN, COLD_INIT, LAMBDA_SPAN_HEX, NOW, PARENT_HEX, RID, ROOT_HEX, Run, attr, counter, hex,
     histogram, span, str_attr,
 };
-use crate::diag::stats::DropReason;
+use crate::diag::DropReason;
 use crate::mapping::{InvokeInfo, MappingConfig, Temporality, XrayContext};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::intake::telemetry::decode::decode_batch;
 use crate::intake::telemetry::event::TelemetryRecord;
 use crate::mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};

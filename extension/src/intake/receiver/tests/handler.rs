@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use super::{gzip, post, send, start};
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::pipeline::otlp::RpcStatus;
 use crate::pipeline::{Intake, OtlpPayload};
 use opentelemetry_proto::tonic::collector::logs::v1::{

@@ -10,7 +10,7 @@ mod sdk;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::intake::receiver::{ReceiverConfig, serve_with_shutdown};
 use crate::pipeline::{Intake, intake_queue};
 use bytes::Bytes;

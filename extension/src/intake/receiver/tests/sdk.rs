@@ -9,7 +9,7 @@
 use std::process::Command;
 
 use super::{repo_root, start};
-use crate::diag::stats::Stats;
+use crate::diag::Stats;
 use crate::pipeline::{Intake, OtlpPayload};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 

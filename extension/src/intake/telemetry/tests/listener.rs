@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::diag::stats::{DropReason, Stats};
+use crate::diag::{DropReason, Stats};
 use crate::intake::telemetry::listener::serve_with_shutdown;
 use crate::pipeline::{Intake, intake_queue};
 use bytes::Bytes;
