@@ -3,8 +3,6 @@
 //! Each request takes the next scripted [`Reply`] (then [`Reply::Ok`] forever). Every request is
 //! recorded with its headers and decoded body, so tests can check what arrived, and how often.
 
-#![allow(dead_code)]
-
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Read;

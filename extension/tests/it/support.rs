@@ -1,6 +1,7 @@
 //! A fake Lambda Extensions API (register, next, telemetry subscription, error reports) on
 //! `127.0.0.1:0`, and a way to run the real `contrail` binary against it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+// A test fake: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use contrail_testkit::http::send;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -372,19 +374,14 @@ pub async fn post_json(port: u16, body: &'static str) -> u16 {
 
 /// POST a JSON body to `127.0.0.1:port` at `path`; returns the status.
 pub async fn post(port: u16, path: &str, body: &'static str) -> u16 {
-    use http_body_util::Full;
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let host = format!("sandbox.localdomain:{port}");
+    let headers = [
+        ("host", host.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    send(addr, "POST", path, &headers, body)
         .await
-        .unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = hyper::Request::post(path)
-        .header("Host", format!("sandbox.localdomain:{port}"))
-        .header("Content-Type", "application/json")
-        .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
-        .unwrap();
-    sender.send_request(req).await.unwrap().status().as_u16()
+        .status
+        .as_u16()
 }

@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use super::{gzip, post, send, start};
+use contrail_testkit::http::{gzip, post, send};
+
+use super::start;
 use crate::diag::{DropReason, Stats};
 use crate::pipeline::otlp::RpcStatus;
 use crate::pipeline::{Intake, OtlpPayload};

@@ -1,6 +1,5 @@
-//! What the receiver tests share: a receiver on 127.0.0.1:0 and a plain HTTP/1.1 client.
-
-#![allow(dead_code)]
+//! The local receiver over real HTTP on loopback, and what its tests share: a receiver on
+//! `127.0.0.1:0` whose intake queue the test reads.
 
 mod config;
 mod handler;
@@ -13,25 +12,21 @@ use std::sync::Arc;
 use crate::diag::Stats;
 use crate::intake::receiver::{ReceiverConfig, serve_with_shutdown};
 use crate::pipeline::{Intake, intake_queue};
-use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub struct Running {
-    pub addr: SocketAddr,
-    pub intake: mpsc::Receiver<Intake>,
-    pub stats: Arc<Stats>,
+struct Running {
+    addr: SocketAddr,
+    intake: mpsc::Receiver<Intake>,
+    stats: Arc<Stats>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
 impl Running {
     /// Stop the receiver and wait until it has closed every connection.
-    pub async fn stop(mut self) {
+    async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -39,13 +34,13 @@ impl Running {
     }
 
     /// Take the intake queue's receiving end, e.g. to drain it from another task.
-    pub fn take_intake(&mut self) -> mpsc::Receiver<Intake> {
+    fn take_intake(&mut self) -> mpsc::Receiver<Intake> {
         std::mem::replace(&mut self.intake, mpsc::channel(1).1)
     }
 }
 
 /// A receiver on an ephemeral loopback port with an intake queue of `capacity` units.
-pub async fn start(capacity: usize, max_body_bytes: usize) -> Running {
+async fn start(capacity: usize, max_body_bytes: usize) -> Running {
     let stats = Arc::new(Stats::default());
     let (sender, intake) = intake_queue(capacity, stats.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -67,78 +62,8 @@ pub async fn start(capacity: usize, max_body_bytes: usize) -> Running {
     }
 }
 
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Answer {
-    pub fn content_type(&self) -> &str {
-        self.headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Send one request on a new connection.
-pub async fn send(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: impl Into<Bytes>,
-) -> Answer {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut client, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = client
-        .send_request(request.body(Full::new(body.into())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// POST `body` with `content_type`.
-pub async fn post(
-    addr: SocketAddr,
-    path: &str,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Answer {
-    send(addr, "POST", path, &[("content-type", content_type)], body).await
-}
-
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).unwrap();
-    encoder.finish().unwrap()
-}
-
 /// The repository's root (the workspace).
-pub fn repo_root() -> std::path::PathBuf {
+fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()

@@ -3,30 +3,21 @@
 
 use std::sync::Arc;
 
+use contrail_testkit::http::send;
+use tokio::net::TcpListener;
+
 use crate::diag::{DropReason, Stats};
 use crate::intake::telemetry::listener::serve_with_shutdown;
 use crate::pipeline::{Intake, intake_queue};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
 
-/// Send one request on a fresh connection; the answer's status code.
+/// Send one request on a fresh connection, as Lambda does; the answer's status code.
 async fn post(addr: std::net::SocketAddr, method: &str, body: &[u8]) -> String {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri("/telemetry")
-        .header("host", "sandbox.localdomain")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    response.status().as_str().to_owned()
+    let headers = [
+        ("host", "sandbox.localdomain"),
+        ("content-type", "application/json"),
+    ];
+    let answer = send(addr, method, "/telemetry", &headers, body.to_vec()).await;
+    answer.status.as_str().to_owned()
 }
 
 fn status(response: &str) -> &str {
