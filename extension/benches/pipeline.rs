@@ -25,18 +25,11 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use contrail::diag::Stats;
-use contrail::export::body::encode_entries;
-use contrail::export::buffer::Buffer;
-use contrail::export::config::{
-    Compression, DEFAULT_BUFFER_MAX_BYTES, MAX_REQUEST_BYTES, Protocol,
+use contrail::{
+    Buffer, Compression, DEFAULT_BUFFER_MAX_BYTES, InvokeInfo, Item, MAX_REQUEST_BYTES, Mapper,
+    MappingConfig, OtlpPayload, Protocol, Signal, Signals, Stats, TelemetryRecord, decode_batch,
+    encode_entries, lambda_resource, merge_resource,
 };
-use contrail::intake::receiver::merge_resource;
-use contrail::intake::telemetry::decode::decode_batch;
-use contrail::intake::telemetry::event::TelemetryRecord;
-use contrail::mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
-use contrail::pipeline::{Item, Signal};
-use contrail::pipeline::{OtlpPayload, Signals};
 
 const RECORDS: usize = 1_000;
 const SPANS: usize = 100;

@@ -37,10 +37,10 @@ use crate::pipeline::worker::{self, WorkerHandle};
 /// processing task keeps up except while it flushes (bounded by the flush budget), when a few
 /// POSTs of the 25 ms buffering window pile up. The local receiver may fill only half of it:
 /// the other half stays free for the Telemetry API.
-pub const INTAKE_CAPACITY: usize = 64;
+pub(crate) const INTAKE_CAPACITY: usize = 64;
 
 /// The error type reported through `init/error` for bad configuration.
-pub const CONFIG_INVALID: &str = "Extension.ConfigInvalid";
+pub(crate) const CONFIG_INVALID: &str = "Extension.ConfigInvalid";
 
 /// Run the extension in this process; the binary's whole `main`.
 pub fn main() -> ExitCode {
@@ -64,7 +64,7 @@ pub fn main() -> ExitCode {
 }
 
 /// The whole life of the extension. Must run inside a [`tokio::task::LocalSet`].
-pub async fn run(env: &dyn Env) -> ExitCode {
+pub(crate) async fn run(env: &dyn Env) -> ExitCode {
     let boot = match Bootstrap::from_env(env, ExtensionName::of_current_exe()) {
         Ok(boot) => boot,
         Err(err) => {
@@ -154,7 +154,7 @@ async fn idle(client: &mut Client, id: &ExtensionId, reason: &Degraded) -> ExitC
 }
 
 /// The tasks beside the lifecycle; dropping this stops them.
-pub struct Tasks(Vec<AbortHandle>);
+pub(crate) struct Tasks(Vec<AbortHandle>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {

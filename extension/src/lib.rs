@@ -43,21 +43,40 @@
 //! | a drop reason or a self-telemetry metric | `stats`, `selftel` |
 //! | start-up order, tasks, degrading | `app`, `lifecycle` |
 
+// Lints for this crate beyond the workspace's: every public item is documented, and `pub`
+// means reachable from outside (see the public surface below).
+#![warn(missing_docs, unreachable_pub)]
+
 // Configuration: every variable, read once at start-up (bootstrap first, the rest after register).
-pub mod config;
-// The Extensions API and the Telemetry API subscription: register, next, errors.
-pub mod lambda_api;
-// Intake: the accept loop, the Telemetry API listener and model, the local OTLP receiver.
-pub mod intake;
-// Pipeline: the intake queue and the processing task that owns mapping and delivery.
-pub mod pipeline;
-// Mapping: Telemetry API records to OTLP spans, metrics and logs (pure).
-pub mod mapping;
-// Export: the buffer, delivery, the exporter and Contrail's own telemetry.
-pub mod export;
-// Lifecycle: the flush policy (pure) and the next loop that drives it.
-pub mod lifecycle;
+mod config;
+// The Extensions API: register, next, error reports, and the subscription call.
+mod lambda_api;
+// Intake: the accept loop, the Telemetry API (subscription, listener, decoder, model), the local
+// OTLP receiver.
+mod intake;
+// Pipeline: the one currency, the intake queue, the worker that owns mapping and delivery.
+mod pipeline;
+// Mapping: Telemetry API records to OTLP spans, metrics and logs.
+mod mapping;
+// Export: the buffer, delivery, the exporter, retry classification, self-telemetry.
+mod export;
+// Lifecycle: the next loop, the flush policy (pure), the degraded path.
+mod lifecycle;
 // Diagnostics: Contrail's own stderr lines and counters.
-pub mod diag;
+mod diag;
 // Wiring: start-up order and the tasks.
-pub mod app;
+mod app;
+
+// The public surface: what the `contrail` binary and the criterion bench
+// (`benches/pipeline.rs`) use. Everything else is private to the crate and tested from inside.
+pub use app::main;
+pub use config::env::{ConfigError, Env};
+pub use diag::Stats;
+pub use export::{
+    Batch, Buffer, Chunks, Compression, DEFAULT_BUFFER_MAX_BYTES, EncodeError, MAX_REQUEST_BYTES,
+    Protocol, encode_entries,
+};
+pub use intake::receiver::merge_resource;
+pub use intake::telemetry::{DecodedBatch, TelemetryRecord, decode_batch};
+pub use mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
+pub use pipeline::{Item, OtlpPayload, Signal, Signals};

@@ -4,12 +4,13 @@ use std::collections::HashMap;
 
 /// A source of environment variables.
 pub trait Env {
+    /// The value of `name`, if set (blank or not).
     fn var(&self, name: &str) -> Option<String>;
 }
 
 /// The real process environment.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ProcessEnv;
+pub(crate) struct ProcessEnv;
 
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
@@ -37,13 +38,13 @@ impl<const N: usize> Env for [(&str, &str); N] {
 /// in the warning Contrail prints when it falls back to a default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    pub var: String,
-    pub value: String,
-    pub reason: String,
+    pub(crate) var: String,
+    pub(crate) value: String,
+    pub(crate) reason: String,
 }
 
 impl ConfigError {
-    pub fn new(
+    pub(crate) fn new(
         var: impl Into<String>,
         value: impl Into<String>,
         reason: impl Into<String>,
@@ -69,14 +70,14 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 /// A variable that is set to something other than blank.
-pub fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
+pub(crate) fn non_empty(env: &dyn Env, name: &str) -> Option<String> {
     env.var(name)
         .map(|v| v.trim().to_owned())
         .filter(|v| !v.is_empty())
 }
 
 /// A variable that must be a whole number from `min` to `max`; `Ok(None)` when it is not set.
-pub fn whole_number(
+pub(crate) fn whole_number(
     env: &dyn Env,
     var: &str,
     min: u64,
@@ -97,7 +98,7 @@ pub fn whole_number(
 
 /// Percent-decode a value of a `k=v,k2=v2` list (`OTEL_RESOURCE_ATTRIBUTES`,
 /// `OTEL_EXPORTER_OTLP_HEADERS`), as the OpenTelemetry specification asks.
-pub fn percent_decode(s: &str) -> Result<Vec<u8>, &'static str> {
+pub(crate) fn percent_decode(s: &str) -> Result<Vec<u8>, &'static str> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut rest = bytes;

@@ -29,7 +29,7 @@
 //! from what was asked); a value that only affects Contrail's own diagnostics falls back to its
 //! default with one warning. `README.md` lists every variable; a unit test checks that it does.
 
-pub mod env;
+pub(crate) mod env;
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
@@ -43,16 +43,16 @@ use crate::lifecycle::policy::FlushSettings;
 use crate::mapping::{MappingConfig, lambda_resource};
 
 /// Where the Runtime and Extensions APIs listen (`host:port`), set by Lambda.
-pub const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+pub(crate) const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
 /// How the environment was initialized, set by Lambda.
-pub const INITIALIZATION_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+pub(crate) const INITIALIZATION_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 
 /// `AWS_LAMBDA_INITIALIZATION_TYPE` on Lambda Managed Instances.
-pub const MANAGED_INSTANCES: &str = "lambda-managed-instances";
+pub(crate) const MANAGED_INSTANCES: &str = "lambda-managed-instances";
 
 /// Which Extensions API protocol applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
+pub(crate) enum Platform {
     /// On-demand, provisioned concurrency, SnapStart: one invocation at a time.
     Classic,
     /// Lambda Managed Instances: concurrent invocations, `SHUTDOWN` only, schema `2025-01-29`.
@@ -60,7 +60,7 @@ pub enum Platform {
 }
 
 impl Platform {
-    pub fn from_env(env: &dyn Env) -> Platform {
+    pub(crate) fn from_env(env: &dyn Env) -> Platform {
         match non_empty(env, INITIALIZATION_TYPE_VAR) {
             Some(v) if v.eq_ignore_ascii_case(MANAGED_INSTANCES) => Platform::ManagedInstances,
             _ => Platform::Classic,
@@ -68,7 +68,7 @@ impl Platform {
     }
 
     /// The events to register for.
-    pub fn events(self) -> &'static [EventType] {
+    pub(crate) fn events(self) -> &'static [EventType] {
         match self {
             Platform::Classic => &[EventType::Invoke, EventType::Shutdown],
             Platform::ManagedInstances => &[EventType::Shutdown],
@@ -76,7 +76,7 @@ impl Platform {
     }
 
     /// The Telemetry API schema to subscribe with.
-    pub fn schema(self) -> SchemaVersion {
+    pub(crate) fn schema(self) -> SchemaVersion {
         match self {
             Platform::Classic => SchemaVersion::V2022_12_13,
             Platform::ManagedInstances => SchemaVersion::V2025_01_29,
@@ -86,15 +86,15 @@ impl Platform {
 
 /// What the register call needs; read before anything else.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bootstrap {
-    pub api: RuntimeApi,
-    pub name: ExtensionName,
-    pub platform: Platform,
+pub(crate) struct Bootstrap {
+    pub(crate) api: RuntimeApi,
+    pub(crate) name: ExtensionName,
+    pub(crate) platform: Platform,
 }
 
 /// Why Contrail cannot even register.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BootstrapError {
+pub(crate) enum BootstrapError {
     #[error("{RUNTIME_API_VAR} is not set: Contrail must run as a Lambda extension")]
     NoRuntimeApi,
     #[error("{0}")]
@@ -105,7 +105,7 @@ pub enum BootstrapError {
 
 impl Bootstrap {
     /// Read the bootstrap configuration; `name` is the executable's file name.
-    pub fn from_env(
+    pub(crate) fn from_env(
         env: &dyn Env,
         name: Option<ExtensionName>,
     ) -> Result<Bootstrap, BootstrapError> {
@@ -123,30 +123,30 @@ impl Bootstrap {
 
 /// The outcome of reading a configuration that may fall back to defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parsed<T> {
+pub(crate) struct Parsed<T> {
     /// What was read.
-    pub value: T,
+    pub(crate) value: T,
     /// Variables that were not valid and were replaced by their default (to warn about).
-    pub warnings: Vec<ConfigError>,
+    pub(crate) warnings: Vec<ConfigError>,
 }
 
 /// Every component's configuration, read together.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Contrail's own diagnostics.
-    pub log_level: Level,
+    pub(crate) log_level: Level,
     /// The Telemetry API subscription.
-    pub telemetry: TelemetryConfig,
+    pub(crate) telemetry: TelemetryConfig,
     /// The local OTLP receiver.
-    pub receiver: ReceiverConfig,
+    pub(crate) receiver: ReceiverConfig,
     /// How records become OTLP.
-    pub mapping: MappingConfig,
+    pub(crate) mapping: MappingConfig,
     /// Where and how data is exported.
-    pub export: ExportConfig,
+    pub(crate) export: ExportConfig,
     /// When to flush.
-    pub flush: FlushSettings,
+    pub(crate) flush: FlushSettings,
     /// The function's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*`).
-    pub resource: Resource,
+    pub(crate) resource: Resource,
 }
 
 impl Settings {
@@ -158,7 +158,7 @@ impl Settings {
     /// function's init. Such a value is ignored with a warning, as if unset (the OpenTelemetry
     /// specification asks the same of a malformed `OTEL_RESOURCE_ATTRIBUTES`). Contrail's own
     /// `CONTRAIL_*` names are fatal.
-    pub fn from_env(env: &dyn Env) -> Result<Parsed<Settings>, Vec<ConfigError>> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<Parsed<Settings>, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let (log_level, level_warning) = Level::from_env(env);
@@ -250,7 +250,7 @@ impl Env for Hidden<'_> {
 }
 
 /// The `init/error` message for a list of fatal configuration errors: one per line.
-pub fn error_message(errors: &[ConfigError]) -> String {
+pub(crate) fn error_message(errors: &[ConfigError]) -> String {
     let mut msg = format!(
         "Contrail configuration is not valid ({} error{}):",
         errors.len(),

@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 use crate::config::env::{ConfigError, Env, non_empty};
 
 /// How much Contrail says about itself on stderr.
-pub const LOG_LEVEL_VAR: &str = "CONTRAIL_LOG_LEVEL";
+pub(crate) const LOG_LEVEL_VAR: &str = "CONTRAIL_LOG_LEVEL";
 
 /// How much Contrail says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     Off = 0,
     Error = 1,
     Warn = 2,
@@ -35,10 +35,10 @@ pub enum Level {
 
 impl Level {
     /// The default when `CONTRAIL_LOG_LEVEL` is unset.
-    pub const DEFAULT: Level = Level::Warn;
+    pub(crate) const DEFAULT: Level = Level::Warn;
 
     /// Parse a level name, case-insensitively. `None` for anything else.
-    pub fn parse(s: &str) -> Option<Level> {
+    pub(crate) fn parse(s: &str) -> Option<Level> {
         match s.trim().to_ascii_lowercase().as_str() {
             "off" | "none" => Some(Level::Off),
             "error" => Some(Level::Error),
@@ -51,7 +51,7 @@ impl Level {
 
     /// `CONTRAIL_LOG_LEVEL`, or the default; a value that is not a level is the default and
     /// comes back as a warning to print.
-    pub fn from_env(env: &dyn Env) -> (Level, Option<ConfigError>) {
+    pub(crate) fn from_env(env: &dyn Env) -> (Level, Option<ConfigError>) {
         let Some(v) = non_empty(env, LOG_LEVEL_VAR) else {
             return (Level::DEFAULT, None);
         };
@@ -68,7 +68,7 @@ impl Level {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Off => "off",
             Level::Error => "error",
@@ -92,22 +92,22 @@ impl Level {
 static LEVEL: AtomicU8 = AtomicU8::new(Level::DEFAULT as u8);
 
 /// Set the process-wide level.
-pub fn set_level(level: Level) {
+pub(crate) fn set_level(level: Level) {
     LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
 /// The process-wide level.
-pub fn level() -> Level {
+pub(crate) fn level() -> Level {
     Level::from_u8(LEVEL.load(Ordering::Relaxed))
 }
 
 /// Whether a message at `level` would be written.
-pub fn enabled(level: Level) -> bool {
+pub(crate) fn enabled(level: Level) -> bool {
     level != Level::Off && level <= self::level()
 }
 
 /// Write one line at `level`, if enabled: `contrail: LEVEL message`.
-pub fn write(level: Level, args: fmt::Arguments<'_>) {
+pub(crate) fn write(level: Level, args: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
@@ -144,24 +144,24 @@ pub(crate) use {log_debug as debug, log_error as error, log_info as info, log_wa
 
 /// A warning written at most once per process, however often it is triggered.
 #[derive(Debug)]
-pub struct Once {
+pub(crate) struct Once {
     done: AtomicBool,
 }
 
 impl Once {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Once {
             done: AtomicBool::new(false),
         }
     }
 
     /// Write `args` as a warning the first time only. Returns whether it was written now.
-    pub fn warn(&self, args: fmt::Arguments<'_>) -> bool {
+    pub(crate) fn warn(&self, args: fmt::Arguments<'_>) -> bool {
         self.at(Level::Warn, args)
     }
 
     /// Write `args` at `level` the first time only. Returns whether this call was the first.
-    pub fn at(&self, level: Level, args: fmt::Arguments<'_>) -> bool {
+    pub(crate) fn at(&self, level: Level, args: fmt::Arguments<'_>) -> bool {
         if self.done.swap(true, Ordering::Relaxed) {
             return false;
         }
@@ -179,7 +179,7 @@ impl Default for Once {
 /// A warning written at most once per interval; the calls suppressed in between are counted
 /// and reported with the next line (`(N similar messages suppressed)`).
 #[derive(Debug)]
-pub struct Every {
+pub(crate) struct Every {
     interval: Duration,
     /// When the last line was written.
     last: Mutex<Option<Instant>>,
@@ -187,7 +187,7 @@ pub struct Every {
 }
 
 impl Every {
-    pub const fn new(interval: Duration) -> Self {
+    pub(crate) const fn new(interval: Duration) -> Self {
         Every {
             interval,
             last: Mutex::new(None),
@@ -197,12 +197,12 @@ impl Every {
 
     /// Write `args` as a warning unless one was written less than the interval ago.
     /// Returns whether it was written.
-    pub fn warn(&self, args: fmt::Arguments<'_>) -> bool {
+    pub(crate) fn warn(&self, args: fmt::Arguments<'_>) -> bool {
         self.warn_at(Instant::now(), args)
     }
 
     /// [`Every::warn`] with an explicit clock reading, for tests.
-    pub fn warn_at(&self, now: Instant, args: fmt::Arguments<'_>) -> bool {
+    pub(crate) fn warn_at(&self, now: Instant, args: fmt::Arguments<'_>) -> bool {
         {
             let mut last = self
                 .last
@@ -230,8 +230,9 @@ impl Every {
         true
     }
 
+    #[cfg(test)]
     /// How many calls were suppressed since the last written line.
-    pub fn suppressed(&self) -> u64 {
+    pub(crate) fn suppressed(&self) -> u64 {
         self.suppressed.load(Ordering::Relaxed)
     }
 }

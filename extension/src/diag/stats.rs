@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why records were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// The intake queue between the listeners and the processing task was full.
     IntakeFull,
     /// A Telemetry API record that did not decode.
@@ -25,7 +25,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub(crate) const ALL: [DropReason; 7] = [
         DropReason::IntakeFull,
         DropReason::Malformed,
         DropReason::BufferFull,
@@ -36,7 +36,7 @@ impl DropReason {
     ];
 
     /// The value of the `reason` attribute in self-telemetry.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DropReason::IntakeFull => "intake_full",
             DropReason::Malformed => "malformed",
@@ -57,42 +57,42 @@ impl DropReason {
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Telemetry API records received (decoded or not).
-    pub telemetry_records: AtomicU64,
+    pub(crate) telemetry_records: AtomicU64,
     /// Telemetry API records of a type Contrail does not know (kept as logs, counted).
-    pub unknown_records: AtomicU64,
+    pub(crate) unknown_records: AtomicU64,
     /// Records received by the local OTLP receiver (spans, log records, metric data points).
-    pub receiver_records: AtomicU64,
+    pub(crate) receiver_records: AtomicU64,
     /// Requests the local receiver refused (undecodable, too large, unsupported type or
     /// encoding): their records could not be counted and are lost.
-    pub receiver_rejected_requests: AtomicU64,
+    pub(crate) receiver_rejected_requests: AtomicU64,
     /// Records handed to the backend successfully.
-    pub exported_records: AtomicU64,
+    pub(crate) exported_records: AtomicU64,
     /// Export requests sent, and those that failed.
-    pub export_attempts: AtomicU64,
-    pub export_failures: AtomicU64,
+    pub(crate) export_attempts: AtomicU64,
+    pub(crate) export_failures: AtomicU64,
     /// Export requests abandoned at a flush deadline before an answer came (their data was
     /// kept for the next flush, so the backend may receive it twice).
-    pub export_abandoned: AtomicU64,
+    pub(crate) export_abandoned: AtomicU64,
     /// Milliseconds Contrail spent after `platform.runtimeDone` before calling `next`
     /// (billed to the user), summed over invocations; updated by the lifecycle loop.
-    pub post_runtime_ms: AtomicU64,
+    pub(crate) post_runtime_ms: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
 impl Stats {
-    pub fn dropped(&self, reason: DropReason, records: u64) {
+    pub(crate) fn dropped(&self, reason: DropReason, records: u64) {
         self.dropped[reason.index()].fetch_add(records, Ordering::Relaxed);
     }
 
-    pub fn dropped_total(&self, reason: DropReason) -> u64 {
+    pub(crate) fn dropped_total(&self, reason: DropReason) -> u64 {
         self.dropped[reason.index()].load(Ordering::Relaxed)
     }
 
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
 }

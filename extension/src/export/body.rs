@@ -26,14 +26,18 @@ use crate::export::config::{Compression, Protocol};
 use crate::pipeline::otlp::{RpcStatus, Signal};
 
 /// Longest backend message kept for a log line.
-pub const MAX_MESSAGE_CHARS: usize = 300;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
 
+/// Why a request body could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
+    /// Writing `http/json` failed.
     #[error("JSON encoding failed: {0}")]
     Json(#[from] serde_json::Error),
+    /// Compressing failed.
     #[error("gzip failed: {0}")]
     Gzip(#[from] std::io::Error),
+    /// The buffered protobuf did not decode (for `http/json`).
     #[error("buffered data did not decode: {0}")]
     Decode(#[from] prost::DecodeError),
 }
@@ -47,7 +51,7 @@ pub struct Chunks {
 }
 
 impl Chunks {
-    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Chunks {
+    pub(crate) fn new(chunks: impl IntoIterator<Item = Bytes>) -> Chunks {
         let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let len = chunks.iter().map(|c| c.len() as u64).sum();
         Chunks { chunks, len }
@@ -58,12 +62,13 @@ impl Chunks {
         self.len
     }
 
+    /// Whether the body has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The whole body in one buffer.
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len as usize);
         for chunk in &self.chunks {
             out.extend_from_slice(chunk);
@@ -154,9 +159,9 @@ fn compress(raw: Vec<u8>, compression: Compression) -> Result<Bytes, EncodeError
 
 /// What a successful response says was refused (OTLP partial success).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartialSuccess {
-    pub rejected: u64,
-    pub message: String,
+pub(crate) struct PartialSuccess {
+    pub(crate) rejected: u64,
+    pub(crate) message: String,
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -177,7 +182,7 @@ fn is_protobuf(headers: &HeaderMap) -> bool {
 
 /// Read the partial success of a 2xx response body. An empty or unreadable body means full
 /// success (the body is optional in practice).
-pub fn partial_success(signal: Signal, headers: &HeaderMap, body: &[u8]) -> PartialSuccess {
+pub(crate) fn partial_success(signal: Signal, headers: &HeaderMap, body: &[u8]) -> PartialSuccess {
     if body.is_empty() {
         return PartialSuccess::default();
     }
@@ -222,7 +227,7 @@ pub fn partial_success(signal: Signal, headers: &HeaderMap, body: &[u8]) -> Part
 
 /// The backend's explanation of an error response: the `message` of a `google.rpc.Status`
 /// (protobuf or JSON) when there is one, else the body as text, truncated.
-pub fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
+pub(crate) fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
     if body.is_empty() {
         return String::new();
     }
@@ -242,7 +247,7 @@ pub fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
 }
 
 /// Shorten to [`MAX_MESSAGE_CHARS`] characters, on one line.
-pub fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     let one_line: String = s
         .trim()
         .chars()

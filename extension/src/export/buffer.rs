@@ -22,9 +22,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
@@ -117,8 +114,13 @@ struct Entry {
     records: u64,
 }
 
+#[cfg(test)]
 /// Decode one entry back into an item.
 fn decode_entry(signal: Signal, data: &[u8]) -> Option<Item> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
     match signal {
         Signal::Traces => ExportTraceServiceRequest::decode(data)
             .ok()?
@@ -139,7 +141,7 @@ fn decode_entry(signal: Signal, data: &[u8]) -> Option<Item> {
 }
 
 /// Items taken from the buffer for one export request. Hand it back with exactly one of
-/// [`Buffer::ack`], [`Buffer::requeue`] or [`Buffer::drop_batch`].
+/// [`Buffer::ack`], `Buffer::requeue` or `Buffer::drop_batch`.
 #[derive(Debug)]
 #[must_use = "a batch must be acknowledged, requeued or dropped"]
 pub struct Batch {
@@ -150,21 +152,19 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn signal(&self) -> Signal {
-        self.signal
-    }
-
-    pub fn records(&self) -> u64 {
+    pub(crate) fn records(&self) -> u64 {
         self.records
     }
 
+    #[cfg(test)]
     /// Encoded size of the request body (protobuf, before compression).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
+    #[cfg(test)]
     /// The request body in protobuf: the entries are already field 1 of the request.
-    pub fn protobuf(&self) -> Vec<u8> {
+    pub(crate) fn protobuf(&self) -> Vec<u8> {
         let mut body = Vec::with_capacity(self.bytes);
         for entry in &self.entries {
             body.extend_from_slice(&entry.data);
@@ -178,8 +178,9 @@ impl Batch {
         self.entries.iter().map(|e| e.data.clone()).collect()
     }
 
+    #[cfg(test)]
     /// The items, decoded again (for inspection; export sends [`Batch::chunks`]).
-    pub fn items(&self) -> impl Iterator<Item = Item> + '_ {
+    pub(crate) fn items(&self) -> impl Iterator<Item = Item> + '_ {
         let signal = self.signal;
         self.entries
             .iter()
@@ -189,19 +190,19 @@ impl Batch {
 
 /// Cumulative record counts of the buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BufferCounters {
-    pub received: u64,
-    pub exported: u64,
-    pub dropped: u64,
+pub(crate) struct BufferCounters {
+    pub(crate) received: u64,
+    pub(crate) exported: u64,
+    pub(crate) dropped: u64,
 }
 
 /// What the buffer holds now (queued and being exported).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Held {
-    pub records: u64,
-    pub bytes: usize,
+pub(crate) struct Held {
+    pub(crate) records: u64,
+    pub(crate) bytes: usize,
     /// Records per signal, indexed by [`Signal::index`].
-    pub records_by_signal: [u64; 3],
+    pub(crate) records_by_signal: [u64; 3],
 }
 
 /// The bounded export buffer. See the module documentation for the policy.
@@ -234,10 +235,6 @@ impl Buffer {
             counters: BufferCounters::default(),
             stats,
         }
-    }
-
-    pub fn max_bytes(&self) -> usize {
-        self.max_bytes
     }
 
     /// Add one item. Returns the number of records dropped to make room (or the item's own).
@@ -309,7 +306,7 @@ impl Buffer {
     }
 
     /// The backend accepted the batch; `rejected` of its records were refused (OTLP partial
-    /// success) and are counted as [`DropReason::Rejected`].
+    /// success) and are counted as `DropReason::Rejected`.
     pub fn ack(&mut self, batch: Batch, rejected: u64) {
         self.release(&batch);
         let rejected = rejected.min(batch.records);
@@ -322,7 +319,7 @@ impl Buffer {
     }
 
     /// The batch was not delivered; put it back at the front, in its original order.
-    pub fn requeue(&mut self, batch: Batch) {
+    pub(crate) fn requeue(&mut self, batch: Batch) {
         self.release(&batch);
         let i = batch.signal.index();
         for entry in batch.entries.into_iter().rev() {
@@ -333,22 +330,12 @@ impl Buffer {
     }
 
     /// The batch will never be delivered: count its records as dropped for `reason`.
-    pub fn drop_batch(&mut self, batch: Batch, reason: DropReason) {
+    pub(crate) fn drop_batch(&mut self, batch: Batch, reason: DropReason) {
         self.release(&batch);
         self.count_drop(batch.records, reason);
     }
 
-    /// Drop everything queued for `signal` (e.g. no endpoint), counting it for `reason`.
-    pub fn drop_signal(&mut self, signal: Signal, reason: DropReason) -> u64 {
-        let i = signal.index();
-        let records = self.queued_records[i];
-        self.queues[i].clear();
-        self.queued_bytes[i] = 0;
-        self.queued_records[i] = 0;
-        self.count_drop(records, reason)
-    }
-
-    pub fn held(&self) -> Held {
+    pub(crate) fn held(&self) -> Held {
         // In-flight records are not attributed per signal: a batch is in flight only inside a
         // flush.
         let records_by_signal = self.queued_records;
@@ -360,15 +347,16 @@ impl Buffer {
     }
 
     /// How full the buffer is: held bytes (queued and being exported) ÷ the bound.
-    pub fn fill(&self) -> f64 {
+    pub(crate) fn fill(&self) -> f64 {
         self.total_bytes() as f64 / self.max_bytes as f64
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.queues.iter().all(VecDeque::is_empty) && self.in_flight_records == 0
     }
 
-    pub fn counters(&self) -> BufferCounters {
+    pub(crate) fn counters(&self) -> BufferCounters {
         self.counters
     }
 

@@ -35,33 +35,35 @@ use rustls::pki_types::pem::PemObject;
 use crate::config::env::{ConfigError, Env, non_empty, percent_decode, whole_number};
 use crate::pipeline::Signal;
 
-pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-pub const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-pub const TIMEOUT_VAR: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
-pub const COMPRESSION_VAR: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
-pub const CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-pub const BUFFER_MAX_BYTES_VAR: &str = "CONTRAIL_BUFFER_MAX_BYTES";
+pub(crate) const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub(crate) const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub(crate) const TIMEOUT_VAR: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub(crate) const COMPRESSION_VAR: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+pub(crate) const CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+pub(crate) const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub(crate) const BUFFER_MAX_BYTES_VAR: &str = "CONTRAIL_BUFFER_MAX_BYTES";
 
 /// Default per-request timeout (the OpenTelemetry default).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default buffer bound: 4 MiB.
 pub const DEFAULT_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Largest export request body, before compression.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// The port of Contrail's own local OTLP receiver.
-pub const RECEIVER_PORT: u16 = 4318;
+pub(crate) const RECEIVER_PORT: u16 = 4318;
 
 /// How request bodies are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
+    /// `http/protobuf`: the entries as the buffer keeps them.
     #[default]
     HttpProtobuf,
+    /// `http/json`: OTLP's JSON encoding.
     HttpJson,
 }
 
 impl Protocol {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Protocol::HttpProtobuf => "application/x-protobuf",
             Protocol::HttpJson => "application/json",
@@ -72,23 +74,25 @@ impl Protocol {
 /// How request bodies are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
+    /// No `Content-Encoding`.
     #[default]
     None,
+    /// `Content-Encoding: gzip`.
     Gzip,
 }
 
 /// Where and how one signal is exported.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SignalConfig {
+pub(crate) struct SignalConfig {
     /// The full URL requests are POSTed to; `None` when no endpoint is configured.
-    pub endpoint: Option<Uri>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub timeout: Duration,
-    pub compression: Compression,
-    pub protocol: Protocol,
+    pub(crate) endpoint: Option<Uri>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) timeout: Duration,
+    pub(crate) compression: Compression,
+    pub(crate) protocol: Protocol,
     /// Certificates to trust for `https` besides the public web roots
     /// (`OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE`: a private CA, a self-signed collector).
-    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub(crate) extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for SignalConfig {
@@ -106,12 +110,12 @@ impl Default for SignalConfig {
 
 /// Everything delivery needs: the exporter of each signal and the buffer's bound.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExportConfig {
-    pub traces: SignalConfig,
-    pub metrics: SignalConfig,
-    pub logs: SignalConfig,
-    pub buffer_max_bytes: usize,
-    pub batch_max_bytes: usize,
+pub(crate) struct ExportConfig {
+    pub(crate) traces: SignalConfig,
+    pub(crate) metrics: SignalConfig,
+    pub(crate) logs: SignalConfig,
+    pub(crate) buffer_max_bytes: usize,
+    pub(crate) batch_max_bytes: usize,
 }
 
 impl Default for ExportConfig {
@@ -147,7 +151,8 @@ fn signal_var(signal: Signal, suffix: &str) -> String {
 }
 
 impl ExportConfig {
-    pub fn signal(&self, signal: Signal) -> &SignalConfig {
+    #[cfg(test)]
+    pub(crate) fn signal(&self, signal: Signal) -> &SignalConfig {
         match signal {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
@@ -155,15 +160,16 @@ impl ExportConfig {
         }
     }
 
+    #[cfg(test)]
     /// Whether at least one signal has somewhere to go.
-    pub fn has_endpoint(&self) -> bool {
+    pub(crate) fn has_endpoint(&self) -> bool {
         Signal::ALL
             .iter()
             .any(|s| self.signal(*s).endpoint.is_some())
     }
 
     /// Read every variable in the module table; report every bad one.
-    pub fn from_env(env: &dyn Env) -> Result<ExportConfig, Vec<ConfigError>> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<ExportConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let base_endpoint = exporter_var(env, ENDPOINT_VAR)
             .and_then(|(var, v)| parse_endpoint(&var, &v).map_err(|e| errors.push(e)).ok());
@@ -285,7 +291,7 @@ fn parse_endpoint(var: &str, value: &str) -> Result<Uri, ConfigError> {
 }
 
 /// `base` + `/v1/{signal}`, keeping the base's path and query.
-pub fn append_signal_path(base: &Uri, signal: Signal) -> Uri {
+pub(crate) fn append_signal_path(base: &Uri, signal: Signal) -> Uri {
     let path = base.path().trim_end_matches('/');
     let mut pq = format!("{path}/v1/{}", signal.as_str());
     if let Some(q) = base.query() {

@@ -34,7 +34,9 @@ use tokio::time::Instant;
 use crate::diag;
 use crate::diag::{DropReason, Stats};
 use crate::export::body::encode_entries;
-use crate::export::buffer::{Buffer, BufferCounters, Held};
+#[cfg(test)]
+use crate::export::buffer::BufferCounters;
+use crate::export::buffer::{Buffer, Held};
 use crate::export::config::ExportConfig;
 use crate::export::self_telemetry::{DropWarner, SelfTelemetry};
 use crate::export::{ExportResult, Exporter};
@@ -43,25 +45,25 @@ use crate::pipeline::{Item, Signal};
 
 /// What one flush did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FlushOutcome {
+pub(crate) struct FlushOutcome {
     /// Records the backend accepted during this flush.
-    pub exported: u64,
+    pub(crate) exported: u64,
     /// Records dropped during this flush (refused or failed).
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Export requests abandoned at the deadline (their data was kept).
-    pub abandoned: u64,
+    pub(crate) abandoned: u64,
     /// What is still buffered.
-    pub held: Held,
+    pub(crate) held: Held,
     /// Whether the buffer was emptied.
-    pub complete: bool,
+    pub(crate) complete: bool,
     /// Whether the self-telemetry snapshot was delivered.
-    pub self_telemetry_sent: bool,
-    pub duration: Duration,
+    pub(crate) self_telemetry_sent: bool,
+    pub(crate) duration: Duration,
 }
 
 /// The buffer, the exporter and self-telemetry. See the module documentation.
 #[derive(Debug)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// How often self-telemetry is due when nothing else makes it due.
     self_telemetry_every: Duration,
     buffer: Buffer,
@@ -82,7 +84,11 @@ static NO_ENDPOINT: diag::Once = diag::Once::new();
 impl Delivery {
     /// `self_telemetry_every`: how often self-telemetry is reported when nothing else makes it
     /// due (the flush interval).
-    pub fn new(config: ExportConfig, self_telemetry_every: Duration, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(
+        config: ExportConfig,
+        self_telemetry_every: Duration,
+        stats: Arc<Stats>,
+    ) -> Self {
         let buffer = Buffer::new(
             config.buffer_max_bytes,
             config.batch_max_bytes,
@@ -103,13 +109,13 @@ impl Delivery {
     }
 
     /// The resource attached to self-telemetry (normally the function's resource).
-    pub fn set_resource(&mut self, resource: Resource) {
+    pub(crate) fn set_resource(&mut self, resource: Resource) {
         self.resource = Some(resource);
     }
 
     /// Buffer `signals`. Never blocks. Over the bound the oldest data is dropped and counted;
     /// a signal without an endpoint is dropped and counted as `no_endpoint`.
-    pub fn push(&mut self, signals: Signals) {
+    pub(crate) fn push(&mut self, signals: Signals) {
         for item in signals.into_items() {
             let signal = item.signal();
             if self.exporter.has_endpoint(signal) {
@@ -123,28 +129,30 @@ impl Delivery {
     }
 
     /// How full the buffer is: held bytes ÷ its bound.
-    pub fn buffer_fill(&self) -> f64 {
+    pub(crate) fn buffer_fill(&self) -> f64 {
         self.buffer.fill()
     }
 
+    #[cfg(test)]
     /// What is buffered now.
-    pub fn held(&self) -> Held {
+    pub(crate) fn held(&self) -> Held {
         self.buffer.held()
     }
 
+    #[cfg(test)]
     /// The buffer's cumulative counts (`received = exported + dropped + held`).
-    pub fn counters(&self) -> BufferCounters {
+    pub(crate) fn counters(&self) -> BufferCounters {
         self.buffer.counters()
     }
 
     /// Export what fits before `deadline`; what is left stays buffered.
-    pub async fn flush(&mut self, deadline: Instant) -> FlushOutcome {
+    pub(crate) async fn flush(&mut self, deadline: Instant) -> FlushOutcome {
         self.flush_inner(deadline, false).await
     }
 
     /// The last flush before the process exits: like [`Delivery::flush`], and it always
     /// reports self-telemetry.
-    pub async fn finish(&mut self, deadline: Instant) -> FlushOutcome {
+    pub(crate) async fn finish(&mut self, deadline: Instant) -> FlushOutcome {
         self.flush_inner(deadline, true).await
     }
 

@@ -33,7 +33,7 @@ use crate::pipeline::Signal;
 
 /// How one export request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExportResult {
+pub(crate) enum ExportResult {
     /// The backend took it; `rejected` records were refused (partial success).
     Delivered { rejected: u64, message: String },
     /// A 4xx other than 429: the backend will never take this data.
@@ -49,7 +49,7 @@ pub enum ExportResult {
 }
 
 /// Export latency observations, for self-telemetry.
-pub trait LatencySink {
+pub(crate) trait LatencySink {
     fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: &'static str);
 }
 
@@ -59,7 +59,7 @@ impl LatencySink for () {
 
 /// Sends export requests. One per process; owns the kept-alive connections.
 #[derive(Debug)]
-pub struct Exporter {
+pub(crate) struct Exporter {
     signals: [SignalConfig; 3],
     /// Where each signal goes and its request, when it has an endpoint.
     targets: [Option<(Origin, RequestTemplate)>; 3],
@@ -78,7 +78,7 @@ enum Attempt {
 }
 
 impl Exporter {
-    pub fn new(config: &ExportConfig, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(config: &ExportConfig, stats: Arc<Stats>) -> Self {
         let signals = [
             config.traces.clone(),
             config.metrics.clone(),
@@ -105,17 +105,17 @@ impl Exporter {
         }
     }
 
-    pub fn config(&self, signal: Signal) -> &SignalConfig {
+    pub(crate) fn config(&self, signal: Signal) -> &SignalConfig {
         &self.signals[signal.index()]
     }
 
-    pub fn has_endpoint(&self, signal: Signal) -> bool {
+    pub(crate) fn has_endpoint(&self, signal: Signal) -> bool {
         self.targets[signal.index()].is_some()
     }
 
     /// Send `body` (already encoded per the signal's protocol and compression), retrying while
     /// `deadline` allows. Returns by `deadline` (plus the time to close a connection).
-    pub async fn export(
+    pub(crate) async fn export(
         &mut self,
         signal: Signal,
         body: Chunks,

@@ -22,11 +22,11 @@ use http::{HeaderMap, StatusCode};
 use crate::intake::telemetry::time::days_from_civil;
 
 /// First retry delay.
-pub const BACKOFF_START: Duration = Duration::from_millis(25);
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(25);
 /// Longest retry delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The longest `Retry-After` Contrail honours.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// What an answer's status means for the data sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

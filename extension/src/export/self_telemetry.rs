@@ -35,16 +35,16 @@ use crate::export::buffer::Held;
 use crate::pipeline::Signal;
 
 /// Bucket bounds (ms) of the duration histograms.
-pub const DURATION_BOUNDS_MS: [f64; 10] = [
+pub(crate) const DURATION_BOUNDS_MS: [f64; 10] = [
     1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
 ];
 
 /// How often the drop warning may be written.
-pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A cumulative histogram of durations in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DurationHistogram {
+pub(crate) struct DurationHistogram {
     counts: [u64; DURATION_BOUNDS_MS.len() + 1],
     sum: f64,
     count: u64,
@@ -53,7 +53,7 @@ pub struct DurationHistogram {
 }
 
 impl DurationHistogram {
-    pub fn observe(&mut self, d: Duration) {
+    pub(crate) fn observe(&mut self, d: Duration) {
         let ms = d.as_secs_f64() * 1000.0;
         let bucket = DURATION_BOUNDS_MS
             .iter()
@@ -64,10 +64,6 @@ impl DurationHistogram {
         self.count += 1;
         self.min = Some(self.min.map_or(ms, |m| m.min(ms)));
         self.max = Some(self.max.map_or(ms, |m| m.max(ms)));
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count
     }
 
     fn point(&self, attributes: Vec<KeyValue>, start: u64, now: u64) -> HistogramDataPoint {
@@ -88,7 +84,7 @@ impl DurationHistogram {
 
 /// The delivery-side observations self-telemetry reports next to [`Stats`].
 #[derive(Debug, Clone, Default)]
-pub struct SelfTelemetry {
+pub(crate) struct SelfTelemetry {
     /// Keyed by (signal, outcome).
     export: Vec<((Signal, &'static str), DurationHistogram)>,
     flush: DurationHistogram,
@@ -167,23 +163,19 @@ fn gauge(name: &str, unit: &str, description: &str, point: NumberDataPoint) -> M
 }
 
 impl SelfTelemetry {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         SelfTelemetry {
             start_unix_nano: unix_nano(SystemTime::now()),
             ..Default::default()
         }
     }
 
-    pub fn observe_flush(&mut self, d: Duration) {
+    pub(crate) fn observe_flush(&mut self, d: Duration) {
         self.flush.observe(d);
     }
 
-    pub fn flush_histogram(&self) -> &DurationHistogram {
-        &self.flush
-    }
-
     /// A snapshot of every `contrail.*` metric.
-    pub fn snapshot(
+    pub(crate) fn snapshot(
         &self,
         stats: &Stats,
         held: Held,
@@ -339,7 +331,7 @@ impl SelfTelemetry {
 /// the counts since the last warning. Never per record: Contrail's stderr comes back to it as
 /// telemetry.
 #[derive(Debug)]
-pub struct DropWarner {
+pub(crate) struct DropWarner {
     reported: [u64; DropReason::ALL.len()],
     every: diag::Every,
 }
@@ -356,7 +348,7 @@ impl Default for DropWarner {
 impl DropWarner {
     /// Compare the drop counters with the last warning; warn if they moved and the interval
     /// allows. Returns the message when one was written.
-    pub fn check(&mut self, stats: &Stats) -> Option<String> {
+    pub(crate) fn check(&mut self, stats: &Stats) -> Option<String> {
         let totals = DropReason::ALL.map(|r| stats.dropped_total(r));
         let parts: Vec<String> = DropReason::ALL
             .iter()

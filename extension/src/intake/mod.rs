@@ -1,5 +1,5 @@
 //! Intake: what comes into Contrail, decoded and queued without waiting.
 
-pub mod receiver;
-pub mod server;
-pub mod telemetry;
+pub(crate) mod receiver;
+pub(crate) mod server;
+pub(crate) mod telemetry;

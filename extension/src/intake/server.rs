@@ -23,7 +23,7 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// connection finish the request it is reading (so data already on the way is not lost), close
 /// idle keep-alive connections, and return when all are done. Bound that wait at the call site
 /// if a client that stalls mid-request must not hold it.
-pub async fn serve<H, Fut, B, S>(listener: TcpListener, handle: H, shutdown: S)
+pub(crate) async fn serve<H, Fut, B, S>(listener: TcpListener, handle: H, shutdown: S)
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response<B>> + Send + 'static,

@@ -14,7 +14,7 @@ use crate::pipeline::worker::WorkerGone;
 
 /// Why the extension stopped doing its work; said once, then [`idle_loop`].
 #[derive(Debug, thiserror::Error)]
-pub enum Degraded {
+pub(crate) enum Degraded {
     #[error("cannot bind the Telemetry API listener on {addr}: {source}")]
     ListenerBind {
         addr: String,
@@ -32,13 +32,13 @@ pub enum Degraded {
 }
 
 /// One failure channel for the tasks that run beside the loop: the first message degrades.
-pub type FatalReceiver = mpsc::UnboundedReceiver<Degraded>;
+pub(crate) type FatalReceiver = mpsc::UnboundedReceiver<Degraded>;
 
 static DEGRADED: diag::Once = diag::Once::new();
 
 /// Say, once per process, that Contrail stopped working and why. Called where the failure is
 /// noticed (so it is said at once, even while `next` blocks) and again by [`idle_loop`].
-pub fn announce_degraded(reason: &dyn std::fmt::Display) {
+pub(crate) fn announce_degraded(reason: &dyn std::fmt::Display) {
     DEGRADED.at(
         diag::Level::Error,
         format_args!("telemetry is disabled for the life of this environment: {reason}"),
@@ -48,7 +48,7 @@ pub fn announce_degraded(reason: &dyn std::fmt::Display) {
 /// Keep the function working without Contrail: call `next` until SHUTDOWN, then return.
 ///
 /// Says `reason` once. Returns `Err` only when the Extensions API itself is unusable.
-pub async fn idle_loop(
+pub(crate) async fn idle_loop(
     client: &mut Client,
     id: &ExtensionId,
     reason: &dyn std::fmt::Display,
@@ -71,7 +71,7 @@ pub async fn idle_loop(
 }
 
 /// Report a fatal error to Lambda before exiting (`init/error` during init).
-pub async fn report_error(
+pub(crate) async fn report_error(
     client: &mut Client,
     id: &ExtensionId,
     phase: ErrorPhase,

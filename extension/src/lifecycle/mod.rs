@@ -13,10 +13,10 @@
 //! (its task ended or panicked) or a start-up step failed, the extension degrades to
 //! [`idle_loop`], which keeps calling `next` and exits on `SHUTDOWN`, having said why once.
 
-pub mod degrade;
-pub mod policy;
+pub(crate) mod degrade;
+pub(crate) mod policy;
 
-pub use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, report_error};
+pub(crate) use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, report_error};
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -40,7 +40,7 @@ const SHUTDOWN_WAIT_SHARE: u32 = 2;
 
 /// How the lifecycle ended.
 #[derive(Debug)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// SHUTDOWN was handled: exit 0.
     Shutdown,
     /// The Lambda API is unusable (repeated `next` failures): exit non-zero.
@@ -56,7 +56,7 @@ const MISSED_RUNTIME_DONE_LIMIT: u32 = 2;
 static RUNTIME_DONE_MISSING: diag::Once = diag::Once::new();
 
 /// The lifecycle loop and its state.
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     client: Client,
     id: ExtensionId,
     worker: WorkerHandle,
@@ -77,7 +77,7 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         id: ExtensionId,
         worker: WorkerHandle,
@@ -101,12 +101,12 @@ impl Lifecycle {
         }
     }
 
-    pub fn id(&self) -> &ExtensionId {
+    pub(crate) fn id(&self) -> &ExtensionId {
         &self.id
     }
 
     /// Run until SHUTDOWN or until something fails. Hands the client back for [`idle_loop`].
-    pub async fn run(mut self) -> (Ended, Client, ExtensionId) {
+    pub(crate) async fn run(mut self) -> (Ended, Client, ExtensionId) {
         let ended = self.run_inner().await;
         (ended, self.client, self.id)
     }

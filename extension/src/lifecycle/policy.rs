@@ -65,59 +65,51 @@ use tokio::time::Instant;
 use crate::config::env::{ConfigError, Env, non_empty, whole_number};
 
 /// The flush mode: `end`, `periodic` or `adaptive`.
-pub const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
+pub(crate) const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
 /// Milliseconds between periodic flushes, and between safety flushes of a long invocation.
-pub const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
+pub(crate) const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
 /// Milliseconds one flush may take during an invocation.
-pub const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
+pub(crate) const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
 
 /// Time kept between the end of Contrail's work and an invocation's deadline.
-pub const INVOKE_MARGIN: Duration = Duration::from_millis(100);
+pub(crate) const INVOKE_MARGIN: Duration = Duration::from_millis(100);
 /// Time kept between the final flush and the SHUTDOWN deadline, to exit cleanly.
-pub const SHUTDOWN_MARGIN: Duration = Duration::from_millis(200);
+pub(crate) const SHUTDOWN_MARGIN: Duration = Duration::from_millis(200);
 /// Weight of the newest gap in the moving average of inter-invocation gaps.
-pub const EWMA_WEIGHT: f64 = 0.25;
+pub(crate) const EWMA_WEIGHT: f64 = 0.25;
 /// Gaps observed before adaptive mode may leave `End` for `Periodic`.
-pub const MIN_GAPS_FOR_PERIODIC: u32 = 3;
+pub(crate) const MIN_GAPS_FOR_PERIODIC: u32 = 3;
 
 /// Fill level (buffered bytes ÷ the buffer's bound) from which the buffer is flushed at the
 /// next free opportunity, whatever the mode. With the default 4 MiB bound that is 1 MiB, one
 /// full export request: the rest of the bound is for a backend that is slow or down.
-pub const HIGH_WATER: f64 = 0.25;
+pub(crate) const HIGH_WATER: f64 = 0.25;
 
 /// Default for `CONTRAIL_FLUSH_INTERVAL_MS`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(20);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(20);
 /// Default for `CONTRAIL_FLUSH_BUDGET_MS`.
-pub const DEFAULT_BUDGET: Duration = Duration::from_millis(200);
+pub(crate) const DEFAULT_BUDGET: Duration = Duration::from_millis(200);
 
 /// `CONTRAIL_FLUSH`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FlushMode {
+pub(crate) enum FlushMode {
     End,
     Periodic,
     #[default]
     Adaptive,
 }
 
-impl FlushMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlushMode::End => "end",
-            FlushMode::Periodic => "periodic",
-            FlushMode::Adaptive => "adaptive",
-        }
-    }
-}
+impl FlushMode {}
 
 /// What the policy needs from configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FlushSettings {
-    pub mode: FlushMode,
+pub(crate) struct FlushSettings {
+    pub(crate) mode: FlushMode,
     /// `CONTRAIL_FLUSH_INTERVAL_MS`: the periodic interval, and the safety flush interval of a
     /// long invocation.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// `CONTRAIL_FLUSH_BUDGET_MS`: the longest one flush may take during an invocation.
-    pub budget: Duration,
+    pub(crate) budget: Duration,
 }
 
 impl Default for FlushSettings {
@@ -138,7 +130,7 @@ impl FlushSettings {
     /// | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
     /// | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
     /// | `CONTRAIL_FLUSH_BUDGET_MS` | `200` | `10`–`60000` |
-    pub fn from_env(env: &dyn Env) -> Result<FlushSettings, Vec<ConfigError>> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<FlushSettings, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mode = match non_empty(env, FLUSH_VAR) {
             None => FlushMode::default(),
@@ -180,7 +172,7 @@ impl FlushSettings {
 
 /// What the lifecycle loop must do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Flush now; the flush must return by `deadline`.
     FlushNow { deadline: Instant },
     /// Wait for this request's `platform.runtimeDone`, or until `until`, whichever comes first.
@@ -191,7 +183,7 @@ pub enum Action {
 
 /// The two behaviours an invocation can get (adaptive picks one per invocation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     End,
     Periodic,
 }
@@ -208,7 +200,7 @@ struct Current {
 
 /// The flush policy. See the module documentation.
 #[derive(Debug, Clone)]
-pub struct FlushPolicy {
+pub(crate) struct FlushPolicy {
     settings: FlushSettings,
     runtime_done_available: bool,
     last_flush: Option<Instant>,
@@ -224,7 +216,7 @@ pub struct FlushPolicy {
 }
 
 impl FlushPolicy {
-    pub fn new(settings: FlushSettings) -> Self {
+    pub(crate) fn new(settings: FlushSettings) -> Self {
         FlushPolicy {
             settings,
             runtime_done_available: true,
@@ -240,33 +232,30 @@ impl FlushPolicy {
     }
 
     /// Whether a buffer `fill` full (held bytes ÷ bound) calls for a pressure flush at `now`.
-    pub fn under_pressure(&self, now: Instant, fill: f64) -> bool {
+    pub(crate) fn under_pressure(&self, now: Instant, fill: f64) -> bool {
         fill >= HIGH_WATER && self.pressure_paused_until.is_none_or(|until| now >= until)
-    }
-
-    pub fn settings(&self) -> FlushSettings {
-        self.settings
     }
 
     /// Tell the policy whether `platform.runtimeDone` will ever arrive (false when the
     /// Telemetry API subscription was refused, as under RIE). Without it, `End` cannot know when
     /// the function is done, so it flushes at the start of every invocation instead of waiting.
-    pub fn set_runtime_done_available(&mut self, available: bool) {
+    pub(crate) fn set_runtime_done_available(&mut self, available: bool) {
         self.runtime_done_available = available;
     }
 
     /// Whether the policy counts on `platform.runtimeDone` arriving.
-    pub fn runtime_done_available(&self) -> bool {
+    pub(crate) fn runtime_done_available(&self) -> bool {
         self.runtime_done_available
     }
 
+    #[cfg(test)]
     /// Whether adaptive mode currently considers invocations frequent.
-    pub fn is_frequent(&self) -> bool {
+    pub(crate) fn is_frequent(&self) -> bool {
         self.frequent
     }
 
     /// The behaviour the next invocation would get.
-    pub fn behaviour(&self) -> Behaviour {
+    pub(crate) fn behaviour(&self) -> Behaviour {
         match self.settings.mode {
             FlushMode::End => Behaviour::End,
             FlushMode::Periodic => Behaviour::Periodic,
@@ -277,7 +266,12 @@ impl FlushPolicy {
 
     /// An INVOKE event arrived at `now`; the invocation must be over by `invoke_deadline`; the
     /// export buffer is `fill` full.
-    pub fn on_invoke(&mut self, now: Instant, invoke_deadline: Instant, fill: f64) -> Action {
+    pub(crate) fn on_invoke(
+        &mut self,
+        now: Instant,
+        invoke_deadline: Instant,
+        fill: f64,
+    ) -> Action {
         self.observe_gap(now);
         let call_next_by = invoke_deadline
             .checked_sub(INVOKE_MARGIN)
@@ -317,7 +311,7 @@ impl FlushPolicy {
 
     /// The buffer, now `fill` full, reached [`HIGH_WATER`] while the lifecycle waits for
     /// `platform.runtimeDone`: flush now if that is free, else go on as before.
-    pub fn on_pressure(&mut self, now: Instant, fill: f64) -> Action {
+    pub(crate) fn on_pressure(&mut self, now: Instant, fill: f64) -> Action {
         match self.current {
             Some(current)
                 if current.behaviour == Behaviour::End
@@ -333,7 +327,7 @@ impl FlushPolicy {
     }
 
     /// This request's `platform.runtimeDone` arrived.
-    pub fn on_runtime_done(&mut self, now: Instant) -> Action {
+    pub(crate) fn on_runtime_done(&mut self, now: Instant) -> Action {
         match self.current.as_mut() {
             Some(current) => {
                 current.runtime_done = true;
@@ -344,12 +338,12 @@ impl FlushPolicy {
     }
 
     /// The `until` of a [`Action::WaitForRuntimeDone`] passed.
-    pub fn on_timer(&mut self, now: Instant) -> Action {
+    pub(crate) fn on_timer(&mut self, now: Instant) -> Action {
         self.step(now)
     }
 
     /// A flush the policy asked for has returned, leaving the buffer `fill` full.
-    pub fn on_flush_done(&mut self, now: Instant, fill: f64) -> Action {
+    pub(crate) fn on_flush_done(&mut self, now: Instant, fill: f64) -> Action {
         if std::mem::take(&mut self.pressure_flush) && fill >= HIGH_WATER {
             // The flush could not relieve the buffer: do not try again on every invocation.
             self.pressure_paused_until = Some(now + self.settings.interval);
@@ -358,7 +352,7 @@ impl FlushPolicy {
     }
 
     /// A SHUTDOWN event arrived: one last flush, using the whole window but the margin.
-    pub fn on_shutdown(&mut self, now: Instant, shutdown_deadline: Instant) -> Action {
+    pub(crate) fn on_shutdown(&mut self, now: Instant, shutdown_deadline: Instant) -> Action {
         self.current = None;
         self.last_flush = Some(now);
         let deadline = shutdown_deadline
@@ -456,7 +450,11 @@ impl FlushPolicy {
 /// Convert an event's `deadlineMs` (milliseconds since the Unix epoch) to an [`Instant`],
 /// given the wall clock and the monotonic clock read at the same moment. A deadline in the past
 /// gives `now`.
-pub fn instant_from_epoch_ms(deadline_ms: u64, wall_now: SystemTime, now: Instant) -> Instant {
+pub(crate) fn instant_from_epoch_ms(
+    deadline_ms: u64,
+    wall_now: SystemTime,
+    now: Instant,
+) -> Instant {
     let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
     match deadline.duration_since(wall_now) {
         Ok(remaining) => now + remaining,

@@ -27,14 +27,14 @@ use crate::intake::telemetry::time::parse_rfc3339;
 
 /// A log record and the request id the line itself names, if any.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParsedLog {
-    pub record: LogRecord,
-    pub request_id: Option<String>,
+pub(crate) struct ParsedLog {
+    pub(crate) record: LogRecord,
+    pub(crate) request_id: Option<String>,
 }
 
 /// Build the log record of one line. `record_time` is the envelope's time (when Lambda
 /// captured the line): the observed time, and the time if the line carries none.
-pub fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
+pub(crate) fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
     match line {
         LogLine::Text(text) => match json_object(&text) {
             // A structured logger writing JSON lines under the Text log format: Lambda delivers
@@ -131,16 +131,16 @@ fn parse_json_record(mut map: Map<String, Value>, record_time: u64) -> ParsedLog
 
 /// The parts of a text line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TextParts<'a> {
-    pub timestamp: Option<u64>,
-    pub request_id: Option<&'a str>,
-    pub level: Option<&'a str>,
-    pub message: &'a str,
+pub(crate) struct TextParts<'a> {
+    pub(crate) timestamp: Option<u64>,
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) level: Option<&'a str>,
+    pub(crate) message: &'a str,
 }
 
 /// Split a text line written in one of the runtimes' formats. A line in no known format is all
 /// message.
-pub fn parse_text(line: &str) -> TextParts<'_> {
+pub(crate) fn parse_text(line: &str) -> TextParts<'_> {
     let plain = TextParts {
         timestamp: None,
         request_id: None,
@@ -259,7 +259,7 @@ fn is_uuid(s: &str) -> bool {
 }
 
 /// OpenTelemetry severity number of a level name as runtimes and logging libraries write it.
-pub fn severity_number(level: &str) -> Option<SeverityNumber> {
+pub(crate) fn severity_number(level: &str) -> Option<SeverityNumber> {
     let n = match level.len() {
         3..=11 => level,
         _ => return None,

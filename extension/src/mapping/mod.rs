@@ -32,17 +32,17 @@
 //! | `function` / `extension` | log records with the invocation's trace and span ids |
 //! | `platform.extension`, `telemetrySubscription`, `logsDropped`, unknown types | log records with `event.name` `aws.lambda.<type>` |
 
-pub mod config;
+pub(crate) mod config;
 mod invocation;
 mod log_context;
-pub mod logs;
+pub(crate) mod logs;
 mod metrics;
 mod otlp;
 mod phases;
 mod platform_logs;
-pub mod resource;
+pub(crate) mod resource;
 mod spans;
-pub mod xray;
+pub(crate) mod xray;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -53,9 +53,9 @@ use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
-pub use config::{MappingConfig, Temporality, XrayContext};
+pub use config::MappingConfig;
 pub use resource::lambda_resource;
-pub use xray::XrayHeader;
+pub(crate) use xray::XrayHeader;
 
 use crate::diag::Stats;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
@@ -69,8 +69,11 @@ use xray::IdGenerator;
 /// What the Extensions API `INVOKE` event says about an invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvokeInfo {
+    /// The request id, which the Telemetry API records of the invocation carry too.
     pub request_id: String,
+    /// Unix epoch milliseconds by which the invocation must end.
     pub deadline_ms: u64,
+    /// The ARN the function was invoked by (with a version or alias when given).
     pub invoked_function_arn: String,
     /// `tracing.value`: the X-Ray header.
     pub xray_header: Option<String>,
@@ -110,11 +113,11 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    pub fn new(config: MappingConfig, resource: Resource, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(config: MappingConfig, resource: Resource, stats: Arc<Stats>) -> Self {
         Self::with_ids(config, resource, stats, IdGenerator::from_entropy())
     }
 
-    /// As [`Mapper::new`], with ids drawn from a fixed seed (reproducible tests).
+    /// As `Mapper::new`, with ids drawn from a fixed seed (reproducible tests).
     pub fn with_seed(
         config: MappingConfig,
         resource: Resource,
@@ -157,13 +160,15 @@ impl Mapper {
         }
     }
 
+    #[cfg(test)]
     /// The resource all data is emitted with.
-    pub fn resource(&self) -> &Resource {
+    pub(crate) fn resource(&self) -> &Resource {
         &self.resource
     }
 
+    #[cfg(test)]
     /// Invocations still being assembled.
-    pub fn pending_invocations(&self) -> usize {
+    pub(crate) fn pending_invocations(&self) -> usize {
         self.pending.len()
     }
 
@@ -210,7 +215,7 @@ impl Mapper {
 
     /// Metric data for a flush: what accumulated since the last call (delta) or the totals
     /// (cumulative). Also releases log records held for a trace context that has not come.
-    pub fn collect_metrics(&mut self, now_unix_nano: u64, out: &mut Signals) {
+    pub(crate) fn collect_metrics(&mut self, now_unix_nano: u64, out: &mut Signals) {
         self.release_held();
         self.drain(out);
         let metrics = self.metrics.collect(now_unix_nano);
@@ -229,7 +234,7 @@ impl Mapper {
 
     /// At shutdown: emit every incomplete invocation and phase best-effort (status unset,
     /// `aws.lambda.incomplete=true`), every held log record, and the metrics.
-    pub fn finish(&mut self, now_unix_nano: u64, out: &mut Signals) {
+    pub(crate) fn finish(&mut self, now_unix_nano: u64, out: &mut Signals) {
         let end = now_unix_nano.max(self.last_ns);
         for kind in [PhaseKind::Init, PhaseKind::Restore] {
             self.emit_phase(kind, None, end);

@@ -8,9 +8,9 @@ use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use serde_json::Value;
 
 /// The instrumentation scope of everything Contrail derives from the Telemetry API.
-pub const SCOPE_NAME: &str = "contrail";
+pub(super) const SCOPE_NAME: &str = "contrail";
 
-pub fn scope() -> InstrumentationScope {
+pub(super) fn scope() -> InstrumentationScope {
     InstrumentationScope {
         name: SCOPE_NAME.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -18,11 +18,11 @@ pub fn scope() -> InstrumentationScope {
     }
 }
 
-pub fn any(value: AnyVal) -> Option<AnyValue> {
+pub(super) fn any(value: AnyVal) -> Option<AnyValue> {
     Some(AnyValue { value: Some(value) })
 }
 
-pub fn kv(key: impl Into<String>, value: AnyVal) -> KeyValue {
+pub(super) fn kv(key: impl Into<String>, value: AnyVal) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: any(value),
@@ -30,19 +30,19 @@ pub fn kv(key: impl Into<String>, value: AnyVal) -> KeyValue {
     }
 }
 
-pub fn kv_str(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
+pub(super) fn kv_str(key: impl Into<String>, value: impl Into<String>) -> KeyValue {
     kv(key, AnyVal::StringValue(value.into()))
 }
 
-pub fn kv_int(key: impl Into<String>, value: i64) -> KeyValue {
+pub(super) fn kv_int(key: impl Into<String>, value: i64) -> KeyValue {
     kv(key, AnyVal::IntValue(value))
 }
 
-pub fn kv_bool(key: impl Into<String>, value: bool) -> KeyValue {
+pub(super) fn kv_bool(key: impl Into<String>, value: bool) -> KeyValue {
     kv(key, AnyVal::BoolValue(value))
 }
 
-pub fn kv_str_array(key: impl Into<String>, values: &[String]) -> KeyValue {
+pub(super) fn kv_str_array(key: impl Into<String>, values: &[String]) -> KeyValue {
     kv(
         key,
         AnyVal::ArrayValue(ArrayValue {
@@ -58,7 +58,7 @@ pub fn kv_str_array(key: impl Into<String>, values: &[String]) -> KeyValue {
 
 /// A JSON value as a typed OTLP value: strings, booleans, integers (that fit `i64`), doubles,
 /// arrays and objects keep their types; `null` becomes an empty value.
-pub fn json_to_any(value: Value) -> AnyValue {
+pub(super) fn json_to_any(value: Value) -> AnyValue {
     AnyValue {
         value: match value {
             Value::Null => None,
@@ -87,7 +87,7 @@ pub fn json_to_any(value: Value) -> AnyValue {
 
 /// Push a JSON key as attributes: an object is flattened one level (`key.child`), anything else
 /// is one typed attribute.
-pub fn push_json_attribute(out: &mut Vec<KeyValue>, key: String, value: Value) {
+pub(super) fn push_json_attribute(out: &mut Vec<KeyValue>, key: String, value: Value) {
     match value {
         Value::Object(map) => {
             for (child, v) in map {
@@ -107,7 +107,7 @@ pub fn push_json_attribute(out: &mut Vec<KeyValue>, key: String, value: Value) {
 }
 
 /// Milliseconds (as Lambda reports them) to nanoseconds, saturating; negative or NaN → 0.
-pub fn ms_to_ns(ms: f64) -> u64 {
+pub(super) fn ms_to_ns(ms: f64) -> u64 {
     if ms.is_finite() && ms > 0.0 {
         let ns = ms * 1_000_000.0;
         if ns >= u64::MAX as f64 {
@@ -122,7 +122,7 @@ pub fn ms_to_ns(ms: f64) -> u64 {
 
 /// The severity text of a severity number: the level's name, as the OpenTelemetry log data
 /// model spells it (`INFO` for `INFO` to `INFO4`).
-pub fn severity_text(severity: SeverityNumber) -> &'static str {
+pub(super) fn severity_text(severity: SeverityNumber) -> &'static str {
     match severity as i32 {
         1..=4 => "TRACE",
         5..=8 => "DEBUG",
@@ -135,7 +135,7 @@ pub fn severity_text(severity: SeverityNumber) -> &'static str {
 }
 
 /// FNV-1a: a stable 64-bit hash of a few bytes (ids derived from names, never secrets).
-pub fn fnv1a<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
+pub(super) fn fnv1a<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

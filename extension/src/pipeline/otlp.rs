@@ -33,7 +33,7 @@ impl Signal {
     pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
 
     /// The signal's name in OTLP paths (`/v1/traces`) and in Contrail's messages.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Signal::Traces => "traces",
             Signal::Metrics => "metrics",
@@ -42,7 +42,7 @@ impl Signal {
     }
 
     /// A dense index, for per-signal arrays.
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Signal::Traces => 0,
             Signal::Metrics => 1,
@@ -64,7 +64,7 @@ pub enum OtlpPayload {
 
 impl OtlpPayload {
     /// Spans, log records or metric data points.
-    pub fn records(&self) -> u64 {
+    pub(crate) fn records(&self) -> u64 {
         match self {
             OtlpPayload::Traces(r) => r.resource_spans.iter().map(spans_in).sum(),
             OtlpPayload::Metrics(r) => r.resource_metrics.iter().map(data_points_in).sum(),
@@ -88,7 +88,7 @@ pub struct Signals {
 
 impl Signals {
     /// Whether there is nothing in it.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.spans.is_empty() && self.metrics.is_empty() && self.logs.is_empty()
     }
 
@@ -138,7 +138,7 @@ impl Item {
     }
 
     /// Bytes this item adds to an export request (the field's tag and length prefix included).
-    pub fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         let len = match self {
             Item::Spans(r) => r.encoded_len(),
             Item::Metrics(r) => r.encoded_len(),
@@ -149,14 +149,14 @@ impl Item {
 
     /// Encode as field 1 of the signal's `Export*ServiceRequest`; `wire_len` is
     /// [`Item::wire_len`].
-    pub fn encode_field(&self, wire_len: usize) -> Vec<u8> {
+    pub(crate) fn encode_field(&self, wire_len: usize) -> Vec<u8> {
         let mut buf = Vec::with_capacity(wire_len);
         self.encode_field_into(&mut buf);
         buf
     }
 
     /// Append this item as field 1 of the signal's `Export*ServiceRequest` to `buf`.
-    pub fn encode_field_into(&self, buf: &mut Vec<u8>) {
+    pub(crate) fn encode_field_into(&self, buf: &mut Vec<u8>) {
         match self {
             Item::Spans(r) => prost::encoding::message::encode(1, r, buf),
             Item::Metrics(r) => prost::encoding::message::encode(1, r, buf),
@@ -206,11 +206,11 @@ fn data_points(metric: &Metric) -> u64 {
 /// `google.rpc.Status`, the body of an OTLP/HTTP error response: what the local receiver
 /// answers when it refuses a request, and what a backend's refusal is read as.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct RpcStatus {
+pub(crate) struct RpcStatus {
     /// A `google.rpc.Code`.
     #[prost(int32, tag = "1")]
-    pub code: i32,
+    pub(crate) code: i32,
     /// The reason, for a person.
     #[prost(string, tag = "2")]
-    pub message: String,
+    pub(crate) message: String,
 }

@@ -14,7 +14,7 @@ use crate::pipeline::otlp::OtlpPayload;
 
 /// One unit of work for the processing task.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Intake {
+pub(crate) enum Intake {
     /// The decoded records of one Telemetry API POST, in delivery order.
     Telemetry(Vec<TelemetryRecord>),
     /// One request of the local OTLP receiver.
@@ -24,7 +24,7 @@ pub enum Intake {
 impl Intake {
     /// How many records this unit carries, for drop accounting: Telemetry API records, or
     /// the payload's spans, log records or metric data points.
-    pub fn record_count(&self) -> u64 {
+    pub(crate) fn record_count(&self) -> u64 {
         match self {
             Intake::Telemetry(records) => records.len() as u64,
             Intake::Otlp(payload) => payload.records(),
@@ -34,7 +34,7 @@ impl Intake {
 
 /// The producer side of the intake queue. Cheap to clone; never blocks.
 #[derive(Clone, Debug)]
-pub struct IntakeSender {
+pub(crate) struct IntakeSender {
     tx: mpsc::Sender<Intake>,
     stats: Arc<Stats>,
     /// Free slots this producer leaves to the others (see [`IntakeSender::leaving_free`]).
@@ -43,7 +43,7 @@ pub struct IntakeSender {
 
 /// Whether [`IntakeSender::offer`] queued the unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offered {
+pub(crate) enum Offered {
     Queued,
     /// The queue was full or closed; the records were counted as dropped.
     Dropped,
@@ -51,7 +51,7 @@ pub enum Offered {
 
 impl IntakeSender {
     /// Queue `intake` without waiting. A full or closed queue drops it and counts the loss.
-    pub fn offer(&self, intake: Intake) -> Offered {
+    pub(crate) fn offer(&self, intake: Intake) -> Offered {
         let records = intake.record_count();
         let room = self.tx.capacity() > self.reserve;
         match room.then(|| self.tx.try_send(intake)) {
@@ -67,20 +67,23 @@ impl IntakeSender {
     /// others. The local receiver uses it: a function's SDK sending a burst of small requests
     /// must not crowd out the Telemetry API batches that carry `platform.runtimeDone`, which the
     /// `end` flush mode waits for.
-    pub fn leaving_free(&self, reserve: usize) -> IntakeSender {
+    pub(crate) fn leaving_free(&self, reserve: usize) -> IntakeSender {
         IntakeSender {
             reserve,
             ..self.clone()
         }
     }
 
-    pub fn stats(&self) -> &Arc<Stats> {
+    pub(crate) fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
 }
 
 /// Create the intake queue holding at most `capacity` units.
-pub fn intake_queue(capacity: usize, stats: Arc<Stats>) -> (IntakeSender, mpsc::Receiver<Intake>) {
+pub(crate) fn intake_queue(
+    capacity: usize,
+    stats: Arc<Stats>,
+) -> (IntakeSender, mpsc::Receiver<Intake>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let sender = IntakeSender {
         tx,

@@ -24,7 +24,7 @@ use crate::pipeline::worker::Stages;
 use crate::pipeline::{OtlpPayload, Signals};
 
 /// The production stages: the mapper and delivery, owned by the worker.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     mapper: Mapper,
     delivery: Delivery,
     /// Merged into what the function's own SDK sends to the local receiver.
@@ -33,7 +33,11 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Build the stages. No I/O: the exporter connects (and sets up TLS) on its first flush.
-    pub fn new(settings: &Settings, registration: &Registration, stats: Arc<Stats>) -> Pipeline {
+    pub(crate) fn new(
+        settings: &Settings,
+        registration: &Registration,
+        stats: Arc<Stats>,
+    ) -> Pipeline {
         let mut resource = settings.resource.clone();
         if let Some(account) = &registration.account_id
             && resource_str(&resource, "cloud.account.id").is_none()

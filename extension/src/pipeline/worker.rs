@@ -37,7 +37,7 @@ const REPLY_GRACE: Duration = Duration::from_millis(20);
 const REMEMBERED: usize = 64;
 
 /// What the worker drives: the mapper and the delivery side.
-pub trait Stages {
+pub(crate) trait Stages {
     /// An INVOKE event: the X-Ray header and deadline of a request.
     fn invoke(&mut self, event: &InvokeEvent);
     /// The decoded records of one Telemetry API POST.
@@ -53,7 +53,7 @@ pub trait Stages {
 
 /// What the lifecycle tells the worker.
 #[derive(Debug)]
-pub enum Control {
+pub(crate) enum Control {
     /// An INVOKE event arrived.
     Invoke(InvokeEvent),
     /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
@@ -82,7 +82,7 @@ pub enum Control {
 /// The worker is gone: its control channel closed or it dropped a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the processing task has stopped")]
-pub struct WorkerGone;
+pub(crate) struct WorkerGone;
 
 /// The export buffer's fill as the worker last published it, and the wake-up when it is at or
 /// above the high-water mark. The one place buffer pressure lives.
@@ -110,14 +110,14 @@ impl BufferGauge {
 
 /// The lifecycle's handle on the worker.
 #[derive(Debug, Clone)]
-pub struct WorkerHandle {
+pub(crate) struct WorkerHandle {
     tx: mpsc::UnboundedSender<Control>,
     gauge: Arc<BufferGauge>,
 }
 
 /// The worker's end of [`channel`]: what [`run`] serves.
 #[derive(Debug)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     control: mpsc::UnboundedReceiver<Control>,
     gauge: Arc<BufferGauge>,
 }
@@ -128,7 +128,7 @@ pub struct Inbox {
 /// The queue is unbounded in type but not in practice: only the lifecycle (and the Managed
 /// Instances ticker) send, a few messages per invocation, and both wait for the worker's
 /// replies.
-pub fn channel(high_water: f64) -> (WorkerHandle, Inbox) {
+pub(crate) fn channel(high_water: f64) -> (WorkerHandle, Inbox) {
     let (tx, control) = mpsc::unbounded_channel();
     let gauge = Arc::new(BufferGauge {
         fill: AtomicU64::new(0f64.to_bits()),
@@ -150,12 +150,15 @@ impl WorkerHandle {
     }
 
     /// Tell the worker about an INVOKE event.
-    pub fn invoke(&self, event: InvokeEvent) -> Result<(), WorkerGone> {
+    pub(crate) fn invoke(&self, event: InvokeEvent) -> Result<(), WorkerGone> {
         self.send(Control::Invoke(event))
     }
 
     /// A receiver that completes when `request_id`'s `platform.runtimeDone` was processed.
-    pub fn runtime_done(&self, request_id: &str) -> Result<oneshot::Receiver<()>, WorkerGone> {
+    pub(crate) fn runtime_done(
+        &self,
+        request_id: &str,
+    ) -> Result<oneshot::Receiver<()>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Control::WaitRuntimeDone {
             request_id: request_id.to_owned(),
@@ -165,7 +168,7 @@ impl WorkerHandle {
     }
 
     /// A receiver that completes when `request_id`'s `platform.report` was processed.
-    pub fn report(&self, request_id: &str) -> Result<oneshot::Receiver<()>, WorkerGone> {
+    pub(crate) fn report(&self, request_id: &str) -> Result<oneshot::Receiver<()>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Control::WaitReport {
             request_id: request_id.to_owned(),
@@ -176,27 +179,33 @@ impl WorkerHandle {
 
     /// Flush by `deadline`. `Ok(None)` when the reply did not come in time (the flush goes on
     /// in the background; the loop must not wait longer).
-    pub async fn flush(&self, deadline: Instant) -> Result<Option<FlushOutcome>, WorkerGone> {
+    pub(crate) async fn flush(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<FlushOutcome>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Control::Flush { deadline, reply })?;
         Self::await_reply(rx, deadline).await
     }
 
     /// The final flush, by `deadline`.
-    pub async fn shutdown(&self, deadline: Instant) -> Result<Option<FlushOutcome>, WorkerGone> {
+    pub(crate) async fn shutdown(
+        &self,
+        deadline: Instant,
+    ) -> Result<Option<FlushOutcome>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Control::Shutdown { deadline, reply })?;
         Self::await_reply(rx, deadline).await
     }
 
     /// How full the export buffer is (held bytes ÷ bound), as of the last unit of work.
-    pub fn buffer_fill(&self) -> f64 {
+    pub(crate) fn buffer_fill(&self) -> f64 {
         self.gauge.fill()
     }
 
     /// Completes once intake has left the buffer at or above the high-water mark (at once if
     /// that happened since the last wake-up).
-    pub async fn pressure(&self) {
+    pub(crate) async fn pressure(&self) {
         self.gauge.pressure.notified().await;
     }
 
@@ -311,7 +320,7 @@ struct Worker<S> {
 /// Run the worker until every control handle is dropped. It keeps serving after a shutdown
 /// flush (the process exits right after it), so it never ends while the lifecycle runs: an end
 /// is always a failure to the supervisor.
-pub async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Receiver<Intake>) {
+pub(crate) async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Receiver<Intake>) {
     let Inbox { mut control, gauge } = inbox;
     let mut worker = Worker {
         stages,

@@ -5,14 +5,15 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use crate::config::env::{ConfigError, Env, non_empty};
 
 /// Where the receiver listens: `host:port` with an IP address or `localhost`, or `off`.
-pub const ENDPOINT_VAR: &str = "CONTRAIL_RECEIVER_ENDPOINT";
+pub(crate) const ENDPOINT_VAR: &str = "CONTRAIL_RECEIVER_ENDPOINT";
 /// The largest request body accepted, in bytes, before and after gzip decompression.
-pub const MAX_BODY_BYTES_VAR: &str = "CONTRAIL_RECEIVER_MAX_BODY_BYTES";
+pub(crate) const MAX_BODY_BYTES_VAR: &str = "CONTRAIL_RECEIVER_MAX_BODY_BYTES";
 
 /// The OpenTelemetry SDKs' default OTLP/HTTP endpoint, on loopback only.
-pub const DEFAULT_ENDPOINT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4318);
+pub(crate) const DEFAULT_ENDPOINT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4318);
 /// 4 MiB: a batch of 512 spans with many attributes is well under 1 MiB.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 const MIN_MAX_BODY_BYTES: usize = 1024;
 const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -20,11 +21,11 @@ const OFF_WORDS: [&str; 4] = ["off", "none", "false", "disabled"];
 
 /// How the local receiver runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReceiverConfig {
+pub(crate) struct ReceiverConfig {
     /// The address to listen on; `None` when the receiver is turned off.
-    pub endpoint: Option<SocketAddr>,
+    pub(crate) endpoint: Option<SocketAddr>,
     /// The largest body accepted, compressed or decompressed.
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
 }
 
 impl Default for ReceiverConfig {
@@ -38,7 +39,7 @@ impl Default for ReceiverConfig {
 
 impl ReceiverConfig {
     /// Read the configuration, reporting every variable that is set to an unusable value.
-    pub fn from_env(env: &dyn Env) -> Result<ReceiverConfig, Vec<ConfigError>> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<ReceiverConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mut config = ReceiverConfig::default();
 

@@ -34,13 +34,11 @@ use tokio::net::TcpListener;
 
 use crate::pipeline::IntakeSender;
 
-pub use config::{
-    DEFAULT_ENDPOINT, DEFAULT_MAX_BODY_BYTES, ENDPOINT_VAR, MAX_BODY_BYTES_VAR, ReceiverConfig,
-};
+pub(crate) use config::{ENDPOINT_VAR, ReceiverConfig};
 pub use resource::merge_resource;
 
 /// Serve OTLP/HTTP on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, intake: IntakeSender, config: ReceiverConfig) {
+pub(crate) async fn serve(listener: TcpListener, intake: IntakeSender, config: ReceiverConfig) {
     serve_with_shutdown(listener, intake, config, std::future::pending()).await;
 }
 
@@ -50,7 +48,7 @@ pub async fn serve(listener: TcpListener, intake: IntakeSender, config: Receiver
 /// request it is reading (so data already on the way is queued, not lost), closes idle
 /// keep-alive connections, and returns when all of them are done. Bound the wait with a deadline
 /// at the call site if the caller cannot wait for a client that stalls mid-request.
-pub async fn serve_with_shutdown<F>(
+pub(crate) async fn serve_with_shutdown<F>(
     listener: TcpListener,
     intake: IntakeSender,
     config: ReceiverConfig,

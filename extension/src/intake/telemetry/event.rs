@@ -14,13 +14,13 @@ use super::time::parse_rfc3339;
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetryRecord {
     /// The envelope's `time`.
-    pub time_unix_nano: u64,
-    pub event: Event,
+    pub(crate) time_unix_nano: u64,
+    pub(crate) event: Event,
 }
 
 /// Every record type of the Telemetry API (schema versions 2022-07-01 to 2025-01-29).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Event {
+pub(crate) enum Event {
     InitStart(InitStart),
     InitRuntimeDone(InitRuntimeDone),
     InitReport(InitReport),
@@ -46,8 +46,9 @@ pub enum Event {
 }
 
 impl Event {
+    #[cfg(test)]
     /// The envelope `type` this event came from.
-    pub fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         match self {
             Event::InitStart(_) => "platform.initStart",
             Event::InitRuntimeDone(_) => "platform.initRuntimeDone",
@@ -70,7 +71,7 @@ impl Event {
 
 /// A `function` or `extension` record: a text line, or an object in the JSON log format.
 #[derive(Debug, Clone, PartialEq)]
-pub enum LogLine {
+pub(crate) enum LogLine {
     Text(String),
     Json(Map<String, Value>),
 }
@@ -78,220 +79,220 @@ pub enum LogLine {
 /// `tracing` of platform records: the X-Ray header Lambda used for this phase.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TraceContext {
+pub(crate) struct TraceContext {
     /// A span id Lambda assigned to this phase (16 hex digits).
     #[serde(default)]
-    pub span_id: Option<String>,
+    pub(crate) span_id: Option<String>,
     /// `X-Amzn-Trace-Id`.
     #[serde(rename = "type", default)]
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
     /// `Root=1-…;Parent=…;Sampled=…`
     #[serde(default)]
-    pub value: Option<String>,
+    pub(crate) value: Option<String>,
 }
 
 /// An item of `spans[]`: a sub-phase Lambda measured.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PhaseSpan {
-    pub name: String,
+pub(crate) struct PhaseSpan {
+    pub(crate) name: String,
     #[serde(rename = "start", deserialize_with = "de_rfc3339")]
-    pub start_unix_nano: u64,
-    pub duration_ms: f64,
+    pub(crate) start_unix_nano: u64,
+    pub(crate) duration_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InitStart {
-    pub initialization_type: String,
-    pub phase: String,
+pub(crate) struct InitStart {
+    pub(crate) initialization_type: String,
+    pub(crate) phase: String,
     #[serde(default)]
-    pub runtime_version: Option<String>,
+    pub(crate) runtime_version: Option<String>,
     #[serde(default)]
-    pub runtime_version_arn: Option<String>,
+    pub(crate) runtime_version_arn: Option<String>,
     #[serde(default)]
-    pub function_name: Option<String>,
+    pub(crate) function_name: Option<String>,
     #[serde(default)]
-    pub function_arn: Option<String>,
+    pub(crate) function_arn: Option<String>,
     #[serde(default)]
-    pub function_version: Option<String>,
+    pub(crate) function_version: Option<String>,
     #[serde(default)]
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
     #[serde(default)]
-    pub instance_max_memory: Option<u64>,
+    pub(crate) instance_max_memory: Option<u64>,
     #[serde(default)]
-    pub tracing: Option<TraceContext>,
+    pub(crate) tracing: Option<TraceContext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InitRuntimeDone {
-    pub initialization_type: String,
+pub(crate) struct InitRuntimeDone {
+    pub(crate) initialization_type: String,
     #[serde(default)]
-    pub phase: Option<String>,
-    pub status: String,
+    pub(crate) phase: Option<String>,
+    pub(crate) status: String,
     #[serde(default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
     #[serde(default)]
-    pub spans: Vec<PhaseSpan>,
+    pub(crate) spans: Vec<PhaseSpan>,
     #[serde(default)]
-    pub tracing: Option<TraceContext>,
+    pub(crate) tracing: Option<TraceContext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InitReport {
-    pub initialization_type: String,
-    pub phase: String,
-    pub metrics: DurationMetrics,
+pub(crate) struct InitReport {
+    pub(crate) initialization_type: String,
+    pub(crate) phase: String,
+    pub(crate) metrics: DurationMetrics,
     #[serde(default)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     #[serde(default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
     #[serde(default)]
-    pub spans: Vec<PhaseSpan>,
+    pub(crate) spans: Vec<PhaseSpan>,
     #[serde(default)]
-    pub tracing: Option<TraceContext>,
+    pub(crate) tracing: Option<TraceContext>,
 }
 
 /// `metrics` of `platform.initReport` and `platform.restoreReport`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DurationMetrics {
-    pub duration_ms: f64,
+pub(crate) struct DurationMetrics {
+    pub(crate) duration_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Start {
-    pub request_id: String,
+pub(crate) struct Start {
+    pub(crate) request_id: String,
     #[serde(default)]
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     #[serde(default)]
-    pub tracing: Option<TraceContext>,
+    pub(crate) tracing: Option<TraceContext>,
     #[serde(default)]
-    pub tenant_id: Option<String>,
+    pub(crate) tenant_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RuntimeDone {
-    pub request_id: String,
-    pub status: String,
+pub(crate) struct RuntimeDone {
+    pub(crate) request_id: String,
+    pub(crate) status: String,
     #[serde(default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
     #[serde(default)]
-    pub metrics: Option<RuntimeDoneMetrics>,
+    pub(crate) metrics: Option<RuntimeDoneMetrics>,
     #[serde(default)]
-    pub spans: Vec<PhaseSpan>,
+    pub(crate) spans: Vec<PhaseSpan>,
     #[serde(default)]
-    pub tracing: Option<TraceContext>,
+    pub(crate) tracing: Option<TraceContext>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RuntimeDoneMetrics {
-    pub duration_ms: f64,
+pub(crate) struct RuntimeDoneMetrics {
+    pub(crate) duration_ms: f64,
     #[serde(default)]
-    pub produced_bytes: Option<u64>,
+    pub(crate) produced_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
-    pub request_id: String,
-    pub status: String,
+pub(crate) struct Report {
+    pub(crate) request_id: String,
+    pub(crate) status: String,
     #[serde(default)]
-    pub error_type: Option<String>,
-    pub metrics: ReportMetrics,
+    pub(crate) error_type: Option<String>,
+    pub(crate) metrics: ReportMetrics,
     #[serde(default)]
-    pub spans: Vec<PhaseSpan>,
+    pub(crate) spans: Vec<PhaseSpan>,
     #[serde(default)]
-    pub tracing: Option<TraceContext>,
+    pub(crate) tracing: Option<TraceContext>,
 }
 
 /// `platform.report` metrics. On Lambda Managed Instances only `durationMs` is present.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ReportMetrics {
-    pub duration_ms: f64,
+pub(crate) struct ReportMetrics {
+    pub(crate) duration_ms: f64,
     #[serde(default)]
-    pub billed_duration_ms: Option<f64>,
+    pub(crate) billed_duration_ms: Option<f64>,
     #[serde(default, rename = "memorySizeMB")]
-    pub memory_size_mb: Option<u64>,
+    pub(crate) memory_size_mb: Option<u64>,
     #[serde(default, rename = "maxMemoryUsedMB")]
-    pub max_memory_used_mb: Option<u64>,
+    pub(crate) max_memory_used_mb: Option<u64>,
     #[serde(default)]
-    pub init_duration_ms: Option<f64>,
+    pub(crate) init_duration_ms: Option<f64>,
     #[serde(default)]
-    pub restore_duration_ms: Option<f64>,
+    pub(crate) restore_duration_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct RestoreStart {
+pub(crate) struct RestoreStart {
     #[serde(default)]
-    pub runtime_version: Option<String>,
+    pub(crate) runtime_version: Option<String>,
     #[serde(default)]
-    pub runtime_version_arn: Option<String>,
+    pub(crate) runtime_version_arn: Option<String>,
     #[serde(default)]
-    pub function_name: Option<String>,
+    pub(crate) function_name: Option<String>,
     #[serde(default)]
-    pub function_version: Option<String>,
+    pub(crate) function_version: Option<String>,
     #[serde(default)]
-    pub instance_id: Option<String>,
+    pub(crate) instance_id: Option<String>,
     #[serde(default)]
-    pub instance_max_memory: Option<u64>,
+    pub(crate) instance_max_memory: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RestoreRuntimeDone {
-    pub status: String,
+pub(crate) struct RestoreRuntimeDone {
+    pub(crate) status: String,
     #[serde(default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
     #[serde(default)]
-    pub spans: Vec<PhaseSpan>,
+    pub(crate) spans: Vec<PhaseSpan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RestoreReport {
-    pub status: String,
+pub(crate) struct RestoreReport {
+    pub(crate) status: String,
     #[serde(default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
     #[serde(default)]
-    pub metrics: Option<DurationMetrics>,
+    pub(crate) metrics: Option<DurationMetrics>,
     #[serde(default)]
-    pub spans: Vec<PhaseSpan>,
+    pub(crate) spans: Vec<PhaseSpan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ExtensionState {
-    pub name: String,
-    pub state: String,
+pub(crate) struct ExtensionState {
+    pub(crate) name: String,
+    pub(crate) state: String,
     #[serde(default)]
-    pub events: Vec<String>,
+    pub(crate) events: Vec<String>,
     #[serde(default)]
-    pub error_type: Option<String>,
+    pub(crate) error_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TelemetrySubscription {
-    pub name: String,
-    pub state: String,
+pub(crate) struct TelemetrySubscription {
+    pub(crate) name: String,
+    pub(crate) state: String,
     #[serde(default)]
-    pub types: Vec<String>,
+    pub(crate) types: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LogsDropped {
-    pub reason: String,
-    pub dropped_records: u64,
-    pub dropped_bytes: u64,
+pub(crate) struct LogsDropped {
+    pub(crate) reason: String,
+    pub(crate) dropped_records: u64,
+    pub(crate) dropped_bytes: u64,
 }
 
 fn de_rfc3339<'de, D: de::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

@@ -27,17 +27,17 @@ use crate::pipeline::{Intake, IntakeSender};
 
 /// Lambda sends at most about twice the subscription's `buffering.maxBytes` (at most 1 MiB) in
 /// one POST; this leaves room above that.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Serve the Telemetry API destination on `listener` until the process ends.
-pub async fn serve(listener: TcpListener, intake: IntakeSender, max_body_bytes: usize) {
+pub(crate) async fn serve(listener: TcpListener, intake: IntakeSender, max_body_bytes: usize) {
     serve_with_shutdown(listener, intake, max_body_bytes, std::future::pending()).await;
 }
 
 /// Serve until `shutdown` completes; then stop accepting, let each open connection finish the
 /// request it is reading (so a batch already on the way is queued), close idle connections,
 /// and return when all are done. Bound the wait at the call site if needed.
-pub async fn serve_with_shutdown<F>(
+pub(crate) async fn serve_with_shutdown<F>(
     listener: TcpListener,
     intake: IntakeSender,
     max_body_bytes: usize,
@@ -86,7 +86,7 @@ impl Handler {
 }
 
 /// Decode one POST body, count it, and offer its records to the intake queue.
-pub fn accept_body(body: &[u8], intake: &IntakeSender) {
+pub(crate) fn accept_body(body: &[u8], intake: &IntakeSender) {
     let batch = decode_batch(body);
     let stats = intake.stats();
     Stats::add(

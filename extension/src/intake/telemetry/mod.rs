@@ -1,11 +1,14 @@
 //! The Telemetry API: the subscription, the HTTP listener that receives the records, their
 //! decoder, and the event model they are decoded into.
 
-pub mod decode;
-pub mod event;
-pub mod listener;
-pub mod subscription;
-pub mod time;
+pub(crate) mod decode;
+pub(crate) mod event;
+pub(crate) mod listener;
+pub(crate) mod subscription;
+pub(crate) mod time;
+
+pub use decode::{DecodedBatch, decode_batch};
+pub use event::TelemetryRecord;
 
 #[cfg(test)]
 mod tests;

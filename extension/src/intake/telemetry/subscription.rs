@@ -16,22 +16,22 @@ use serde::Serialize;
 use crate::config::env::{ConfigError, Env, non_empty, whole_number};
 
 /// Port the listener binds.
-pub const TELEMETRY_PORT_VAR: &str = "CONTRAIL_TELEMETRY_PORT";
+pub(crate) const TELEMETRY_PORT_VAR: &str = "CONTRAIL_TELEMETRY_PORT";
 /// Streams subscribed to.
-pub const TELEMETRY_TYPES_VAR: &str = "CONTRAIL_TELEMETRY_TYPES";
+pub(crate) const TELEMETRY_TYPES_VAR: &str = "CONTRAIL_TELEMETRY_TYPES";
 /// `buffering.maxItems`.
-pub const TELEMETRY_MAX_ITEMS_VAR: &str = "CONTRAIL_TELEMETRY_MAX_ITEMS";
+pub(crate) const TELEMETRY_MAX_ITEMS_VAR: &str = "CONTRAIL_TELEMETRY_MAX_ITEMS";
 /// `buffering.maxBytes`.
-pub const TELEMETRY_MAX_BYTES_VAR: &str = "CONTRAIL_TELEMETRY_MAX_BYTES";
+pub(crate) const TELEMETRY_MAX_BYTES_VAR: &str = "CONTRAIL_TELEMETRY_MAX_BYTES";
 /// `buffering.timeoutMs`.
-pub const TELEMETRY_TIMEOUT_MS_VAR: &str = "CONTRAIL_TELEMETRY_TIMEOUT_MS";
+pub(crate) const TELEMETRY_TIMEOUT_MS_VAR: &str = "CONTRAIL_TELEMETRY_TIMEOUT_MS";
 
 /// The port Lambda reserves; a telemetry listener must not use it.
-pub const RESERVED_PORT: u16 = 9001;
+pub(crate) const RESERVED_PORT: u16 = 9001;
 
 /// The buffering Contrail asks for unless told otherwise: a small timeout is what makes
 /// `platform.runtimeDone` arrive quickly.
-pub const DEFAULT_BUFFERING: Buffering = Buffering {
+pub(crate) const DEFAULT_BUFFERING: Buffering = Buffering {
     max_items: 1000,
     max_bytes: 262_144,
     timeout_ms: 25,
@@ -42,7 +42,7 @@ const TIMEOUT_MS_RANGE: (u64, u64) = (25, 30_000);
 
 /// Telemetry API schema versions Contrail can subscribe with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaVersion {
+pub(crate) enum SchemaVersion {
     /// The classic schema.
     V2022_12_13,
     /// Required on Lambda Managed Instances.
@@ -51,7 +51,7 @@ pub enum SchemaVersion {
 
 impl SchemaVersion {
     /// The `schemaVersion` value.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SchemaVersion::V2022_12_13 => "2022-12-13",
             SchemaVersion::V2025_01_29 => "2025-01-29",
@@ -62,7 +62,7 @@ impl SchemaVersion {
 /// Telemetry stream types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TelemetryType {
+pub(crate) enum TelemetryType {
     /// `platform.*` records: the lifecycle of the environment and each invocation.
     Platform,
     /// What the function writes.
@@ -73,14 +73,14 @@ pub enum TelemetryType {
 
 impl TelemetryType {
     /// Every stream, the default subscription.
-    pub const ALL: [TelemetryType; 3] = [
+    pub(crate) const ALL: [TelemetryType; 3] = [
         TelemetryType::Platform,
         TelemetryType::Function,
         TelemetryType::Extension,
     ];
 
     /// Parse a stream name, case-insensitively.
-    pub fn parse(s: &str) -> Option<TelemetryType> {
+    pub(crate) fn parse(s: &str) -> Option<TelemetryType> {
         match s.trim().to_ascii_lowercase().as_str() {
             "platform" => Some(TelemetryType::Platform),
             "function" => Some(TelemetryType::Function),
@@ -93,36 +93,36 @@ impl TelemetryType {
 /// Telemetry API buffering (limits checked by [`TelemetryConfig::from_env`], not here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Buffering {
+pub(crate) struct Buffering {
     /// Records Lambda batches at most.
-    pub max_items: u32,
+    pub(crate) max_items: u32,
     /// Bytes Lambda batches at most.
-    pub max_bytes: u32,
+    pub(crate) max_bytes: u32,
     /// How long Lambda batches at most.
-    pub timeout_ms: u32,
+    pub(crate) timeout_ms: u32,
 }
 
 /// What to subscribe to and where Lambda should send it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// The schema the records are written in.
-    pub schema: SchemaVersion,
+    pub(crate) schema: SchemaVersion,
     /// Port of the listener; the destination is `http://sandbox.localdomain:PORT/`.
-    pub port: u16,
+    pub(crate) port: u16,
     /// The streams.
-    pub types: Vec<TelemetryType>,
+    pub(crate) types: Vec<TelemetryType>,
     /// How Lambda batches the records.
-    pub buffering: Buffering,
+    pub(crate) buffering: Buffering,
 }
 
 impl Subscription {
     /// Where Lambda sends the records.
-    pub fn destination_uri(&self) -> String {
+    pub(crate) fn destination_uri(&self) -> String {
         format!("http://sandbox.localdomain:{}/", self.port)
     }
 
     /// The JSON body of the subscription request.
-    pub fn body(&self) -> serde_json::Value {
+    pub(crate) fn body(&self) -> serde_json::Value {
         serde_json::json!({
             "schemaVersion": self.schema.as_str(),
             "destination": {"protocol": "HTTP", "URI": self.destination_uri()},
@@ -134,7 +134,7 @@ impl Subscription {
 
 /// How the Telemetry API answered the subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subscribed {
+pub(crate) enum Subscribed {
     /// Records will come.
     Yes,
     /// 202 `Telemetry.NotSupported` (Runtime Interface Emulator, `sam local`): no telemetry.
@@ -143,13 +143,13 @@ pub enum Subscribed {
 
 /// The Telemetry API subscription, apart from the port actually bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TelemetryConfig {
+pub(crate) struct TelemetryConfig {
     /// Port to bind the listener on (0: ephemeral).
-    pub port: u16,
+    pub(crate) port: u16,
     /// The streams to subscribe to.
-    pub types: Vec<TelemetryType>,
+    pub(crate) types: Vec<TelemetryType>,
     /// How Lambda should batch the records.
-    pub buffering: Buffering,
+    pub(crate) buffering: Buffering,
 }
 
 impl Default for TelemetryConfig {
@@ -164,7 +164,7 @@ impl Default for TelemetryConfig {
 
 impl TelemetryConfig {
     /// Read every variable in the module table; report every bad one (all are fatal).
-    pub fn from_env(env: &dyn Env) -> Result<TelemetryConfig, Vec<ConfigError>> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<TelemetryConfig, Vec<ConfigError>> {
         let mut config = TelemetryConfig::default();
         let mut errors = Vec::new();
 

@@ -6,7 +6,8 @@ use super::{
     histogram, span, str_attr,
 };
 use crate::diag::DropReason;
-use crate::mapping::{InvokeInfo, MappingConfig, Temporality, XrayContext};
+use crate::mapping::config::{Temporality, XrayContext};
+use crate::mapping::{InvokeInfo, MappingConfig};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;

@@ -4,7 +4,8 @@
 
 use std::net::SocketAddr;
 
-use crate::intake::receiver::{DEFAULT_MAX_BODY_BYTES, ReceiverConfig};
+use crate::intake::receiver::ReceiverConfig;
+use crate::intake::receiver::config::DEFAULT_MAX_BODY_BYTES;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

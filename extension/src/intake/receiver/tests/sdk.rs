@@ -117,7 +117,7 @@ print(json.dumps({"plain": plain, "gzip": gzip, "encode": summarize(encode_times
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/install-test-deps.sh"]
 async fn the_python_sdk_exports_every_span_and_reports_what_an_export_costs() {
-    let mut receiver = start(64, crate::intake::receiver::DEFAULT_MAX_BODY_BYTES).await;
+    let mut receiver = start(64, crate::intake::receiver::config::DEFAULT_MAX_BODY_BYTES).await;
     // Drain like the processing task does, counting spans and metrics.
     let mut intake = receiver.take_intake();
     let drain = tokio::spawn(async move {
@@ -253,7 +253,7 @@ provider.forceFlush().then(() => {
 #[tokio::test]
 #[ignore = "needs scripts/install-test-deps.sh"]
 async fn the_node_sdks_otlp_json_is_decoded_field_for_field() {
-    let mut receiver = start(8, crate::intake::receiver::DEFAULT_MAX_BODY_BYTES).await;
+    let mut receiver = start(8, crate::intake::receiver::config::DEFAULT_MAX_BODY_BYTES).await;
     let node_dir = repo_root().join("sample-functions/node");
     assert!(
         node_dir
