@@ -323,3 +323,90 @@ fn error_message_names_each_variable() {
         "Contrail configuration is not valid (2 errors):\n- A=\"1\" is not valid: no\n- B=\"2\" is not valid: never"
     );
 }
+
+/// Every variable Contrail reads has a `*_VAR` constant in the module that owns it; each must
+/// be in `README.md`'s configuration tables. The sources are scanned for the constants, so a new one cannot be
+/// forgotten here, and the scan is checked against the constants themselves.
+#[test]
+fn every_variable_constant_is_documented_in_the_readme() {
+    use crate::diag::LOG_LEVEL_VAR;
+    use crate::export::config as export;
+    use crate::intake::receiver::config as receiver;
+    use crate::intake::telemetry::subscription as telemetry;
+    use crate::lifecycle::policy as flush;
+    use crate::mapping::{config as mapping, resource};
+
+    let known = [
+        RUNTIME_API_VAR,
+        INITIALIZATION_TYPE_VAR,
+        LOG_LEVEL_VAR,
+        telemetry::TELEMETRY_PORT_VAR,
+        telemetry::TELEMETRY_TYPES_VAR,
+        telemetry::TELEMETRY_MAX_ITEMS_VAR,
+        telemetry::TELEMETRY_MAX_BYTES_VAR,
+        telemetry::TELEMETRY_TIMEOUT_MS_VAR,
+        receiver::ENDPOINT_VAR,
+        receiver::MAX_BODY_BYTES_VAR,
+        mapping::XRAY_CONTEXT_VAR,
+        mapping::TEMPORALITY_VAR,
+        mapping::MAX_PENDING_VAR,
+        resource::RESOURCE_ATTRIBUTES_VAR,
+        resource::SERVICE_NAME_VAR,
+        export::ENDPOINT_VAR,
+        export::HEADERS_VAR,
+        export::TIMEOUT_VAR,
+        export::COMPRESSION_VAR,
+        export::CERTIFICATE_VAR,
+        export::PROTOCOL_VAR,
+        export::BUFFER_MAX_BYTES_VAR,
+        flush::FLUSH_VAR,
+        flush::FLUSH_INTERVAL_VAR,
+        flush::FLUSH_BUDGET_VAR,
+    ];
+
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut scanned = Vec::new();
+    let mut dirs = vec![src];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                for line in std::fs::read_to_string(&path).unwrap().lines() {
+                    let Some((name, rest)) = line.split_once(": &str = \"") else {
+                        continue;
+                    };
+                    if name.trim_end().ends_with("_VAR") && name.contains("const ") {
+                        let value = rest.split('"').next().unwrap();
+                        scanned.push(value.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let mut known_sorted: Vec<String> = known.iter().map(|v| (*v).to_owned()).collect();
+    known_sorted.sort();
+    scanned.sort();
+    assert_eq!(
+        scanned, known_sorted,
+        "a *_VAR constant was added or removed: add it to this list and to README.md"
+    );
+
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    // The exporter's variables are listed once for the general and the per-signal name:
+    // `OTEL_EXPORTER_OTLP_[{SIGNAL}_]HEADERS`.
+    let documented = |var: &str| {
+        readme.contains(&format!("`{var}`"))
+            || var
+                .strip_prefix("OTEL_EXPORTER_OTLP_")
+                .is_some_and(|suffix| {
+                    readme.contains(&format!("`OTEL_EXPORTER_OTLP_[{{SIGNAL}}_]{suffix}`"))
+                })
+    };
+    let missing: Vec<&str> = known.iter().copied().filter(|v| !documented(v)).collect();
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+}

@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
+use super::config::MAX_BODY_BYTES_VAR;
 use crate::diag;
 use crate::diag::Stats;
 use crate::pipeline::otlp::RpcStatus;
@@ -166,8 +167,7 @@ impl Handler {
         Refusal::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
-                "the body is larger than {} bytes (CONTRAIL_RECEIVER_MAX_BODY_BYTES); \
-                 export smaller batches",
+                "the body is larger than {} bytes ({MAX_BODY_BYTES_VAR}); export smaller batches",
                 self.max_body_bytes
             ),
         )

@@ -24,7 +24,7 @@
 //! to tell the sender that records were rejected without asking it to retry; the loss is counted
 //! in [`Stats`](crate::diag::Stats).
 
-mod config;
+pub(crate) mod config;
 mod handler;
 mod resource;
 
