@@ -15,7 +15,7 @@ use crate::intake::telemetry::subscription::{Buffering, TelemetryType};
 use crate::lambda_api::{EventType, ExtensionName};
 use crate::lifecycle::policy::FlushMode;
 use crate::mapping::MappingConfig;
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use crate::mapping::resource::resource_str;
 
 fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
     vars.iter()
@@ -33,21 +33,6 @@ fn lambda_env() -> Vec<(&'static str, &'static str)> {
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
         ("AWS_REGION", "eu-west-1"),
     ]
-}
-
-fn attribute(
-    resource: &opentelemetry_proto::tonic::resource::v1::Resource,
-    key: &str,
-) -> Option<String> {
-    resource
-        .attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref())
-        .and_then(|v| match &v.value {
-            Some(Value::StringValue(s)) => Some(s.clone()),
-            _ => None,
-        })
 }
 
 #[test]
@@ -77,18 +62,9 @@ fn a_lambda_environment_without_contrail_variables_uses_the_defaults() {
     assert_eq!(s.receiver.endpoint, Some("127.0.0.1:4318".parse().unwrap()));
     assert_eq!(s.flush.mode, FlushMode::Adaptive);
     assert!(!s.export.has_endpoint());
-    assert_eq!(
-        attribute(&s.resource, "faas.name").as_deref(),
-        Some("orders")
-    );
-    assert_eq!(
-        attribute(&s.resource, "service.name").as_deref(),
-        Some("orders")
-    );
-    assert_eq!(
-        attribute(&s.resource, "cloud.region").as_deref(),
-        Some("eu-west-1")
-    );
+    assert_eq!(resource_str(&s.resource, "faas.name"), Some("orders"));
+    assert_eq!(resource_str(&s.resource, "service.name"), Some("orders"));
+    assert_eq!(resource_str(&s.resource, "cloud.region"), Some("eu-west-1"));
 }
 
 #[test]
@@ -121,7 +97,7 @@ fn each_module_gets_its_own_variables() {
     assert_eq!(s.flush.budget, Duration::from_millis(150));
     assert!(s.export.has_endpoint());
     assert_eq!(
-        attribute(&s.resource, "service.name").as_deref(),
+        resource_str(&s.resource, "service.name"),
         Some("orders-api")
     );
 }

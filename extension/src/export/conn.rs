@@ -290,13 +290,14 @@ impl Pool {
     }
 
     async fn connect(&mut self, origin: &Origin) -> Result<usize, ConnError> {
+        let cannot_connect = |source| ConnError::Connect {
+            host: origin.host.clone(),
+            port: origin.port,
+            source,
+        };
         let tcp = TcpStream::connect((origin.host.as_str(), origin.port))
             .await
-            .map_err(|source| ConnError::Connect {
-                host: origin.host.clone(),
-                port: origin.port,
-                source,
-            })?;
+            .map_err(cannot_connect)?;
         let _ = tcp.set_nodelay(true);
         let stream = if origin.tls {
             let config = self.tls_config()?;
@@ -305,11 +306,7 @@ impl Pool {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|source| ConnError::Connect {
-                    host: origin.host.clone(),
-                    port: origin.port,
-                    source,
-                })?;
+                .map_err(cannot_connect)?;
             Stream::Tls(Box::new(tls))
         } else {
             Stream::Plain(tcp)

@@ -1,6 +1,10 @@
 //! The Telemetry API event model: one type per record type (schema versions 2022-07-01 to
 //! 2025-01-29), and [`Event::Unknown`] for any other. `super::decode` turns a POST body into
 //! these.
+//!
+//! The types follow AWS's telemetry schema reference field for field: a field that is not an
+//! `Option` or a `Vec` is required, and a record without it does not decode (it is counted as
+//! malformed). A missing `Option` field is `None`; a missing list is empty.
 
 use std::borrow::Cow;
 
@@ -81,13 +85,11 @@ pub(crate) enum LogLine {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct TraceContext {
     /// A span id Lambda assigned to this phase (16 hex digits).
-    #[serde(default)]
     pub(crate) span_id: Option<String>,
     /// `X-Amzn-Trace-Id`.
     #[serde(rename = "type", default)]
     pub(crate) kind: Option<String>,
     /// `Root=1-…;Parent=…;Sampled=…`
-    #[serde(default)]
     pub(crate) value: Option<String>,
 }
 
@@ -106,21 +108,13 @@ pub(crate) struct PhaseSpan {
 pub(crate) struct InitStart {
     pub(crate) initialization_type: String,
     pub(crate) phase: String,
-    #[serde(default)]
     pub(crate) runtime_version: Option<String>,
-    #[serde(default)]
     pub(crate) runtime_version_arn: Option<String>,
-    #[serde(default)]
     pub(crate) function_name: Option<String>,
-    #[serde(default)]
     pub(crate) function_arn: Option<String>,
-    #[serde(default)]
     pub(crate) function_version: Option<String>,
-    #[serde(default)]
     pub(crate) instance_id: Option<String>,
-    #[serde(default)]
     pub(crate) instance_max_memory: Option<u64>,
-    #[serde(default)]
     pub(crate) tracing: Option<TraceContext>,
 }
 
@@ -128,14 +122,11 @@ pub(crate) struct InitStart {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct InitRuntimeDone {
     pub(crate) initialization_type: String,
-    #[serde(default)]
     pub(crate) phase: Option<String>,
     pub(crate) status: String,
-    #[serde(default)]
     pub(crate) error_type: Option<String>,
     #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
-    #[serde(default)]
     pub(crate) tracing: Option<TraceContext>,
 }
 
@@ -145,13 +136,10 @@ pub(crate) struct InitReport {
     pub(crate) initialization_type: String,
     pub(crate) phase: String,
     pub(crate) metrics: DurationMetrics,
-    #[serde(default)]
     pub(crate) status: Option<String>,
-    #[serde(default)]
     pub(crate) error_type: Option<String>,
     #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
-    #[serde(default)]
     pub(crate) tracing: Option<TraceContext>,
 }
 
@@ -166,11 +154,8 @@ pub(crate) struct DurationMetrics {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Start {
     pub(crate) request_id: String,
-    #[serde(default)]
     pub(crate) version: Option<String>,
-    #[serde(default)]
     pub(crate) tracing: Option<TraceContext>,
-    #[serde(default)]
     pub(crate) tenant_id: Option<String>,
 }
 
@@ -179,13 +164,10 @@ pub(crate) struct Start {
 pub(crate) struct RuntimeDone {
     pub(crate) request_id: String,
     pub(crate) status: String,
-    #[serde(default)]
     pub(crate) error_type: Option<String>,
-    #[serde(default)]
     pub(crate) metrics: Option<RuntimeDoneMetrics>,
     #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
-    #[serde(default)]
     pub(crate) tracing: Option<TraceContext>,
 }
 
@@ -193,7 +175,6 @@ pub(crate) struct RuntimeDone {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RuntimeDoneMetrics {
     pub(crate) duration_ms: f64,
-    #[serde(default)]
     pub(crate) produced_bytes: Option<u64>,
 }
 
@@ -202,12 +183,10 @@ pub(crate) struct RuntimeDoneMetrics {
 pub(crate) struct Report {
     pub(crate) request_id: String,
     pub(crate) status: String,
-    #[serde(default)]
     pub(crate) error_type: Option<String>,
     pub(crate) metrics: ReportMetrics,
     #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
-    #[serde(default)]
     pub(crate) tracing: Option<TraceContext>,
 }
 
@@ -216,32 +195,23 @@ pub(crate) struct Report {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ReportMetrics {
     pub(crate) duration_ms: f64,
-    #[serde(default)]
     pub(crate) billed_duration_ms: Option<f64>,
-    #[serde(default, rename = "memorySizeMB")]
+    #[serde(rename = "memorySizeMB")]
     pub(crate) memory_size_mb: Option<u64>,
-    #[serde(default, rename = "maxMemoryUsedMB")]
+    #[serde(rename = "maxMemoryUsedMB")]
     pub(crate) max_memory_used_mb: Option<u64>,
-    #[serde(default)]
     pub(crate) init_duration_ms: Option<f64>,
-    #[serde(default)]
     pub(crate) restore_duration_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RestoreStart {
-    #[serde(default)]
     pub(crate) runtime_version: Option<String>,
-    #[serde(default)]
     pub(crate) runtime_version_arn: Option<String>,
-    #[serde(default)]
     pub(crate) function_name: Option<String>,
-    #[serde(default)]
     pub(crate) function_version: Option<String>,
-    #[serde(default)]
     pub(crate) instance_id: Option<String>,
-    #[serde(default)]
     pub(crate) instance_max_memory: Option<u64>,
 }
 
@@ -249,7 +219,6 @@ pub(crate) struct RestoreStart {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RestoreRuntimeDone {
     pub(crate) status: String,
-    #[serde(default)]
     pub(crate) error_type: Option<String>,
     #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
@@ -259,9 +228,7 @@ pub(crate) struct RestoreRuntimeDone {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RestoreReport {
     pub(crate) status: String,
-    #[serde(default)]
     pub(crate) error_type: Option<String>,
-    #[serde(default)]
     pub(crate) metrics: Option<DurationMetrics>,
     #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
@@ -274,7 +241,6 @@ pub(crate) struct ExtensionState {
     pub(crate) state: String,
     #[serde(default)]
     pub(crate) events: Vec<String>,
-    #[serde(default)]
     pub(crate) error_type: Option<String>,
 }
 

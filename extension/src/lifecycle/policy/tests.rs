@@ -49,6 +49,16 @@ fn policy(mode: FlushMode) -> FlushPolicy {
     })
 }
 
+/// The action "flush, returning by `deadline`".
+fn flush_by(deadline: Instant) -> Action {
+    Action::FlushNow { deadline }
+}
+
+/// The action "wait for runtimeDone until `until`".
+fn wait_until(until: Instant) -> Action {
+    Action::WaitForRuntimeDone { until }
+}
+
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -108,19 +118,9 @@ fn end_mode_waits_for_runtime_done_then_flushes_within_the_budget() {
     let mut p = policy(FlushMode::End);
     let start = clock.now();
     let a = p.on_invoke(start, start + secs(3), EMPTY);
-    assert_eq!(
-        a,
-        Action::WaitForRuntimeDone {
-            until: start + secs(3) - INVOKE_MARGIN
-        }
-    );
+    assert_eq!(a, wait_until(start + secs(3) - INVOKE_MARGIN));
     let done = clock.advance(ms(40));
-    assert_eq!(
-        p.on_runtime_done(done),
-        Action::FlushNow {
-            deadline: done + BUDGET
-        }
-    );
+    assert_eq!(p.on_runtime_done(done), flush_by(done + BUDGET));
     let after = clock.advance(ms(15));
     assert_eq!(p.on_flush_done(after, EMPTY), Action::CallNext);
 }
@@ -134,9 +134,7 @@ fn end_mode_flush_deadline_never_passes_the_invocation_deadline() {
     let done = clock.advance(ms(850));
     assert_eq!(
         p.on_runtime_done(done),
-        Action::FlushNow {
-            deadline: start + secs(1) - INVOKE_MARGIN
-        }
+        flush_by(start + secs(1) - INVOKE_MARGIN)
     );
 }
 
@@ -162,9 +160,7 @@ fn end_mode_without_runtime_done_flushes_at_invoke() {
     let start = clock.now();
     assert_eq!(
         p.on_invoke(start, start + secs(3), EMPTY),
-        Action::FlushNow {
-            deadline: start + BUDGET
-        }
+        flush_by(start + BUDGET)
     );
     assert_eq!(
         p.on_flush_done(clock.advance(ms(10)), EMPTY),
@@ -199,9 +195,7 @@ fn periodic_mode_flushes_at_invoke_when_the_interval_passed_and_never_waits() {
     let start = clock.now();
     assert_eq!(
         p.on_invoke(start, start + secs(3), EMPTY),
-        Action::FlushNow {
-            deadline: start + BUDGET
-        }
+        flush_by(start + BUDGET)
     );
     assert_eq!(
         p.on_flush_done(clock.advance(ms(30)), EMPTY),
@@ -232,9 +226,7 @@ fn periodic_flush_is_cut_to_the_invocation_deadline() {
     let start = clock.now();
     assert_eq!(
         p.on_invoke(start, clock.at(ms(150)), EMPTY),
-        Action::FlushNow {
-            deadline: start + ms(150) - INVOKE_MARGIN
-        }
+        flush_by(start + ms(150) - INVOKE_MARGIN)
     );
 }
 
@@ -273,12 +265,7 @@ fn adaptive_switches_sparse_to_frequent_to_sparse_with_hysteresis() {
     let start = clock.now();
     let first = p.on_invoke(start, start + secs(3), EMPTY);
     assert!(!p.is_frequent());
-    assert_eq!(
-        first,
-        Action::WaitForRuntimeDone {
-            until: start + secs(3) - INVOKE_MARGIN
-        }
-    );
+    assert_eq!(first, wait_until(start + secs(3) - INVOKE_MARGIN));
 }
 
 #[test]
@@ -304,9 +291,7 @@ fn shutdown_flush_uses_the_event_deadline_minus_the_margin_in_every_mode() {
         let now = clock.advance(secs(5));
         assert_eq!(
             p.on_shutdown(now, now + ms(1_700)),
-            Action::FlushNow {
-                deadline: now + ms(1_700) - SHUTDOWN_MARGIN
-            },
+            flush_by(now + ms(1_700) - SHUTDOWN_MARGIN),
             "{mode:?}"
         );
     }
@@ -345,9 +330,7 @@ fn pressure_flushes_a_periodic_invocation_at_its_start_before_the_interval() {
     let start = clock.advance(ms(500));
     assert_eq!(
         p.on_invoke(start, start + secs(3), fill),
-        Action::FlushNow {
-            deadline: start + BUDGET
-        }
+        flush_by(start + BUDGET)
     );
     // The flush emptied the buffer: call next, never wait for the runtime.
     let fill = EMPTY;
@@ -366,9 +349,7 @@ fn pressure_flushes_at_the_start_of_an_end_invocation_and_still_flushes_at_its_e
     let start = clock.now();
     assert_eq!(
         p.on_invoke(start, start + secs(3), fill),
-        Action::FlushNow {
-            deadline: start + BUDGET
-        }
+        flush_by(start + BUDGET)
     );
     let fill = EMPTY;
     let now = clock.advance(ms(10));
@@ -376,12 +357,7 @@ fn pressure_flushes_at_the_start_of_an_end_invocation_and_still_flushes_at_its_e
         panic!("end mode must still wait for runtimeDone");
     };
     let now = clock.advance(ms(50));
-    assert_eq!(
-        p.on_runtime_done(now),
-        Action::FlushNow {
-            deadline: now + BUDGET
-        }
-    );
+    assert_eq!(p.on_runtime_done(now), flush_by(now + BUDGET));
     let now = clock.advance(ms(10));
     assert_eq!(p.on_flush_done(now, fill), Action::CallNext);
 }
@@ -405,12 +381,7 @@ fn pressure_during_a_long_invocation_flushes_while_it_runs() {
     // At the mark: flush now, long before the safety interval.
     let fill = HIGH_WATER;
     let now = clock.advance(secs(1));
-    assert_eq!(
-        p.on_pressure(now, fill),
-        Action::FlushNow {
-            deadline: now + BUDGET
-        }
-    );
+    assert_eq!(p.on_pressure(now, fill), flush_by(now + BUDGET));
     let fill = EMPTY;
     let now = clock.advance(ms(10));
     let Action::WaitForRuntimeDone { until } = p.on_flush_done(now, fill) else {
@@ -419,12 +390,7 @@ fn pressure_during_a_long_invocation_flushes_while_it_runs() {
     // The safety interval restarts from the pressure flush.
     assert_eq!(until, now - ms(10) + INTERVAL);
     let now = clock.advance(secs(5));
-    assert_eq!(
-        p.on_runtime_done(now),
-        Action::FlushNow {
-            deadline: now + BUDGET
-        }
-    );
+    assert_eq!(p.on_runtime_done(now), flush_by(now + BUDGET));
 }
 
 #[test]
@@ -478,14 +444,9 @@ fn shutdown_keeps_the_margin_and_never_goes_backwards() {
     let mut p = FlushPolicy::new(FlushSettings::default());
     assert_eq!(
         p.on_shutdown(now, now + ms(1_700)),
-        Action::FlushNow {
-            deadline: now + ms(1_500)
-        }
+        flush_by(now + ms(1_500))
     );
-    assert_eq!(
-        p.on_shutdown(now, now + ms(50)),
-        Action::FlushNow { deadline: now }
-    );
+    assert_eq!(p.on_shutdown(now, now + ms(50)), flush_by(now));
 }
 
 #[test]
