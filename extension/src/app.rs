@@ -2,11 +2,11 @@
 //!
 //! Start-up order is chosen for the INIT time users pay for: only what the register call needs
 //! comes before it; everything else (configuration, sockets, the subscription) comes after, and
-//! the exporter's TLS set-up happens in the processing task, off the path to the first `next`.
+//! the exporter's TLS set-up happens in the worker, off the path to the first `next`.
 //!
 //! Tasks (one current-thread runtime, see `docs/adr/0005-process-model.md`):
 //! - the lifecycle loop (`next`, flush decisions, shutdown);
-//! - the processing task, sole owner of mapping and delivery;
+//! - the worker (the task named `processing` in messages), sole owner of mapping and delivery;
 //! - the Telemetry API listener and the local OTLP receiver, which only decode and queue.
 //!
 //! A task that ends or panics reports on the `fatal` channel; the lifecycle then degrades to the
@@ -34,7 +34,7 @@ use crate::pipeline::stages::Pipeline;
 use crate::pipeline::worker::{self, WorkerHandle};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
-/// processing task keeps up except while it flushes (bounded by the flush budget), when a few
+/// worker keeps up except while it flushes (bounded by the flush budget), when a few
 /// POSTs of the 25 ms buffering window pile up. The local receiver may fill only half of it:
 /// the other half stays free for the Telemetry API.
 pub(crate) const INTAKE_CAPACITY: usize = 64;

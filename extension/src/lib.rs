@@ -3,27 +3,27 @@
 //!
 //! # The data flow
 //!
+//! One folder per stage, declared below in this order (`docs/adr/0008-source-layout.md`):
+//!
 //! ```text
-//! Telemetry API ──POST JSON batch──▶ listener ──(decode each record alone, answer 200 at once)──┐
-//!                                                                                              ▼
-//! function SDK ──OTLP/HTTP──▶ local receiver (127.0.0.1:4318) ───────────────────────▶ intake queue
-//!                                                                                              │
-//!                                 processing task: mapper (pure: records → OTLP, per request id)
-//!                                                                                              ▼
-//!                                buffer (bounded in bytes, encoded, drop oldest, drop counters)
-//!                                                                                              ▼
-//!                      exporter (OTLP/HTTP protobuf or JSON, gzip, keep-alive, deadline-bounded)
-//!                                                                                              ▲
-//! lifecycle loop ── register, subscribe, GET next ── flush policy decides when ─── Control ─────┘
+//!   intake                                  pipeline               mapping     export
+//! Telemetry API ─POST─▶ listener ──────┐
+//!   (each record alone; 200 at once)   ├──▶ queue ───▶ worker ───▶ Mapper ───▶ Delivery ───▶ backend
+//! function SDK ─OTLP/HTTP─▶ receiver ──┘   (bounded,    (owns       (records    (buffer, exporter,
+//!                                          try_send)    mapping     → OTLP,     retry, request,
+//!                                                       and         no I/O)     self-telemetry)
+//!                                                       delivery)
+//!                                                      ▲
+//! lifecycle (next loop, flush policy) ── Control ──────┘
 //! ```
 //!
 //! The tasks and channels (`docs/adr/0005-process-model.md`):
 //!
 //! ```text
 //! listener ──┐  Intake (bounded mpsc, 64 units; try_send, drop + count when full)
-//! receiver ──┴──────────────────────────────▶ processing task ── owns Mapper + Delivery
+//! receiver ──┴──────────────────────────────▶ worker ── owns Mapper + Delivery
 //! lifecycle ── Control (unbounded mpsc) ────▶   (biased select: control first)
-//!           ◀─ oneshot replies ──────────────
+//!           ◀─ oneshot replies, buffer gauge ─
 //! every task ── "ended/panicked" ─▶ fatal channel ─▶ lifecycle (checked before each next)
 //! ```
 //!
@@ -31,17 +31,25 @@
 //!
 //! | to change | edit |
 //! |---|---|
-//! | a configuration variable | the owning module's `from_env` (`config`, `receiver::config`, `mapping::config`, `export::config`), and `README.md` |
-//! | a new Telemetry API event type | `telemetry::event` (the model and the decoder), then `mapping` |
-//! | how a record becomes a span, a metric or a log | `mapping` (`mapping::logs` for log lines, `mapping::metrics` for instruments) |
-//! | what the local OTLP receiver accepts or answers | `receiver` |
-//! | the intake queue and what a full queue does | `pipeline` |
-//! | the order of work in the processing task | `processing` |
-//! | the export buffer's bound or drop policy | `buffer` |
-//! | retries, timeouts, the HTTP client | `export` (`export::conn` for connections) |
-//! | when to flush | `flush` (the policy), `lifecycle` (driving it) |
-//! | a drop reason or a self-telemetry metric | `stats`, `selftel` |
-//! | start-up order, tasks, degrading | `app`, `lifecycle` |
+//! | a configuration variable | the owning component's `from_env` (listed in `config/mod.rs`), and `README.md` (a test checks) |
+//! | what is subscribed to | `intake/telemetry/subscription.rs` |
+//! | a new Telemetry API event type | `intake/telemetry/event.rs` (the model), then one file in `mapping/` |
+//! | how a record becomes a span, a metric or a log | `mapping/` (`invocation.rs`, `spans.rs`, `phases.rs`, `log_context.rs`, `platform_logs.rs`, `logs.rs`, `metrics.rs`) |
+//! | what the local OTLP receiver accepts or answers | `intake/receiver/handler.rs` |
+//! | the intake queue and what a full queue does | `pipeline/queue.rs` |
+//! | the order of work between intake, mapping and export | `pipeline/worker.rs` |
+//! | the export buffer's bound or drop policy | `export/buffer.rs` |
+//! | which answers are retried, and how long to wait | `export/retry.rs` |
+//! | the request line, `Host` and headers of an export | `export/request.rs` |
+//! | connections and TLS | `export/conn.rs` |
+//! | when to flush | `lifecycle/policy.rs` (pure; its variables too) |
+//! | what happens after an internal failure | `lifecycle/degrade.rs` |
+//! | a drop reason or a self-telemetry metric | `diag/stats.rs`, `export/self_telemetry.rs` |
+//! | start-up order, the tasks | `app.rs` |
+//!
+//! Tests of private code sit beside it inside `src` (`…/tests.rs`, `…/tests/`); `tests/it` runs
+//! the real binary; tests that need tools from `scripts/install-test-deps.sh` are `#[ignore]`d
+//! and run with `--include-ignored`.
 
 // Lints for this crate beyond the workspace's: every public item is documented, and `pub`
 // means reachable from outside (see the public surface below).

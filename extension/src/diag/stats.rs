@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Why records were dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum DropReason {
-    /// The intake queue between the listeners and the processing task was full.
+    /// The intake queue between the listeners and the worker was full.
     IntakeFull,
     /// A Telemetry API record that did not decode.
     Malformed,

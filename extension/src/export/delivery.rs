@@ -1,14 +1,14 @@
 //! Delivery: the export buffer, the exporter and self-telemetry behind one small API.
 //!
 //! ```text
-//! let config = ExportConfig::from_env(&ProcessEnv)?;       // every bad variable reported
+//! let config = ExportConfig::from_env(&ProcessEnv)?;         // every bad variable reported
 //! let mut delivery = Delivery::new(config, interval, stats); // no I/O, no TLS set-up
-//! delivery.set_resource(resource);                         // resource of self-telemetry
-//! delivery.push(signals);                                  // never blocks; drops are counted
-//! let outcome = delivery.flush(deadline).await;            // returns by `deadline`
+//! delivery.set_resource(resource);                           // resource of self-telemetry
+//! delivery.push(signals);                                    // never blocks; drops are counted
+//! let outcome = delivery.flush(deadline).await;              // returns by `deadline`
 //! ```
 //!
-//! The processing task (`crate::pipeline::worker`) owns the `Delivery` next to the mapper: it pushes
+//! The worker (`crate::pipeline::worker`) owns the `Delivery` next to the mapper: it pushes
 //! what the mapper produces and calls `flush` for the lifecycle's flush and shutdown messages,
 //! after mapping what was already queued, so a flush that follows `platform.runtimeDone`
 //! includes what arrived with it. When to flush is `crate::lifecycle::policy`'s decision.

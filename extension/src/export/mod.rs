@@ -1,4 +1,17 @@
-//! Export: the buffer, delivery, the exporter and Contrail's own telemetry.
+//! Export: from the buffered OTLP data to the backend, one file per role, in the order a flush
+//! goes through them.
+//!
+//! | file | role |
+//! |---|---|
+//! | `delivery.rs` | [`delivery::Delivery`]: push (never blocks), flush by a deadline, the last flush |
+//! | `buffer.rs` | the bounded, encoded export buffer: drop policy, batches, accounting |
+//! | `body.rs` | request bodies from buffered entries (protobuf, gzip, JSON); response bodies |
+//! | `exporter.rs` | one request, retried while the deadline allows |
+//! | `retry.rs` | what an answer means (pure classification), `Retry-After`, backoff |
+//! | `request.rs` | the request of an attempt: origin-form target, `Host`, headers |
+//! | `conn.rs` | kept-alive HTTP/1.1 connections, TLS, closed at once when abandoned |
+//! | `self_telemetry.rs` | Contrail's own `contrail.*` metrics and the drop warning |
+//! | `config.rs` | `OTEL_EXPORTER_OTLP_*` and `CONTRAIL_BUFFER_MAX_BYTES` |
 
 pub(crate) mod body;
 pub(crate) mod buffer;

@@ -1,5 +1,5 @@
 //! The pipeline's common currency: what the listener and the local receiver hand to the
-//! processing task, and the bounded queue between them.
+//! worker, and the bounded queue between them.
 //!
 //! Producers (the Telemetry API listener, the local OTLP receiver) never wait: they
 //! `try_send` and, when the queue is full, count the loss in [`Stats`] and move on.
@@ -12,7 +12,7 @@ use crate::diag::{DropReason, Stats};
 use crate::intake::telemetry::event::TelemetryRecord;
 use crate::pipeline::otlp::OtlpPayload;
 
-/// One unit of work for the processing task.
+/// One unit of work for the worker.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Intake {
     /// The decoded records of one Telemetry API POST, in delivery order.

@@ -3,7 +3,7 @@
 //! Lambda POSTs a JSON array of records; a 4xx or 5xx makes it send the same batch again, so
 //! every POST is answered `200` as soon as its body is decoded, whatever it held: malformed
 //! records, a body over the cap, or an intake queue that is full are counted in [`Stats`] and
-//! the batch is acknowledged. The listener never exports, never waits on the processing task,
+//! the batch is acknowledged. The listener never exports, never waits on the worker,
 //! and never logs per record (Contrail's own output comes back to it as `extension` records).
 //!
 //! | case | status | counted as |

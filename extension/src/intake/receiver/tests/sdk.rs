@@ -118,7 +118,7 @@ print(json.dumps({"plain": plain, "gzip": gzip, "encode": summarize(encode_times
 #[ignore = "needs scripts/install-test-deps.sh"]
 async fn the_python_sdk_exports_every_span_and_reports_what_an_export_costs() {
     let mut receiver = start(64, crate::intake::receiver::config::DEFAULT_MAX_BODY_BYTES).await;
-    // Drain like the processing task does, counting spans and metrics.
+    // Drain like the worker does, counting spans and metrics.
     let mut intake = receiver.take_intake();
     let drain = tokio::spawn(async move {
         let (mut spans, mut metrics, mut trace_ids) =
