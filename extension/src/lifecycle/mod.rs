@@ -61,7 +61,7 @@ pub(crate) struct Lifecycle {
     id: ExtensionId,
     worker: WorkerHandle,
     policy: FlushPolicy,
-    /// Failures reported by the other tasks (listener, receiver, processing).
+    /// Failures reported by the other tasks (listener, receiver, worker).
     fatal: FatalReceiver,
     /// Whether `platform.runtimeDone` and `platform.report` are expected at all (false when the
     /// subscription was refused or `platform` is not among the subscribed types).
