@@ -2,11 +2,11 @@
 //!
 //! Start-up order is chosen for the INIT time users pay for: only what the register call needs
 //! comes before it; everything else (configuration, sockets, the subscription) comes after, and
-//! the exporter's TLS set-up happens in the processing task, off the path to the first `next`.
+//! the exporter's TLS set-up happens in the worker, off the path to the first `next`.
 //!
 //! Tasks (one current-thread runtime, see `docs/adr/0005-process-model.md`):
 //! - the lifecycle loop (`next`, flush decisions, shutdown);
-//! - the processing task, sole owner of mapping and delivery;
+//! - the worker (the task named `processing` in messages), sole owner of mapping and delivery;
 //! - the Telemetry API listener and the local OTLP receiver, which only decode and queue.
 //!
 //! A task that ends or panics reports on the `fatal` channel; the lifecycle then degrades to the
@@ -14,41 +14,33 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
-use crate::delivery::Delivery;
-use crate::env::{Env, ProcessEnv};
-use crate::flush::{FlushPolicy, FlushSettings};
-use crate::lambda_api::{
-    Client, ErrorPhase, ExtensionId, ExtensionName, InvokeEvent, Registration, Subscribed,
-    Subscription, TelemetryType,
-};
-use crate::lifecycle::{self, Degraded, Ended, FlushOutcome, Lifecycle, Processing};
-use crate::log;
-use crate::mapping::resource::{resource_str, set_resource_attribute};
-use crate::mapping::{InvokeInfo, Mapper};
-use crate::pipeline::{OtlpPayload, Signals, intake_queue};
-use crate::processing::{self, Stages};
-use crate::stats::Stats;
-use crate::telemetry::event::TelemetryRecord;
-use crate::{receiver, telemetry};
+use crate::diag;
+use crate::diag::Stats;
+use crate::intake::telemetry::subscription::{Subscribed, Subscription, TelemetryType};
+use crate::intake::{receiver, telemetry};
+use crate::lambda_api::{Client, ErrorPhase, ExtensionId, ExtensionName, Registration};
+use crate::lifecycle::policy::{FlushPolicy, FlushSettings, HIGH_WATER};
+use crate::lifecycle::{self, Degraded, Ended, Lifecycle};
+use crate::pipeline::intake_queue;
+use crate::pipeline::stages::Pipeline;
+use crate::pipeline::worker::{self, WorkerHandle};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
-/// processing task keeps up except while it flushes (bounded by the flush budget), when a few
+/// worker keeps up except while it flushes (bounded by the flush budget), when a few
 /// POSTs of the 25 ms buffering window pile up. The local receiver may fill only half of it:
 /// the other half stays free for the Telemetry API.
-pub const INTAKE_CAPACITY: usize = 64;
+pub(crate) const INTAKE_CAPACITY: usize = 64;
 
 /// The error type reported through `init/error` for bad configuration.
-pub const CONFIG_INVALID: &str = "Extension.ConfigInvalid";
+pub(crate) const CONFIG_INVALID: &str = "Extension.ConfigInvalid";
 
 /// Run the extension in this process; the binary's whole `main`.
 pub fn main() -> ExitCode {
@@ -59,7 +51,7 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(err) => {
-            log::error!("cannot start the async runtime: {err}");
+            diag::error!("cannot start the async runtime: {err}");
             return ExitCode::FAILURE;
         }
     };
@@ -72,11 +64,11 @@ pub fn main() -> ExitCode {
 }
 
 /// The whole life of the extension. Must run inside a [`tokio::task::LocalSet`].
-pub async fn run(env: &dyn Env) -> ExitCode {
+pub(crate) async fn run(env: &dyn Env) -> ExitCode {
     let boot = match Bootstrap::from_env(env, ExtensionName::of_current_exe()) {
         Ok(boot) => boot,
         Err(err) => {
-            log::error!("{err}");
+            diag::error!("{err}");
             return ExitCode::FAILURE;
         }
     };
@@ -84,7 +76,7 @@ pub async fn run(env: &dyn Env) -> ExitCode {
     let registration = match client.register(&boot.name, boot.platform.events()).await {
         Ok(r) => r,
         Err(err) => {
-            log::error!("registering as {:?} failed: {err}", boot.name.as_str());
+            diag::error!("registering as {:?} failed: {err}", boot.name.as_str());
             return ExitCode::FAILURE;
         }
     };
@@ -92,38 +84,34 @@ pub async fn run(env: &dyn Env) -> ExitCode {
 
     let settings = match Settings::from_env(env) {
         Ok(parsed) => {
-            log::set_level(parsed.value.lifecycle.log_level);
+            diag::set_level(parsed.value.log_level);
             for warning in &parsed.warnings {
-                log::warn!("{warning}");
+                diag::warn!("{warning}");
             }
             parsed.value
         }
         Err(errors) => {
             let message = config::error_message(&errors);
-            log::error!("{message}");
+            diag::error!("{message}");
             lifecycle::report_error(&mut client, &id, ErrorPhase::Init, CONFIG_INVALID, &message)
                 .await;
             return ExitCode::FAILURE;
         }
     };
 
-    let flush = settings.export.flush;
+    let flush = settings.flush;
     let (tasks, lifecycle) =
         match start(&settings, &registration, boot.platform, flush, &mut client).await {
             Ok(started) => {
                 // runtimeDone and report come only with the `platform` stream.
                 let platform = started.subscribed
-                    && settings
-                        .lifecycle
-                        .telemetry
-                        .types
-                        .contains(&TelemetryType::Platform);
+                    && settings.telemetry.types.contains(&TelemetryType::Platform);
                 (
                     started.tasks,
                     Lifecycle::new(
                         client,
                         id,
-                        started.processing,
+                        started.worker,
                         FlushPolicy::new(flush),
                         started.fatal,
                         platform,
@@ -140,7 +128,7 @@ pub async fn run(env: &dyn Env) -> ExitCode {
     match outcome {
         Ok((Ended::Shutdown, _, _)) => ExitCode::SUCCESS,
         Ok((Ended::ApiGone(err), _, _)) => {
-            log::error!("the Extensions API is unusable: {err}");
+            diag::error!("the Extensions API is unusable: {err}");
             ExitCode::FAILURE
         }
         Ok((Ended::Degraded(reason), mut client, id)) => {
@@ -159,14 +147,14 @@ async fn idle(client: &mut Client, id: &ExtensionId, reason: &Degraded) -> ExitC
     match lifecycle::idle_loop(client, id, reason).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            log::error!("the Extensions API is unusable: {err}");
+            diag::error!("the Extensions API is unusable: {err}");
             ExitCode::FAILURE
         }
     }
 }
 
 /// The tasks beside the lifecycle; dropping this stops them.
-pub struct Tasks(Vec<AbortHandle>);
+pub(crate) struct Tasks(Vec<AbortHandle>);
 
 impl Drop for Tasks {
     fn drop(&mut self) {
@@ -203,7 +191,7 @@ impl Tasks {
 /// What [`start`] sets up.
 struct Started {
     tasks: Tasks,
-    processing: Processing,
+    worker: WorkerHandle,
     fatal: lifecycle::FatalReceiver,
     /// Whether the Telemetry API accepted the subscription.
     subscribed: bool,
@@ -218,7 +206,7 @@ async fn start(
     flush: FlushSettings,
     client: &mut Client,
 ) -> Result<Started, Degraded> {
-    let telemetry_config = &settings.lifecycle.telemetry;
+    let telemetry_config = &settings.telemetry;
     let bind_addr = format!("0.0.0.0:{}", telemetry_config.port);
     let listener =
         TcpListener::bind(&bind_addr)
@@ -238,14 +226,14 @@ async fn start(
     let stats = Arc::new(Stats::default());
     let (intake, intake_rx) = intake_queue(INTAKE_CAPACITY, stats.clone());
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
-    let (processing, control_rx) = lifecycle::control_channel();
+    let (worker_handle, inbox) = worker::channel(HIGH_WATER);
     let mut tasks = Tasks(Vec::new());
 
     let stages = Pipeline::new(settings, registration, stats.clone());
     tasks.spawn(
         "processing",
         &fatal_tx,
-        processing::run(stages, control_rx, intake_rx),
+        worker::run(stages, inbox, intake_rx),
     );
     tasks.spawn(
         "Telemetry API listener",
@@ -269,7 +257,7 @@ async fn start(
             ),
             // The telemetry pipeline works without it; the function's SDK gets connection
             // refused, which SDKs handle.
-            Err(err) => log::warn!(
+            Err(err) => diag::warn!(
                 "the local OTLP receiver is off: cannot listen on {endpoint}: {err} (set {} to another address or off)",
                 receiver::ENDPOINT_VAR
             ),
@@ -277,7 +265,7 @@ async fn start(
     }
     if platform == Platform::ManagedInstances {
         // No INVOKE events and no freeze: flush on a timer.
-        let ticker = processing.clone();
+        let ticker = worker_handle.clone();
         tasks.spawn("flush timer", &fatal_tx, async move {
             let mut interval = tokio::time::interval(flush.interval);
             interval.tick().await;
@@ -299,7 +287,7 @@ async fn start(
     let subscribed = match client.subscribe(&registration.id, &subscription).await {
         Ok(Subscribed::Yes) => true,
         Ok(Subscribed::NotSupported) => {
-            log::warn!(
+            diag::warn!(
                 "the Telemetry API is not available here (Telemetry.NotSupported): no platform telemetry; the local OTLP receiver still works"
             );
             false
@@ -308,93 +296,11 @@ async fn start(
     };
     Ok(Started {
         tasks,
-        processing,
+        worker: worker_handle,
         fatal: fatal_rx,
         subscribed,
         stats,
     })
-}
-
-/// The production stages: the mapper and delivery, owned by the processing task.
-pub struct Pipeline {
-    mapper: Mapper,
-    delivery: Delivery,
-    /// Merged into what the function's own SDK sends to the local receiver.
-    resource: Resource,
-}
-
-impl Pipeline {
-    /// Build the stages. No I/O: the exporter connects (and sets up TLS) on its first flush.
-    pub fn new(settings: &Settings, registration: &Registration, stats: Arc<Stats>) -> Pipeline {
-        let mut resource = settings.resource.clone();
-        if let Some(account) = &registration.account_id
-            && resource_str(&resource, "cloud.account.id").is_none()
-        {
-            set_resource_attribute(&mut resource, "cloud.account.id", account);
-        }
-        let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
-        let mut delivery = Delivery::new(settings.export.clone(), stats);
-        delivery.set_resource(resource.clone());
-        Pipeline {
-            mapper,
-            delivery,
-            resource,
-        }
-    }
-}
-
-fn now_unix_nano() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
-impl Stages for Pipeline {
-    fn invoke(&mut self, event: &InvokeEvent) {
-        self.mapper.on_invoke(
-            InvokeInfo {
-                request_id: event.request_id.clone(),
-                deadline_ms: event.deadline_ms,
-                invoked_function_arn: event.invoked_function_arn.clone(),
-                xray_header: event.xray_header.clone(),
-            },
-            now_unix_nano(),
-        );
-    }
-
-    fn telemetry(&mut self, records: Vec<TelemetryRecord>) {
-        let mut out = Signals::default();
-        self.mapper.on_records(records, &mut out);
-        if !out.is_empty() {
-            self.delivery.push(out);
-        }
-    }
-
-    fn otlp(&mut self, payload: OtlpPayload) {
-        self.delivery
-            .push(receiver::merge_resource(payload, &self.resource));
-    }
-
-    async fn flush(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
-        let mut out = Signals::default();
-        if last {
-            self.mapper.finish(now_unix_nano(), &mut out);
-        } else {
-            self.mapper.collect_metrics(now_unix_nano(), &mut out);
-        }
-        if !out.is_empty() {
-            self.delivery.push(out);
-        }
-        let outcome = if last {
-            self.delivery.finish(deadline).await
-        } else {
-            self.delivery.flush(deadline).await
-        };
-        FlushOutcome {
-            complete: outcome.complete,
-        }
-    }
 }
 
 #[cfg(test)]

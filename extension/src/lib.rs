@@ -1,21 +1,90 @@
 //! Contrail: an AWS Lambda extension that turns what the Lambda Telemetry API reports into
 //! OpenTelemetry traces, metrics and logs, and exports them as OTLP.
+//!
+//! # The data flow
+//!
+//! One folder per stage, declared below in this order (`docs/adr/0008-source-layout.md`):
+//!
+//! ```text
+//!   intake                                  pipeline               mapping     export
+//! Telemetry API ─POST─▶ listener ──────┐
+//!   (each record alone; 200 at once)   ├──▶ queue ───▶ worker ───▶ Mapper ───▶ Delivery ───▶ backend
+//! function SDK ─OTLP/HTTP─▶ receiver ──┘   (bounded,    (owns       (records    (buffer, exporter,
+//!                                          try_send)    mapping     → OTLP,     retry, request,
+//!                                                       and         no I/O)     self-telemetry)
+//!                                                       delivery)
+//!                                                      ▲
+//! lifecycle (next loop, flush policy) ── Control ──────┘
+//! ```
+//!
+//! The tasks and channels (`docs/adr/0005-process-model.md`):
+//!
+//! ```text
+//! listener ──┐  Intake (bounded mpsc, 64 units; try_send, drop + count when full)
+//! receiver ──┴──────────────────────────────▶ worker ── owns Mapper + Delivery
+//! lifecycle ── Control (unbounded mpsc) ────▶   (biased select: control first)
+//!           ◀─ oneshot replies, buffer gauge ─
+//! every task ── "ended/panicked" ─▶ fatal channel ─▶ lifecycle (checked before each next)
+//! ```
+//!
+//! # Where a change goes
+//!
+//! | to change | edit |
+//! |---|---|
+//! | a configuration variable | the owning component's `from_env` (listed in `config/mod.rs`), and `README.md` (a test checks) |
+//! | what is subscribed to | `intake/telemetry/subscription.rs` |
+//! | a new Telemetry API event type | `intake/telemetry/event.rs` (the model), then one file in `mapping/` |
+//! | how a record becomes a span, a metric or a log | `mapping/` (`invocation.rs`, `spans.rs`, `phases.rs`, `log_context.rs`, `platform_logs.rs`, `logs.rs`, `metrics.rs`) |
+//! | what the local OTLP receiver accepts or answers | `intake/receiver/handler.rs` |
+//! | the intake queue and what a full queue does | `pipeline/queue.rs` |
+//! | the order of work between intake, mapping and export | `pipeline/worker.rs` |
+//! | the export buffer's bound or drop policy | `export/buffer.rs` |
+//! | which answers are retried, and how long to wait | `export/retry.rs` |
+//! | the request line, `Host` and headers of an export | `export/request.rs` |
+//! | connections and TLS | `export/conn.rs` |
+//! | when to flush | `lifecycle/policy.rs` (pure; its variables too) |
+//! | what happens after an internal failure | `lifecycle/degrade.rs` |
+//! | a drop reason or a self-telemetry metric | `diag/stats.rs`, `export/self_telemetry.rs` |
+//! | start-up order, the tasks | `app.rs` |
+//!
+//! Tests of private code sit beside it inside `src` (`…/tests.rs`, `…/tests/`); `tests/it` runs
+//! the real binary; tests that need tools from `scripts/install-test-deps.sh` are `#[ignore]`d
+//! and run with `--include-ignored`.
 
-pub mod app;
-pub mod buffer;
-pub mod config;
-pub mod delivery;
-pub mod env;
-pub mod export;
-pub mod flush;
-pub mod http_server;
-pub mod lambda_api;
-pub mod lifecycle;
-pub mod log;
-pub mod mapping;
-pub mod pipeline;
-pub mod processing;
-pub mod receiver;
-pub mod selftel;
-pub mod stats;
-pub mod telemetry;
+// Lints for this crate beyond the workspace's: every public item is documented, and `pub`
+// means reachable from outside (see the public surface below).
+#![warn(missing_docs, unreachable_pub)]
+
+// Configuration: every variable, read once at start-up (bootstrap first, the rest after register).
+mod config;
+// The Extensions API: register, next, error reports, and the subscription call.
+mod lambda_api;
+// Intake: the accept loop, the Telemetry API (subscription, listener, decoder, model), the local
+// OTLP receiver.
+mod intake;
+// Pipeline: the one currency, the intake queue, the worker that owns mapping and delivery.
+mod pipeline;
+// Mapping: Telemetry API records to OTLP spans, metrics and logs.
+mod mapping;
+// Export: the buffer, delivery, the exporter, retry classification, self-telemetry.
+mod export;
+// Lifecycle: the next loop, the flush policy (pure), the degraded path.
+mod lifecycle;
+// Diagnostics: Contrail's own stderr lines and counters.
+mod diag;
+// Wiring: start-up order and the tasks.
+mod app;
+
+// The public surface: what the `contrail` binary and the criterion bench
+// (`benches/pipeline.rs`) use. Everything else is private to the crate and tested from inside.
+pub use app::main;
+pub use config::env::{ConfigError, Env};
+pub use diag::Stats;
+pub use export::{
+    Batch, Buffer, Chunks, Compression, DEFAULT_BUFFER_MAX_BYTES, EncodeError, MAX_REQUEST_BYTES,
+    Protocol, encode_entries,
+};
+pub use intake::receiver::merge_resource;
+pub use intake::telemetry::{DecodedBatch, TelemetryRecord, decode_batch};
+pub use mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
+pub use pipeline::{Item, OtlpPayload, Signal, Signals};

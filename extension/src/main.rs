@@ -1,5 +1,5 @@
-//! The `contrail` executable: everything happens in [`contrail::app`].
+//! The `contrail` executable: everything happens in the library's [`contrail::main`].
 
 fn main() -> std::process::ExitCode {
-    contrail::app::main()
+    contrail::main()
 }

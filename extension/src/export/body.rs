@@ -1,11 +1,10 @@
-//! Request bodies and response interpretation: OTLP/HTTP encoding, gzip, partial success,
-//! error messages and `Retry-After`.
+//! Request bodies and response bodies: OTLP/HTTP encoding of buffered entries, gzip, partial
+//! success and error messages. (What a status means is [`crate::export::retry`]'s.)
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flate2::Compression as GzLevel;
@@ -23,67 +22,24 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
-use crate::buffer::{Item, Signal};
 use crate::export::config::{Compression, Protocol};
+use crate::pipeline::otlp::{RpcStatus, Signal};
 
 /// Longest backend message kept for a log line.
-pub const MAX_MESSAGE_CHARS: usize = 300;
+pub(crate) const MAX_MESSAGE_CHARS: usize = 300;
 
+/// Why a request body could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
+    /// Writing `http/json` failed.
     #[error("JSON encoding failed: {0}")]
     Json(#[from] serde_json::Error),
+    /// Compressing failed.
     #[error("gzip failed: {0}")]
     Gzip(#[from] std::io::Error),
+    /// The buffered protobuf did not decode (for `http/json`).
     #[error("buffered data did not decode: {0}")]
     Decode(#[from] prost::DecodeError),
-}
-
-/// Encode `items` (all of `signal`) as one export request body.
-pub fn encode<'a>(
-    signal: Signal,
-    items: impl Iterator<Item = &'a Item>,
-    protocol: Protocol,
-    compression: Compression,
-) -> Result<Bytes, EncodeError> {
-    let raw = match protocol {
-        Protocol::HttpProtobuf => {
-            // An Export*ServiceRequest is field 1 repeated: encode each item as that field,
-            // without cloning the items into a request message.
-            let mut buf = Vec::new();
-            for item in items {
-                item.encode_field_into(&mut buf);
-            }
-            buf
-        }
-        Protocol::HttpJson => match signal {
-            Signal::Traces => serde_json::to_vec(&ExportTraceServiceRequest {
-                resource_spans: items
-                    .filter_map(|i| match i {
-                        Item::Spans(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            })?,
-            Signal::Metrics => serde_json::to_vec(&ExportMetricsServiceRequest {
-                resource_metrics: items
-                    .filter_map(|i| match i {
-                        Item::Metrics(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            })?,
-            Signal::Logs => serde_json::to_vec(&ExportLogsServiceRequest {
-                resource_logs: items
-                    .filter_map(|i| match i {
-                        Item::Logs(r) => Some(r.clone()),
-                        _ => None,
-                    })
-                    .collect(),
-            })?,
-        },
-    };
-    compress(raw, compression)
 }
 
 /// A request body sent as a sequence of chunks, never joined into one buffer: the buffer's
@@ -95,7 +51,7 @@ pub struct Chunks {
 }
 
 impl Chunks {
-    pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> Chunks {
+    pub(crate) fn new(chunks: impl IntoIterator<Item = Bytes>) -> Chunks {
         let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let len = chunks.iter().map(|c| c.len() as u64).sum();
         Chunks { chunks, len }
@@ -106,12 +62,13 @@ impl Chunks {
         self.len
     }
 
+    /// Whether the body has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The whole body in one buffer.
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len as usize);
         for chunk in &self.chunks {
             out.extend_from_slice(chunk);
@@ -202,9 +159,9 @@ fn compress(raw: Vec<u8>, compression: Compression) -> Result<Bytes, EncodeError
 
 /// What a successful response says was refused (OTLP partial success).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartialSuccess {
-    pub rejected: u64,
-    pub message: String,
+pub(crate) struct PartialSuccess {
+    pub(crate) rejected: u64,
+    pub(crate) message: String,
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -225,7 +182,7 @@ fn is_protobuf(headers: &HeaderMap) -> bool {
 
 /// Read the partial success of a 2xx response body. An empty or unreadable body means full
 /// success (the body is optional in practice).
-pub fn partial_success(signal: Signal, headers: &HeaderMap, body: &[u8]) -> PartialSuccess {
+pub(crate) fn partial_success(signal: Signal, headers: &HeaderMap, body: &[u8]) -> PartialSuccess {
     if body.is_empty() {
         return PartialSuccess::default();
     }
@@ -268,18 +225,9 @@ pub fn partial_success(signal: Signal, headers: &HeaderMap, body: &[u8]) -> Part
     }
 }
 
-/// `google.rpc.Status`, the body of an OTLP/HTTP error response.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    pub code: i32,
-    #[prost(string, tag = "2")]
-    pub message: String,
-}
-
 /// The backend's explanation of an error response: the `message` of a `google.rpc.Status`
 /// (protobuf or JSON) when there is one, else the body as text, truncated.
-pub fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
+pub(crate) fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
     if body.is_empty() {
         return String::new();
     }
@@ -299,7 +247,7 @@ pub fn error_message(headers: &HeaderMap, body: &[u8]) -> String {
 }
 
 /// Shorten to [`MAX_MESSAGE_CHARS`] characters, on one line.
-pub fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     let one_line: String = s
         .trim()
         .chars()
@@ -313,105 +261,9 @@ pub fn truncate(s: &str) -> String {
     out
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date, relative to `now`. A date in the past is zero.
-pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let value = headers
-        .get(http::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    let delay = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => parse_http_date(value)?
-            .duration_since(now)
-            .unwrap_or(Duration::ZERO),
-    };
-    // A backend or proxy asking for hours (or for ever) would stop a signal for good and, added
-    // to an `Instant`, could overflow it; data waits at most this long before the next attempt.
-    Some(delay.min(MAX_RETRY_AFTER))
-}
-
-/// The longest `Retry-After` Contrail honours.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// Parse an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP requires senders to
-/// use.
-pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let rest = s.split_once(", ")?.1;
-    let mut parts = rest.split(' ');
-    let day: u32 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':');
-    let h: u64 = hms.next()?.parse().ok()?;
-    let m: u64 = hms.next()?.parse().ok()?;
-    let sec: u64 = hms.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + sec;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_date_parses() {
-        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(t.duration_since(UNIX_EPOCH).unwrap().as_secs(), 784_111_777);
-        assert!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT").is_none());
-    }
-
-    #[test]
-    fn retry_after_seconds_and_date() {
-        let mut h = HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
-        assert_eq!(
-            retry_after(&h, SystemTime::now()),
-            Some(Duration::from_secs(7))
-        );
-        let now = UNIX_EPOCH + Duration::from_secs(784_111_770);
-        h.insert(
-            http::header::RETRY_AFTER,
-            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        h.insert(
-            http::header::RETRY_AFTER,
-            "18446744073709551615".parse().unwrap(),
-        );
-        assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
-        h.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after(&h, now), None);
-    }
 
     #[test]
     fn error_messages_from_status_json_or_text() {

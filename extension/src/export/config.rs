@@ -1,4 +1,5 @@
-//! Export and delivery configuration from the environment.
+//! Export configuration from the environment: where and how each signal is sent, and the
+//! buffer's bound. (When to flush is `lifecycle::policy`'s: `CONTRAIL_FLUSH*`.)
 //!
 //! | variable | default | accepted |
 //! |---|---|---|
@@ -9,9 +10,6 @@
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]COMPRESSION` | `none` | `gzip`, `none` |
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE` | none | path of a PEM file of certificates to trust for `https` besides the public web roots |
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]PROTOCOL` | `http/protobuf` | `http/protobuf`, `http/json`; `grpc` is refused (no gRPC client in Contrail) |
-//! | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
-//! | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
-//! | `CONTRAIL_FLUSH_BUDGET_MS` | `200` | `10`–`60000` |
 //! | `CONTRAIL_BUFFER_MAX_BYTES` | `4194304` (4 MiB) | `65536`–`268435456` |
 //!
 //! Each `OTEL_EXPORTER_OTLP_*` variable can also be given as `CONTRAIL_EXPORTER_OTLP_*` (same
@@ -34,40 +32,38 @@ use http::uri::{PathAndQuery, Uri};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use crate::buffer::Signal;
-use crate::env::{ConfigError, Env, non_empty, percent_decode};
-use crate::flush::{DEFAULT_BUDGET, DEFAULT_INTERVAL, FlushMode, FlushSettings};
+use crate::config::env::{ConfigError, Env, non_empty, percent_decode, whole_number};
+use crate::pipeline::Signal;
 
-pub const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-pub const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-pub const TIMEOUT_VAR: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
-pub const COMPRESSION_VAR: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
-pub const CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-pub const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
-pub const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
-pub const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
-pub const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
-pub const BUFFER_MAX_BYTES_VAR: &str = "CONTRAIL_BUFFER_MAX_BYTES";
+pub(crate) const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+pub(crate) const HEADERS_VAR: &str = "OTEL_EXPORTER_OTLP_HEADERS";
+pub(crate) const TIMEOUT_VAR: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
+pub(crate) const COMPRESSION_VAR: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+pub(crate) const CERTIFICATE_VAR: &str = "OTEL_EXPORTER_OTLP_CERTIFICATE";
+pub(crate) const PROTOCOL_VAR: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+pub(crate) const BUFFER_MAX_BYTES_VAR: &str = "CONTRAIL_BUFFER_MAX_BYTES";
 
 /// Default per-request timeout (the OpenTelemetry default).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default buffer bound: 4 MiB.
 pub const DEFAULT_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Largest export request body, before compression.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// The port of Contrail's own local OTLP receiver.
-pub const RECEIVER_PORT: u16 = 4318;
+pub(crate) const RECEIVER_PORT: u16 = 4318;
 
 /// How request bodies are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Protocol {
+    /// `http/protobuf`: the entries as the buffer keeps them.
     #[default]
     HttpProtobuf,
+    /// `http/json`: OTLP's JSON encoding.
     HttpJson,
 }
 
 impl Protocol {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Protocol::HttpProtobuf => "application/x-protobuf",
             Protocol::HttpJson => "application/json",
@@ -78,23 +74,25 @@ impl Protocol {
 /// How request bodies are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
+    /// No `Content-Encoding`.
     #[default]
     None,
+    /// `Content-Encoding: gzip`.
     Gzip,
 }
 
 /// Where and how one signal is exported.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SignalConfig {
+pub(crate) struct SignalConfig {
     /// The full URL requests are POSTed to; `None` when no endpoint is configured.
-    pub endpoint: Option<Uri>,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub timeout: Duration,
-    pub compression: Compression,
-    pub protocol: Protocol,
+    pub(crate) endpoint: Option<Uri>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) timeout: Duration,
+    pub(crate) compression: Compression,
+    pub(crate) protocol: Protocol,
     /// Certificates to trust for `https` besides the public web roots
     /// (`OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE`: a private CA, a self-signed collector).
-    pub extra_roots: Vec<CertificateDer<'static>>,
+    pub(crate) extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl Default for SignalConfig {
@@ -110,15 +108,14 @@ impl Default for SignalConfig {
     }
 }
 
-/// Everything delivery needs: exporter per signal, flush policy settings, buffer bound.
+/// Everything delivery needs: the exporter of each signal and the buffer's bound.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExportConfig {
-    pub traces: SignalConfig,
-    pub metrics: SignalConfig,
-    pub logs: SignalConfig,
-    pub flush: FlushSettings,
-    pub buffer_max_bytes: usize,
-    pub batch_max_bytes: usize,
+pub(crate) struct ExportConfig {
+    pub(crate) traces: SignalConfig,
+    pub(crate) metrics: SignalConfig,
+    pub(crate) logs: SignalConfig,
+    pub(crate) buffer_max_bytes: usize,
+    pub(crate) batch_max_bytes: usize,
 }
 
 impl Default for ExportConfig {
@@ -127,7 +124,6 @@ impl Default for ExportConfig {
             traces: SignalConfig::default(),
             metrics: SignalConfig::default(),
             logs: SignalConfig::default(),
-            flush: FlushSettings::default(),
             buffer_max_bytes: DEFAULT_BUFFER_MAX_BYTES,
             batch_max_bytes: MAX_REQUEST_BYTES,
         }
@@ -155,7 +151,8 @@ fn signal_var(signal: Signal, suffix: &str) -> String {
 }
 
 impl ExportConfig {
-    pub fn signal(&self, signal: Signal) -> &SignalConfig {
+    #[cfg(test)]
+    pub(crate) fn signal(&self, signal: Signal) -> &SignalConfig {
         match signal {
             Signal::Traces => &self.traces,
             Signal::Metrics => &self.metrics,
@@ -163,15 +160,16 @@ impl ExportConfig {
         }
     }
 
+    #[cfg(test)]
     /// Whether at least one signal has somewhere to go.
-    pub fn has_endpoint(&self) -> bool {
+    pub(crate) fn has_endpoint(&self) -> bool {
         Signal::ALL
             .iter()
             .any(|s| self.signal(*s).endpoint.is_some())
     }
 
     /// Read every variable in the module table; report every bad one.
-    pub fn from_env(env: &dyn Env) -> Result<ExportConfig, Vec<ConfigError>> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<ExportConfig, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let base_endpoint = exporter_var(env, ENDPOINT_VAR)
             .and_then(|(var, v)| parse_endpoint(&var, &v).map_err(|e| errors.push(e)).ok());
@@ -226,32 +224,13 @@ impl ExportConfig {
         let metrics = signal_config(Signal::Metrics);
         let logs = signal_config(Signal::Logs);
 
-        let mode = match non_empty(env, FLUSH_VAR) {
-            None => FlushMode::default(),
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "end" => FlushMode::End,
-                "periodic" => FlushMode::Periodic,
-                "adaptive" => FlushMode::Adaptive,
-                _ => {
-                    errors.push(ConfigError::new(
-                        FLUSH_VAR,
-                        v,
-                        "expected end, periodic or adaptive",
-                    ));
-                    FlushMode::default()
-                }
-            },
+        let buffer_max_bytes = match whole_number(env, BUFFER_MAX_BYTES_VAR, 65_536, 268_435_456) {
+            Ok(n) => n.map_or(DEFAULT_BUFFER_MAX_BYTES, |n| n as usize),
+            Err(e) => {
+                errors.push(e);
+                DEFAULT_BUFFER_MAX_BYTES
+            }
         };
-        let interval = parse_range(env, FLUSH_INTERVAL_VAR, 100, 3_600_000, &mut errors)
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_INTERVAL);
-        let budget = parse_range(env, FLUSH_BUDGET_VAR, 10, 60_000, &mut errors)
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_BUDGET);
-        let buffer_max_bytes =
-            parse_range(env, BUFFER_MAX_BYTES_VAR, 65_536, 268_435_456, &mut errors)
-                .map(|v| v as usize)
-                .unwrap_or(DEFAULT_BUFFER_MAX_BYTES);
 
         if !errors.is_empty() {
             return Err(errors);
@@ -260,35 +239,9 @@ impl ExportConfig {
             traces,
             metrics,
             logs,
-            flush: FlushSettings {
-                mode,
-                interval,
-                budget,
-            },
             buffer_max_bytes,
             batch_max_bytes: MAX_REQUEST_BYTES.min(buffer_max_bytes),
         })
-    }
-}
-
-fn parse_range(
-    env: &dyn Env,
-    var: &str,
-    min: u64,
-    max: u64,
-    errors: &mut Vec<ConfigError>,
-) -> Option<u64> {
-    let v = non_empty(env, var)?;
-    match v.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Some(n),
-        _ => {
-            errors.push(ConfigError::new(
-                var,
-                v,
-                format!("expected a whole number from {min} to {max}"),
-            ));
-            None
-        }
     }
 }
 
@@ -338,7 +291,7 @@ fn parse_endpoint(var: &str, value: &str) -> Result<Uri, ConfigError> {
 }
 
 /// `base` + `/v1/{signal}`, keeping the base's path and query.
-pub fn append_signal_path(base: &Uri, signal: Signal) -> Uri {
+pub(crate) fn append_signal_path(base: &Uri, signal: Signal) -> Uri {
     let path = base.path().trim_end_matches('/');
     let mut pq = format!("{path}/v1/{}", signal.as_str());
     if let Some(q) = base.query() {
@@ -443,148 +396,4 @@ fn parse_protocol(var: &str, value: &str) -> Result<Protocol, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_export_nowhere_and_adaptive() {
-        let env: [(&str, &str); 0] = [];
-        let c = ExportConfig::from_env(&env).unwrap();
-        assert!(!c.has_endpoint());
-        assert_eq!(c.flush, FlushSettings::default());
-        assert_eq!(c.buffer_max_bytes, DEFAULT_BUFFER_MAX_BYTES);
-        assert_eq!(c.traces.timeout, DEFAULT_TIMEOUT);
-    }
-
-    #[test]
-    fn base_endpoint_gets_signal_paths_and_per_signal_is_used_as_is() {
-        let env = [
-            (ENDPOINT_VAR, "https://otlp.example.com/base/"),
-            (
-                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-                "http://logs.example.com:9000/ingest",
-            ),
-        ];
-        let c = ExportConfig::from_env(&env).unwrap();
-        assert_eq!(
-            c.traces.endpoint.unwrap().to_string(),
-            "https://otlp.example.com/base/v1/traces"
-        );
-        assert_eq!(
-            c.metrics.endpoint.unwrap().to_string(),
-            "https://otlp.example.com/base/v1/metrics"
-        );
-        assert_eq!(
-            c.logs.endpoint.unwrap().to_string(),
-            "http://logs.example.com:9000/ingest"
-        );
-        let env = [(ENDPOINT_VAR, "http://collector:4318")];
-        let c = ExportConfig::from_env(&env).unwrap();
-        assert_eq!(
-            c.logs.endpoint.unwrap().to_string(),
-            "http://collector:4318/v1/logs"
-        );
-    }
-
-    #[test]
-    fn headers_are_percent_decoded_and_per_signal_replaces() {
-        let env = [
-            (HEADERS_VAR, "api-key=a%20b%3Dc, x-team = core"),
-            ("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "only=metrics"),
-        ];
-        let c = ExportConfig::from_env(&env).unwrap();
-        assert_eq!(c.traces.headers.len(), 2);
-        assert_eq!(c.traces.headers[0].0.as_str(), "api-key");
-        assert_eq!(c.traces.headers[0].1.as_bytes(), b"a b=c");
-        assert_eq!(c.traces.headers[1].1.as_bytes(), b"core");
-        assert_eq!(c.metrics.headers.len(), 1);
-        assert_eq!(c.metrics.headers[0].0.as_str(), "only");
-    }
-
-    #[test]
-    fn every_bad_variable_is_reported_and_secrets_are_redacted() {
-        let env = [
-            (ENDPOINT_VAR, "ftp://x"),
-            (HEADERS_VAR, "api-key=secret%zz"),
-            (TIMEOUT_VAR, "0"),
-            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli"),
-            (PROTOCOL_VAR, "grpc"),
-            (FLUSH_VAR, "sometimes"),
-            (FLUSH_INTERVAL_VAR, "5"),
-            (FLUSH_BUDGET_VAR, "abc"),
-            (BUFFER_MAX_BYTES_VAR, "1"),
-        ];
-        let errors = ExportConfig::from_env(&env).unwrap_err();
-        let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
-        for var in [
-            ENDPOINT_VAR,
-            HEADERS_VAR,
-            TIMEOUT_VAR,
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-            PROTOCOL_VAR,
-            FLUSH_VAR,
-            FLUSH_INTERVAL_VAR,
-            FLUSH_BUDGET_VAR,
-            BUFFER_MAX_BYTES_VAR,
-        ] {
-            assert!(vars.contains(&var), "{var} not reported in {errors:?}");
-        }
-        let all = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert!(!all.contains("secret"), "{all}");
-        assert!(all.contains("gRPC export is not supported"), "{all}");
-    }
-
-    #[test]
-    fn own_receiver_is_refused_as_an_endpoint() {
-        for url in [
-            "http://localhost:4318",
-            "http://127.0.0.1:4318/",
-            "http://[::1]:4318",
-        ] {
-            let env = [(ENDPOINT_VAR, url)];
-            let errors = ExportConfig::from_env(&env).unwrap_err();
-            assert!(errors[0].reason.contains("loop"), "{url}: {errors:?}");
-        }
-        let env = [(ENDPOINT_VAR, "http://127.0.0.1:4319")];
-        assert!(ExportConfig::from_env(&env).is_ok());
-    }
-
-    #[test]
-    fn contrail_names_win_over_otel_names() {
-        let env = [
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                "http://sdk-backend.example:4318",
-            ),
-            (
-                "CONTRAIL_EXPORTER_OTLP_ENDPOINT",
-                "https://contrail-backend.example",
-            ),
-            ("CONTRAIL_EXPORTER_OTLP_TRACES_COMPRESSION", "brotli"),
-        ];
-        let errors = ExportConfig::from_env(&env).expect_err("bad compression");
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].var, "CONTRAIL_EXPORTER_OTLP_TRACES_COMPRESSION");
-
-        let env = [
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                "http://sdk-backend.example:4318",
-            ),
-            (
-                "CONTRAIL_EXPORTER_OTLP_ENDPOINT",
-                "https://contrail-backend.example",
-            ),
-        ];
-        let config = ExportConfig::from_env(&env).expect("valid");
-        let traces = config.traces.endpoint.expect("endpoint").to_string();
-        assert!(
-            traces.starts_with("https://contrail-backend.example"),
-            "{traces}"
-        );
-    }
-}
+mod tests;

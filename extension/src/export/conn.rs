@@ -28,18 +28,18 @@ use tokio_rustls::client::TlsStream;
 
 /// A connection idle longer than this is not reused: load balancers close idle connections
 /// (often after 60 s) and a frozen environment cannot see it happen.
-pub const MAX_IDLE: Duration = Duration::from_secs(30);
+pub(crate) const MAX_IDLE: Duration = Duration::from_secs(30);
 
 /// Where a connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+pub(crate) struct Origin {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 impl Origin {
-    pub fn of(uri: &http::Uri) -> Option<Origin> {
+    pub(crate) fn of(uri: &http::Uri) -> Option<Origin> {
         let tls = uri.scheme_str() == Some("https");
         let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -52,11 +52,11 @@ impl Origin {
 }
 
 /// The most of a backend's response body Contrail reads.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Why a round trip failed.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     #[error("cannot connect to {host}:{port}: {source}")]
     Connect {
         host: String,
@@ -153,15 +153,15 @@ struct Conn {
 
 /// An answer from the backend.
 #[derive(Debug)]
-pub struct Response {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
+pub(crate) struct Response {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
 }
 
 /// The set of open connections (at most one per origin).
 #[derive(Default)]
-pub struct Pool {
+pub(crate) struct Pool {
     conns: Vec<Conn>,
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Trusted for `https` besides the public web roots.
@@ -180,7 +180,7 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// A pool whose `https` connections also trust `extra_roots`. The TLS set-up itself waits
     /// for the first `https` connection.
-    pub fn new(extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Pool {
+    pub(crate) fn new(extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>) -> Pool {
         Pool {
             extra_roots,
             ..Pool::default()
@@ -191,7 +191,7 @@ impl Pool {
     ///
     /// Cancel-safe in the sense that matters here: if this future is dropped (deadline), the
     /// connection in use stays marked broken and is closed by [`Pool::discard_broken`].
-    pub async fn round_trip(
+    pub(crate) async fn round_trip(
         &mut self,
         origin: &Origin,
         request: &dyn Fn() -> Request<Chunks>,
@@ -222,7 +222,7 @@ impl Pool {
     }
 
     /// Close every connection that was in use when an attempt was abandoned.
-    pub fn discard_broken(&mut self) {
+    pub(crate) fn discard_broken(&mut self) {
         self.conns.retain(|c| !c.broken);
     }
 
@@ -290,13 +290,14 @@ impl Pool {
     }
 
     async fn connect(&mut self, origin: &Origin) -> Result<usize, ConnError> {
+        let cannot_connect = |source| ConnError::Connect {
+            host: origin.host.clone(),
+            port: origin.port,
+            source,
+        };
         let tcp = TcpStream::connect((origin.host.as_str(), origin.port))
             .await
-            .map_err(|source| ConnError::Connect {
-                host: origin.host.clone(),
-                port: origin.port,
-                source,
-            })?;
+            .map_err(cannot_connect)?;
         let _ = tcp.set_nodelay(true);
         let stream = if origin.tls {
             let config = self.tls_config()?;
@@ -305,11 +306,7 @@ impl Pool {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|source| ConnError::Connect {
-                    host: origin.host.clone(),
-                    port: origin.port,
-                    source,
-                })?;
+                .map_err(cannot_connect)?;
             Stream::Tls(Box::new(tls))
         } else {
             Stream::Plain(tcp)

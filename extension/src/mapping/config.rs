@@ -1,15 +1,15 @@
 //! What the mapper can be told: how to treat the X-Ray context, metric temporality, bounds.
 
-use crate::env::{ConfigError, Env, non_empty};
+use crate::config::env::{ConfigError, Env, non_empty};
 
-pub const XRAY_CONTEXT_VAR: &str = "CONTRAIL_XRAY_CONTEXT";
-pub const TEMPORALITY_VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
-pub const MAX_PENDING_VAR: &str = "CONTRAIL_MAX_PENDING_INVOCATIONS";
+pub(crate) const XRAY_CONTEXT_VAR: &str = "CONTRAIL_XRAY_CONTEXT";
+pub(crate) const TEMPORALITY_VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+pub(crate) const MAX_PENDING_VAR: &str = "CONTRAIL_MAX_PENDING_INVOCATIONS";
 
 /// How the invocation span relates to the X-Ray trace header Lambda gives each invocation.
 /// See `docs/adr/0002-xray-context.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum XrayContext {
+pub(crate) enum XrayContext {
     /// Trace id = the header's `Root`, span id = its `Parent`: the function's own SDK spans
     /// (made under the same header) nest under the invocation span.
     #[default]
@@ -22,7 +22,7 @@ pub enum XrayContext {
 
 /// Aggregation temporality of the metrics Contrail derives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Temporality {
+pub(crate) enum Temporality {
     #[default]
     Cumulative,
     /// Also chosen by `lowmemory`: every instrument Contrail has is a counter or a histogram,
@@ -30,16 +30,18 @@ pub enum Temporality {
     Delta,
 }
 
+/// How the mapper treats the X-Ray context, which temporality its metrics have, and how much
+/// it holds while records are missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappingConfig {
-    pub xray_context: XrayContext,
-    pub temporality: Temporality,
+    pub(crate) xray_context: XrayContext,
+    pub(crate) temporality: Temporality,
     /// Invocations whose records are still being assembled, at most. The oldest is emitted
     /// (best effort) to make room.
-    pub max_pending_invocations: usize,
+    pub(crate) max_pending_invocations: usize,
     /// Log records held for one invocation whose trace context is not known yet, at most.
     /// Past it, records are emitted without trace context rather than held.
-    pub max_held_logs: usize,
+    pub(crate) max_held_logs: usize,
 }
 
 impl Default for MappingConfig {
@@ -57,7 +59,7 @@ const MAX_PENDING_LIMIT: usize = 100_000;
 
 impl MappingConfig {
     /// Read every variable; report every bad one.
-    pub fn from_env(env: &dyn Env) -> Result<MappingConfig, Vec<ConfigError>> {
+    pub(crate) fn from_env(env: &dyn Env) -> Result<MappingConfig, Vec<ConfigError>> {
         let mut config = MappingConfig::default();
         let mut errors = Vec::new();
         if let Some(v) = non_empty(env, XRAY_CONTEXT_VAR) {

@@ -18,23 +18,23 @@
 //! level, values typed).
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
 use serde_json::{Map, Value};
 
 use super::otlp::{any, json_to_any, push_json_attribute};
-use crate::telemetry::event::LogLine;
-use crate::telemetry::time::parse_rfc3339;
+use crate::intake::telemetry::event::LogLine;
+use crate::intake::telemetry::time::parse_rfc3339;
 
 /// A log record and the request id the line itself names, if any.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParsedLog {
-    pub record: LogRecord,
-    pub request_id: Option<String>,
+pub(crate) struct ParsedLog {
+    pub(crate) record: LogRecord,
+    pub(crate) request_id: Option<String>,
 }
 
 /// Build the log record of one line. `record_time` is the envelope's time (when Lambda
 /// captured the line): the observed time, and the time if the line carries none.
-pub fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
+pub(crate) fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
     match line {
         LogLine::Text(text) => match json_object(&text) {
             // A structured logger writing JSON lines under the Text log format: Lambda delivers
@@ -67,7 +67,7 @@ fn parse_text_record(text: String, record_time: u64) -> ParsedLog {
     };
     if let Some(level) = parsed.level {
         if let Some(number) = severity_number(level) {
-            record.severity_number = number;
+            record.severity_number = number as i32;
             record.severity_text = level.to_owned();
         }
     }
@@ -105,7 +105,7 @@ fn parse_json_record(mut map: Map<String, Value>, record_time: u64) -> ParsedLog
     }
     if let Some(Value::String(level)) = map.get("level") {
         if let Some(number) = severity_number(level) {
-            record.severity_number = number;
+            record.severity_number = number as i32;
             if let Some(Value::String(level)) = map.remove("level") {
                 record.severity_text = level;
             }
@@ -131,16 +131,16 @@ fn parse_json_record(mut map: Map<String, Value>, record_time: u64) -> ParsedLog
 
 /// The parts of a text line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TextParts<'a> {
-    pub timestamp: Option<u64>,
-    pub request_id: Option<&'a str>,
-    pub level: Option<&'a str>,
-    pub message: &'a str,
+pub(crate) struct TextParts<'a> {
+    pub(crate) timestamp: Option<u64>,
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) level: Option<&'a str>,
+    pub(crate) message: &'a str,
 }
 
 /// Split a text line written in one of the runtimes' formats. A line in no known format is all
 /// message.
-pub fn parse_text(line: &str) -> TextParts<'_> {
+pub(crate) fn parse_text(line: &str) -> TextParts<'_> {
     let plain = TextParts {
         timestamp: None,
         request_id: None,
@@ -259,19 +259,19 @@ fn is_uuid(s: &str) -> bool {
 }
 
 /// OpenTelemetry severity number of a level name as runtimes and logging libraries write it.
-pub fn severity_number(level: &str) -> Option<i32> {
+pub(crate) fn severity_number(level: &str) -> Option<SeverityNumber> {
     let n = match level.len() {
         3..=11 => level,
         _ => return None,
     };
     Some(match n.to_ascii_lowercase().as_str() {
-        "trace" | "trce" | "finest" | "finer" => 1,
-        "debug" | "dbug" | "fine" => 5,
-        "info" | "information" | "config" => 9,
-        "notice" => 10,
-        "warn" | "warning" => 13,
-        "error" | "err" | "fail" | "severe" => 17,
-        "fatal" | "critical" | "crit" => 21,
+        "trace" | "trce" | "finest" | "finer" => SeverityNumber::Trace,
+        "debug" | "dbug" | "fine" => SeverityNumber::Debug,
+        "info" | "information" | "config" => SeverityNumber::Info,
+        "notice" => SeverityNumber::Info2,
+        "warn" | "warning" => SeverityNumber::Warn,
+        "error" | "err" | "fail" | "severe" => SeverityNumber::Error,
+        "fatal" | "critical" | "crit" => SeverityNumber::Fatal,
         _ => return None,
     })
 }
@@ -299,7 +299,7 @@ mod tests {
         let parsed = parse_log(LogLine::Text(line), 7);
         assert_eq!(parsed.request_id.as_deref(), Some(ID));
         assert_eq!(parsed.record.time_unix_nano, 1_704_110_400_123_456_000);
-        assert_eq!(parsed.record.severity_number, 13);
+        assert_eq!(parsed.record.severity_number, SeverityNumber::Warn as i32);
         assert!(parsed.record.attributes.iter().any(|kv| kv.key == "sku"));
 
         // Braces that are not one JSON object stay text.
@@ -433,16 +433,17 @@ mod tests {
     #[test]
     fn severities() {
         for (level, n) in [
-            ("TRACE", 1),
-            ("dbug", 5),
-            ("INFO", 9),
-            ("Information", 9),
-            ("WARNING", 13),
-            ("warn", 13),
-            ("ERROR", 17),
-            ("fail", 17),
-            ("CRITICAL", 21),
-            ("FATAL", 21),
+            ("TRACE", SeverityNumber::Trace),
+            ("dbug", SeverityNumber::Debug),
+            ("INFO", SeverityNumber::Info),
+            ("Information", SeverityNumber::Info),
+            ("notice", SeverityNumber::Info2),
+            ("WARNING", SeverityNumber::Warn),
+            ("warn", SeverityNumber::Warn),
+            ("ERROR", SeverityNumber::Error),
+            ("fail", SeverityNumber::Error),
+            ("CRITICAL", SeverityNumber::Fatal),
+            ("FATAL", SeverityNumber::Fatal),
         ] {
             assert_eq!(severity_number(level), Some(n), "{level}");
         }

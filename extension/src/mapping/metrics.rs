@@ -54,7 +54,7 @@ const RESPONSE_BYTES: &[f64] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricId {
+pub(super) enum MetricId {
     InvokeDuration,
     InitDuration,
     Coldstarts,
@@ -202,14 +202,14 @@ struct Series {
 }
 
 /// The aggregates of every instrument.
-pub struct MetricStore {
+pub(super) struct MetricStore {
     temporality: Temporality,
     series: Vec<Series>,
     last_collect_ns: Option<u64>,
 }
 
 impl MetricStore {
-    pub fn new(temporality: Temporality) -> MetricStore {
+    pub(super) fn new(temporality: Temporality) -> MetricStore {
         MetricStore {
             temporality,
             series: INSTRUMENTS
@@ -232,7 +232,7 @@ impl MetricStore {
     }
 
     /// Add to a counter, or record a histogram or gauge value.
-    pub fn record(&mut self, id: MetricId, value: f64, time_ns: u64) {
+    pub(super) fn record(&mut self, id: MetricId, value: f64, time_ns: u64) {
         if !value.is_finite() {
             return;
         }
@@ -265,7 +265,7 @@ impl MetricStore {
     }
 
     /// The metric data to export now; `None` when there is nothing to report.
-    pub fn collect(&mut self, now_ns: u64) -> Vec<Metric> {
+    pub(super) fn collect(&mut self, now_ns: u64) -> Vec<Metric> {
         let delta = self.temporality == Temporality::Delta;
         let temporality = if delta {
             AggregationTemporality::Delta

@@ -5,10 +5,10 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::otlp::{kv_int, kv_str};
-use crate::env::{ConfigError, Env, non_empty, percent_decode};
+use crate::config::env::{ConfigError, Env, non_empty, percent_decode};
 
-pub const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
-pub const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
+pub(crate) const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
+pub(crate) const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
 
 /// The resource of everything Contrail derives from the Telemetry API.
 ///
@@ -85,7 +85,7 @@ fn set(attributes: &mut Vec<KeyValue>, key: String, value: String) {
 }
 
 /// Set (or replace) a string attribute of a resource.
-pub fn set_resource_attribute(resource: &mut Resource, key: &str, value: &str) {
+pub(crate) fn set_resource_attribute(resource: &mut Resource, key: &str, value: &str) {
     match resource.attributes.iter_mut().find(|kv| kv.key == key) {
         Some(existing) => {
             let same = matches!(
@@ -101,7 +101,7 @@ pub fn set_resource_attribute(resource: &mut Resource, key: &str, value: &str) {
 }
 
 /// The string value of a resource attribute.
-pub fn resource_str<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
+pub(crate) fn resource_str<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
     resource
         .attributes
         .iter()
@@ -115,7 +115,7 @@ pub fn resource_str<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
 
 /// `key1=value1,key2=value2` per the OpenTelemetry resource SDK specification: entries
 /// separated by commas, blanks around keys and values ignored, values percent-encoded.
-pub fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {
+pub(crate) fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for entry in raw.split(',') {
         if entry.trim().is_empty() {

@@ -3,18 +3,18 @@
 
 /// The parts of an X-Ray header Contrail uses. Any part that is missing or malformed is `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct XrayHeader {
+pub(crate) struct XrayHeader {
     /// `Root`, as an OpenTelemetry trace id (the epoch and the unique part, joined).
-    pub trace_id: Option<[u8; 16]>,
+    pub(crate) trace_id: Option<[u8; 16]>,
     /// `Parent`: the id of the X-Ray segment the function runs under.
-    pub parent_id: Option<[u8; 8]>,
+    pub(crate) parent_id: Option<[u8; 8]>,
     /// `Sampled=1` / `Sampled=0`; `None` when absent or `?`.
-    pub sampled: Option<bool>,
+    pub(crate) sampled: Option<bool>,
 }
 
 impl XrayHeader {
     /// Parse a header value. Never fails: unknown keys are ignored, malformed parts left out.
-    pub fn parse(value: &str) -> XrayHeader {
+    pub(crate) fn parse(value: &str) -> XrayHeader {
         let mut header = XrayHeader::default();
         for part in value.split(';') {
             let Some((key, val)) = part.split_once('=') else {
@@ -37,8 +37,9 @@ impl XrayHeader {
         header
     }
 
+    #[cfg(test)]
     /// The header form of these parts (only those present).
-    pub fn to_header_value(&self) -> String {
+    pub(crate) fn to_header_value(self) -> String {
         let mut parts = Vec::with_capacity(3);
         if let Some(trace_id) = self.trace_id {
             parts.push(format!("Root={}", format_root(&trace_id)));
@@ -68,15 +69,16 @@ fn parse_root(root: &str) -> Option<[u8; 16]> {
     (id != [0; 16]).then_some(id)
 }
 
+#[cfg(test)]
 /// The X-Ray `Root` form of an OpenTelemetry trace id.
-pub fn format_root(trace_id: &[u8; 16]) -> String {
+pub(crate) fn format_root(trace_id: &[u8; 16]) -> String {
     let h = hex(trace_id);
     let (epoch, unique) = h.split_at(8);
     format!("1-{epoch}-{unique}")
 }
 
 /// Exactly `2 * N` hex digits (either case) → `N` bytes.
-pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+pub(crate) fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     let b = s.as_bytes();
     if b.len() != 2 * N {
         return None;
@@ -99,8 +101,9 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
+#[cfg(test)]
 /// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -113,17 +116,17 @@ pub fn hex(bytes: &[u8]) -> String {
 /// A small, fast generator for span and trace ids (wyrand). Not cryptographic: ids only need to
 /// be unique, not secret.
 #[derive(Debug, Clone)]
-pub struct IdGenerator {
+pub(crate) struct IdGenerator {
     state: u64,
 }
 
 impl IdGenerator {
-    pub fn new(seed: u64) -> IdGenerator {
+    pub(crate) fn new(seed: u64) -> IdGenerator {
         IdGenerator { state: seed }
     }
 
     /// Seeded from the clock and the process id.
-    pub fn from_entropy() -> IdGenerator {
+    pub(crate) fn from_entropy() -> IdGenerator {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -135,7 +138,7 @@ impl IdGenerator {
     /// Fold `value` into the state. Every environment restored from one SnapStart snapshot
     /// starts from the snapshot's state; mixing in what differs per environment (the restore
     /// time, the instance id) keeps their ids apart.
-    pub fn mix(&mut self, value: u64) {
+    pub(crate) fn mix(&mut self, value: u64) {
         self.state ^= value.rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         self.next_u64();
     }
@@ -147,7 +150,7 @@ impl IdGenerator {
     }
 
     /// A non-zero span id.
-    pub fn span_id(&mut self) -> [u8; 8] {
+    pub(crate) fn span_id(&mut self) -> [u8; 8] {
         loop {
             let v = self.next_u64();
             if v != 0 {
@@ -157,7 +160,7 @@ impl IdGenerator {
     }
 
     /// A non-zero trace id whose first 4 bytes are `unix_secs`, so it is also a valid X-Ray id.
-    pub fn trace_id(&mut self, unix_secs: u32) -> [u8; 16] {
+    pub(crate) fn trace_id(&mut self, unix_secs: u32) -> [u8; 16] {
         let mut id = [0u8; 16];
         id[..4].copy_from_slice(&unix_secs.to_be_bytes());
         id[4..12].copy_from_slice(&self.span_id());

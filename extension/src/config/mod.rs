@@ -1,0 +1,267 @@
+//! Configuration: the bootstrap read before registration, and the one place where every
+//! component's configuration is read together so that all bad variables are reported at once.
+//!
+//! Two steps, because registration must happen as early as possible:
+//! 1. [`Bootstrap::from_env`] reads only what the register call needs.
+//! 2. after registration, [`Settings::from_env`] gathers every component's `from_env`; every
+//!    fatal error is reported to Lambda through `init/error` (`Extension.ConfigInvalid`) in one
+//!    message.
+//!
+//! | variable | default | allowed | when the value is not valid |
+//! |---|---|---|---|
+//! | `AWS_LAMBDA_RUNTIME_API` | set by Lambda | `host:port` | Contrail cannot register: it prints the error to stderr and exits 1 |
+//! | `AWS_LAMBDA_INITIALIZATION_TYPE` | set by Lambda | `lambda-managed-instances` selects the Managed Instances protocol (register `SHUTDOWN` only, schema `2025-01-29`); any other value is the classic protocol | never an error |
+//!
+//! Each component owns and documents its variables:
+//!
+//! | variables | home |
+//! |---|---|
+//! | `CONTRAIL_LOG_LEVEL` | `diag::log` (a bad value is a warning: only Contrail's own diagnostics change) |
+//! | `CONTRAIL_TELEMETRY_*` | `intake::telemetry::subscription` |
+//! | `CONTRAIL_RECEIVER_*` | `intake::receiver` |
+//! | `CONTRAIL_XRAY_CONTEXT`, `CONTRAIL_MAX_PENDING_INVOCATIONS`, metrics temporality | `mapping::config` |
+//! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*` of the function | `mapping::resource` |
+//! | `OTEL_EXPORTER_OTLP_*` (and `CONTRAIL_EXPORTER_OTLP_*`), `CONTRAIL_BUFFER_MAX_BYTES` | `export::config` |
+//! | `CONTRAIL_FLUSH`, `CONTRAIL_FLUSH_INTERVAL_MS`, `CONTRAIL_FLUSH_BUDGET_MS` | `lifecycle::policy` |
+//!
+//! The rule: a value Lambda itself would refuse, or one that changes what is collected, is fatal
+//! (failing the init with a message naming the variable is clearer than running differently
+//! from what was asked); a value that only affects Contrail's own diagnostics falls back to its
+//! default with one warning. `README.md` lists every variable; a unit test checks that it does.
+
+pub(crate) mod env;
+
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::config::env::{ConfigError, Env, non_empty};
+use crate::diag::Level;
+use crate::export::config::ExportConfig;
+use crate::intake::receiver::ReceiverConfig;
+use crate::intake::telemetry::subscription::{SchemaVersion, TelemetryConfig};
+use crate::lambda_api::{EventType, ExtensionName, RuntimeApi};
+use crate::lifecycle::policy::FlushSettings;
+use crate::mapping::{MappingConfig, lambda_resource};
+
+/// Where the Runtime and Extensions APIs listen (`host:port`), set by Lambda.
+pub(crate) const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+/// How the environment was initialized, set by Lambda.
+pub(crate) const INITIALIZATION_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
+
+/// `AWS_LAMBDA_INITIALIZATION_TYPE` on Lambda Managed Instances.
+pub(crate) const MANAGED_INSTANCES: &str = "lambda-managed-instances";
+
+/// Which Extensions API protocol applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Platform {
+    /// On-demand, provisioned concurrency, SnapStart: one invocation at a time.
+    Classic,
+    /// Lambda Managed Instances: concurrent invocations, `SHUTDOWN` only, schema `2025-01-29`.
+    ManagedInstances,
+}
+
+impl Platform {
+    pub(crate) fn from_env(env: &dyn Env) -> Platform {
+        match non_empty(env, INITIALIZATION_TYPE_VAR) {
+            Some(v) if v.eq_ignore_ascii_case(MANAGED_INSTANCES) => Platform::ManagedInstances,
+            _ => Platform::Classic,
+        }
+    }
+
+    /// The events to register for.
+    pub(crate) fn events(self) -> &'static [EventType] {
+        match self {
+            Platform::Classic => &[EventType::Invoke, EventType::Shutdown],
+            Platform::ManagedInstances => &[EventType::Shutdown],
+        }
+    }
+
+    /// The Telemetry API schema to subscribe with.
+    pub(crate) fn schema(self) -> SchemaVersion {
+        match self {
+            Platform::Classic => SchemaVersion::V2022_12_13,
+            Platform::ManagedInstances => SchemaVersion::V2025_01_29,
+        }
+    }
+}
+
+/// What the register call needs; read before anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bootstrap {
+    pub(crate) api: RuntimeApi,
+    pub(crate) name: ExtensionName,
+    pub(crate) platform: Platform,
+}
+
+/// Why Contrail cannot even register.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BootstrapError {
+    #[error("{RUNTIME_API_VAR} is not set: Contrail must run as a Lambda extension")]
+    NoRuntimeApi,
+    #[error("{0}")]
+    BadRuntimeApi(ConfigError),
+    #[error("cannot tell the file name of the running executable")]
+    NoName,
+}
+
+impl Bootstrap {
+    /// Read the bootstrap configuration; `name` is the executable's file name.
+    pub(crate) fn from_env(
+        env: &dyn Env,
+        name: Option<ExtensionName>,
+    ) -> Result<Bootstrap, BootstrapError> {
+        let raw = non_empty(env, RUNTIME_API_VAR).ok_or(BootstrapError::NoRuntimeApi)?;
+        let api = RuntimeApi::parse(&raw).map_err(|reason| {
+            BootstrapError::BadRuntimeApi(ConfigError::new(RUNTIME_API_VAR, raw.clone(), reason))
+        })?;
+        Ok(Bootstrap {
+            api,
+            name: name.ok_or(BootstrapError::NoName)?,
+            platform: Platform::from_env(env),
+        })
+    }
+}
+
+/// The outcome of reading a configuration that may fall back to defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parsed<T> {
+    /// What was read.
+    pub(crate) value: T,
+    /// Variables that were not valid and were replaced by their default (to warn about).
+    pub(crate) warnings: Vec<ConfigError>,
+}
+
+/// Every component's configuration, read together.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Settings {
+    /// Contrail's own diagnostics.
+    pub(crate) log_level: Level,
+    /// The Telemetry API subscription.
+    pub(crate) telemetry: TelemetryConfig,
+    /// The local OTLP receiver.
+    pub(crate) receiver: ReceiverConfig,
+    /// How records become OTLP.
+    pub(crate) mapping: MappingConfig,
+    /// Where and how data is exported.
+    pub(crate) export: ExportConfig,
+    /// When to flush.
+    pub(crate) flush: FlushSettings,
+    /// The function's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*`).
+    pub(crate) resource: Resource,
+}
+
+impl Settings {
+    /// Read every component's variables. `Err` lists every fatal error of every component.
+    ///
+    /// The `OTEL_*` variables are shared with the function's own OpenTelemetry SDK: a value
+    /// that suits the SDK but not Contrail (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, the SDK default
+    /// endpoint `http://localhost:4318`, which is Contrail's own receiver) must not fail the
+    /// function's init. Such a value is ignored with a warning, as if unset (the OpenTelemetry
+    /// specification asks the same of a malformed `OTEL_RESOURCE_ATTRIBUTES`). Contrail's own
+    /// `CONTRAIL_*` names are fatal.
+    pub(crate) fn from_env(env: &dyn Env) -> Result<Parsed<Settings>, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let (log_level, level_warning) = Level::from_env(env);
+        warnings.extend(level_warning);
+        let telemetry = TelemetryConfig::from_env(env)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let receiver = ReceiverConfig::from_env(env)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        let mapping = lenient(env, MappingConfig::from_env, &mut errors, &mut warnings);
+        let resource = lenient(env, lambda_resource, &mut errors, &mut warnings);
+        let export = lenient(env, ExportConfig::from_env, &mut errors, &mut warnings);
+        let flush = FlushSettings::from_env(env)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        match (telemetry, receiver, mapping, export, flush, resource) {
+            (
+                Some(telemetry),
+                Some(receiver),
+                Some(mapping),
+                Some(export),
+                Some(flush),
+                Some(resource),
+            ) if errors.is_empty() => Ok(Parsed {
+                warnings,
+                value: Settings {
+                    log_level,
+                    telemetry,
+                    receiver,
+                    mapping,
+                    export,
+                    flush,
+                    resource,
+                },
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Run `parse`; errors in shared `OTEL_*` variables become warnings and, when they are the only
+/// errors, `parse` runs again with those variables hidden.
+fn lenient<T>(
+    env: &dyn Env,
+    parse: impl Fn(&dyn Env) -> Result<T, Vec<ConfigError>>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let errs = match parse(env) {
+        Ok(value) => return Some(value),
+        Err(errs) => errs,
+    };
+    let (shared, own): (Vec<_>, Vec<_>) =
+        errs.into_iter().partition(|e| e.var.starts_with("OTEL_"));
+    let value = if own.is_empty() {
+        parse(&Hidden {
+            env,
+            hidden: &shared,
+        })
+        .map_err(|e| errors.extend(e))
+        .ok()
+    } else {
+        errors.extend(own);
+        None
+    };
+    warnings.extend(shared.into_iter().map(|mut e| {
+        e.reason
+            .push_str("; ignored (the variable is shared with the function's SDK)");
+        e
+    }));
+    value
+}
+
+/// An environment without some variables.
+struct Hidden<'a> {
+    env: &'a dyn Env,
+    hidden: &'a [ConfigError],
+}
+
+impl Env for Hidden<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        if self.hidden.iter().any(|e| e.var == name) {
+            None
+        } else {
+            self.env.var(name)
+        }
+    }
+}
+
+/// The `init/error` message for a list of fatal configuration errors: one per line.
+pub(crate) fn error_message(errors: &[ConfigError]) -> String {
+    let mut msg = format!(
+        "Contrail configuration is not valid ({} error{}):",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    for e in errors {
+        msg.push_str("\n- ");
+        msg.push_str(&e.to_string());
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+//! Contrail's own counters: what it received, exported and dropped, by reason.
+//!
+//! Updated with relaxed atomics from every task; read by the self-telemetry mapper and the
+//! shutdown report. Nothing is ever lost without one of these counters moving.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why records were dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum DropReason {
+    /// The intake queue between the listeners and the worker was full.
+    IntakeFull,
+    /// A Telemetry API record that did not decode.
+    Malformed,
+    /// The export buffer was full.
+    BufferFull,
+    /// The backend refused the data permanently (a 4xx other than 429).
+    Rejected,
+    /// Retries ran out of time or attempts.
+    ExportFailed,
+    /// Per-invocation state evicted before it was complete.
+    Evicted,
+    /// No export endpoint is configured for the record's signal.
+    NoEndpoint,
+}
+
+impl DropReason {
+    pub(crate) const ALL: [DropReason; 7] = [
+        DropReason::IntakeFull,
+        DropReason::Malformed,
+        DropReason::BufferFull,
+        DropReason::Rejected,
+        DropReason::ExportFailed,
+        DropReason::Evicted,
+        DropReason::NoEndpoint,
+    ];
+
+    /// The value of the `reason` attribute in self-telemetry.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            DropReason::IntakeFull => "intake_full",
+            DropReason::Malformed => "malformed",
+            DropReason::BufferFull => "buffer_full",
+            DropReason::Rejected => "rejected",
+            DropReason::ExportFailed => "export_failed",
+            DropReason::Evicted => "evicted",
+            DropReason::NoEndpoint => "no_endpoint",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters shared by every part of the extension.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Telemetry API records received (decoded or not).
+    pub(crate) telemetry_records: AtomicU64,
+    /// Telemetry API records of a type Contrail does not know (kept as logs, counted).
+    pub(crate) unknown_records: AtomicU64,
+    /// Records received by the local OTLP receiver (spans, log records, metric data points).
+    pub(crate) receiver_records: AtomicU64,
+    /// Requests the local receiver refused (undecodable, too large, unsupported type or
+    /// encoding): their records could not be counted and are lost.
+    pub(crate) receiver_rejected_requests: AtomicU64,
+    /// Records handed to the backend successfully.
+    pub(crate) exported_records: AtomicU64,
+    /// Export requests sent, and those that failed.
+    pub(crate) export_attempts: AtomicU64,
+    pub(crate) export_failures: AtomicU64,
+    /// Export requests abandoned at a flush deadline before an answer came (their data was
+    /// kept for the next flush, so the backend may receive it twice).
+    pub(crate) export_abandoned: AtomicU64,
+    /// Milliseconds Contrail spent after `platform.runtimeDone` before calling `next`
+    /// (billed to the user), summed over invocations; updated by the lifecycle loop.
+    pub(crate) post_runtime_ms: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl Stats {
+    pub(crate) fn dropped(&self, reason: DropReason, records: u64) {
+        self.dropped[reason.index()].fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dropped_total(&self, reason: DropReason) -> u64 {
+        self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

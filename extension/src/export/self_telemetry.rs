@@ -1,0 +1,373 @@
+//! Contrail's own telemetry: OTLP metrics from [`Stats`] and the delivery histograms, sent
+//! after the data at each flush, and a rate-limited warning on stderr when data is dropped.
+//!
+//! All metrics are cumulative (a snapshot since start-up), so a snapshot that could not be
+//! sent is simply superseded by the next one: self-telemetry is never buffered.
+//!
+//! | metric | type | unit | attributes |
+//! |---|---|---|---|
+//! | `contrail.records.received` | counter | `{record}` | `source` = `telemetry_api` \| `receiver` |
+//! | `contrail.records.exported` | counter | `{record}` | |
+//! | `contrail.records.dropped` | counter | `{record}` | `reason` (see `DropReason::as_str`) |
+//! | `contrail.export.requests` | counter | `{request}` | |
+//! | `contrail.export.failures` | counter | `{request}` | |
+//! | `contrail.export.abandoned` | counter | `{request}` | |
+//! | `contrail.export.duration` | histogram | `ms` | `signal`, `outcome` = `ok` \| `failed` \| `retryable` \| `abandoned` |
+//! | `contrail.flush.duration` | histogram | `ms` | |
+//! | `contrail.post_runtime.duration` | counter | `ms` | |
+//! | `contrail.platform.dropped.records` / `.bytes` | counter | `{record}` / `By` | |
+//! | `contrail.buffer.held` | gauge | `{record}` | |
+//! | `contrail.buffer.bytes` | gauge | `By` | |
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use crate::diag;
+use crate::diag::{DropReason, Stats};
+use crate::export::LatencySink;
+use crate::export::buffer::Held;
+use crate::pipeline::Signal;
+
+/// Bucket bounds (ms) of the duration histograms.
+pub(crate) const DURATION_BOUNDS_MS: [f64; 10] = [
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+];
+
+/// How often the drop warning may be written.
+pub(crate) const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A cumulative histogram of durations in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct DurationHistogram {
+    counts: [u64; DURATION_BOUNDS_MS.len() + 1],
+    sum: f64,
+    count: u64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl DurationHistogram {
+    pub(crate) fn observe(&mut self, d: Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        let bucket = DURATION_BOUNDS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(DURATION_BOUNDS_MS.len());
+        self.counts[bucket] += 1;
+        self.sum += ms;
+        self.count += 1;
+        self.min = Some(self.min.map_or(ms, |m| m.min(ms)));
+        self.max = Some(self.max.map_or(ms, |m| m.max(ms)));
+    }
+
+    fn point(&self, attributes: Vec<KeyValue>, start: u64, now: u64) -> HistogramDataPoint {
+        HistogramDataPoint {
+            attributes,
+            start_time_unix_nano: start,
+            time_unix_nano: now,
+            count: self.count,
+            sum: Some(self.sum),
+            bucket_counts: self.counts.to_vec(),
+            explicit_bounds: DURATION_BOUNDS_MS.to_vec(),
+            min: self.min,
+            max: self.max,
+            ..Default::default()
+        }
+    }
+}
+
+/// The delivery-side observations self-telemetry reports next to [`Stats`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SelfTelemetry {
+    /// Keyed by (signal, outcome).
+    export: Vec<((Signal, &'static str), DurationHistogram)>,
+    flush: DurationHistogram,
+    start_unix_nano: u64,
+}
+
+impl LatencySink for SelfTelemetry {
+    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: &'static str) {
+        match self
+            .export
+            .iter_mut()
+            .find(|(k, _)| *k == (signal, outcome))
+        {
+            Some((_, h)) => h.observe(latency),
+            None => {
+                let mut h = DurationHistogram::default();
+                h.observe(latency);
+                self.export.push(((signal, outcome), h));
+            }
+        }
+    }
+}
+
+fn unix_nano(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn int_point(attributes: Vec<KeyValue>, value: u64, start: u64, now: u64) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes,
+        start_time_unix_nano: start,
+        time_unix_nano: now,
+        value: Some(number_data_point::Value::AsInt(
+            i64::try_from(value).unwrap_or(i64::MAX),
+        )),
+        ..Default::default()
+    }
+}
+
+fn counter(name: &str, unit: &str, description: &str, points: Vec<NumberDataPoint>) -> Metric {
+    Metric {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        unit: unit.to_owned(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: points,
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    }
+}
+
+fn gauge(name: &str, unit: &str, description: &str, point: NumberDataPoint) -> Metric {
+    Metric {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        unit: unit.to_owned(),
+        data: Some(metric::Data::Gauge(Gauge {
+            data_points: vec![point],
+        })),
+        ..Default::default()
+    }
+}
+
+impl SelfTelemetry {
+    pub(crate) fn new() -> Self {
+        SelfTelemetry {
+            start_unix_nano: unix_nano(SystemTime::now()),
+            ..Default::default()
+        }
+    }
+
+    pub(crate) fn observe_flush(&mut self, d: Duration) {
+        self.flush.observe(d);
+    }
+
+    /// A snapshot of every `contrail.*` metric.
+    pub(crate) fn snapshot(
+        &self,
+        stats: &Stats,
+        held: Held,
+        resource: Option<Resource>,
+        now: SystemTime,
+    ) -> ResourceMetrics {
+        let start = self.start_unix_nano;
+        let now = unix_nano(now);
+        let get = Stats::get;
+        let mut metrics = vec![
+            counter(
+                "contrail.records.received",
+                "{record}",
+                "Records Contrail received",
+                vec![
+                    int_point(
+                        vec![kv("source", "telemetry_api")],
+                        get(&stats.telemetry_records),
+                        start,
+                        now,
+                    ),
+                    int_point(
+                        vec![kv("source", "receiver")],
+                        get(&stats.receiver_records),
+                        start,
+                        now,
+                    ),
+                ],
+            ),
+            counter(
+                "contrail.records.unknown",
+                "{record}",
+                "Telemetry API records of a type Contrail does not know (exported as logs)",
+                vec![int_point(vec![], get(&stats.unknown_records), start, now)],
+            ),
+            counter(
+                "contrail.records.exported",
+                "{record}",
+                "Records the backend accepted",
+                vec![int_point(vec![], get(&stats.exported_records), start, now)],
+            ),
+            counter(
+                "contrail.records.dropped",
+                "{record}",
+                "Records Contrail dropped, by reason",
+                DropReason::ALL
+                    .iter()
+                    .map(|r| {
+                        int_point(
+                            vec![kv("reason", r.as_str())],
+                            stats.dropped_total(*r),
+                            start,
+                            now,
+                        )
+                    })
+                    .collect(),
+            ),
+            counter(
+                "contrail.export.requests",
+                "{request}",
+                "Export requests sent",
+                vec![int_point(vec![], get(&stats.export_attempts), start, now)],
+            ),
+            counter(
+                "contrail.export.failures",
+                "{request}",
+                "Export requests that failed",
+                vec![int_point(vec![], get(&stats.export_failures), start, now)],
+            ),
+            counter(
+                "contrail.export.abandoned",
+                "{request}",
+                "Export requests abandoned at a flush deadline",
+                vec![int_point(vec![], get(&stats.export_abandoned), start, now)],
+            ),
+            counter(
+                "contrail.post_runtime.duration",
+                "ms",
+                "Time Contrail spent after the runtime was done, before calling next",
+                vec![int_point(vec![], get(&stats.post_runtime_ms), start, now)],
+            ),
+            counter(
+                "contrail.receiver.refused",
+                "{request}",
+                "Requests the local OTLP receiver refused (undecodable, too large, wrong type)",
+                vec![int_point(
+                    vec![],
+                    get(&stats.receiver_rejected_requests),
+                    start,
+                    now,
+                )],
+            ),
+            gauge(
+                "contrail.buffer.held",
+                "{record}",
+                "Records waiting in the export buffer",
+                int_point(vec![], held.records, start, now),
+            ),
+            gauge(
+                "contrail.buffer.bytes",
+                "By",
+                "Bytes waiting in the export buffer",
+                int_point(vec![], held.bytes as u64, start, now),
+            ),
+        ];
+        metrics.push(Metric {
+            name: "contrail.export.duration".to_owned(),
+            description: "Duration of export requests".to_owned(),
+            unit: "ms".to_owned(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: self
+                    .export
+                    .iter()
+                    .map(|((signal, outcome), h)| {
+                        h.point(
+                            vec![kv("signal", signal.as_str()), kv("outcome", outcome)],
+                            start,
+                            now,
+                        )
+                    })
+                    .collect(),
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        });
+        metrics.push(Metric {
+            name: "contrail.flush.duration".to_owned(),
+            description: "Duration of flushes".to_owned(),
+            unit: "ms".to_owned(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![self.flush.point(vec![], start, now)],
+                aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            })),
+            ..Default::default()
+        });
+        ResourceMetrics {
+            resource,
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "contrail".to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    ..Default::default()
+                }),
+                metrics,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }
+    }
+}
+
+/// Warns on stderr when records were dropped, at most once per [`DROP_WARNING_INTERVAL`], with
+/// the counts since the last warning. Never per record: Contrail's stderr comes back to it as
+/// telemetry.
+#[derive(Debug)]
+pub(crate) struct DropWarner {
+    reported: [u64; DropReason::ALL.len()],
+    every: diag::Every,
+}
+
+impl Default for DropWarner {
+    fn default() -> Self {
+        DropWarner {
+            reported: [0; DropReason::ALL.len()],
+            every: diag::Every::new(DROP_WARNING_INTERVAL),
+        }
+    }
+}
+
+impl DropWarner {
+    /// Compare the drop counters with the last warning; warn if they moved and the interval
+    /// allows. Returns the message when one was written.
+    pub(crate) fn check(&mut self, stats: &Stats) -> Option<String> {
+        let totals = DropReason::ALL.map(|r| stats.dropped_total(r));
+        let parts: Vec<String> = DropReason::ALL
+            .iter()
+            .zip(totals.iter().zip(self.reported.iter()))
+            .filter(|(_, (now, before))| now > before)
+            .map(|(r, (now, before))| format!("{} {}", now - before, r.as_str()))
+            .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        let message = format!(
+            "dropped records since the last report: {}",
+            parts.join(", ")
+        );
+        if self.every.warn(format_args!("{message}")) {
+            self.reported = totals;
+            Some(message)
+        } else {
+            None
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Intake: what comes into Contrail, decoded and queued without waiting on anything
+//! downstream.
+//!
+//! | module | role |
+//! |---|---|
+//! | `telemetry` | the Telemetry API: the subscription, the listener Lambda POSTs to, the decoder, the event model |
+//! | `receiver` | the local OTLP/HTTP receiver a function's own SDK exports to |
+//! | `server.rs` | the accept loop both share |
+
+pub(crate) mod receiver;
+pub(crate) mod server;
+pub(crate) mod telemetry;

@@ -1,0 +1,103 @@
+//! The receiver's configuration, read from the environment.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::config::env::{ConfigError, Env, non_empty};
+
+/// Where the receiver listens: `host:port` with an IP address or `localhost`, or `off`.
+pub(crate) const ENDPOINT_VAR: &str = "CONTRAIL_RECEIVER_ENDPOINT";
+/// The largest request body accepted, in bytes, before and after gzip decompression.
+pub(crate) const MAX_BODY_BYTES_VAR: &str = "CONTRAIL_RECEIVER_MAX_BODY_BYTES";
+
+/// The OpenTelemetry SDKs' default OTLP/HTTP endpoint, on loopback only.
+pub(crate) const DEFAULT_ENDPOINT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4318);
+/// 4 MiB: a batch of 512 spans with many attributes is well under 1 MiB.
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+const MIN_MAX_BODY_BYTES: usize = 1024;
+const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+const OFF_WORDS: [&str; 4] = ["off", "none", "false", "disabled"];
+
+/// How the local receiver runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReceiverConfig {
+    /// The address to listen on; `None` when the receiver is turned off.
+    pub(crate) endpoint: Option<SocketAddr>,
+    /// The largest body accepted, compressed or decompressed.
+    pub(crate) max_body_bytes: usize,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            endpoint: Some(DEFAULT_ENDPOINT),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl ReceiverConfig {
+    /// Read the configuration, reporting every variable that is set to an unusable value.
+    pub(crate) fn from_env(env: &dyn Env) -> Result<ReceiverConfig, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut config = ReceiverConfig::default();
+
+        if let Some(value) = non_empty(env, ENDPOINT_VAR) {
+            match parse_endpoint(&value) {
+                Ok(endpoint) => config.endpoint = endpoint,
+                Err(reason) => errors.push(ConfigError::new(ENDPOINT_VAR, value, reason)),
+            }
+        }
+        if let Some(value) = non_empty(env, MAX_BODY_BYTES_VAR) {
+            match parse_max_body(&value) {
+                Ok(bytes) => config.max_body_bytes = bytes,
+                Err(reason) => errors.push(ConfigError::new(MAX_BODY_BYTES_VAR, value, reason)),
+            }
+        }
+
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn parse_endpoint(value: &str) -> Result<Option<SocketAddr>, String> {
+    if OFF_WORDS.iter().any(|w| value.eq_ignore_ascii_case(w)) {
+        return Ok(None);
+    }
+    if value.contains("://") {
+        return Err("expected host:port without a scheme, e.g. 127.0.0.1:4318, or off".into());
+    }
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(Some(addr));
+    }
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| "expected host:port, e.g. 127.0.0.1:4318, or off".to_owned())?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;
+    if host.eq_ignore_ascii_case("localhost") {
+        Ok(Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)))
+    } else {
+        Err(format!(
+            "host {host:?} is not an IP address or localhost (use [::1]:PORT for IPv6)"
+        ))
+    }
+}
+
+fn parse_max_body(value: &str) -> Result<usize, String> {
+    let bytes: usize = value
+        .parse()
+        .map_err(|_| "expected a whole number of bytes".to_owned())?;
+    if (MIN_MAX_BODY_BYTES..=MAX_MAX_BODY_BYTES).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(format!(
+            "expected {MIN_MAX_BODY_BYTES} to {MAX_MAX_BODY_BYTES} bytes"
+        ))
+    }
+}

@@ -1,0 +1,380 @@
+//! One OTLP/HTTP request: route, check, read, decode, queue, answer.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use super::config::MAX_BODY_BYTES_VAR;
+use crate::diag;
+use crate::diag::Stats;
+use crate::pipeline::otlp::RpcStatus;
+use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload, Signal};
+
+const PROTOBUF: &str = "application/x-protobuf";
+const JSON: &str = "application/json";
+const QUEUE_FULL_MESSAGE: &str =
+    "Contrail's intake queue is full: these records were dropped and counted, do not retry";
+
+/// How the body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// A refused request: its status and the reason sent back.
+struct Refusal {
+    status: StatusCode,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `google.rpc.Code.INVALID_ARGUMENT`.
+const INVALID_ARGUMENT: i32 = 3;
+
+#[derive(Clone, Debug)]
+pub(super) struct Handler {
+    intake: IntakeSender,
+    max_body_bytes: usize,
+}
+
+impl Handler {
+    pub(super) fn new(intake: IntakeSender, max_body_bytes: usize) -> Self {
+        Handler {
+            intake,
+            max_body_bytes,
+        }
+    }
+
+    fn stats(&self) -> &Stats {
+        self.intake.stats()
+    }
+
+    pub(super) async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(signal) = signal_for(request.uri().path()) else {
+            return self.refuse_plain(
+                StatusCode::NOT_FOUND,
+                "not found: OTLP/HTTP paths are /v1/traces, /v1/metrics and /v1/logs",
+            );
+        };
+        if request.method() != Method::POST {
+            let mut response = self.refuse_plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed: OTLP/HTTP exports use POST",
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, http::HeaderValue::from_static("POST"));
+            return response;
+        }
+        let encoding = match encoding_of(request.headers()) {
+            Ok(encoding) => encoding,
+            Err(refusal) => return self.refuse_plain(refusal.status, &refusal.reason),
+        };
+        match self.accept(signal, encoding, request).await {
+            Ok(response) => response,
+            Err(refusal) => self.refuse(encoding, refusal),
+        }
+    }
+
+    async fn accept(
+        &self,
+        signal: Signal,
+        encoding: Encoding,
+        request: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Refusal> {
+        let gzip = gzip_of(request.headers())?;
+        if let Some(length) = content_length(request.headers())
+            && length > self.max_body_bytes as u64
+        {
+            return Err(self.too_large());
+        }
+        let body = Limited::new(request.into_body(), self.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    self.too_large()
+                } else {
+                    Refusal::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("could not read the body: {e}"),
+                    )
+                }
+            })?
+            .to_bytes();
+        let body = if gzip {
+            gunzip(&body, self.max_body_bytes).map_err(|e| match e {
+                Gunzip::TooLarge => self.too_large(),
+                Gunzip::Invalid(e) => {
+                    Refusal::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}"))
+                }
+            })?
+        } else {
+            body
+        };
+        let payload = decode(signal, encoding, &body)?;
+        Ok(self.queue(signal, encoding, payload))
+    }
+
+    fn queue(
+        &self,
+        signal: Signal,
+        encoding: Encoding,
+        payload: OtlpPayload,
+    ) -> Response<Full<Bytes>> {
+        let intake = Intake::Otlp(payload);
+        let records = intake.record_count();
+        Stats::add(&self.stats().receiver_records, records);
+        let rejected = match self.intake.offer(intake) {
+            Offered::Queued => None,
+            Offered::Dropped => {
+                static FULL: diag::Once = diag::Once::new();
+                FULL.warn(format_args!(
+                    "receiver: intake queue full, dropping function telemetry (counted as intake_full)"
+                ));
+                // Sent back in `partial_success`: spans, log records, metric data points.
+                Some(records)
+            }
+        };
+        success(signal, encoding, rejected)
+    }
+
+    fn too_large(&self) -> Refusal {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than {} bytes ({MAX_BODY_BYTES_VAR}); export smaller batches",
+                self.max_body_bytes
+            ),
+        )
+    }
+
+    fn refuse(&self, encoding: Encoding, refusal: Refusal) -> Response<Full<Bytes>> {
+        self.count_refusal(refusal.status, &refusal.reason);
+        let status = RpcStatus {
+            code: INVALID_ARGUMENT,
+            message: refusal.reason,
+        };
+        let body = match encoding {
+            Encoding::Protobuf => Bytes::from(status.encode_to_vec()),
+            Encoding::Json => Bytes::from(
+                serde_json::json!({"code": status.code, "message": status.message}).to_string(),
+            ),
+        };
+        respond(refusal.status, content_type(encoding), body)
+    }
+
+    /// Count a refused request; say why once, for the first one only (the rest are counted).
+    fn count_refusal(&self, status: StatusCode, reason: &str) {
+        static REFUSED: diag::Once = diag::Once::new();
+        Stats::add(&self.stats().receiver_rejected_requests, 1);
+        REFUSED.warn(format_args!(
+            "receiver: refused a request ({}): {reason}",
+            status.as_u16()
+        ));
+    }
+
+    fn refuse_plain(&self, status: StatusCode, reason: &str) -> Response<Full<Bytes>> {
+        self.count_refusal(status, reason);
+        respond(
+            status,
+            "text/plain; charset=utf-8",
+            Bytes::from(format!("{reason}\n")),
+        )
+    }
+}
+
+fn signal_for(path: &str) -> Option<Signal> {
+    match path {
+        "/v1/traces" => Some(Signal::Traces),
+        "/v1/metrics" => Some(Signal::Metrics),
+        "/v1/logs" => Some(Signal::Logs),
+        _ => None,
+    }
+}
+
+fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Refusal> {
+    let unsupported = |what: &str| {
+        Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content type {what}: use {PROTOBUF} or {JSON}"),
+        )
+    };
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Err(unsupported("(none given)"));
+    };
+    let text = value.to_str().map_err(|_| unsupported("(not text)"))?;
+    let media_type = text.split(';').next().unwrap_or_default().trim();
+    if media_type.eq_ignore_ascii_case(PROTOBUF)
+        || media_type.eq_ignore_ascii_case("application/protobuf")
+    {
+        Ok(Encoding::Protobuf)
+    } else if media_type.eq_ignore_ascii_case(JSON) {
+        Ok(Encoding::Json)
+    } else {
+        Err(unsupported(&format!("{text:?}")))
+    }
+}
+
+fn gzip_of(headers: &HeaderMap) -> Result<bool, Refusal> {
+    let Some(value) = headers.get(CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.eq_ignore_ascii_case("gzip") {
+        Ok(true)
+    } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+        Ok(false)
+    } else {
+        Err(Refusal::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content encoding {text:?}: use gzip or none"),
+        ))
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+enum Gunzip {
+    TooLarge,
+    Invalid(std::io::Error),
+}
+
+/// Decompress at most `max` bytes; a body that inflates beyond that is refused, not read.
+fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Gunzip> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    MultiGzDecoder::new(body)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(Gunzip::Invalid)?;
+    if out.len() > max {
+        return Err(Gunzip::TooLarge);
+    }
+    Ok(Bytes::from(out))
+}
+
+fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<OtlpPayload, Refusal> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        let what = match encoding {
+            Encoding::Protobuf => "protobuf",
+            Encoding::Json => "JSON",
+        };
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not a valid OTLP {what} {signal:?} export request: {e}"),
+        )
+    };
+    Ok(match (signal, encoding) {
+        (Signal::Traces, Encoding::Protobuf) => {
+            OtlpPayload::Traces(ExportTraceServiceRequest::decode(body).map_err(|e| invalid(&e))?)
+        }
+        (Signal::Metrics, Encoding::Protobuf) => OtlpPayload::Metrics(
+            ExportMetricsServiceRequest::decode(body).map_err(|e| invalid(&e))?,
+        ),
+        (Signal::Logs, Encoding::Protobuf) => {
+            OtlpPayload::Logs(ExportLogsServiceRequest::decode(body).map_err(|e| invalid(&e))?)
+        }
+        (Signal::Traces, Encoding::Json) => {
+            OtlpPayload::Traces(serde_json::from_slice(body).map_err(|e| invalid(&e))?)
+        }
+        (Signal::Metrics, Encoding::Json) => {
+            OtlpPayload::Metrics(serde_json::from_slice(body).map_err(|e| invalid(&e))?)
+        }
+        (Signal::Logs, Encoding::Json) => {
+            OtlpPayload::Logs(serde_json::from_slice(body).map_err(|e| invalid(&e))?)
+        }
+    })
+}
+
+/// The success answer: an empty `Export*ServiceResponse`, or one whose `partial_success`
+/// reports `rejected` records.
+fn success(signal: Signal, encoding: Encoding, rejected: Option<u64>) -> Response<Full<Bytes>> {
+    let body = match (encoding, rejected) {
+        (Encoding::Json, None) => Bytes::from_static(b"{}"),
+        (Encoding::Json, Some(n)) => {
+            let field = match signal {
+                Signal::Traces => "rejectedSpans",
+                Signal::Metrics => "rejectedDataPoints",
+                Signal::Logs => "rejectedLogRecords",
+            };
+            Bytes::from(
+                serde_json::json!({
+                    "partialSuccess": {field: n.to_string(), "errorMessage": QUEUE_FULL_MESSAGE}
+                })
+                .to_string(),
+            )
+        }
+        (Encoding::Protobuf, rejected) => Bytes::from(protobuf_response(signal, rejected)),
+    };
+    respond(StatusCode::OK, content_type(encoding), body)
+}
+
+fn protobuf_response(signal: Signal, rejected: Option<u64>) -> Vec<u8> {
+    let n = rejected.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let error_message = || QUEUE_FULL_MESSAGE.to_owned();
+    match signal {
+        Signal::Traces => ExportTraceServiceResponse {
+            partial_success: n.map(|n| ExportTracePartialSuccess {
+                rejected_spans: n,
+                error_message: error_message(),
+            }),
+        }
+        .encode_to_vec(),
+        Signal::Metrics => ExportMetricsServiceResponse {
+            partial_success: n.map(|n| ExportMetricsPartialSuccess {
+                rejected_data_points: n,
+                error_message: error_message(),
+            }),
+        }
+        .encode_to_vec(),
+        Signal::Logs => ExportLogsServiceResponse {
+            partial_success: n.map(|n| ExportLogsPartialSuccess {
+                rejected_log_records: n,
+                error_message: error_message(),
+            }),
+        }
+        .encode_to_vec(),
+    }
+}
+
+fn content_type(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Protobuf => PROTOBUF,
+        Encoding::Json => JSON,
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    response
+}

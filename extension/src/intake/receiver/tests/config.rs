@@ -1,0 +1,95 @@
+//! `ReceiverConfig::from_env`: defaults, the off switch, and one error per bad variable.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::net::SocketAddr;
+
+use crate::intake::receiver::ReceiverConfig;
+use crate::intake::receiver::config::DEFAULT_MAX_BODY_BYTES;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn defaults_listen_on_loopback_4318_with_a_4_mib_cap() {
+    let config = ReceiverConfig::from_env(&[("UNRELATED", "1")]).unwrap();
+    assert_eq!(config.endpoint, Some(addr("127.0.0.1:4318")));
+    assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(DEFAULT_MAX_BODY_BYTES, 4 * 1024 * 1024);
+    // Blank is the same as unset.
+    let blank = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_ENDPOINT", "  ")]).unwrap();
+    assert_eq!(blank, ReceiverConfig::default());
+}
+
+#[test]
+fn endpoint_accepts_ip_addresses_localhost_and_the_off_words() {
+    let cases = [
+        ("127.0.0.1:14318", Some(addr("127.0.0.1:14318"))),
+        ("0.0.0.0:4318", Some(addr("0.0.0.0:4318"))),
+        ("[::1]:4318", Some(addr("[::1]:4318"))),
+        ("localhost:9999", Some(addr("127.0.0.1:9999"))),
+        ("off", None),
+        ("None", None),
+        ("FALSE", None),
+        ("disabled", None),
+    ];
+    for (value, want) in cases {
+        let config = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_ENDPOINT", value)])
+            .unwrap_or_else(|e| panic!("{value}: {e:?}"));
+        assert_eq!(config.endpoint, want, "{value}");
+    }
+}
+
+#[test]
+fn bad_endpoints_are_named_with_a_reason() {
+    for value in [
+        "http://127.0.0.1:4318",
+        "127.0.0.1",
+        "example.com:4318",
+        "127.0.0.1:99999",
+        "127.0.0.1:port",
+    ] {
+        let errors =
+            ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_ENDPOINT", value)]).expect_err(value);
+        assert_eq!(errors.len(), 1, "{value}");
+        assert_eq!(errors[0].var, "CONTRAIL_RECEIVER_ENDPOINT");
+        assert_eq!(errors[0].value, value);
+        let shown = errors[0].to_string();
+        assert!(
+            shown.starts_with(&format!(
+                "CONTRAIL_RECEIVER_ENDPOINT={value:?} is not valid: "
+            )),
+            "{shown}"
+        );
+    }
+}
+
+#[test]
+fn body_cap_is_a_byte_count_within_bounds() {
+    let config =
+        ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_BODY_BYTES", "1048576")]).unwrap();
+    assert_eq!(config.max_body_bytes, 1_048_576);
+    for value in ["0", "12", "4MiB", "-1", "1e6", "100000000000"] {
+        let errors = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_BODY_BYTES", value)])
+            .expect_err(value);
+        assert_eq!(errors[0].var, "CONTRAIL_RECEIVER_MAX_BODY_BYTES", "{value}");
+    }
+}
+
+#[test]
+fn every_bad_variable_is_reported_at_once() {
+    let errors = ReceiverConfig::from_env(&[
+        ("CONTRAIL_RECEIVER_ENDPOINT", "nowhere"),
+        ("CONTRAIL_RECEIVER_MAX_BODY_BYTES", "lots"),
+    ])
+    .unwrap_err();
+    let vars: Vec<_> = errors.iter().map(|e| e.var.as_str()).collect();
+    assert_eq!(
+        vars,
+        [
+            "CONTRAIL_RECEIVER_ENDPOINT",
+            "CONTRAIL_RECEIVER_MAX_BODY_BYTES"
+        ]
+    );
+}

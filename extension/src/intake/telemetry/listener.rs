@@ -1,0 +1,110 @@
+//! The HTTP destination of the Telemetry API subscription.
+//!
+//! Lambda POSTs a JSON array of records; a 4xx or 5xx makes it send the same batch again, so
+//! every POST is answered `200` as soon as its body is decoded, whatever it held: malformed
+//! records, a body over the cap, or an intake queue that is full are counted in [`Stats`] and
+//! the batch is acknowledged. The listener never exports, never waits on the worker,
+//! and never logs per record (Contrail's own output comes back to it as `extension` records).
+//!
+//! | case | status | counted as |
+//! |---|---|---|
+//! | POST, any path | 200 | `telemetry_records` (all received), `unknown_records`, malformed → dropped `malformed`, queue full → dropped `intake_full` |
+//! | POST body over `max_body_bytes` | 200 | one dropped `malformed` (its records cannot be counted) |
+//! | other method | 405 | nothing |
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpListener;
+
+use super::decode::decode_batch;
+use crate::diag::{DropReason, Stats};
+use crate::pipeline::{Intake, IntakeSender};
+
+/// Lambda sends at most about twice the subscription's `buffering.maxBytes` (at most 1 MiB) in
+/// one POST; this leaves room above that.
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Serve the Telemetry API destination on `listener` until the process ends.
+pub(crate) async fn serve(listener: TcpListener, intake: IntakeSender, max_body_bytes: usize) {
+    serve_with_shutdown(listener, intake, max_body_bytes, std::future::pending()).await;
+}
+
+/// Serve until `shutdown` completes; then stop accepting, let each open connection finish the
+/// request it is reading (so a batch already on the way is queued), close idle connections,
+/// and return when all are done. Bound the wait at the call site if needed.
+pub(crate) async fn serve_with_shutdown<F>(
+    listener: TcpListener,
+    intake: IntakeSender,
+    max_body_bytes: usize,
+    shutdown: F,
+) where
+    F: Future<Output = ()>,
+{
+    let handler = Arc::new(Handler {
+        intake,
+        max_body_bytes,
+    });
+    let handle = move |request| {
+        let handler = Arc::clone(&handler);
+        async move { handler.handle(request).await }
+    };
+    crate::intake::server::serve(listener, handle, shutdown).await;
+}
+
+struct Handler {
+    intake: IntakeSender,
+    max_body_bytes: usize,
+}
+
+impl Handler {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Empty<Bytes>> {
+        if request.method() != Method::POST {
+            return respond(StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let stats: &Stats = self.intake.stats();
+        let body = match Limited::new(request.into_body(), self.max_body_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                // Too large, or the connection broke mid-body: nothing of it can be used, and
+                // a retry of the same batch would fail the same way.
+                Stats::add(&stats.telemetry_records, 1);
+                stats.dropped(DropReason::Malformed, 1);
+                return respond(StatusCode::OK);
+            }
+        };
+        accept_body(&body, &self.intake);
+        respond(StatusCode::OK)
+    }
+}
+
+/// Decode one POST body, count it, and offer its records to the intake queue.
+pub(crate) fn accept_body(body: &[u8], intake: &IntakeSender) {
+    let batch = decode_batch(body);
+    let stats = intake.stats();
+    Stats::add(
+        &stats.telemetry_records,
+        batch.records.len() as u64 + batch.malformed,
+    );
+    Stats::add(&stats.unknown_records, batch.unknown);
+    if batch.malformed > 0 {
+        stats.dropped(DropReason::Malformed, batch.malformed);
+    }
+    if !batch.records.is_empty() {
+        // A full queue counts the records as `intake_full` drops inside `offer`.
+        let _ = intake.offer(Intake::Telemetry(batch.records));
+    }
+}
+
+fn respond(status: StatusCode) -> Response<Empty<Bytes>> {
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = status;
+    response
+}

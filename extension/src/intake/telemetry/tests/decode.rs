@@ -1,0 +1,202 @@
+//! Every Telemetry API fixture decodes to the event it stands for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::intake::telemetry::decode::{DecodedBatch, decode_batch};
+use crate::intake::telemetry::event::{Event, LogLine};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/telemetry/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn decode(name: &str) -> DecodedBatch {
+    decode_batch(&fixture(name))
+}
+
+#[test]
+fn every_type_decodes() {
+    let table: &[(&str, &str, usize)] = &[
+        ("platform.initStart.json", "platform.initStart", 1),
+        (
+            "platform.initRuntimeDone.json",
+            "platform.initRuntimeDone",
+            1,
+        ),
+        ("platform.initReport.json", "platform.initReport", 1),
+        ("platform.start.json", "platform.start", 1),
+        ("platform.runtimeDone.json", "platform.runtimeDone", 1),
+        ("platform.runtimeDone.oom.json", "platform.runtimeDone", 1),
+        ("platform.report.json", "platform.report", 1),
+        ("platform.report.timeout.json", "platform.report", 1),
+        (
+            "platform.report.managed-instances.json",
+            "platform.report",
+            1,
+        ),
+        ("platform.restoreStart.json", "platform.restoreStart", 1),
+        (
+            "platform.restoreRuntimeDone.json",
+            "platform.restoreRuntimeDone",
+            1,
+        ),
+        ("platform.restoreReport.json", "platform.restoreReport", 1),
+        ("platform.extension.json", "platform.extension", 1),
+        (
+            "platform.telemetrySubscription.json",
+            "platform.telemetrySubscription",
+            1,
+        ),
+        ("platform.logsDropped.json", "platform.logsDropped", 1),
+        ("function.text.json", "function", 3),
+        ("function.json.json", "function", 1),
+        ("extension.text.json", "extension", 1),
+        ("unknown.json", "platform.futureThing", 1),
+    ];
+    for (file, kind, count) in table {
+        let batch = decode(file);
+        assert_eq!(batch.malformed, 0, "{file}");
+        assert_eq!(batch.records.len(), *count, "{file}");
+        for r in &batch.records {
+            assert_eq!(r.event.kind(), *kind, "{file}");
+            assert!(r.time_unix_nano > 1_600_000_000_000_000_000, "{file}");
+        }
+        let unknown = u64::from(*kind == "platform.futureThing");
+        assert_eq!(batch.unknown, unknown, "{file}");
+    }
+}
+
+#[test]
+fn fields_are_decoded() {
+    let b = decode("platform.initStart.json");
+    let Event::InitStart(s) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(s.initialization_type, "on-demand");
+    assert_eq!(s.phase, "init");
+    assert_eq!(s.function_name.as_deref(), Some("orders"));
+    assert_eq!(s.instance_max_memory, Some(3008));
+    assert!(s.instance_id.as_deref().unwrap().starts_with("2022/10/12/"));
+
+    let b = decode("platform.start.json");
+    let Event::Start(s) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(s.request_id, "8f5c3a2e-6b1d-4e7a-9c0f-2d3b4a5c6d7e");
+    let tracing = s.tracing.as_ref().unwrap();
+    assert_eq!(tracing.span_id.as_deref(), Some("24cd7d670fa455f0"));
+    assert_eq!(tracing.kind.as_deref(), Some("X-Amzn-Trace-Id"));
+
+    let b = decode("platform.runtimeDone.json");
+    let Event::RuntimeDone(d) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(d.status, "success");
+    assert_eq!(d.spans.len(), 3);
+    assert_eq!(d.spans[0].name, "responseLatency");
+    assert_eq!(d.spans[0].start_unix_nano, 1_665_532_815_300_000_000);
+    assert_eq!(d.spans[2].start_unix_nano, 1_665_532_815_421_500_000);
+    let m = d.metrics.as_ref().unwrap();
+    assert_eq!((m.duration_ms, m.produced_bytes), (124.5, Some(53)));
+
+    let b = decode("platform.runtimeDone.oom.json");
+    let Event::RuntimeDone(d) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(d.error_type.as_deref(), Some("Runtime.OutOfMemory"));
+
+    let b = decode("platform.report.json");
+    let Event::Report(r) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(r.metrics.billed_duration_ms, Some(125.0));
+    assert_eq!(r.metrics.memory_size_mb, Some(512));
+    assert_eq!(r.metrics.max_memory_used_mb, Some(87));
+    assert_eq!(r.metrics.init_duration_ms, Some(200.5));
+    assert_eq!(r.spans[0].name, "extensionOverhead");
+
+    let b = decode("platform.report.managed-instances.json");
+    let Event::Report(r) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(r.metrics.duration_ms, 410.25);
+    assert_eq!(r.metrics.billed_duration_ms, None);
+    assert_eq!(r.metrics.memory_size_mb, None);
+
+    let b = decode("platform.restoreReport.json");
+    let Event::RestoreReport(r) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(r.metrics.as_ref().unwrap().duration_ms, 260.0);
+
+    let b = decode("platform.extension.json");
+    let Event::Extension(e) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!((e.name.as_str(), e.state.as_str()), ("contrail", "Ready"));
+    assert_eq!(e.events, ["INVOKE", "SHUTDOWN"]);
+
+    let b = decode("platform.logsDropped.json");
+    let Event::LogsDropped(d) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!((d.dropped_records, d.dropped_bytes), (123, 12345));
+
+    let b = decode("function.json.json");
+    let Event::Function(LogLine::Json(map)) = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(map["message"], "stock low");
+
+    let b = decode("function.text.json");
+    let Event::Function(LogLine::Text(t)) = &b.records[2].event else {
+        panic!()
+    };
+    assert_eq!(t, "plain line without a prefix");
+
+    let b = decode("unknown.json");
+    let Event::Unknown { kind, record } = &b.records[0].event else {
+        panic!()
+    };
+    assert_eq!(kind, "platform.futureThing");
+    assert_eq!(record["answer"], 42);
+}
+
+#[test]
+fn malformed_records_are_counted_and_the_rest_kept() {
+    let b = decode("malformed.json");
+    assert_eq!(b.malformed, 4);
+    assert_eq!(b.records.len(), 1);
+    assert_eq!(
+        b.records[0].event,
+        Event::Function(LogLine::Text("survivor".into()))
+    );
+}
+
+#[test]
+fn a_whole_cold_start_in_one_batch() {
+    let mut body = Vec::from(&b"["[..]);
+    let files = [
+        "platform.initStart.json",
+        "platform.initRuntimeDone.json",
+        "platform.initReport.json",
+        "platform.start.json",
+        "function.text.json",
+        "function.json.json",
+        "platform.runtimeDone.json",
+        "platform.report.json",
+    ];
+    for (i, f) in files.iter().enumerate() {
+        let text = String::from_utf8(fixture(f)).unwrap();
+        let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(inner.as_bytes());
+    }
+    body.push(b']');
+    let b = decode_batch(&body);
+    assert_eq!((b.records.len(), b.malformed, b.unknown), (10, 0, 0));
+}

@@ -1,0 +1,298 @@
+//! The lifecycle loop: `next`, tell the worker about each invocation, flush when the
+//! [`FlushPolicy`] says so, and exit cleanly on `SHUTDOWN`.
+//!
+//! - [`policy`]: when to flush, a pure state machine over an injected clock.
+//! - [`degrade`]: what happens after an internal failure (the idle loop).
+//!
+//! The loop talks to the worker only through a [`WorkerHandle`] on its control channel.
+//! Control travels apart from data (the intake queue), so a flush is never stuck behind a full
+//! data queue; every wait is bounded by a deadline computed once from the event's
+//! `deadlineMs`.
+//!
+//! After registration no internal failure may break the function: when the worker is gone
+//! (its task ended or panicked) or a start-up step failed, the extension degrades to
+//! [`idle_loop`], which keeps calling `next` and exits on `SHUTDOWN`, having said why once.
+
+pub(crate) mod degrade;
+pub(crate) mod policy;
+
+pub(crate) use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, report_error};
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep_until, timeout_at};
+
+use crate::diag;
+use crate::diag::Stats;
+use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
+use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
+use crate::pipeline::worker::{WorkerGone, WorkerHandle};
+
+/// Consecutive failed `next` calls after which the Lambda API is considered gone.
+pub(crate) const NEXT_ATTEMPTS: u32 = 3;
+/// Pause between failed `next` calls.
+pub(crate) const NEXT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// At SHUTDOWN, the share of the window spent waiting for the last invocation's telemetry
+/// (`platform.report` arrives only now) before the final flush.
+const SHUTDOWN_WAIT_SHARE: u32 = 2;
+
+/// How the lifecycle ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// SHUTDOWN was handled: exit 0.
+    Shutdown,
+    /// The Lambda API is unusable (repeated `next` failures): exit non-zero.
+    ApiGone(ApiError),
+    /// An internal failure: continue with [`idle_loop`].
+    Degraded(Degraded),
+}
+
+/// Invocations in a row whose `platform.runtimeDone` did not come before the wait ended, after
+/// which the loop stops waiting for it (the policy then flushes at the start of invocations).
+const MISSED_RUNTIME_DONE_LIMIT: u32 = 2;
+
+static RUNTIME_DONE_MISSING: diag::Once = diag::Once::new();
+
+/// The lifecycle loop and its state.
+pub(crate) struct Lifecycle {
+    client: Client,
+    id: ExtensionId,
+    worker: WorkerHandle,
+    policy: FlushPolicy,
+    /// Failures reported by the other tasks (listener, receiver, worker).
+    fatal: FatalReceiver,
+    /// Whether `platform.runtimeDone` and `platform.report` are expected at all (false when the
+    /// subscription was refused or `platform` is not among the subscribed types).
+    platform_telemetry: bool,
+    /// The request id of the last INVOKE, to wait for its `platform.report` at shutdown.
+    last_request: Option<String>,
+    /// Invocations in a row whose runtimeDone did not arrive while the loop waited for it.
+    missed_runtime_done: u32,
+    /// The previous invocation's runtimeDone wait, when it had not been answered: an answer
+    /// that comes later shows that runtimeDone does arrive, only late.
+    previous_runtime_done: Option<oneshot::Receiver<()>>,
+    stats: Arc<Stats>,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(
+        client: Client,
+        id: ExtensionId,
+        worker: WorkerHandle,
+        mut policy: FlushPolicy,
+        fatal: FatalReceiver,
+        platform_telemetry: bool,
+        stats: Arc<Stats>,
+    ) -> Lifecycle {
+        policy.set_runtime_done_available(platform_telemetry);
+        Lifecycle {
+            client,
+            id,
+            worker,
+            policy,
+            fatal,
+            platform_telemetry,
+            last_request: None,
+            missed_runtime_done: 0,
+            previous_runtime_done: None,
+            stats,
+        }
+    }
+
+    pub(crate) fn id(&self) -> &ExtensionId {
+        &self.id
+    }
+
+    /// Run until SHUTDOWN or until something fails. Hands the client back for [`idle_loop`].
+    pub(crate) async fn run(mut self) -> (Ended, Client, ExtensionId) {
+        let ended = self.run_inner().await;
+        (ended, self.client, self.id)
+    }
+
+    /// After an invocation: learn whether runtimeDone can be relied on.
+    fn note_runtime_done(
+        &mut self,
+        seen: bool,
+        timed_out: bool,
+        rx: Option<oneshot::Receiver<()>>,
+    ) {
+        if seen {
+            self.missed_runtime_done = 0;
+            self.policy.set_runtime_done_available(true);
+            return;
+        }
+        if timed_out {
+            self.missed_runtime_done = self.missed_runtime_done.saturating_add(1);
+        }
+        self.previous_runtime_done = rx;
+        if self.missed_runtime_done >= MISSED_RUNTIME_DONE_LIMIT
+            && self.policy.runtime_done_available()
+        {
+            RUNTIME_DONE_MISSING.warn(format_args!(
+                "platform.runtimeDone did not arrive for {MISSED_RUNTIME_DONE_LIMIT} invocations in a row: flushing without waiting for it until it does"
+            ));
+            self.policy.set_runtime_done_available(false);
+        }
+    }
+
+    async fn run_inner(&mut self) -> Ended {
+        let mut failures = 0;
+        loop {
+            if let Ok(reason) = self.fatal.try_recv() {
+                return Ended::Degraded(reason);
+            }
+            let event = match self.client.next(&self.id).await {
+                Ok(event) => {
+                    failures = 0;
+                    event
+                }
+                Err(ApiError::Invalid { reason, .. }) => {
+                    // An event this version does not understand: it was delivered, so the next
+                    // call asks for the one after it.
+                    diag::warn!("ignoring an event from the Extensions API: {reason}");
+                    continue;
+                }
+                Err(err) => {
+                    failures += 1;
+                    if failures >= NEXT_ATTEMPTS {
+                        return Ended::ApiGone(err);
+                    }
+                    diag::warn!("calling next failed ({err}); trying again");
+                    tokio::time::sleep(NEXT_RETRY_PAUSE).await;
+                    continue;
+                }
+            };
+            let step = match event {
+                NextEvent::Invoke(invoke) => self.on_invoke(invoke).await,
+                NextEvent::Shutdown(shutdown) => {
+                    return match self.on_shutdown(shutdown).await {
+                        Ok(()) => Ended::Shutdown,
+                        Err(gone) => {
+                            diag::error!("final flush not possible: {gone}");
+                            Ended::Shutdown
+                        }
+                    };
+                }
+            };
+            if let Err(gone) = step {
+                return Ended::Degraded(Degraded::Worker(gone));
+            }
+        }
+    }
+
+    async fn on_invoke(&mut self, invoke: InvokeEvent) -> Result<(), WorkerGone> {
+        let now = Instant::now();
+        let invoke_deadline = instant_from_epoch_ms(invoke.deadline_ms, SystemTime::now(), now);
+        let request_id = invoke.request_id.clone();
+        self.last_request = Some(request_id.clone());
+        self.worker.invoke(invoke)?;
+
+        if let Some(mut previous) = self.previous_runtime_done.take()
+            && previous.try_recv().is_ok()
+        {
+            // The previous request's runtimeDone came after all: it can be waited for.
+            self.missed_runtime_done = 0;
+            self.policy.set_runtime_done_available(true);
+        }
+        // One wait per invocation, asked up front; the same receiver serves every step.
+        let mut runtime_done = if self.platform_telemetry {
+            Some(self.worker.runtime_done(&request_id)?)
+        } else {
+            None
+        };
+        let mut seen_at: Option<Instant> = None;
+        let mut timed_out = false;
+        let worker = self.worker.clone();
+        let mut action = self
+            .policy
+            .on_invoke(now, invoke_deadline, worker.buffer_fill());
+        loop {
+            action = match action {
+                Action::CallNext => break,
+                Action::FlushNow { deadline } => {
+                    if worker.flush(deadline).await?.is_none() {
+                        diag::debug!("a flush did not finish by its deadline");
+                    }
+                    // A runtimeDone that arrived during the flush is reported by the next
+                    // WaitForRuntimeDone step, after on_flush_done, as the policy expects.
+                    if let Some(rx) = runtime_done.as_mut()
+                        && seen_at.is_none()
+                        && rx.try_recv().is_ok()
+                    {
+                        seen_at = Some(Instant::now());
+                    }
+                    self.policy
+                        .on_flush_done(Instant::now(), worker.buffer_fill())
+                }
+                Action::WaitForRuntimeDone { until } => match runtime_done.as_mut() {
+                    _ if seen_at.is_some() => self.policy.on_runtime_done(Instant::now()),
+                    Some(rx) => tokio::select! {
+                        got = rx => {
+                            // A dropped reply means the worker is gone.
+                            got.map_err(|_| WorkerGone)?;
+                            seen_at = Some(Instant::now());
+                            self.policy.on_runtime_done(Instant::now())
+                        }
+                        () = sleep_until(until) => {
+                            timed_out = true;
+                            self.policy.on_timer(Instant::now())
+                        }
+                        // The buffer crossed its high-water mark while the function runs.
+                        () = worker.pressure() => {
+                            self.policy.on_pressure(Instant::now(), worker.buffer_fill())
+                        }
+                    },
+                    // Not expected at all: only the timer can end the wait.
+                    None => tokio::select! {
+                        () = sleep_until(until) => self.policy.on_timer(Instant::now()),
+                        () = worker.pressure() => {
+                            self.policy.on_pressure(Instant::now(), worker.buffer_fill())
+                        }
+                    },
+                },
+            };
+        }
+        if let Some(at) = seen_at {
+            // Billed time after the runtime was done (as Contrail learnt it), before `next`.
+            let ms = (at.elapsed().as_micros() + 500) / 1000;
+            Stats::add(&self.stats.post_runtime_ms, ms as u64);
+        }
+        if self.platform_telemetry {
+            self.note_runtime_done(seen_at.is_some(), timed_out, runtime_done);
+        }
+        Ok(())
+    }
+
+    async fn on_shutdown(&mut self, shutdown: ShutdownEvent) -> Result<(), WorkerGone> {
+        let now = Instant::now();
+        let deadline = instant_from_epoch_ms(shutdown.deadline_ms, SystemTime::now(), now);
+        diag::info!(
+            "SHUTDOWN ({}), {} ms left",
+            shutdown.reason,
+            deadline.saturating_duration_since(now).as_millis()
+        );
+        let Action::FlushNow { deadline: flush_by } = self.policy.on_shutdown(now, deadline) else {
+            return Ok(());
+        };
+        // The last invocation's platform.report is sent only now: give it part of the window.
+        if self.platform_telemetry
+            && let Some(request_id) = self.last_request.take()
+        {
+            let wait_until = now + flush_by.saturating_duration_since(now) / SHUTDOWN_WAIT_SHARE;
+            let rx = self.worker.report(&request_id)?;
+            let _ = timeout_at(wait_until, rx).await;
+        }
+        match self.worker.shutdown(flush_by).await? {
+            Some(outcome) if outcome.complete => {}
+            Some(_) => {
+                diag::warn!(
+                    "shutting down with data that could not be exported (counted as dropped)"
+                )
+            }
+            None => diag::warn!("the final flush did not finish before the shutdown deadline"),
+        }
+        Ok(())
+    }
+}

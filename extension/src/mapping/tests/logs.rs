@@ -1,0 +1,139 @@
+//! Log lines and platform records as logs: held until their trace context is known, linked
+//! to init, to the invocation, or to one already retired.
+
+use super::{NOW, PARENT_HEX, ROOT_HEX, Run, attr, counter, hex, span, str_attr};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
+
+#[test]
+fn missing_header_generates_ids_and_holds_logs_until_known() {
+    let mut run = Run::new();
+    let start = br#"[{"time":"2022-10-12T00:00:15.300Z","type":"platform.start","record":{"requestId":"r-1"}},
+        {"time":"2022-10-12T00:00:15.310Z","type":"function","record":{"requestId":"r-1","message":"held"}}]"#;
+    run.batch(start);
+    assert!(
+        run.logs().is_empty(),
+        "held until the trace context is known"
+    );
+    let done = br#"[{"time":"2022-10-12T00:00:15.400Z","type":"platform.runtimeDone","record":{"requestId":"r-1","status":"error","errorType":"Handled.Error"}}]"#;
+    run.batch(done);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.trace_id.len(), 16);
+    assert_eq!(inv.span_id.len(), 8);
+    assert!(inv.trace_id.iter().any(|b| *b != 0));
+    let l = run.logs();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].trace_id, inv.trace_id);
+    assert_eq!(l[0].span_id, inv.span_id);
+}
+
+#[test]
+fn held_logs_are_released_at_collect() {
+    let mut run = Run::new();
+    let start = br#"[{"time":"2022-10-12T00:00:15.300Z","type":"platform.start","record":{"requestId":"r-2"}},
+        {"time":"2022-10-12T00:00:15.310Z","type":"function","record":"line one"}]"#;
+    run.batch(start);
+    assert!(run.logs().is_empty());
+    run.collect(NOW);
+    let l = run.logs();
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].trace_id.len(), 16);
+    assert_eq!(
+        str_attr(&l[0].attributes, "faas.invocation_id"),
+        Some("r-2")
+    );
+    // The span later uses the same context.
+    let done = br#"[{"time":"2022-10-12T00:00:15.400Z","type":"platform.runtimeDone","record":{"requestId":"r-2","status":"success"}}]"#;
+    run.batch(done);
+    assert_eq!(span(&run.spans(), "orders").trace_id, l[0].trace_id);
+}
+
+#[test]
+fn init_logs_link_to_the_init_span() {
+    let mut run = Run::new();
+    let early = br#"[{"time":"2022-10-12T00:00:15.000Z","type":"function","record":"[INFO]\t2022-10-12T00:00:15.000Z\t\tbefore init start"}]"#;
+    run.batch(early);
+    assert!(run.logs().is_empty(), "held until the init span exists");
+    run.feed(&["platform.initStart.json"]);
+    let during = br#"[{"time":"2022-10-12T00:00:15.100Z","type":"function","record":"2022-10-12T00:00:15.100Z\tundefined\tINFO\tloading"}]"#;
+    run.batch(during);
+    run.feed(&["platform.initRuntimeDone.json", "platform.initReport.json"]);
+    let init = span(&run.spans(), "aws.lambda.init").clone();
+    let l = run.logs();
+    assert_eq!(l.len(), 2);
+    for line in &l {
+        assert_eq!(line.trace_id, init.trace_id);
+        assert_eq!(line.span_id, init.span_id);
+        assert!(attr(&line.attributes, "faas.invocation_id").is_none());
+    }
+}
+
+#[test]
+fn platform_records_become_event_logs() {
+    let mut run = Run::new();
+    run.feed(&[
+        "platform.extension.json",
+        "platform.telemetrySubscription.json",
+        "platform.logsDropped.json",
+        "unknown.json",
+        "extension.text.json",
+    ]);
+    // The extension line came before any init or invocation: held, released at collection.
+    assert_eq!(run.logs().len(), 4);
+    run.collect(NOW);
+    let l = run.logs();
+    let names: Vec<_> = l
+        .iter()
+        .map(|r| str_attr(&r.attributes, "event.name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            Some("aws.lambda.platform.extension"),
+            Some("aws.lambda.platform.telemetrySubscription"),
+            Some("aws.lambda.platform.logsDropped"),
+            Some("aws.lambda.platform.futureThing"),
+            None,
+        ]
+    );
+    assert_eq!(l[0].event_name, "aws.lambda.platform.extension");
+    assert_eq!(
+        str_attr(&l[0].attributes, "aws.lambda.extension.name"),
+        Some("contrail")
+    );
+    assert_eq!(l[2].severity_number, SeverityNumber::Warn as i32);
+    assert_eq!(
+        attr(&l[2].attributes, "aws.lambda.logs_dropped.records"),
+        Some(&Value::IntValue(123))
+    );
+    assert!(matches!(
+        l[3].body.as_ref().and_then(|b| b.value.as_ref()),
+        Some(Value::KvlistValue(_))
+    ));
+    assert_eq!(
+        str_attr(&l[4].attributes, "aws.lambda.log.source"),
+        Some("extension")
+    );
+    let ms = run.metrics();
+    assert_eq!(counter(&ms, "aws.lambda.logs_dropped.records"), Some(123));
+    assert_eq!(counter(&ms, "aws.lambda.logs_dropped.bytes"), Some(12345));
+}
+
+#[test]
+fn a_late_record_for_a_retired_invocation_keeps_its_context() {
+    let mut run = Run::new();
+    run.invoke(1);
+    run.feed(&[
+        "platform.start.json",
+        "platform.runtimeDone.json",
+        "platform.report.json",
+    ]);
+    let late = br#"[{"time":"2022-10-12T00:00:16.000Z","type":"function","record":{"requestId":"8f5c3a2e-6b1d-4e7a-9c0f-2d3b4a5c6d7e","message":"late"}}]"#;
+    run.clear();
+    run.batch(late);
+    let l = run.logs();
+    assert_eq!(hex(&l[0].trace_id), ROOT_HEX);
+    assert_eq!(hex(&l[0].span_id), PARENT_HEX);
+    assert_eq!(run.mapper.pending_invocations(), 0);
+}

@@ -1,0 +1,111 @@
+//! The production stages the worker drives: the mapper, then delivery.
+//!
+//! Each unit of intake goes through here on its way from the queue to the export buffer: the
+//! Telemetry API's records through the mapper, the function SDK's OTLP through the resource
+//! merge; at each flush the mapper's metrics (and, at shutdown, whatever it still holds) join
+//! the buffer before delivery exports it.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use tokio::time::Instant;
+
+use crate::config::Settings;
+use crate::diag::Stats;
+use crate::export::FlushOutcome;
+use crate::export::delivery::Delivery;
+use crate::intake::receiver;
+use crate::intake::telemetry::event::TelemetryRecord;
+use crate::lambda_api::{InvokeEvent, Registration};
+use crate::mapping::resource::{resource_str, set_resource_attribute};
+use crate::mapping::{InvokeInfo, Mapper};
+use crate::pipeline::worker::Stages;
+use crate::pipeline::{OtlpPayload, Signals};
+
+/// The production stages: the mapper and delivery, owned by the worker.
+pub(crate) struct Pipeline {
+    mapper: Mapper,
+    delivery: Delivery,
+    /// Merged into what the function's own SDK sends to the local receiver.
+    resource: Resource,
+}
+
+impl Pipeline {
+    /// Build the stages. No I/O: the exporter connects (and sets up TLS) on its first flush.
+    pub(crate) fn new(
+        settings: &Settings,
+        registration: &Registration,
+        stats: Arc<Stats>,
+    ) -> Pipeline {
+        let mut resource = settings.resource.clone();
+        if let Some(account) = &registration.account_id
+            && resource_str(&resource, "cloud.account.id").is_none()
+        {
+            set_resource_attribute(&mut resource, "cloud.account.id", account);
+        }
+        let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
+        let mut delivery = Delivery::new(settings.export.clone(), settings.flush.interval, stats);
+        delivery.set_resource(resource.clone());
+        Pipeline {
+            mapper,
+            delivery,
+            resource,
+        }
+    }
+}
+
+fn now_unix_nano() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Stages for Pipeline {
+    fn invoke(&mut self, event: &InvokeEvent) {
+        self.mapper.on_invoke(
+            InvokeInfo {
+                request_id: event.request_id.clone(),
+                deadline_ms: event.deadline_ms,
+                invoked_function_arn: event.invoked_function_arn.clone(),
+                xray_header: event.xray_header.clone(),
+            },
+            now_unix_nano(),
+        );
+    }
+
+    fn telemetry(&mut self, records: Vec<TelemetryRecord>) {
+        let mut out = Signals::default();
+        self.mapper.on_records(records, &mut out);
+        if !out.is_empty() {
+            self.delivery.push(out);
+        }
+    }
+
+    fn otlp(&mut self, payload: OtlpPayload) {
+        self.delivery
+            .push(receiver::merge_resource(payload, &self.resource));
+    }
+
+    async fn flush(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
+        let mut out = Signals::default();
+        if last {
+            self.mapper.finish(now_unix_nano(), &mut out);
+        } else {
+            self.mapper.collect_metrics(now_unix_nano(), &mut out);
+        }
+        if !out.is_empty() {
+            self.delivery.push(out);
+        }
+        if last {
+            self.delivery.finish(deadline).await
+        } else {
+            self.delivery.flush(deadline).await
+        }
+    }
+
+    fn buffer_fill(&self) -> f64 {
+        self.delivery.buffer_fill()
+    }
+}

@@ -1,0 +1,154 @@
+//! The real binary, wired end to end: Telemetry API records and the local receiver's OTLP reach
+//! a scripted OTLP backend, flushed at the end of the invocation (before the next `next`) and
+//! at shutdown.
+
+// The scripted backend is shared with the export tests; a failed unwrap there is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use contrail_testkit::otlp_backend as backend;
+
+use std::time::Duration;
+
+use crate::support::{
+    Extension, FakeLambda, NEXT, SUBSCRIBE, Script, destination_port, post, post_json,
+};
+use backend::Backend;
+
+const TRACE_ID_HEX: &str = "5759e988bd862e3fe1be46a994272793";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_shutdown() {
+    let backend = Backend::start(Vec::new()).await;
+    let receiver_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let receiver = format!("127.0.0.1:{receiver_port}");
+    let fake = FakeLambda::start(Script::default()).await;
+    let endpoint = backend.endpoint();
+    let mut ext = Extension::spawn(
+        &fake,
+        "contrail",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("CONTRAIL_RECEIVER_ENDPOINT", &receiver),
+            ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
+            ("AWS_REGION", "eu-west-1"),
+        ],
+    );
+    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
+    let port = destination_port(&subscribe.json());
+    fake.wait_for(NEXT, 1).await;
+
+    fake.push_invoke("req-1", Duration::from_secs(30));
+    // The function's SDK exports a span to the local receiver while it runs.
+    let sdk_span = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"unknown_service"}}]},
+        "scopeSpans":[{"spans":[{"traceId":"5759e988bd862e3fe1be46a994272793","spanId":"0102030405060708",
+        "name":"sdk-work","kind":1,"startTimeUnixNano":"1704067201000000000","endTimeUnixNano":"1704067201050000000"}]}]}]}"#;
+    let status = post(receiver_port, "/v1/traces", sdk_span).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        post_json(
+            port,
+            r#"[{"time":"2024-01-01T00:00:01.000Z","type":"platform.start","record":{"requestId":"req-1","version":"$LATEST"}},
+                {"time":"2024-01-01T00:00:01.010Z","type":"function","record":"processing order 42"},
+                {"time":"2024-01-01T00:00:01.100Z","type":"platform.runtimeDone","record":{"requestId":"req-1","status":"success","metrics":{"durationMs":100.0,"producedBytes":12}}}]"#,
+        )
+        .await,
+        200
+    );
+    let second_next = fake.wait_for(NEXT, 2).await.remove(1);
+
+    // Exported before the extension said it was done with the invocation.
+    let traces: Vec<_> = backend
+        .received()
+        .into_iter()
+        .filter(|r| r.traces.is_some() && r.at <= second_next.at)
+        .collect();
+    let spans: Vec<_> = traces
+        .iter()
+        .filter_map(|r| r.traces.clone())
+        .flat_map(|t| t.resource_spans)
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .collect();
+    assert!(
+        spans
+            .iter()
+            .any(|s| hex(&s.trace_id) == TRACE_ID_HEX && s.name != "sdk-work"),
+        "the invocation span, in the caller's trace, before the next call: {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    // The SDK's span went through with Lambda's resource merged in.
+    let sdk = backend
+        .received()
+        .into_iter()
+        .filter_map(|r| r.traces)
+        .flat_map(|t| t.resource_spans)
+        .find(|rs| {
+            rs.scope_spans
+                .iter()
+                .flat_map(|ss| &ss.spans)
+                .any(|s| s.name == "sdk-work")
+        })
+        .expect("the SDK span was exported");
+    let attrs: Vec<(String, String)> = sdk
+        .resource
+        .unwrap()
+        .attributes
+        .into_iter()
+        .map(|kv| {
+            let v = match kv.value.and_then(|v| v.value) {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => s,
+                other => format!("{other:?}"),
+            };
+            (kv.key, v)
+        })
+        .collect();
+    assert!(
+        attrs.contains(&("faas.name".into(), "orders".into())),
+        "{attrs:?}"
+    );
+    assert!(
+        attrs.contains(&("service.name".into(), "orders".into())),
+        "{attrs:?}"
+    );
+
+    // SHUTDOWN: the last invocation's report arrives only now and is exported before exit.
+    let deadline = fake.push_shutdown(Duration::from_millis(2000));
+    post_json(
+        port,
+        r#"[{"time":"2024-01-01T00:00:01.200Z","type":"platform.report","record":{"requestId":"req-1","status":"success","metrics":{"durationMs":100.0,"billedDurationMs":100,"memorySizeMB":128,"maxMemoryUsedMB":30}}}]"#,
+    )
+    .await;
+    let status = ext.wait_exit(deadline).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", ext.stderr());
+    assert!(
+        !ext.stderr().contains("telemetry is disabled"),
+        "a normal shutdown is not a failure:\n{}",
+        ext.stderr()
+    );
+    let metrics = backend.accepted_metric_names();
+    assert!(
+        metrics.iter().any(|m| m == "faas.invoke_duration"),
+        "report metrics exported at shutdown: {metrics:?}"
+    );
+    let logs: Vec<String> = backend
+        .received()
+        .into_iter()
+        .filter_map(|r| r.logs)
+        .flat_map(|l| l.resource_logs)
+        .flat_map(|rl| rl.scope_logs)
+        .flat_map(|sl| sl.log_records)
+        .filter_map(|lr| lr.body.and_then(|b| b.value))
+        .map(|v| format!("{v:?}"))
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains("processing order 42")),
+        "the function's log line: {logs:?}"
+    );
+}
