@@ -220,6 +220,12 @@ async fn a_strict_origin_server_accepts_every_record() {
     assert_eq!(stats.dropped_total(DropReason::Rejected), 0);
     assert_eq!(stats.dropped_total(DropReason::ExportFailed), 0);
 
+    // The server prints each path before it answers, but the thread reading its output may
+    // not have taken the last line yet: wait for it, boundedly.
+    let seen = Instant::now() + Duration::from_secs(5);
+    while server.targets.lock().unwrap().len() < 3 && Instant::now() < seen {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut targets = server.targets.lock().unwrap().clone();
     targets.sort();
     assert_eq!(targets, ["/v1/logs", "/v1/metrics", "/v1/traces"]);
