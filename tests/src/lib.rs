@@ -70,18 +70,23 @@ pub fn venv_python() -> PathBuf {
     p
 }
 
+/// The command that runs `app.handler` under the real `awslambdaric` runtime client, with the
+/// test virtual environment's Python (`scripts/install-test-deps.sh`).
+fn awslambdaric_command() -> Vec<String> {
+    vec![
+        venv_python().display().to_string(),
+        "-m".into(),
+        "awslambdaric".into(),
+        "app.handler".into(),
+    ]
+}
+
 /// A Python handler module written to a temp dir, and the command that runs it under the
 /// real `awslambdaric` runtime client.
 pub fn python_function(source: &str) -> (tempfile::TempDir, Vec<String>) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("app.py"), source).expect("write handler");
-    let cmd = vec![
-        venv_python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        "app.handler".into(),
-    ];
-    (dir, cmd)
+    (dir, awslambdaric_command())
 }
 
 /// A run of the Python handler `source` under the real `awslambdaric`, with Contrail attached,
@@ -319,11 +324,5 @@ pub fn node_sample() -> (PathBuf, Vec<String>) {
 /// runtime client, with the test virtual environment (`scripts/install-test-deps.sh`).
 pub fn python_sample() -> (PathBuf, Vec<String>) {
     let dir = sample_dir("python");
-    let cmd = vec![
-        venv_python().display().to_string(),
-        "-m".into(),
-        "awslambdaric".into(),
-        "app.handler".into(),
-    ];
-    (dir, cmd)
+    (dir, awslambdaric_command())
 }
