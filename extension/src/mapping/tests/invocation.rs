@@ -2,8 +2,8 @@
 //! report's metrics, eviction and shutdown.
 
 use super::{
-    ARN, COLD_INIT, LAMBDA_SPAN_HEX, NOW, PARENT_HEX, RID, ROOT_HEX, Run, attr, counter, hex,
-    histogram, span, str_attr,
+    ARN, COLD_INIT, LAMBDA_SPAN_HEX, NOW, PARENT_HEX, RID, ROOT_HEX, Run, attr, counter, gauge,
+    hex, histogram, span, str_attr,
 };
 use crate::diag::DropReason;
 use crate::mapping::config::{Temporality, XrayContext};
@@ -400,4 +400,42 @@ fn delta_temporality_reports_each_interval_once() {
     run.clear();
     run.collect(NOW + 1);
     assert!(run.metrics().is_empty());
+}
+
+/// AWS's own example of `platform.report` (the telemetry schema reference) has no `status`, as
+/// reports of older schema versions: its duration, billed duration and memory are still
+/// metrics, the invocation is counted, and its span is complete.
+#[test]
+fn a_report_without_status_still_becomes_metrics() {
+    let mut run = Run::new();
+    run.feed(&["platform.report.no-status.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(
+        str_attr(&inv.attributes, "faas.invocation_id"),
+        Some("6d68ca91-49c9-448d-89b8-7ca3e6dc66aa")
+    );
+    assert_eq!(inv.status, None, "no status is not an error");
+    assert_eq!(
+        inv.end_time_unix_nano - inv.start_time_unix_nano,
+        693_920_000
+    );
+    assert!(attr(&inv.attributes, "aws.lambda.incomplete").is_none());
+    run.collect(NOW);
+    let ms = run.metrics();
+    assert_eq!(histogram(&ms, "faas.invoke_duration"), Some((1, 0.69392)));
+    assert_eq!(
+        histogram(&ms, "aws.lambda.billed_duration"),
+        Some((1, 0.694))
+    );
+    assert_eq!(
+        histogram(&ms, "faas.mem_usage"),
+        Some((1, 84.0 * 1024.0 * 1024.0))
+    );
+    assert_eq!(
+        gauge(&ms, "aws.lambda.memory_size"),
+        Some(128.0 * 1024.0 * 1024.0)
+    );
+    assert_eq!(counter(&ms, "faas.invocations"), Some(1));
+    assert_eq!(counter(&ms, "faas.errors"), None);
 }

@@ -197,3 +197,16 @@ fn histogram(metrics: &[Metric], name: &str) -> Option<(u64, f64)> {
             _ => None,
         })
 }
+
+fn gauge(metrics: &[Metric], name: &str) -> Option<f64> {
+    metrics
+        .iter()
+        .find(|m| m.name == name)
+        .and_then(|m| match &m.data {
+            Some(metric::Data::Gauge(g)) => match g.data_points.last()?.value {
+                Some(number_data_point::Value::AsDouble(v)) => Some(v),
+                _ => None,
+            },
+            _ => None,
+        })
+}

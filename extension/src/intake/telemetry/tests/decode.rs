@@ -31,6 +31,7 @@ fn every_type_decodes() {
         ("platform.runtimeDone.oom.json", "platform.runtimeDone", 1),
         ("platform.report.json", "platform.report", 1),
         ("platform.report.timeout.json", "platform.report", 1),
+        ("platform.report.no-status.json", "platform.report", 1),
         (
             "platform.report.managed-instances.json",
             "platform.report",
