@@ -13,7 +13,7 @@ use crate::mapping::xray::{self, XrayHeader};
 use crate::mapping::{InvokeInfo, Mapper, SpanCtx};
 
 use super::log_context::set_log_ctx;
-use super::spans::child_span;
+use super::spans::{child_span, effective_status};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -156,7 +156,8 @@ impl Mapper {
             self.metrics
                 .record(MetricId::MemorySize, size as f64 * MIB, t);
         }
-        self.count_status(&report.status, t);
+        let status = effective_status(report.status.as_deref(), report.error_type.as_deref());
+        self.count_status(status, t);
     }
 
     fn count_status(&mut self, status: &str, t: u64) {

@@ -82,7 +82,13 @@ impl Mapper {
         }
         let (status, error_type) = match (runtime_done, report) {
             (Some((_, d)), _) => (Some(d.status.as_str()), d.error_type.as_deref()),
-            (None, Some(r)) => (Some(r.status.as_str()), r.error_type.as_deref()),
+            (None, Some(r)) => (
+                Some(effective_status(
+                    r.status.as_deref(),
+                    r.error_type.as_deref(),
+                )),
+                r.error_type.as_deref(),
+            ),
             (None, None) => (None, None),
         };
         let status = span_status(status, error_type, &mut attributes);
@@ -156,6 +162,16 @@ pub(super) fn child_span(parent: &SpanCtx, phase: &PhaseSpan) -> Span {
             .saturating_add(ms_to_ns(phase.duration_ms)),
         ..Default::default()
     }
+}
+
+/// The status a record stands for: its `status`; without one (older schema versions), `error`
+/// when it names an `errorType`, else `success`.
+pub(super) fn effective_status<'a>(status: Option<&'a str>, error_type: Option<&str>) -> &'a str {
+    status.unwrap_or(if error_type.is_some_and(|e| !e.is_empty()) {
+        "error"
+    } else {
+        "success"
+    })
 }
 
 /// Span status from Lambda's `status`/`errorType`: `success` (or unknown) leaves it unset;

@@ -182,7 +182,8 @@ pub(crate) struct RuntimeDoneMetrics {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Report {
     pub(crate) request_id: String,
-    pub(crate) status: String,
+    /// Absent in older schema versions (and in AWS's own documented example).
+    pub(crate) status: Option<String>,
     pub(crate) error_type: Option<String>,
     pub(crate) metrics: ReportMetrics,
     #[serde(default)]

@@ -439,3 +439,21 @@ fn a_report_without_status_still_becomes_metrics() {
     assert_eq!(counter(&ms, "faas.invocations"), Some(1));
     assert_eq!(counter(&ms, "faas.errors"), None);
 }
+
+/// Without a `status`, an `errorType` still says the invocation failed.
+#[test]
+fn a_report_without_status_but_with_an_error_type_is_an_error() {
+    let mut run = Run::new();
+    run.batch(br#"[{"time":"2022-10-12T00:01:15.000Z","type":"platform.report","record":{"requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","errorType":"Runtime.ExitError","metrics":{"durationMs":12.5,"billedDurationMs":13,"memorySizeMB":128,"maxMemoryUsedMB":61}}}]"#);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.status.as_ref().unwrap().code, StatusCode::Error as i32);
+    assert_eq!(
+        str_attr(&inv.attributes, "error.type"),
+        Some("Runtime.ExitError")
+    );
+    run.collect(NOW);
+    let ms = run.metrics();
+    assert_eq!(counter(&ms, "faas.errors"), Some(1));
+    assert_eq!(counter(&ms, "faas.invocations"), None);
+}
