@@ -130,14 +130,52 @@ mod tests {
             ("2023-02-29T12:00:00Z", None),
             ("2022-13-01T00:00:00Z", None),
             ("2022-10-12T24:00:00Z", None),
-            ("2022-10-12T00:03:50", None),
             ("2022-10-12T00:03:50.Z", None),
             ("2022-10-12T00:03:50.1Zx", None),
-            ("2022-10-12T00:03:50+0200", None),
             ("1969-12-31T23:59:59Z", None),
             ("", None),
             ("not a date at all, no", None),
             ("2022-10-12T00:03:50.000Z\u{e9}", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_rfc3339(input), *want, "{input}");
+        }
+    }
+
+    /// Every shape of date-time real producers were seen to write (AWS's documentation, AWS's
+    /// own emulator, Powertools for AWS Lambda, Python logging, generic JSON loggers).
+    #[test]
+    fn parses_what_real_producers_write() {
+        let cases: &[(&str, Option<u64>)] = &[
+            // No zone: UTC, as Lambda's clock is.
+            ("2022-10-12T00:03:50", Some(1_665_533_030_000_000_000)),
+            // A colon before the milliseconds: AWS's schema reference, runtimeDone spans.
+            ("2022-08-02T12:01:23:521Z", Some(1_659_441_683_521_000_000)),
+            // Python logging's default: a comma, a space, an offset without a colon.
+            (
+                "2021-05-03 11:47:12,494+0200",
+                Some(1_620_035_232_494_000_000),
+            ),
+            ("2016-10-03 13:27:57,438", Some(1_475_501_277_438_000_000)),
+            (
+                "2024-05-12T11:43:19.171675+00:00",
+                Some(1_715_514_199_171_675_000),
+            ),
+            ("2022-10-12T15:04:05.0000Z", Some(1_665_587_045_000_000_000)),
+            ("2022-10-12T00:03:50+0200", Some(1_665_525_830_000_000_000)),
+            ("2022-10-12T00:03:50.5+02", Some(1_665_525_830_500_000_000)),
+            (
+                "2022-10-12T00:03:50,5-0000",
+                Some(1_665_533_030_500_000_000),
+            ),
+            // Still not a date-time.
+            ("2022-10-12T00:03:50:Z", None),
+            ("2022-10-12T00:03:50,", None),
+            ("2022-10-12T00:03:50+2", None),
+            ("2022-10-12T00:03:50+02:0", None),
+            ("2022-10-12T00:03:50+25:00", None),
+            ("2022-10-12T00:03:50 garbage", None),
+            ("2022-10-12", None),
         ];
         for (input, want) in cases {
             assert_eq!(parse_rfc3339(input), *want, "{input}");

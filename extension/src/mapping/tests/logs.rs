@@ -137,3 +137,32 @@ fn a_late_record_for_a_retired_invocation_keeps_its_context() {
     assert_eq!(hex(&l[0].span_id), PARENT_HEX);
     assert_eq!(run.mapper.pending_invocations(), 0);
 }
+
+/// A JSON line's own `timestamp` is its time, in whatever shape the logger wrote it: Python
+/// logging's default (Powertools for AWS Lambda) or epoch milliseconds.
+#[test]
+fn json_timestamps_in_the_shapes_loggers_write() {
+    let mut run = Run::new();
+    run.feed(&["function.json.powertools.json"]);
+    run.finish(NOW);
+    let l = run.logs();
+    assert_eq!(l.len(), 2);
+    let line = |body: &str| {
+        l.iter()
+            .find(|r| {
+                r.body.as_ref().and_then(|b| b.value.as_ref())
+                    == Some(&Value::StringValue(body.into()))
+            })
+            .unwrap_or_else(|| panic!("no line {body:?} in {l:?}"))
+    };
+    let powertools = line("Collecting payment");
+    assert_eq!(powertools.time_unix_nano, 1_620_035_232_494_000_000);
+    assert_eq!(str_attr(&powertools.attributes, "service"), Some("payment"));
+    assert_eq!(
+        line("charged card").time_unix_nano,
+        1_620_035_232_500_000_000
+    );
+    for line in &l {
+        assert!(attr(&line.attributes, "timestamp").is_none());
+    }
+}

@@ -201,3 +201,54 @@ fn a_whole_cold_start_in_one_batch() {
     let b = decode_batch(&body);
     assert_eq!((b.records.len(), b.malformed, b.unknown), (10, 0, 0));
 }
+
+/// AWS's telemetry schema reference prints `spans[].start` with a colon before the
+/// milliseconds (`2022-08-02T12:01:23:521Z`): such records decode whole, with that start.
+#[test]
+fn documented_records_with_a_colon_before_the_milliseconds_decode_whole() {
+    const START: u64 = 1_659_441_683_521_000_000;
+    let b = decode("platform.runtimeDone.aws-docs.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::RuntimeDone(d) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    assert_eq!(d.spans.len(), 1);
+    assert_eq!(d.spans[0].start_unix_nano, START);
+    assert_eq!(d.metrics.as_ref().and_then(|m| m.produced_bytes), Some(16));
+
+    let b = decode("platform.restoreRuntimeDone.aws-docs.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::RestoreRuntimeDone(d) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    assert_eq!(d.spans[0].start_unix_nano, START);
+
+    let b = decode("platform.restoreReport.aws-docs.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::RestoreReport(r) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    assert_eq!(r.spans[0].start_unix_nano, START);
+}
+
+/// Record times in every shape a producer was seen to write, strings and numbers.
+#[test]
+fn record_times_in_every_shape_decode() {
+    let b = decode("times.odd.json");
+    assert_eq!(b.malformed, 0);
+    let times: Vec<u64> = b.records.iter().map(|r| r.time_unix_nano).collect();
+    assert_eq!(
+        times,
+        [
+            1_715_817_560_159_000_000,
+            1_715_817_560_160_000_000,
+            1_715_817_560_161_000_000,
+            1_715_817_560_162_417_000,
+            1_715_817_560_000_000_000,
+            1_715_817_560_163_000_000,
+            1_715_817_560_164_000_000,
+            1_715_817_560_165_000_000,
+            1_715_817_560_166_000_000,
+        ]
+    );
+}
