@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use super::otlp::{any, json_to_any, push_json_attribute};
 use crate::intake::telemetry::event::LogLine;
-use crate::intake::telemetry::time::parse_rfc3339;
+use crate::intake::telemetry::time::{parse_date_time, parse_time_value};
 
 /// A log record and the request id the line itself names, if any.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,11 +97,9 @@ fn parse_json_record(mut map: Map<String, Value>, record_time: u64) -> ParsedLog
         observed_time_unix_nano: record_time,
         ..Default::default()
     };
-    if let Some(Value::String(ts)) = map.get("timestamp") {
-        if let Some(t) = parse_rfc3339(ts) {
-            record.time_unix_nano = t;
-            map.remove("timestamp");
-        }
+    if let Some(t) = map.get("timestamp").and_then(parse_time_value) {
+        record.time_unix_nano = t;
+        map.remove("timestamp");
     }
     if let Some(Value::String(level)) = map.get("level") {
         if let Some(number) = severity_number(level) {
@@ -153,7 +151,7 @@ pub(crate) fn parse_text(line: &str) -> TextParts<'_> {
             if severity_number(level).is_some() {
                 if let Some(tabbed) = after.strip_prefix('\t') {
                     let mut parts = tabbed.splitn(3, '\t');
-                    let ts = parts.next().and_then(parse_rfc3339);
+                    let ts = parts.next().and_then(parse_date_time);
                     if let (Some(ts), Some(id), Some(msg)) = (ts, parts.next(), parts.next()) {
                         return TextParts {
                             timestamp: Some(ts),
@@ -174,7 +172,7 @@ pub(crate) fn parse_text(line: &str) -> TextParts<'_> {
     }
     // Node.js / .NET: TIMESTAMP\tREQUEST_ID\tLEVEL\tMESSAGE (or without the level)
     if let Some((first, rest)) = line.split_once('\t') {
-        if let Some(ts) = parse_rfc3339(first) {
+        if let Some(ts) = parse_date_time(first) {
             let (id, rest) = rest.split_once('\t').unwrap_or((rest, ""));
             let (level, message) = match rest.split_once('\t') {
                 Some((level, msg)) if severity_number(level).is_some() => (Some(level), msg),

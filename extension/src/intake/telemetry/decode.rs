@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::Value;
 
 use super::event::{Event, LogLine, TelemetryRecord};
-use super::time::parse_rfc3339;
+use super::time::{epoch_nanos, epoch_nanos_f64, parse_time_str};
 
 /// `visit_bool`, `visit_i64`, `visit_u64`, `visit_f64` and `visit_unit`, each answering
 /// `$value`: a loose visitor takes any JSON scalar as "not what was looked for".
@@ -106,7 +106,8 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
 #[derive(Default)]
 struct Envelope<'de> {
     is_object: bool,
-    time: Option<Cow<'de, str>>,
+    /// The envelope's `time`, if it is one.
+    time: Option<u64>,
     kind: Option<Cow<'de, str>>,
     record: Option<Value>,
 }
@@ -116,7 +117,7 @@ impl<'de> Envelope<'de> {
         if !self.is_object {
             return None;
         }
-        let time_unix_nano = parse_rfc3339(self.time.as_deref()?)?;
+        let time_unix_nano = self.time?;
         let kind = self.kind?;
         let record = self.record?;
         let event = decode_event(&kind, record)?;
@@ -194,7 +195,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         };
         while let Some(field) = map.next_key::<Field>()? {
             match field {
-                Field::Time => env.time = map.next_value::<Loose<'de>>()?.0,
+                Field::Time => env.time = map.next_value::<LooseTime>()?.0,
                 Field::Type => env.kind = map.next_value::<Loose<'de>>()?.0,
                 Field::Record => env.record = Some(map.next_value::<Value>()?),
                 Field::Other => {
@@ -252,6 +253,52 @@ impl<'de> Visitor<'de> for LooseVisitor {
         Ok(Loose(None))
     }
     skip_scalars!(Loose(None));
+}
+
+/// A time (a date-time string or an epoch number) if the value is one, `None` for any other
+/// JSON value (which is skipped).
+struct LooseTime(Option<u64>);
+
+impl<'de> Deserialize<'de> for LooseTime {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LooseTimeVisitor)
+    }
+}
+
+struct LooseTimeVisitor;
+
+impl<'de> Visitor<'de> for LooseTimeVisitor {
+    type Value = LooseTime;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<LooseTime, E> {
+        Ok(LooseTime(parse_time_str(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<LooseTime, E> {
+        Ok(LooseTime(epoch_nanos(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<LooseTime, E> {
+        Ok(LooseTime(u64::try_from(v).ok().and_then(epoch_nanos)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<LooseTime, E> {
+        Ok(LooseTime(epoch_nanos_f64(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<LooseTime, E> {
+        Ok(LooseTime(None))
+    }
+    fn visit_unit<E>(self) -> Result<LooseTime, E> {
+        Ok(LooseTime(None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LooseTime, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(LooseTime(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LooseTime, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(LooseTime(None))
+    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,11 @@
 //! `Option` or a `Vec` is required, and a record without it does not decode (it is counted as
 //! malformed). A missing `Option` field is `None`; a missing list is empty.
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 use serde::de;
 use serde_json::{Map, Value};
 
-use super::time::parse_rfc3339;
+use super::time::{epoch_nanos, epoch_nanos_f64, parse_time_str};
 
 /// One decoded Telemetry API record.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +96,7 @@ pub(crate) struct TraceContext {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct PhaseSpan {
     pub(crate) name: String,
-    #[serde(rename = "start", deserialize_with = "de_rfc3339")]
+    #[serde(rename = "start", deserialize_with = "de_time")]
     pub(crate) start_unix_nano: u64,
     pub(crate) duration_ms: f64,
 }
@@ -262,7 +260,33 @@ pub(crate) struct LogsDropped {
     pub(crate) dropped_bytes: u64,
 }
 
-fn de_rfc3339<'de, D: de::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = Cow::<'de, str>::deserialize(d)?;
-    parse_rfc3339(&s).ok_or_else(|| de::Error::custom("not an RFC 3339 date-time"))
+/// A time field: a date-time string or an epoch number (see `super::time`).
+fn de_time<'de, D: de::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    d.deserialize_any(TimeVisitor)
+}
+
+/// Reads a time field as [`de_time`] describes, or fails with a custom error.
+pub(crate) struct TimeVisitor;
+
+impl<'de> de::Visitor<'de> for TimeVisitor {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a date-time or an epoch number")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+        parse_time_str(v).ok_or_else(|| E::custom("not a date-time"))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        epoch_nanos(v).ok_or_else(|| E::custom("not an epoch time"))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v)
+            .ok()
+            .and_then(epoch_nanos)
+            .ok_or_else(|| E::custom("not an epoch time"))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        epoch_nanos_f64(v).ok_or_else(|| E::custom("not an epoch time"))
+    }
 }
