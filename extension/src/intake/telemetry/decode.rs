@@ -323,17 +323,24 @@ mod tests {
             {"time":"2022-10-12T00:03:52.000Z","type":"extension","record":{"level":"INFO","message":"m"}}
         ]"#;
         let batch = decode_batch(body);
-        assert_eq!(batch.malformed, 10);
+        // Not records at all, a start without its request id, a type that is not a string,
+        // an envelope without a record.
+        assert_eq!(batch.malformed, 7);
         assert_eq!(batch.unknown, 1);
-        assert_eq!(batch.records.len(), 3);
+        assert_eq!(batch.records.len(), 6);
         assert_eq!(
             batch.records[0].event,
             Event::Function(LogLine::Text("hello\n".into()))
         );
-        assert_eq!(batch.records[1].event.kind(), "platform.newThing");
-        assert_eq!(batch.records[1].time_unix_nano, 1_665_533_031_000_000_000);
+        // A time that is not one (an epoch second in 1970, "yesterday", none) costs the time
+        // only.
+        for (r, text) in batch.records[1..4].iter().zip(["x", "x", "no time"]) {
+            assert_eq!(r.event, Event::Function(LogLine::Text(text.into())));
+        }
+        assert_eq!(batch.records[4].event.kind(), "platform.newThing");
+        assert_eq!(batch.records[4].time_unix_nano, 1_665_533_031_000_000_000);
         assert!(matches!(
-            batch.records[2].event,
+            batch.records[5].event,
             Event::ExtensionLog(LogLine::Json(_))
         ));
     }

@@ -457,3 +457,27 @@ fn a_report_without_status_but_with_an_error_type_is_an_error() {
     assert_eq!(counter(&ms, "faas.errors"), Some(1));
     assert_eq!(counter(&ms, "faas.invocations"), None);
 }
+
+/// A runtimeDone with one span whose start is not a time still ends the invocation: the span
+/// is complete at runtimeDone, with the other children and the produced bytes.
+#[test]
+fn a_runtime_done_with_a_bad_span_still_ends_the_invocation() {
+    let mut run = Run::new();
+    run.batch(br#"[{"time":"2024-05-15T23:59:20.840Z","type":"platform.start","record":{"requestId":"3d848a12-c8b0-46f7-9992-28e8eea524ee","version":"$LATEST"}}]"#);
+    run.feed(&["platform.runtimeDone.bad-fields.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert!(attr(&inv.attributes, "aws.lambda.incomplete").is_none());
+    assert_eq!(
+        inv.end_time_unix_nano - inv.start_time_unix_nano,
+        245_800_000
+    );
+    span(&all, "aws.lambda.responseLatency");
+    span(&all, "aws.lambda.runtimeOverhead");
+    assert!(all.iter().all(|s| s.name != "aws.lambda.responseDuration"));
+    run.collect(NOW);
+    assert_eq!(
+        histogram(&run.metrics(), "aws.lambda.produced_bytes"),
+        Some((1, 53.0))
+    );
+}

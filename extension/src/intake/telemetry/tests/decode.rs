@@ -165,13 +165,21 @@ fn fields_are_decoded() {
     assert_eq!(record["answer"], 42);
 }
 
+/// Only what cannot be a record is malformed: a start without the request id that names its
+/// invocation, and a number. A line whose time is not one, and a report whose metrics lack
+/// the duration, are kept.
 #[test]
 fn malformed_records_are_counted_and_the_rest_kept() {
     let b = decode("malformed.json");
-    assert_eq!(b.malformed, 4);
-    assert_eq!(b.records.len(), 1);
+    assert_eq!(b.malformed, 2);
+    assert_eq!(b.records.len(), 3);
     assert_eq!(
         b.records[0].event,
+        Event::Function(LogLine::Text("x".into()))
+    );
+    assert_eq!(b.records[1].event.kind(), "platform.report");
+    assert_eq!(
+        b.records[2].event,
         Event::Function(LogLine::Text("survivor".into()))
     );
 }
@@ -251,4 +259,56 @@ fn record_times_in_every_shape_decode() {
             1_715_817_560_166_000_000,
         ]
     );
+}
+
+/// A bad or missing field loses that field, never the record: a span whose start is not a
+/// time, a number written as a string, an object where a number belongs, a missing phase.
+#[test]
+fn a_bad_field_loses_only_that_field() {
+    let b = decode("platform.runtimeDone.bad-fields.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::RuntimeDone(d) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    let names: Vec<&str> = d.spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["responseLatency", "runtimeOverhead"]);
+    assert_eq!(d.spans[1].duration_ms, 4.1);
+    let m = d.metrics.as_ref().unwrap();
+    assert_eq!(m.duration_ms, 245.8);
+    assert_eq!(m.produced_bytes, Some(53));
+    assert!(d.tracing.is_some());
+
+    let b = decode("platform.restoreReport.bad-fields.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::RestoreReport(r) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    assert_eq!(r.metrics.as_ref().unwrap().duration_ms, 183.66);
+    assert!(r.spans.is_empty());
+
+    let b = decode("platform.initStart.odd-fields.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::InitStart(s) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    assert_eq!(s.instance_max_memory, Some(256));
+    assert_eq!(s.function_name.as_deref(), Some("checkout"));
+
+    let b = decode("platform.report.bad-fields.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::Report(r) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    assert_eq!(r.metrics.billed_duration_ms, Some(263.0));
+    assert_eq!(r.metrics.memory_size_mb, Some(256));
+    assert_eq!(r.metrics.max_memory_used_mb, Some(84));
+    assert_eq!(r.metrics.init_duration_ms, None);
+    assert!(r.spans.is_empty());
+
+    let b = decode("platform.logsDropped.bad-fields.json");
+    assert_eq!((b.records.len(), b.malformed), (1, 0));
+    let Event::LogsDropped(d) = &b.records[0].event else {
+        panic!("{:?}", b.records[0].event)
+    };
+    assert_eq!((d.dropped_records, d.dropped_bytes), (123, 12345));
 }
