@@ -103,7 +103,7 @@ impl Mapper {
             // Already retired (evicted): nothing left to build.
             return;
         }
-        if let Some(bytes) = done.metrics.as_ref().and_then(|m| m.produced_bytes) {
+        if let Some(bytes) = done.produced_bytes {
             self.metrics
                 .record(MetricId::ProducedBytes, bytes as f64, t);
         }
@@ -122,7 +122,9 @@ impl Mapper {
                 let inv = self.invocation(&id);
                 adopt_tracing(inv, report.tracing.as_ref());
                 if inv.start_ns.is_none() && inv.invoke_ns.is_none() {
-                    inv.start_ns = Some(t.saturating_sub(ms_to_ns(report.metrics.duration_ms)));
+                    if let Some(ms) = report.metrics.duration_ms {
+                        inv.start_ns = Some(t.saturating_sub(ms_to_ns(ms)));
+                    }
                 }
                 let ctx = self.resolve_now(&id, t);
                 self.emit_invocation_span(&id, Some(&report), t, false);
@@ -142,8 +144,10 @@ impl Mapper {
             self.staged_spans.push(child_span(&ctx, span));
         }
         let m = &report.metrics;
-        self.metrics
-            .record(MetricId::InvokeDuration, m.duration_ms / 1000.0, t);
+        if let Some(ms) = m.duration_ms {
+            self.metrics
+                .record(MetricId::InvokeDuration, ms / 1000.0, t);
+        }
         if let Some(billed) = m.billed_duration_ms {
             self.metrics
                 .record(MetricId::BilledDuration, billed / 1000.0, t);
@@ -247,8 +251,8 @@ impl Mapper {
         if let Some(inv) = self.pending.remove(id) {
             if !inv.counted {
                 if let Some((t, d)) = &inv.runtime_done {
-                    let status = d.status.clone();
-                    self.count_status(&status, *t);
+                    let status = effective_status(d.status.as_deref(), d.error_type.as_deref());
+                    self.count_status(status, *t);
                 }
             }
         }

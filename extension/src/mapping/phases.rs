@@ -34,6 +34,20 @@ pub(super) struct Phase {
     pub(super) emitted: bool,
 }
 
+impl Phase {
+    /// What a `*RuntimeDone` or `*Report` says of the phase's type and phase, where its start
+    /// did not.
+    fn note_type_and_phase(&mut self, initialization_type: Option<String>, phase: Option<String>) {
+        self.snapshot |= initialization_type.as_deref() == Some("snap-start");
+        if self.initialization_type.is_none() {
+            self.initialization_type = initialization_type;
+        }
+        if self.phase.is_none() {
+            self.phase = phase;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct PhaseEnd {
     pub(super) time_ns: u64,
@@ -95,30 +109,25 @@ impl Mapper {
                 self.function_name = name.clone();
             }
         }
-        let snapshot = start.initialization_type == "snap-start";
-        if !snapshot {
-            self.initialization_type = Some(start.initialization_type.clone());
+        let snapshot = start.initialization_type.as_deref() == Some("snap-start");
+        if !snapshot && start.initialization_type.is_some() {
+            self.initialization_type
+                .clone_from(&start.initialization_type);
         }
         let phase = self.phase_mut(PhaseKind::Init, t);
         phase.start_ns = Some(t);
         phase.snapshot = snapshot;
-        phase.phase = Some(start.phase);
-        phase.initialization_type = Some(start.initialization_type);
+        phase.phase = start.phase;
+        phase.initialization_type = start.initialization_type;
         self.release_init_logs();
     }
 
     pub(super) fn on_init_runtime_done(&mut self, done: InitRuntimeDone, t: u64) {
         let phase = self.phase_mut(PhaseKind::Init, t);
-        phase.snapshot |= done.initialization_type == "snap-start";
-        phase
-            .initialization_type
-            .get_or_insert(done.initialization_type);
-        if let Some(p) = done.phase {
-            phase.phase.get_or_insert(p);
-        }
+        phase.note_type_and_phase(done.initialization_type, done.phase);
         phase.runtime_done = Some(PhaseEnd {
             time_ns: t,
-            status: Some(done.status),
+            status: done.status,
             error_type: done.error_type,
             spans: done.spans,
         });
@@ -126,18 +135,10 @@ impl Mapper {
 
     pub(super) fn on_init_report(&mut self, report: InitReport, t: u64) {
         let phase = self.phase_mut(PhaseKind::Init, t);
-        phase.snapshot |= report.initialization_type == "snap-start";
-        phase
-            .initialization_type
-            .get_or_insert(report.initialization_type);
-        phase.phase.get_or_insert(report.phase);
+        phase.note_type_and_phase(report.initialization_type, report.phase);
         let snapshot = phase.snapshot;
-        if !snapshot {
-            self.metrics.record(
-                MetricId::InitDuration,
-                report.metrics.duration_ms / 1000.0,
-                t,
-            );
+        if let (false, Some(ms)) = (snapshot, report.duration_ms) {
+            self.metrics.record(MetricId::InitDuration, ms / 1000.0, t);
         }
         let end = PhaseEnd {
             time_ns: t,
@@ -145,7 +146,7 @@ impl Mapper {
             error_type: report.error_type,
             spans: report.spans,
         };
-        self.emit_phase(PhaseKind::Init, Some((end, report.metrics.duration_ms)), t);
+        self.emit_phase(PhaseKind::Init, Some((end, report.duration_ms)), t);
     }
 
     pub(super) fn on_restore_start(&mut self, start: RestoreStart, t: u64) {
@@ -164,7 +165,7 @@ impl Mapper {
         let phase = self.phase_mut(PhaseKind::Restore, t);
         phase.runtime_done = Some(PhaseEnd {
             time_ns: t,
-            status: Some(done.status),
+            status: done.status,
             error_type: done.error_type,
             spans: done.spans,
         });
@@ -172,27 +173,26 @@ impl Mapper {
 
     pub(super) fn on_restore_report(&mut self, report: RestoreReport, t: u64) {
         self.phase_mut(PhaseKind::Restore, t);
-        let duration = report.metrics.as_ref().map(|m| m.duration_ms);
-        if let Some(ms) = duration {
+        if let Some(ms) = report.duration_ms {
             self.metrics
                 .record(MetricId::RestoreDuration, ms / 1000.0, t);
         }
         let end = PhaseEnd {
             time_ns: t,
-            status: Some(report.status),
+            status: report.status,
             error_type: report.error_type,
             spans: report.spans,
         };
-        let duration = duration.unwrap_or(f64::NAN);
-        self.emit_phase(PhaseKind::Restore, Some((end, duration)), t);
+        self.emit_phase(PhaseKind::Restore, Some((end, report.duration_ms)), t);
     }
 
     /// Emit the init or restore span (once). `report` is the `*Report` end and its
-    /// `durationMs`; without it the span is cut short at `end_ns` and marked incomplete.
+    /// `durationMs`, if it had one; without a report the span is cut short at `end_ns` and
+    /// marked incomplete.
     pub(super) fn emit_phase(
         &mut self,
         kind: PhaseKind,
-        report: Option<(PhaseEnd, f64)>,
+        report: Option<(PhaseEnd, Option<f64>)>,
         end_ns: u64,
     ) {
         let prewarmed = self.prewarmed();
@@ -209,7 +209,7 @@ impl Mapper {
         phase.emitted = true;
         let incomplete = report.is_none();
         let (end_info, duration_ms) = match report {
-            Some((end, d)) => (Some(end), Some(d).filter(|d| d.is_finite())),
+            Some((end, d)) => (Some(end), d),
             None => (phase.runtime_done.clone(), None),
         };
         let start = phase

@@ -39,17 +39,15 @@ impl Mapper {
             .start_ns
             .or(inv.invoke_ns)
             .or_else(|| {
-                runtime_done.map(|(t, d)| {
-                    t.saturating_sub(d.metrics.as_ref().map_or(0, |m| ms_to_ns(m.duration_ms)))
-                })
+                runtime_done.map(|(t, d)| t.saturating_sub(d.duration_ms.map_or(0, ms_to_ns)))
             })
             .unwrap_or(end_ns);
         let end = match (runtime_done, report) {
-            (Some((t, d)), _) => match (&d.metrics, inv.start_ns) {
-                (Some(m), Some(s)) => s.saturating_add(ms_to_ns(m.duration_ms)),
+            (Some((t, d)), _) => match (d.duration_ms, inv.start_ns) {
+                (Some(ms), Some(s)) => s.saturating_add(ms_to_ns(ms)),
                 _ => *t,
             },
-            (None, Some(r)) => start.saturating_add(ms_to_ns(r.metrics.duration_ms)),
+            (None, Some(r)) => start.saturating_add(r.metrics.duration_ms.map_or(0, ms_to_ns)),
             (None, None) => end_ns.max(start),
         };
         let mut attributes = Vec::with_capacity(10);
@@ -81,7 +79,13 @@ impl Mapper {
             attributes.push(kv_str("aws.lambda.tenant_id", tenant.clone()));
         }
         let (status, error_type) = match (runtime_done, report) {
-            (Some((_, d)), _) => (Some(d.status.as_str()), d.error_type.as_deref()),
+            (Some((_, d)), _) => (
+                Some(effective_status(
+                    d.status.as_deref(),
+                    d.error_type.as_deref(),
+                )),
+                d.error_type.as_deref(),
+            ),
             (None, Some(r)) => (
                 Some(effective_status(
                     r.status.as_deref(),

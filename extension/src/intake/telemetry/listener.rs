@@ -8,12 +8,13 @@
 //!
 //! | case | status | counted as |
 //! |---|---|---|
-//! | POST, any path | 200 | `telemetry_records` (all received), `unknown_records`, malformed → dropped `malformed`, queue full → dropped `intake_full` |
+//! | POST, any path | 200 | `telemetry_records` (all received), `unknown_records`, malformed → dropped `malformed`, queue full → dropped `intake_full`, fields given up → `fields_dropped` by reason |
 //! | POST body over `max_body_bytes` | 200 | one dropped `malformed` (its records cannot be counted) |
 //! | other method | 405 | nothing |
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -22,7 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
 
 use super::decode::decode_batch;
-use crate::diag::{DropReason, Stats};
+use crate::diag::{DropReason, FieldReason, Stats};
 use crate::pipeline::{Intake, IntakeSender};
 
 /// Lambda sends at most about twice the subscription's `buffering.maxBytes` (at most 1 MiB) in
@@ -87,8 +88,21 @@ impl Handler {
 
 /// Decode one POST body, count it, and offer its records to the intake queue.
 pub(crate) fn accept_body(body: &[u8], intake: &IntakeSender) {
-    let batch = decode_batch(body);
+    let received = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let batch = decode_batch(body, received);
     let stats = intake.stats();
+    let fields = batch.fields_dropped;
+    for (reason, n) in [
+        (FieldReason::InvalidTime, fields.invalid_time),
+        (FieldReason::InvalidValue, fields.invalid_value),
+        (FieldReason::Missing, fields.missing),
+    ] {
+        if n > 0 {
+            stats.fields_dropped(reason, n);
+        }
+    }
     Stats::add(
         &stats.telemetry_records,
         batch.records.len() as u64 + batch.malformed,

@@ -39,7 +39,7 @@ fn records(name: &str) -> Vec<TelemetryRecord> {
         "{}/tests/fixtures/telemetry/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
-    let batch = decode_batch(&std::fs::read(&path).unwrap());
+    let batch = decode_batch(&std::fs::read(&path).unwrap(), NOW);
     assert_eq!(batch.malformed, 0, "{name}");
     batch.records
 }
@@ -102,7 +102,7 @@ impl Run {
     /// One Telemetry API POST body.
     fn batch(&mut self, body: &[u8]) {
         self.mapper
-            .on_records(decode_batch(body).records, &mut self.out);
+            .on_records(decode_batch(body, NOW).records, &mut self.out);
     }
 
     fn collect(&mut self, now_unix_nano: u64) {

@@ -56,7 +56,7 @@ fn runtime_done(id: &str) -> Vec<TelemetryRecord> {
     let body = format!(
         r#"[{{"time":"2024-01-01T00:00:00.000Z","type":"platform.runtimeDone","record":{{"requestId":"{id}","status":"success"}}}}]"#
     );
-    let batch = decode_batch(body.as_bytes());
+    let batch = decode_batch(body.as_bytes(), 0);
     assert_eq!(batch.records.len(), 1, "fixture must decode");
     batch.records
 }
@@ -65,7 +65,7 @@ fn report(id: &str) -> Vec<TelemetryRecord> {
     let body = format!(
         r#"[{{"time":"2024-01-01T00:00:00.000Z","type":"platform.report","record":{{"requestId":"{id}","status":"success","metrics":{{"durationMs":1.0,"billedDurationMs":1,"memorySizeMB":128,"maxMemoryUsedMB":20}}}}}}]"#
     );
-    let batch = decode_batch(body.as_bytes());
+    let batch = decode_batch(body.as_bytes(), 0);
     assert_eq!(batch.records.len(), 1, "fixture must decode");
     batch.records
 }

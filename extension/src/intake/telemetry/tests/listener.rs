@@ -6,7 +6,7 @@ use std::sync::Arc;
 use contrail_testkit::http::send;
 use tokio::net::TcpListener;
 
-use crate::diag::{DropReason, Stats};
+use crate::diag::{DropReason, FieldReason, Stats};
 use crate::intake::telemetry::listener::serve_with_shutdown;
 use crate::pipeline::{Intake, intake_queue};
 
@@ -48,6 +48,8 @@ async fn answers_200_decodes_counts_and_queues() {
     assert_eq!(records.len(), 3);
     assert_eq!(Stats::get(&stats.telemetry_records), 5);
     assert_eq!(stats.dropped_total(DropReason::Malformed), 2);
+    assert_eq!(stats.fields_dropped_total(FieldReason::InvalidTime), 1);
+    assert_eq!(stats.fields_dropped_total(FieldReason::Missing), 1);
 
     // Not an array at all: still 200, one malformed.
     assert_eq!(status(&post(addr, "POST", b"{\"oops\":1}").await), "200");
