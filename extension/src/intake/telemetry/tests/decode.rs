@@ -36,6 +36,7 @@ fn every_type_decodes() {
         ("platform.report.json", "platform.report", 1),
         ("platform.report.timeout.json", "platform.report", 1),
         ("platform.report.no-status.json", "platform.report", 1),
+        ("platform.report.snapstart.json", "platform.report", 1),
         (
             "platform.report.managed-instances.json",
             "platform.report",
