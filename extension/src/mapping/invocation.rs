@@ -13,6 +13,7 @@ use crate::mapping::xray::{self, XrayHeader};
 use crate::mapping::{InvokeInfo, Mapper, SpanCtx};
 
 use super::log_context::set_log_ctx;
+use super::phases::PhaseKind;
 use super::spans::{child_span, effective_status};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -144,6 +145,11 @@ impl Mapper {
             self.staged_spans.push(child_span(&ctx, span));
         }
         let m = &report.metrics;
+        // Lambda's own init and restore reports may be lost or late: these say the same.
+        if !self.init.as_ref().is_some_and(|p| p.snapshot) {
+            self.record_phase_duration(PhaseKind::Init, m.init_duration_ms, t);
+        }
+        self.record_phase_duration(PhaseKind::Restore, m.restore_duration_ms, t);
         if let Some(ms) = m.duration_ms {
             self.metrics
                 .record(MetricId::InvokeDuration, ms / 1000.0, t);

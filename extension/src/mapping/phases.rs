@@ -15,6 +15,15 @@ use crate::mapping::{Mapper, SpanCtx, resource};
 
 use super::spans::{child_span, span_status};
 
+/// Whether the environment's init and restore durations were recorded: each comes from its
+/// own `*Report` or from `platform.report` (`initDurationMs`, `restoreDurationMs`), whichever
+/// arrives first, once.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PhaseDurations {
+    init: bool,
+    restore: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PhaseKind {
     Init,
@@ -96,10 +105,12 @@ impl Mapper {
     }
 
     pub(super) fn on_init_start(&mut self, start: InitStart, t: u64) {
-        // A second init (the first failed and Lambda re-ran it): the earlier one is done.
+        // A second init (the first failed and Lambda re-ran it): the earlier one is done, and
+        // this one has its own duration.
         if self.init.as_ref().is_some_and(|p| p.start_ns.is_some()) {
             self.emit_phase(PhaseKind::Init, None, t);
             self.init = None;
+            self.durations.init = false;
         }
         if let Some(instance) = start.instance_id.as_deref() {
             resource::set_resource_attribute(&mut self.resource, "faas.instance", instance);
@@ -136,9 +147,8 @@ impl Mapper {
     pub(super) fn on_init_report(&mut self, report: InitReport, t: u64) {
         let phase = self.phase_mut(PhaseKind::Init, t);
         phase.note_type_and_phase(report.initialization_type, report.phase);
-        let snapshot = phase.snapshot;
-        if let (false, Some(ms)) = (snapshot, report.duration_ms) {
-            self.metrics.record(MetricId::InitDuration, ms / 1000.0, t);
+        if !phase.snapshot {
+            self.record_phase_duration(PhaseKind::Init, report.duration_ms, t);
         }
         let end = PhaseEnd {
             time_ns: t,
@@ -173,10 +183,7 @@ impl Mapper {
 
     pub(super) fn on_restore_report(&mut self, report: RestoreReport, t: u64) {
         self.phase_mut(PhaseKind::Restore, t);
-        if let Some(ms) = report.duration_ms {
-            self.metrics
-                .record(MetricId::RestoreDuration, ms / 1000.0, t);
-        }
+        self.record_phase_duration(PhaseKind::Restore, report.duration_ms, t);
         let end = PhaseEnd {
             time_ns: t,
             status: report.status,
@@ -184,6 +191,19 @@ impl Mapper {
             spans: report.spans,
         };
         self.emit_phase(PhaseKind::Restore, Some((end, report.duration_ms)), t);
+    }
+
+    /// The init or restore duration, from its own report or from `platform.report`, unless
+    /// it was already recorded.
+    pub(super) fn record_phase_duration(&mut self, kind: PhaseKind, ms: Option<f64>, t: u64) {
+        let (recorded, metric) = match kind {
+            PhaseKind::Init => (&mut self.durations.init, MetricId::InitDuration),
+            PhaseKind::Restore => (&mut self.durations.restore, MetricId::RestoreDuration),
+        };
+        if let (false, Some(ms)) = (*recorded, ms) {
+            *recorded = true;
+            self.metrics.record(metric, ms / 1000.0, t);
+        }
     }
 
     /// Emit the init or restore span (once). `report` is the `*Report` end and its
