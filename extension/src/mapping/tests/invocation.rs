@@ -481,3 +481,45 @@ fn a_runtime_done_with_a_bad_span_still_ends_the_invocation() {
         Some((1, 53.0))
     );
 }
+
+/// Without `platform.start`, the span still covers the invocation, on the records' own clock:
+/// from runtimeDone's time less its duration, or from the report's time less its duration,
+/// not from when Contrail happened to see the `INVOKE` event (here, records replayed later).
+#[test]
+fn without_platform_start_the_span_comes_from_the_best_evidence() {
+    // INVOKE seen at NOW, 85 s after the records were written.
+    let mut run = Run::new();
+    run.invoke(NOW);
+    run.feed(&["platform.runtimeDone.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_300_500_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_815_425_000_000);
+
+    // Neither start nor runtimeDone: the report's duration, ending at the report.
+    let mut run = Run::new();
+    run.invoke(NOW);
+    run.feed(&["platform.report.timeout.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_310_000_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_818_310_000_000);
+
+    // Only INVOKE and a runtimeDone without metrics: from INVOKE to runtimeDone.
+    let mut run = Run::new();
+    run.invoke(1_665_532_815_299_000_000);
+    run.batch(br#"[{"time":"2022-10-12T00:00:15.425Z","type":"platform.runtimeDone","record":{"requestId":"8f5c3a2e-6b1d-4e7a-9c0f-2d3b4a5c6d7e","status":"success"}}]"#);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_299_000_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_815_425_000_000);
+
+    // platform.start wins over everything; runtimeDone's duration from there.
+    let mut run = Run::new();
+    run.invoke(NOW);
+    run.feed(&["platform.start.json", "platform.runtimeDone.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_300_000_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_815_424_500_000);
+}
