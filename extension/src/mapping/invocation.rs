@@ -8,7 +8,6 @@ use crate::diag::DropReason;
 use crate::intake::telemetry::event::{Report, RuntimeDone, Start, TraceContext};
 use crate::mapping::config::XrayContext;
 use crate::mapping::metrics::MetricId;
-use crate::mapping::otlp::ms_to_ns;
 use crate::mapping::xray::{self, XrayHeader};
 use crate::mapping::{InvokeInfo, Mapper, SpanCtx};
 
@@ -122,11 +121,6 @@ impl Mapper {
             None => {
                 let inv = self.invocation(&id);
                 adopt_tracing(inv, report.tracing.as_ref());
-                if inv.start_ns.is_none() && inv.invoke_ns.is_none() {
-                    if let Some(ms) = report.metrics.duration_ms {
-                        inv.start_ns = Some(t.saturating_sub(ms_to_ns(ms)));
-                    }
-                }
                 let ctx = self.resolve_now(&id, t);
                 self.emit_invocation_span(&id, Some(&report), t, false);
                 if let Some(inv) = self.pending.get_mut(&id) {
