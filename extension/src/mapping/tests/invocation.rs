@@ -523,3 +523,83 @@ fn without_platform_start_the_span_comes_from_the_best_evidence() {
     assert_eq!(inv.start_time_unix_nano, 1_665_532_815_300_000_000);
     assert_eq!(inv.end_time_unix_nano, 1_665_532_815_424_500_000);
 }
+
+/// Lambda Managed Instances send no `INVOKE` and no `platform.runtimeDone`, and run several
+/// invocations at once; their reports carry only `durationMs` and the `responseLatency` and
+/// `responseDuration` spans. Each invocation still gets a complete span in its own trace, from
+/// its start and its report, with those two as children (they are not extension overhead),
+/// and its lines.
+#[test]
+fn managed_instances_without_runtime_done_get_complete_spans() {
+    let mut run = Run::new();
+    run.feed(&["managed-instances.concurrent.json"]);
+    let all = run.spans();
+    let invocations: Vec<_> = all
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(invocations.len(), 2);
+    let logs = run.logs();
+    for (id, trace, duration_ns, error) in [
+        (
+            "13d1305b-a2f5-440c-bfbe-686ccff3d3e0",
+            "68cdb1d23f5a7c9e1b2d4f6a8c0e2b4d",
+            1_148_000,
+            None,
+        ),
+        (
+            "e4a1b7c2-9d3f-4e8a-b6c5-0f2d1a3e5b7c",
+            "68cdb1d27e9a1c3e5b7d9f1a3c5e7a9b",
+            33_520_000,
+            Some("Function.Unhandled"),
+        ),
+    ] {
+        let inv = invocations
+            .iter()
+            .find(|s| str_attr(&s.attributes, "faas.invocation_id") == Some(id))
+            .unwrap_or_else(|| panic!("no span for {id}"));
+        assert_eq!(hex(&inv.trace_id), trace);
+        assert!(
+            attr(&inv.attributes, "aws.lambda.incomplete").is_none(),
+            "{id}"
+        );
+        assert_eq!(
+            inv.end_time_unix_nano - inv.start_time_unix_nano,
+            duration_ns,
+            "{id}"
+        );
+        assert_eq!(str_attr(&inv.attributes, "error.type"), error, "{id}");
+        assert_eq!(
+            attr(&inv.attributes, "faas.coldstart"),
+            Some(&Value::BoolValue(false)),
+            "initialized ahead of requests"
+        );
+        let children: Vec<&str> = all
+            .iter()
+            .filter(|c| c.parent_span_id == inv.span_id)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            children,
+            ["aws.lambda.responseLatency", "aws.lambda.responseDuration"],
+            "{id}"
+        );
+        let line = logs
+            .iter()
+            .find(|l| str_attr(&l.attributes, "faas.invocation_id") == Some(id))
+            .unwrap_or_else(|| panic!("no line for {id}"));
+        assert_eq!(line.trace_id, inv.trace_id);
+        assert_eq!(line.span_id, inv.span_id);
+    }
+    assert_eq!(run.mapper.pending_invocations(), 0);
+    run.collect(NOW);
+    let ms = run.metrics();
+    assert_eq!(histogram(&ms, "faas.invoke_duration").map(|h| h.0), Some(2));
+    assert_eq!(counter(&ms, "faas.invocations"), Some(1));
+    assert_eq!(counter(&ms, "faas.errors"), Some(1));
+    assert_eq!(
+        histogram(&ms, "aws.lambda.extension_overhead"),
+        None,
+        "the response spans are not the extensions' time"
+    );
+}
