@@ -134,8 +134,11 @@ impl Mapper {
             self.current = None;
         }
         for span in &report.spans {
-            self.metrics
-                .record(MetricId::ExtensionOverhead, span.duration_ms / 1000.0, t);
+            // Managed Instances report the response spans here instead.
+            if span.name == "extensionOverhead" {
+                self.metrics
+                    .record(MetricId::ExtensionOverhead, span.duration_ms / 1000.0, t);
+            }
             self.staged_spans.push(child_span(&ctx, span));
         }
         let m = &report.metrics;
