@@ -70,6 +70,13 @@ fn report(id: &str) -> Vec<TelemetryRecord> {
     batch.records
 }
 
+fn logs_dropped() -> Vec<TelemetryRecord> {
+    let body = br#"[{"time":"2024-01-01T00:00:00.000Z","type":"platform.logsDropped","record":{"reason":"Some logs were dropped because the downstream consumer is slower than the logs production rate","droppedRecords":12,"droppedBytes":4096}}]"#;
+    let batch = decode_batch(body, 0);
+    assert_eq!(batch.records.len(), 1, "fixture must decode");
+    batch.records
+}
+
 fn invoke(id: &str) -> InvokeEvent {
     InvokeEvent {
         request_id: id.into(),
@@ -100,6 +107,21 @@ async fn answers_runtime_done_waits_before_and_after_the_record() {
 
     drop(handle);
     task.await.unwrap();
+}
+
+/// Lambda says when it dropped records, and a runtimeDone waited for may be among them: a
+/// `platform.logsDropped` answers the waits pending when it is processed.
+#[tokio::test(start_paused = true)]
+async fn a_logs_dropped_record_answers_the_pending_waits() {
+    let (handle, control) = channel(HIGH_WATER);
+    let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
+    let _task = tokio::spawn(run(Recorder::default(), control, intake_rx));
+    let waiting = handle.runtime_done("r-1").unwrap();
+    intake_tx.offer(Intake::Telemetry(logs_dropped()));
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the drop ends the wait")
+        .unwrap();
 }
 
 #[tokio::test]
