@@ -28,7 +28,7 @@ use crate::diag;
 use crate::diag::Stats;
 use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
-use crate::pipeline::worker::{WorkerGone, WorkerHandle};
+use crate::pipeline::worker::{Waited, WorkerGone, WorkerHandle};
 
 /// Consecutive failed `next` calls after which the Lambda API is considered gone.
 pub(crate) const NEXT_ATTEMPTS: u32 = 3;
@@ -72,7 +72,7 @@ pub(crate) struct Lifecycle {
     missed_runtime_done: u32,
     /// The previous invocation's runtimeDone wait, when it had not been answered: an answer
     /// that comes later shows that runtimeDone does arrive, only late.
-    previous_runtime_done: Option<oneshot::Receiver<()>>,
+    previous_runtime_done: Option<oneshot::Receiver<Waited>>,
     stats: Arc<Stats>,
 }
 
@@ -116,7 +116,7 @@ impl Lifecycle {
         &mut self,
         seen: bool,
         timed_out: bool,
-        rx: Option<oneshot::Receiver<()>>,
+        rx: Option<oneshot::Receiver<Waited>>,
     ) {
         if seen {
             self.missed_runtime_done = 0;
@@ -190,7 +190,7 @@ impl Lifecycle {
         self.worker.invoke(invoke)?;
 
         if let Some(mut previous) = self.previous_runtime_done.take()
-            && previous.try_recv().is_ok()
+            && previous.try_recv() == Ok(Waited::Seen)
         {
             // The previous request's runtimeDone came after all: it can be waited for.
             self.missed_runtime_done = 0;
@@ -203,6 +203,8 @@ impl Lifecycle {
             None
         };
         let mut seen_at: Option<Instant> = None;
+        // Lambda reported dropped records while the loop waited.
+        let mut dropped = false;
         let mut timed_out = false;
         let worker = self.worker.clone();
         let mut action = self
@@ -219,22 +221,36 @@ impl Lifecycle {
                     // WaitForRuntimeDone step, after on_flush_done, as the policy expects.
                     if let Some(rx) = runtime_done.as_mut()
                         && seen_at.is_none()
-                        && rx.try_recv().is_ok()
                     {
-                        seen_at = Some(Instant::now());
+                        match rx.try_recv() {
+                            Ok(Waited::Seen) => seen_at = Some(Instant::now()),
+                            Ok(Waited::Dropped) => {
+                                runtime_done = None;
+                                dropped = true;
+                            }
+                            Err(_) => {}
+                        }
                     }
                     self.policy
                         .on_flush_done(Instant::now(), worker.buffer_fill())
                 }
                 Action::WaitForRuntimeDone { until } => match runtime_done.as_mut() {
                     _ if seen_at.is_some() => self.policy.on_runtime_done(Instant::now()),
+                    _ if dropped => self.policy.on_logs_dropped(Instant::now()),
                     Some(rx) => tokio::select! {
-                        got = rx => {
-                            // A dropped reply means the worker is gone.
-                            got.map_err(|_| WorkerGone)?;
-                            seen_at = Some(Instant::now());
-                            self.policy.on_runtime_done(Instant::now())
-                        }
+                        // A dropped reply means the worker is gone.
+                        got = rx => match got.map_err(|_| WorkerGone)? {
+                            Waited::Seen => {
+                                seen_at = Some(Instant::now());
+                                self.policy.on_runtime_done(Instant::now())
+                            }
+                            // Lambda dropped records: runtimeDone may be one of them.
+                            Waited::Dropped => {
+                                runtime_done = None;
+                                dropped = true;
+                                self.policy.on_logs_dropped(Instant::now())
+                            }
+                        },
                         () = sleep_until(until) => {
                             timed_out = true;
                             self.policy.on_timer(Instant::now())

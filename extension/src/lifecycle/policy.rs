@@ -18,6 +18,7 @@
 //!             }
 //!             Action::WaitForRuntimeDone { until } => select! {
 //!                 _ = runtime_done_for_this_request => policy.on_runtime_done(now()),
+//!                 _ = logs_dropped_reported         => policy.on_logs_dropped(now()),
 //!                 _ = sleep_until(until)             => policy.on_timer(now()),
 //!                 _ = buffer_at_high_water           => policy.on_pressure(now(), buffer_fill()),
 //!             },
@@ -194,7 +195,9 @@ struct Current {
     started: Instant,
     /// `next` must be called by then: the invocation deadline minus [`INVOKE_MARGIN`].
     call_next_by: Instant,
-    runtime_done: bool,
+    /// The wait for `platform.runtimeDone` is over: it came, or Lambda reported dropped
+    /// records (it may have been one of them).
+    done_waiting: bool,
     end_flush_issued: bool,
 }
 
@@ -282,7 +285,7 @@ impl FlushPolicy {
             behaviour,
             started: now,
             call_next_by,
-            runtime_done: false,
+            done_waiting: false,
             end_flush_issued: false,
         });
         match behaviour {
@@ -315,7 +318,7 @@ impl FlushPolicy {
         match self.current {
             Some(current)
                 if current.behaviour == Behaviour::End
-                    && !current.runtime_done
+                    && !current.done_waiting
                     && !current.end_flush_issued
                     && now < current.call_next_by
                     && self.under_pressure(now, fill) =>
@@ -328,9 +331,19 @@ impl FlushPolicy {
 
     /// This request's `platform.runtimeDone` arrived.
     pub(crate) fn on_runtime_done(&mut self, now: Instant) -> Action {
+        self.stop_waiting(now)
+    }
+
+    /// Lambda reported dropped records (`platform.logsDropped`) while the lifecycle waited for
+    /// `platform.runtimeDone`: it may have been one of them, so the wait ends as if it had come.
+    pub(crate) fn on_logs_dropped(&mut self, now: Instant) -> Action {
+        self.stop_waiting(now)
+    }
+
+    fn stop_waiting(&mut self, now: Instant) -> Action {
         match self.current.as_mut() {
             Some(current) => {
-                current.runtime_done = true;
+                current.done_waiting = true;
                 self.step(now)
             }
             None => Action::CallNext,
@@ -381,7 +394,7 @@ impl FlushPolicy {
             // No time left: what is buffered waits for the next flush.
             return self.finish();
         }
-        if current.runtime_done {
+        if current.done_waiting {
             if let Some(c) = self.current.as_mut() {
                 c.end_flush_issued = true;
             }

@@ -468,3 +468,23 @@ fn every_bad_flush_variable_is_reported() {
     let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
     assert_eq!(vars, [FLUSH_VAR, FLUSH_INTERVAL_VAR, FLUSH_BUDGET_VAR]);
 }
+
+#[test]
+fn a_drop_reported_while_waiting_ends_the_wait_with_the_end_flush() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let deadline = clock.at(secs(900));
+    let first = p.on_invoke(clock.now(), deadline, EMPTY);
+    assert!(
+        matches!(first, Action::WaitForRuntimeDone { .. }),
+        "{first:?}"
+    );
+    let at = clock.advance(ms(300));
+    assert_eq!(p.on_logs_dropped(at), flush_by(at + BUDGET));
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(20)), EMPTY),
+        Action::CallNext
+    );
+    // runtimeDone coming after all changes nothing.
+    assert_eq!(p.on_runtime_done(clock.advance(ms(5))), Action::CallNext);
+}

@@ -118,10 +118,23 @@ async fn a_logs_dropped_record_answers_the_pending_waits() {
     let _task = tokio::spawn(run(Recorder::default(), control, intake_rx));
     let waiting = handle.runtime_done("r-1").unwrap();
     intake_tx.offer(Intake::Telemetry(logs_dropped()));
-    tokio::time::timeout(Duration::from_secs(5), waiting)
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .expect("the drop ends the wait")
         .unwrap();
+    assert_eq!(waited, Waited::Dropped);
+
+    // Waits pending at the next drop end with it too (reports included), and a record that
+    // comes in the same batch as a drop is seen.
+    let mut later = handle.runtime_done("r-2").unwrap();
+    let mut r3 = handle.runtime_done("r-3").unwrap();
+    let report = handle.report("r-1").unwrap();
+    let mut both = logs_dropped();
+    both.extend(runtime_done("r-3"));
+    intake_tx.offer(Intake::Telemetry(both));
+    assert_eq!(report.await.unwrap(), Waited::Dropped);
+    assert_eq!((&mut r3).await.unwrap(), Waited::Seen);
+    assert_eq!(later.try_recv().unwrap(), Waited::Dropped);
 }
 
 #[tokio::test]
