@@ -171,6 +171,34 @@ async fn a_drop_reported_while_waiting_for_runtime_done_ends_the_wait() {
     shut_down(&fake, &mut ext).await;
 }
 
+/// However long the invocation may run, a runtimeDone that does not come is waited for only up
+/// to `CONTRAIL_RUNTIME_DONE_WAIT_MS` (here 1 s; the deadline is 10 minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_for_a_runtime_done_that_never_comes_is_bounded() {
+    let fake = FakeLambda::start(Script::default()).await;
+    let mut ext = Extension::spawn(
+        &fake,
+        "contrail",
+        &[
+            ("CONTRAIL_FLUSH", "end"),
+            ("CONTRAIL_RUNTIME_DONE_WAIT_MS", "1000"),
+        ],
+    );
+    fake.wait_for(NEXT, 1).await;
+    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
+    let port = destination_port(&subscribe.json());
+    fake.push_invoke("req-lost", Duration::from_secs(600));
+    let status = post_json(
+        port,
+        r#"[{"time":"2024-01-01T00:00:01.000Z","type":"platform.start","record":{"requestId":"req-lost"}}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    fake.wait_for(NEXT, 2).await;
+    shut_down(&fake, &mut ext).await;
+    assert!(fake.requests_to(INIT_ERROR).is_empty(), "{}", ext.stderr());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_not_supported_is_not_a_failure() {
     let fake = FakeLambda::start(Script::not_supported()).await;

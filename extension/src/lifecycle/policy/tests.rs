@@ -488,3 +488,31 @@ fn a_drop_reported_while_waiting_ends_the_wait_with_the_end_flush() {
     // runtimeDone coming after all changes nothing.
     assert_eq!(p.on_runtime_done(clock.advance(ms(5))), Action::CallNext);
 }
+
+/// The wait for a runtimeDone that never comes is bounded whatever the invocation's timeout:
+/// at the bound the end flush runs and the loop calls next, however far the deadline.
+#[test]
+fn the_wait_for_runtime_done_never_exceeds_its_bound() {
+    const BOUND: Duration = Duration::from_secs(10);
+    let mut clock = Clock::new();
+    let mut p = FlushPolicy::new(FlushSettings {
+        mode: FlushMode::End,
+        ..FlushSettings::default()
+    });
+    let started = clock.now();
+    // A 15-minute timeout.
+    let deadline = clock.at(secs(900));
+    let Action::WaitForRuntimeDone { until } = p.on_invoke(started, deadline, EMPTY) else {
+        panic!("waits for runtimeDone")
+    };
+    assert_eq!(until, started + BOUND);
+    let at = clock.advance(BOUND);
+    let Action::FlushNow { deadline: flush_by } = p.on_timer(at) else {
+        panic!("flushes at the bound")
+    };
+    assert!(flush_by <= at + FlushSettings::default().budget);
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(30)), EMPTY),
+        Action::CallNext
+    );
+}
