@@ -37,7 +37,10 @@
 //!
 //! - [`FlushMode::End`]: wait for this request's `platform.runtimeDone`, then flush within the
 //!   budget, then call `next`. A long invocation gets a safety flush each time `interval` has
-//!   passed since the last flush, while the function still runs.
+//!   passed since the last flush, while the function still runs. The wait ends early when
+//!   Lambda reports dropped records (runtimeDone may be one of them), and never lasts longer
+//!   than `runtime_done_wait` after `INVOKE`: then the end flush runs as if runtimeDone had
+//!   come, whatever the invocation's timeout.
 //! - [`FlushMode::Periodic`]: at the start of an invocation, flush if `interval` has passed since
 //!   the last flush. The export overlaps the function's own work; Contrail calls `next` as soon as
 //!   that flush has returned (never later than the budget), without waiting for the runtime.
@@ -71,6 +74,8 @@ pub(crate) const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
 pub(crate) const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
 /// Milliseconds one flush may take during an invocation.
 pub(crate) const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
+/// Milliseconds after `INVOKE` the end-of-invocation wait for `platform.runtimeDone` may last.
+pub(crate) const RUNTIME_DONE_WAIT_VAR: &str = "CONTRAIL_RUNTIME_DONE_WAIT_MS";
 
 /// Time kept between the end of Contrail's work and an invocation's deadline.
 pub(crate) const INVOKE_MARGIN: Duration = Duration::from_millis(100);
@@ -90,6 +95,11 @@ pub(crate) const HIGH_WATER: f64 = 0.25;
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(20);
 /// Default for `CONTRAIL_FLUSH_BUDGET_MS`.
 pub(crate) const DEFAULT_BUDGET: Duration = Duration::from_millis(200);
+/// Default for `CONTRAIL_RUNTIME_DONE_WAIT_MS`: longer than nearly every request/response
+/// invocation (API Gateway gives up on an integration after 29 s, most invocations take well
+/// under a second), so their end-of-invocation flush is unaffected, while a runtimeDone that
+/// Lambda lost costs at most this much billed time instead of up to the 15-minute timeout.
+pub(crate) const DEFAULT_RUNTIME_DONE_WAIT: Duration = Duration::from_secs(10);
 
 /// `CONTRAIL_FLUSH`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,6 +121,9 @@ pub(crate) struct FlushSettings {
     pub(crate) interval: Duration,
     /// `CONTRAIL_FLUSH_BUDGET_MS`: the longest one flush may take during an invocation.
     pub(crate) budget: Duration,
+    /// `CONTRAIL_RUNTIME_DONE_WAIT_MS`: the longest the end-of-invocation wait for
+    /// `platform.runtimeDone` lasts, counted from `INVOKE`.
+    pub(crate) runtime_done_wait: Duration,
 }
 
 impl Default for FlushSettings {
@@ -119,6 +132,7 @@ impl Default for FlushSettings {
             mode: FlushMode::Adaptive,
             interval: DEFAULT_INTERVAL,
             budget: DEFAULT_BUDGET,
+            runtime_done_wait: DEFAULT_RUNTIME_DONE_WAIT,
         }
     }
 }
@@ -131,6 +145,7 @@ impl FlushSettings {
     /// | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
     /// | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
     /// | `CONTRAIL_FLUSH_BUDGET_MS` | `200` | `10`–`60000` |
+    /// | `CONTRAIL_RUNTIME_DONE_WAIT_MS` | `10000` | `100`–`900000` |
     pub(crate) fn from_env(env: &dyn Env) -> Result<FlushSettings, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mode = match non_empty(env, FLUSH_VAR) {
@@ -160,6 +175,12 @@ impl FlushSettings {
         };
         let interval = millis(FLUSH_INTERVAL_VAR, 100, 3_600_000, DEFAULT_INTERVAL);
         let budget = millis(FLUSH_BUDGET_VAR, 10, 60_000, DEFAULT_BUDGET);
+        let runtime_done_wait = millis(
+            RUNTIME_DONE_WAIT_VAR,
+            100,
+            900_000,
+            DEFAULT_RUNTIME_DONE_WAIT,
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -167,6 +188,7 @@ impl FlushSettings {
             mode,
             interval,
             budget,
+            runtime_done_wait,
         })
     }
 }
@@ -195,6 +217,9 @@ struct Current {
     started: Instant,
     /// `next` must be called by then: the invocation deadline minus [`INVOKE_MARGIN`].
     call_next_by: Instant,
+    /// The wait for `platform.runtimeDone` ends by then, whether it came or not: the start
+    /// plus `runtime_done_wait`, at the latest `call_next_by`.
+    stop_waiting_at: Instant,
     /// The wait for `platform.runtimeDone` is over: it came, or Lambda reported dropped
     /// records (it may have been one of them).
     done_waiting: bool,
@@ -285,6 +310,7 @@ impl FlushPolicy {
             behaviour,
             started: now,
             call_next_by,
+            stop_waiting_at: (now + self.settings.runtime_done_wait).min(call_next_by),
             done_waiting: false,
             end_flush_issued: false,
         });
@@ -394,8 +420,10 @@ impl FlushPolicy {
             // No time left: what is buffered waits for the next flush.
             return self.finish();
         }
-        if current.done_waiting {
+        if current.done_waiting || now >= current.stop_waiting_at {
+            // runtimeDone came, or it was waited for as long as it may be: the end flush.
             if let Some(c) = self.current.as_mut() {
+                c.done_waiting = true;
                 c.end_flush_issued = true;
             }
             return self.issue_flush(now, current.call_next_by);
@@ -409,7 +437,7 @@ impl FlushPolicy {
             return self.issue_flush(now, current.call_next_by);
         }
         Action::WaitForRuntimeDone {
-            until: safety_at.min(current.call_next_by),
+            until: safety_at.min(current.stop_waiting_at),
         }
     }
 

@@ -151,7 +151,15 @@ async fn an_invocation_without_runtime_done_still_ends_before_its_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drop_reported_while_waiting_for_runtime_done_ends_the_wait() {
     let fake = FakeLambda::start(Script::default()).await;
-    let mut ext = Extension::spawn(&fake, "contrail", &[("CONTRAIL_FLUSH", "end")]);
+    // The bound of the wait as long as the invocation: only the drop can end it.
+    let mut ext = Extension::spawn(
+        &fake,
+        "contrail",
+        &[
+            ("CONTRAIL_FLUSH", "end"),
+            ("CONTRAIL_RUNTIME_DONE_WAIT_MS", "600000"),
+        ],
+    );
     fake.wait_for(NEXT, 1).await;
     let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
     let port = destination_port(&subscribe.json());
