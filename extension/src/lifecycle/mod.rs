@@ -2,6 +2,7 @@
 //! [`FlushPolicy`] says so, and exit cleanly on `SHUTDOWN`.
 //!
 //! - [`policy`]: when to flush, a pure state machine over an injected clock.
+//! - [`drain`]: at `SHUTDOWN`, how long to keep receiving before the final flush (pure).
 //! - [`degrade`]: what happens after an internal failure (the idle loop).
 //!
 //! The loop talks to the worker only through a [`WorkerHandle`] on its control channel.
@@ -14,6 +15,7 @@
 //! [`idle_loop`], which keeps calling `next` and exits on `SHUTDOWN`, having said why once.
 
 pub(crate) mod degrade;
+pub(crate) mod drain;
 pub(crate) mod policy;
 
 pub(crate) use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, report_error};
@@ -21,12 +23,13 @@ pub(crate) use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Instant, sleep_until};
 
 use crate::diag;
 use crate::diag::Stats;
 use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
+use crate::lifecycle::drain::Drain;
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
 use crate::pipeline::worker::{Waited, WorkerGone, WorkerHandle};
 
@@ -34,9 +37,21 @@ use crate::pipeline::worker::{Waited, WorkerGone, WorkerHandle};
 pub(crate) const NEXT_ATTEMPTS: u32 = 3;
 /// Pause between failed `next` calls.
 pub(crate) const NEXT_RETRY_PAUSE: Duration = Duration::from_millis(50);
-/// At SHUTDOWN, the share of the window spent waiting for the last invocation's telemetry
-/// (`platform.report` arrives only now) before the final flush.
+/// At SHUTDOWN, the share of the window the drain may take (receiving what Lambda still
+/// delivers, the last `platform.report` among it) before the final flush.
 const SHUTDOWN_WAIT_SHARE: u32 = 2;
+
+/// The Telemetry API stream as the lifecycle sees it (absent when not subscribed).
+#[derive(Debug)]
+pub(crate) struct Stream {
+    /// `platform` is among the subscribed types: `platform.runtimeDone` and `platform.report`
+    /// are expected.
+    pub(crate) platform: bool,
+    /// Moves with each delivery (`intake::telemetry::listener::Deliveries`).
+    pub(crate) deliveries: watch::Receiver<u64>,
+    /// The subscription's buffering window (`timeoutMs`).
+    pub(crate) buffering: Duration,
+}
 
 /// How the lifecycle ended.
 #[derive(Debug)]
@@ -66,6 +81,8 @@ pub(crate) struct Lifecycle {
     /// Whether `platform.runtimeDone` and `platform.report` are expected at all (false when the
     /// subscription was refused or `platform` is not among the subscribed types).
     platform_telemetry: bool,
+    /// The subscribed stream, drained at SHUTDOWN; `None` when there is no subscription.
+    stream: Option<Stream>,
     /// The request id of the last INVOKE, to wait for its `platform.report` at shutdown.
     last_request: Option<String>,
     /// Invocations in a row whose runtimeDone did not arrive while the loop waited for it.
@@ -83,9 +100,10 @@ impl Lifecycle {
         worker: WorkerHandle,
         mut policy: FlushPolicy,
         fatal: FatalReceiver,
-        platform_telemetry: bool,
+        stream: Option<Stream>,
         stats: Arc<Stats>,
     ) -> Lifecycle {
+        let platform_telemetry = stream.as_ref().is_some_and(|s| s.platform);
         policy.set_runtime_done_available(platform_telemetry);
         Lifecycle {
             client,
@@ -94,6 +112,7 @@ impl Lifecycle {
             policy,
             fatal,
             platform_telemetry,
+            stream,
             last_request: None,
             missed_runtime_done: 0,
             previous_runtime_done: None,
@@ -292,14 +311,8 @@ impl Lifecycle {
         let Action::FlushNow { deadline: flush_by } = self.policy.on_shutdown(now, deadline) else {
             return Ok(());
         };
-        // The last invocation's platform.report is sent only now: give it part of the window.
-        if self.platform_telemetry
-            && let Some(request_id) = self.last_request.take()
-        {
-            let wait_until = now + flush_by.saturating_duration_since(now) / SHUTDOWN_WAIT_SHARE;
-            let rx = self.worker.report(&request_id)?;
-            let _ = timeout_at(wait_until, rx).await;
-        }
+        let drain_until = now + flush_by.saturating_duration_since(now) / SHUTDOWN_WAIT_SHARE;
+        self.drain(now, drain_until).await?;
         match self.worker.shutdown(flush_by).await? {
             Some(outcome) if outcome.complete => {}
             Some(_) => {
@@ -308,6 +321,37 @@ impl Lifecycle {
                 )
             }
             None => diag::warn!("the final flush did not finish before the shutdown deadline"),
+        }
+        Ok(())
+    }
+
+    /// Receive what Lambda still delivers after SHUTDOWN (the last invocation's
+    /// `platform.report`, the runtime's last lines) until the stream is quiet and that report
+    /// is in, or until `until` (see [`drain`]). The listener keeps running throughout.
+    async fn drain(&mut self, now: Instant, until: Instant) -> Result<(), WorkerGone> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut report = match self.last_request.take() {
+            Some(id) if self.platform_telemetry => Some(self.worker.report(&id)?),
+            _ => None,
+        };
+        stream.deliveries.mark_unchanged();
+        let mut drain = Drain::new(now, stream.buffering, until, report.is_some());
+        while let Some(wake) = drain.next_wake(Instant::now()) {
+            tokio::select! {
+                changed = stream.deliveries.changed() => match changed {
+                    Ok(()) => drain.delivered(Instant::now()),
+                    // The listener is gone: nothing more can arrive.
+                    Err(_) => break,
+                },
+                // Seen, or Lambda dropped records: either way it is settled.
+                _ = async { report.as_mut()?.await.ok() }, if report.is_some() => {
+                    report = None;
+                    drain.report_settled();
+                }
+                () = sleep_until(wake) => {}
+            }
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use contrail_testkit::http::send;
 use tokio::net::TcpListener;
 
 use crate::diag::{DropReason, FieldReason, Stats};
-use crate::intake::telemetry::listener::serve_with_shutdown;
+use crate::intake::telemetry::listener::{Deliveries, serve_with_shutdown};
 use crate::pipeline::{Intake, intake_queue};
 
 /// Send one request on a fresh connection, as Lambda does; the answer's status code.
@@ -31,7 +31,8 @@ async fn answers_200_decodes_counts_and_queues() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with_shutdown(listener, tx, 4096, async {
+    let (deliveries, mut delivered) = Deliveries::new();
+    let server = tokio::spawn(serve_with_shutdown(listener, tx, deliveries, 4096, async {
         let _ = stop_rx.await;
     }));
 
@@ -46,6 +47,8 @@ async fn answers_200_decodes_counts_and_queues() {
         panic!("nothing queued")
     };
     assert_eq!(records.len(), 3);
+    // Each POST moves the delivery count: when it arrives and when its records are queued.
+    assert_eq!(*delivered.borrow_and_update(), 2);
     assert_eq!(Stats::get(&stats.telemetry_records), 5);
     assert_eq!(stats.dropped_total(DropReason::Malformed), 2);
     assert_eq!(stats.fields_dropped_total(FieldReason::InvalidTime), 1);
@@ -83,9 +86,16 @@ async fn a_full_queue_still_answers_200_and_counts_the_loss() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with_shutdown(listener, tx, 1 << 20, async {
-        let _ = stop_rx.await;
-    }));
+    let (deliveries, _delivered) = Deliveries::new();
+    let server = tokio::spawn(serve_with_shutdown(
+        listener,
+        tx,
+        deliveries,
+        1 << 20,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let body = std::fs::read(format!(
         "{}/tests/fixtures/telemetry/function.text.json",
         env!("CARGO_MANIFEST_DIR")
