@@ -137,6 +137,39 @@ async fn a_logs_dropped_record_answers_the_pending_waits() {
     assert_eq!(later.try_recv().unwrap(), Waited::Dropped);
 }
 
+/// Lambda may report a drop before the lifecycle has asked for the runtimeDone it may have
+/// been: a wait asked after a drop, with no runtimeDone seen since, is answered at once.
+#[tokio::test(start_paused = true)]
+async fn a_wait_asked_after_a_drop_with_no_runtime_done_since_is_answered_at_once() {
+    let (handle, control) = channel(HIGH_WATER);
+    let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
+    let _task = tokio::spawn(run(Recorder::default(), control, intake_rx));
+    intake_tx.offer(Intake::Telemetry(logs_dropped()));
+    // A flush round trip proves the drop was processed.
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(5), handle.runtime_done("r-1").unwrap())
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert_eq!(waited, Waited::Dropped);
+
+    // Once a runtimeDone has come since, a drop no longer answers later waits.
+    intake_tx.offer(Intake::Telemetry(runtime_done("r-0")));
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut later = handle.runtime_done("r-2").unwrap();
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(later.try_recv().is_err(), "r-2 still waits");
+}
+
 #[tokio::test]
 async fn a_wait_for_another_request_is_not_answered() {
     let (handle, control) = channel(HIGH_WATER);
