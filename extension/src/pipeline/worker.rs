@@ -260,12 +260,18 @@ impl Recent {
 struct Watch {
     seen: Recent,
     waiters: Vec<(String, oneshot::Sender<Waited>)>,
+    /// Lambda reported dropped records and no record of this kind has come since: the next
+    /// one waited for may have been among them (the drop can be reported before the wait is
+    /// asked).
+    dropped_since_seen: bool,
 }
 
 impl Watch {
     fn wait(&mut self, request_id: String, reply: oneshot::Sender<Waited>) {
         if self.seen.contains(&request_id) {
             let _ = reply.send(Waited::Seen);
+        } else if self.dropped_since_seen {
+            let _ = reply.send(Waited::Dropped);
         } else {
             self.waiters.retain(|(_, tx)| !tx.is_closed());
             self.waiters.push((request_id, reply));
@@ -274,6 +280,7 @@ impl Watch {
 
     fn saw(&mut self, request_id: &str) {
         self.seen.insert(request_id);
+        self.dropped_since_seen = false;
         let mut i = 0;
         while i < self.waiters.len() {
             if self.waiters[i].0 == request_id {
@@ -285,8 +292,10 @@ impl Watch {
         }
     }
 
-    /// Records were dropped: every pending wait ends.
+    /// Records were dropped: every pending wait ends, and so do those asked before a record of
+    /// this kind comes again.
     fn dropped(&mut self) {
+        self.dropped_since_seen = true;
         for (_, tx) in self.waiters.drain(..) {
             let _ = tx.send(Waited::Dropped);
         }

@@ -124,8 +124,13 @@ async fn a_logs_dropped_record_answers_the_pending_waits() {
         .unwrap();
     assert_eq!(waited, Waited::Dropped);
 
-    // Waits pending at the next drop end with it too (reports included), and a record that
-    // comes in the same batch as a drop is seen.
+    // Once a runtimeDone has come again, waits pending at the next drop end with it (reports
+    // included), and a record that comes in the same batch as a drop is seen.
+    intake_tx.offer(Intake::Telemetry(runtime_done("r-0")));
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
     let mut later = handle.runtime_done("r-2").unwrap();
     let mut r3 = handle.runtime_done("r-3").unwrap();
     let report = handle.report("r-1").unwrap();
