@@ -195,3 +195,47 @@ async fn the_runtimes_shutdown_lines_are_exported_before_the_extension_exits() {
         );
     }
 }
+
+/// Lambda Managed Instances send no `platform.runtimeDone` (AWS's emulator for them never
+/// broadcasts it) and run invocations at once: each still gets one complete span, from its
+/// start and its report, with its own line on its trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_without_runtime_done_get_complete_spans() {
+    const INVOCATIONS: u32 = 8;
+    let (report, received) = run(
+        "lost-records-managed",
+        &[],
+        INVOCATIONS,
+        |cfg| RunConfig {
+            init_type: contrail_sim::InitType::LambdaManagedInstances,
+            concurrency: 4,
+            log_format: contrail_sim::LogFormat::Json,
+            omit_telemetry: vec!["platform.runtimeDone".into()],
+            ..cfg
+        },
+        |r| {
+            invocation_spans(r).len() >= INVOCATIONS as usize
+                && log_records(r)
+                    .iter()
+                    .filter(|l| body_of(l).contains("lost-records line"))
+                    .count()
+                    >= INVOCATIONS as usize
+        },
+    )
+    .await;
+    check_invocations(&report, &received);
+    let spans = invocation_spans(&received);
+    let logs = log_records(&received);
+    for inv in &report.invocations {
+        let span = spans
+            .iter()
+            .find(|s| attr_str(&s.attributes, "faas.invocation_id") == Some(&inv.request_id))
+            .unwrap();
+        let line = logs
+            .iter()
+            .find(|l| body_of(l).contains(&format!("request={}", inv.request_id)))
+            .unwrap_or_else(|| panic!("no line for {}", inv.request_id));
+        assert_eq!(line.trace_id, span.trace_id, "{}", inv.request_id);
+        assert_eq!(line.span_id, span.span_id, "{}", inv.request_id);
+    }
+}
