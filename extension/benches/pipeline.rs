@@ -125,7 +125,7 @@ fn batch(format: Format) -> Vec<u8> {
     ));
     out.push(']');
     let body = out.into_bytes();
-    let decoded = decode_batch(&body);
+    let decoded = decode_batch(&body, NOW);
     assert_eq!(decoded.records.len(), RECORDS);
     assert_eq!(decoded.malformed + decoded.unknown, 0);
     body
@@ -196,7 +196,7 @@ fn log_records(items: &[Item]) -> usize {
 fn telemetry(c: &mut Criterion) {
     for format in [Format::Text, Format::Json] {
         let body = batch(format);
-        let records = decode_batch(&body).records;
+        let records = decode_batch(&body, NOW).records;
         let mapped = map(records.clone());
         assert_eq!(
             log_records(&items(mapped.clone())),
@@ -206,7 +206,7 @@ fn telemetry(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(format!("telemetry_{}", format.name()));
         group.throughput(Throughput::Elements(RECORDS as u64));
-        group.bench_function("decode", |b| b.iter(|| decode_batch(black_box(&body))));
+        group.bench_function("decode", |b| b.iter(|| decode_batch(black_box(&body), NOW)));
         group.bench_function("map", |b| {
             b.iter_batched(
                 || (mapper(), records.clone()),
@@ -236,7 +236,7 @@ fn telemetry(c: &mut Criterion) {
             b.iter_batched(
                 mapper,
                 |mut mapper| {
-                    let batch = decode_batch(black_box(&body));
+                    let batch = decode_batch(black_box(&body), NOW);
                     let mut out = Signals::default();
                     mapper.on_records(batch.records, &mut out);
                     export_bodies(out, Compression::Gzip)

@@ -14,6 +14,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -102,23 +103,18 @@ pub(crate) async fn run(env: &dyn Env) -> ExitCode {
     let flush = settings.flush;
     let (tasks, lifecycle) =
         match start(&settings, &registration, boot.platform, flush, &mut client).await {
-            Ok(started) => {
-                // runtimeDone and report come only with the `platform` stream.
-                let platform = started.subscribed
-                    && settings.telemetry.types.contains(&TelemetryType::Platform);
-                (
-                    started.tasks,
-                    Lifecycle::new(
-                        client,
-                        id,
-                        started.worker,
-                        FlushPolicy::new(flush),
-                        started.fatal,
-                        platform,
-                        started.stats,
-                    ),
-                )
-            }
+            Ok(started) => (
+                started.tasks,
+                Lifecycle::new(
+                    client,
+                    id,
+                    started.worker,
+                    FlushPolicy::new(flush),
+                    started.fatal,
+                    started.stream,
+                    started.stats,
+                ),
+            ),
             Err(reason) => return idle(&mut client, &id, &reason).await,
         };
 
@@ -193,8 +189,8 @@ struct Started {
     tasks: Tasks,
     worker: WorkerHandle,
     fatal: lifecycle::FatalReceiver,
-    /// Whether the Telemetry API accepted the subscription.
-    subscribed: bool,
+    /// The stream, when the Telemetry API accepted the subscription.
+    stream: Option<lifecycle::Stream>,
     stats: Arc<Stats>,
 }
 
@@ -225,6 +221,7 @@ async fn start(
 
     let stats = Arc::new(Stats::default());
     let (intake, intake_rx) = intake_queue(INTAKE_CAPACITY, stats.clone());
+    let (deliveries, delivered) = telemetry::listener::Deliveries::new();
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let (worker_handle, inbox) = worker::channel(HIGH_WATER);
     let mut tasks = Tasks(Vec::new());
@@ -241,6 +238,7 @@ async fn start(
         telemetry::listener::serve(
             listener,
             intake.clone(),
+            deliveries,
             telemetry::listener::DEFAULT_MAX_BODY_BYTES,
         ),
     );
@@ -294,11 +292,17 @@ async fn start(
         }
         Err(err) => return Err(Degraded::Subscribe(err)),
     };
+    let stream = subscribed.then(|| lifecycle::Stream {
+        // runtimeDone and report come only with the `platform` stream.
+        platform: telemetry_config.types.contains(&TelemetryType::Platform),
+        deliveries: delivered,
+        buffering: Duration::from_millis(u64::from(telemetry_config.buffering.timeout_ms)),
+    });
     Ok(Started {
         tasks,
         worker: worker_handle,
         fatal: fatal_rx,
-        subscribed,
+        stream,
         stats,
     })
 }

@@ -85,6 +85,6 @@ pub use export::{
     Protocol, encode_entries,
 };
 pub use intake::receiver::merge_resource;
-pub use intake::telemetry::{DecodedBatch, TelemetryRecord, decode_batch};
+pub use intake::telemetry::{DecodedBatch, FieldDrops, TelemetryRecord, decode_batch};
 pub use mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};
 pub use pipeline::{Item, OtlpPayload, Signal, Signals};

@@ -148,6 +148,13 @@ pub struct RunConfig {
     /// `platform.start` of each environment: how tests put unknown event types and malformed
     /// records in the stream.
     pub inject_telemetry: Vec<(String, serde_json::Value)>,
+    /// Record types (`platform.runtimeDone`, …) lost on the way to every subscriber, as Lambda
+    /// loses records it cannot deliver: each is counted in the next `platform.logsDropped`,
+    /// which the subscriber receives in its place.
+    pub drop_telemetry: Vec<String>,
+    /// Record types never sent, and no `platform.logsDropped` to say so: a record missing from
+    /// the stream, as has been seen of `platform.runtimeDone`.
+    pub omit_telemetry: Vec<String>,
 }
 
 impl Default for RunConfig {
@@ -184,6 +191,8 @@ impl Default for RunConfig {
             client_context: None,
             cognito_identity: None,
             inject_telemetry: Vec::new(),
+            drop_telemetry: Vec::new(),
+            omit_telemetry: Vec::new(),
         }
     }
 }

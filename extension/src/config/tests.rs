@@ -338,6 +338,7 @@ fn every_variable_constant_is_documented_in_the_readme() {
         flush::FLUSH_VAR,
         flush::FLUSH_INTERVAL_VAR,
         flush::FLUSH_BUDGET_VAR,
+        flush::RUNTIME_DONE_WAIT_VAR,
     ];
 
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -3,7 +3,8 @@
 //! - Lines: `diag::warn!("…")` (also `error!`, `info!`, `debug!`), and for anything that can
 //!   repeat a static [`Once`] or [`Every`]. The level is `CONTRAIL_LOG_LEVEL`
 //!   ([`Level::from_env`]).
-//! - Counters: [`Stats`], what Contrail received, exported and dropped ([`DropReason`]).
+//! - Counters: [`Stats`], what Contrail received, exported and dropped ([`DropReason`]), and
+//!   the fields of records it had to give up ([`FieldReason`]).
 //!
 //! Lambda sends an extension's stderr back to it as `extension` records: never a line per
 //! record.
@@ -13,8 +14,8 @@ mod stats;
 
 pub(crate) use log::{Every, Level, Once, set_level};
 pub(crate) use log::{debug, error, info, warn, write};
-pub(crate) use stats::DropReason;
 pub use stats::Stats;
+pub(crate) use stats::{DropReason, FieldReason};
 
 // For the configuration tests, which check every variable against README.md.
 #[cfg(test)]

@@ -53,6 +53,34 @@ impl DropReason {
     }
 }
 
+/// Why a field of a Telemetry API record was given up (its record was kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum FieldReason {
+    /// A time that is neither a date-time nor an epoch number.
+    InvalidTime,
+    /// A value of a shape the field cannot take.
+    InvalidValue,
+    /// A field the schema requires, absent.
+    Missing,
+}
+
+impl FieldReason {
+    pub(crate) const ALL: [FieldReason; 3] = [
+        FieldReason::InvalidTime,
+        FieldReason::InvalidValue,
+        FieldReason::Missing,
+    ];
+
+    /// The value of the `reason` attribute in self-telemetry.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FieldReason::InvalidTime => "invalid_time",
+            FieldReason::InvalidValue => "invalid_value",
+            FieldReason::Missing => "missing",
+        }
+    }
+}
+
 /// Counters shared by every part of the extension.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -77,6 +105,7 @@ pub struct Stats {
     /// (billed to the user), summed over invocations; updated by the lifecycle loop.
     pub(crate) post_runtime_ms: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    fields_dropped: [AtomicU64; FieldReason::ALL.len()],
 }
 
 impl Stats {
@@ -86,6 +115,14 @@ impl Stats {
 
     pub(crate) fn dropped_total(&self, reason: DropReason) -> u64 {
         self.dropped[reason.index()].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn fields_dropped(&self, reason: FieldReason, fields: u64) {
+        self.fields_dropped[reason as usize].fetch_add(fields, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fields_dropped_total(&self, reason: FieldReason) -> u64 {
+        self.fields_dropped[reason as usize].load(Ordering::Relaxed)
     }
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {

@@ -9,6 +9,7 @@
 //! | `contrail.records.received` | counter | `{record}` | `source` = `telemetry_api` \| `receiver` |
 //! | `contrail.records.exported` | counter | `{record}` | |
 //! | `contrail.records.dropped` | counter | `{record}` | `reason` (see `DropReason::as_str`) |
+//! | `contrail.fields.dropped` | counter | `{field}` | `reason` = `invalid_time` \| `invalid_value` \| `missing` |
 //! | `contrail.export.requests` | counter | `{request}` | |
 //! | `contrail.export.failures` | counter | `{request}` | |
 //! | `contrail.export.abandoned` | counter | `{request}` | |
@@ -29,7 +30,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::diag;
-use crate::diag::{DropReason, Stats};
+use crate::diag::{DropReason, FieldReason, Stats};
 use crate::export::LatencySink;
 use crate::export::buffer::Held;
 use crate::pipeline::Signal;
@@ -234,6 +235,22 @@ impl SelfTelemetry {
                     .collect(),
             ),
             counter(
+                "contrail.fields.dropped",
+                "{field}",
+                "Fields of Telemetry API records given up (the records were kept), by reason",
+                FieldReason::ALL
+                    .iter()
+                    .map(|r| {
+                        int_point(
+                            vec![kv("reason", r.as_str())],
+                            stats.fields_dropped_total(*r),
+                            start,
+                            now,
+                        )
+                    })
+                    .collect(),
+            ),
+            counter(
                 "contrail.export.requests",
                 "{request}",
                 "Export requests sent",
@@ -369,5 +386,54 @@ impl DropWarner {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_given_up_are_exported_by_reason() {
+        let stats = Stats::default();
+        stats.fields_dropped(FieldReason::InvalidTime, 2);
+        stats.fields_dropped(FieldReason::Missing, 1);
+        let snapshot =
+            SelfTelemetry::new().snapshot(&stats, Held::default(), None, SystemTime::now());
+        let metric = snapshot.scope_metrics[0]
+            .metrics
+            .iter()
+            .find(|m| m.name == "contrail.fields.dropped")
+            .expect("contrail.fields.dropped");
+        let Some(metric::Data::Sum(sum)) = &metric.data else {
+            panic!("not a sum: {metric:?}")
+        };
+        let by_reason: Vec<(String, i64)> = sum
+            .data_points
+            .iter()
+            .map(|p| {
+                let reason = match p.attributes[0]
+                    .value
+                    .as_ref()
+                    .and_then(|v| v.value.as_ref())
+                {
+                    Some(any_value::Value::StringValue(s)) => s.clone(),
+                    other => panic!("{other:?}"),
+                };
+                let n = match p.value {
+                    Some(number_data_point::Value::AsInt(n)) => n,
+                    other => panic!("{other:?}"),
+                };
+                (reason, n)
+            })
+            .collect();
+        assert_eq!(
+            by_reason,
+            [
+                ("invalid_time".to_owned(), 2),
+                ("invalid_value".to_owned(), 0),
+                ("missing".to_owned(), 1),
+            ]
+        );
     }
 }

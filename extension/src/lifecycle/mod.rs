@@ -2,6 +2,7 @@
 //! [`FlushPolicy`] says so, and exit cleanly on `SHUTDOWN`.
 //!
 //! - [`policy`]: when to flush, a pure state machine over an injected clock.
+//! - [`drain`]: at `SHUTDOWN`, how long to keep receiving before the final flush (pure).
 //! - [`degrade`]: what happens after an internal failure (the idle loop).
 //!
 //! The loop talks to the worker only through a [`WorkerHandle`] on its control channel.
@@ -14,6 +15,7 @@
 //! [`idle_loop`], which keeps calling `next` and exits on `SHUTDOWN`, having said why once.
 
 pub(crate) mod degrade;
+pub(crate) mod drain;
 pub(crate) mod policy;
 
 pub(crate) use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, report_error};
@@ -21,22 +23,35 @@ pub(crate) use degrade::{Degraded, FatalReceiver, announce_degraded, idle_loop, 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Instant, sleep_until};
 
 use crate::diag;
 use crate::diag::Stats;
 use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
+use crate::lifecycle::drain::Drain;
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
-use crate::pipeline::worker::{WorkerGone, WorkerHandle};
+use crate::pipeline::worker::{Waited, WorkerGone, WorkerHandle};
 
 /// Consecutive failed `next` calls after which the Lambda API is considered gone.
 pub(crate) const NEXT_ATTEMPTS: u32 = 3;
 /// Pause between failed `next` calls.
 pub(crate) const NEXT_RETRY_PAUSE: Duration = Duration::from_millis(50);
-/// At SHUTDOWN, the share of the window spent waiting for the last invocation's telemetry
-/// (`platform.report` arrives only now) before the final flush.
+/// At SHUTDOWN, the share of the window the drain may take (receiving what Lambda still
+/// delivers, the last `platform.report` among it) before the final flush.
 const SHUTDOWN_WAIT_SHARE: u32 = 2;
+
+/// The Telemetry API stream as the lifecycle sees it (absent when not subscribed).
+#[derive(Debug)]
+pub(crate) struct Stream {
+    /// `platform` is among the subscribed types: `platform.runtimeDone` and `platform.report`
+    /// are expected.
+    pub(crate) platform: bool,
+    /// Moves with each delivery (`intake::telemetry::listener::Deliveries`).
+    pub(crate) deliveries: watch::Receiver<u64>,
+    /// The subscription's buffering window (`timeoutMs`).
+    pub(crate) buffering: Duration,
+}
 
 /// How the lifecycle ended.
 #[derive(Debug)]
@@ -66,13 +81,15 @@ pub(crate) struct Lifecycle {
     /// Whether `platform.runtimeDone` and `platform.report` are expected at all (false when the
     /// subscription was refused or `platform` is not among the subscribed types).
     platform_telemetry: bool,
+    /// The subscribed stream, drained at SHUTDOWN; `None` when there is no subscription.
+    stream: Option<Stream>,
     /// The request id of the last INVOKE, to wait for its `platform.report` at shutdown.
     last_request: Option<String>,
     /// Invocations in a row whose runtimeDone did not arrive while the loop waited for it.
     missed_runtime_done: u32,
     /// The previous invocation's runtimeDone wait, when it had not been answered: an answer
     /// that comes later shows that runtimeDone does arrive, only late.
-    previous_runtime_done: Option<oneshot::Receiver<()>>,
+    previous_runtime_done: Option<oneshot::Receiver<Waited>>,
     stats: Arc<Stats>,
 }
 
@@ -83,9 +100,10 @@ impl Lifecycle {
         worker: WorkerHandle,
         mut policy: FlushPolicy,
         fatal: FatalReceiver,
-        platform_telemetry: bool,
+        stream: Option<Stream>,
         stats: Arc<Stats>,
     ) -> Lifecycle {
+        let platform_telemetry = stream.as_ref().is_some_and(|s| s.platform);
         policy.set_runtime_done_available(platform_telemetry);
         Lifecycle {
             client,
@@ -94,6 +112,7 @@ impl Lifecycle {
             policy,
             fatal,
             platform_telemetry,
+            stream,
             last_request: None,
             missed_runtime_done: 0,
             previous_runtime_done: None,
@@ -116,7 +135,7 @@ impl Lifecycle {
         &mut self,
         seen: bool,
         timed_out: bool,
-        rx: Option<oneshot::Receiver<()>>,
+        rx: Option<oneshot::Receiver<Waited>>,
     ) {
         if seen {
             self.missed_runtime_done = 0;
@@ -190,7 +209,7 @@ impl Lifecycle {
         self.worker.invoke(invoke)?;
 
         if let Some(mut previous) = self.previous_runtime_done.take()
-            && previous.try_recv().is_ok()
+            && previous.try_recv() == Ok(Waited::Seen)
         {
             // The previous request's runtimeDone came after all: it can be waited for.
             self.missed_runtime_done = 0;
@@ -203,6 +222,8 @@ impl Lifecycle {
             None
         };
         let mut seen_at: Option<Instant> = None;
+        // Lambda reported dropped records while the loop waited.
+        let mut dropped = false;
         let mut timed_out = false;
         let worker = self.worker.clone();
         let mut action = self
@@ -219,22 +240,36 @@ impl Lifecycle {
                     // WaitForRuntimeDone step, after on_flush_done, as the policy expects.
                     if let Some(rx) = runtime_done.as_mut()
                         && seen_at.is_none()
-                        && rx.try_recv().is_ok()
                     {
-                        seen_at = Some(Instant::now());
+                        match rx.try_recv() {
+                            Ok(Waited::Seen) => seen_at = Some(Instant::now()),
+                            Ok(Waited::Dropped) => {
+                                runtime_done = None;
+                                dropped = true;
+                            }
+                            Err(_) => {}
+                        }
                     }
                     self.policy
                         .on_flush_done(Instant::now(), worker.buffer_fill())
                 }
                 Action::WaitForRuntimeDone { until } => match runtime_done.as_mut() {
                     _ if seen_at.is_some() => self.policy.on_runtime_done(Instant::now()),
+                    _ if dropped => self.policy.on_logs_dropped(Instant::now()),
                     Some(rx) => tokio::select! {
-                        got = rx => {
-                            // A dropped reply means the worker is gone.
-                            got.map_err(|_| WorkerGone)?;
-                            seen_at = Some(Instant::now());
-                            self.policy.on_runtime_done(Instant::now())
-                        }
+                        // A dropped reply means the worker is gone.
+                        got = rx => match got.map_err(|_| WorkerGone)? {
+                            Waited::Seen => {
+                                seen_at = Some(Instant::now());
+                                self.policy.on_runtime_done(Instant::now())
+                            }
+                            // Lambda dropped records: runtimeDone may be one of them.
+                            Waited::Dropped => {
+                                runtime_done = None;
+                                dropped = true;
+                                self.policy.on_logs_dropped(Instant::now())
+                            }
+                        },
                         () = sleep_until(until) => {
                             timed_out = true;
                             self.policy.on_timer(Instant::now())
@@ -276,14 +311,8 @@ impl Lifecycle {
         let Action::FlushNow { deadline: flush_by } = self.policy.on_shutdown(now, deadline) else {
             return Ok(());
         };
-        // The last invocation's platform.report is sent only now: give it part of the window.
-        if self.platform_telemetry
-            && let Some(request_id) = self.last_request.take()
-        {
-            let wait_until = now + flush_by.saturating_duration_since(now) / SHUTDOWN_WAIT_SHARE;
-            let rx = self.worker.report(&request_id)?;
-            let _ = timeout_at(wait_until, rx).await;
-        }
+        let drain_until = now + flush_by.saturating_duration_since(now) / SHUTDOWN_WAIT_SHARE;
+        self.drain(now, drain_until).await?;
         match self.worker.shutdown(flush_by).await? {
             Some(outcome) if outcome.complete => {}
             Some(_) => {
@@ -292,6 +321,37 @@ impl Lifecycle {
                 )
             }
             None => diag::warn!("the final flush did not finish before the shutdown deadline"),
+        }
+        Ok(())
+    }
+
+    /// Receive what Lambda still delivers after SHUTDOWN (the last invocation's
+    /// `platform.report`, the runtime's last lines) until the stream is quiet and that report
+    /// is in, or until `until` (see [`drain`]). The listener keeps running throughout.
+    async fn drain(&mut self, now: Instant, until: Instant) -> Result<(), WorkerGone> {
+        let Some(stream) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        let mut report = match self.last_request.take() {
+            Some(id) if self.platform_telemetry => Some(self.worker.report(&id)?),
+            _ => None,
+        };
+        stream.deliveries.mark_unchanged();
+        let mut drain = Drain::new(now, stream.buffering, until, report.is_some());
+        while let Some(wake) = drain.next_wake(Instant::now()) {
+            tokio::select! {
+                changed = stream.deliveries.changed() => match changed {
+                    Ok(()) => drain.delivered(Instant::now()),
+                    // The listener is gone: nothing more can arrive.
+                    Err(_) => break,
+                },
+                // Seen, or Lambda dropped records: either way it is settled.
+                _ = async { report.as_mut()?.await.ok() }, if report.is_some() => {
+                    report = None;
+                    drain.report_settled();
+                }
+                () = sleep_until(wake) => {}
+            }
         }
         Ok(())
     }

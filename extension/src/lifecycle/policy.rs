@@ -18,6 +18,7 @@
 //!             }
 //!             Action::WaitForRuntimeDone { until } => select! {
 //!                 _ = runtime_done_for_this_request => policy.on_runtime_done(now()),
+//!                 _ = logs_dropped_reported         => policy.on_logs_dropped(now()),
 //!                 _ = sleep_until(until)             => policy.on_timer(now()),
 //!                 _ = buffer_at_high_water           => policy.on_pressure(now(), buffer_fill()),
 //!             },
@@ -36,7 +37,10 @@
 //!
 //! - [`FlushMode::End`]: wait for this request's `platform.runtimeDone`, then flush within the
 //!   budget, then call `next`. A long invocation gets a safety flush each time `interval` has
-//!   passed since the last flush, while the function still runs.
+//!   passed since the last flush, while the function still runs. The wait ends early when
+//!   Lambda reports dropped records (runtimeDone may be one of them), and never lasts longer
+//!   than `runtime_done_wait` after `INVOKE`: then the end flush runs as if runtimeDone had
+//!   come, whatever the invocation's timeout.
 //! - [`FlushMode::Periodic`]: at the start of an invocation, flush if `interval` has passed since
 //!   the last flush. The export overlaps the function's own work; Contrail calls `next` as soon as
 //!   that flush has returned (never later than the budget), without waiting for the runtime.
@@ -70,6 +74,8 @@ pub(crate) const FLUSH_VAR: &str = "CONTRAIL_FLUSH";
 pub(crate) const FLUSH_INTERVAL_VAR: &str = "CONTRAIL_FLUSH_INTERVAL_MS";
 /// Milliseconds one flush may take during an invocation.
 pub(crate) const FLUSH_BUDGET_VAR: &str = "CONTRAIL_FLUSH_BUDGET_MS";
+/// Milliseconds after `INVOKE` the end-of-invocation wait for `platform.runtimeDone` may last.
+pub(crate) const RUNTIME_DONE_WAIT_VAR: &str = "CONTRAIL_RUNTIME_DONE_WAIT_MS";
 
 /// Time kept between the end of Contrail's work and an invocation's deadline.
 pub(crate) const INVOKE_MARGIN: Duration = Duration::from_millis(100);
@@ -89,6 +95,11 @@ pub(crate) const HIGH_WATER: f64 = 0.25;
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(20);
 /// Default for `CONTRAIL_FLUSH_BUDGET_MS`.
 pub(crate) const DEFAULT_BUDGET: Duration = Duration::from_millis(200);
+/// Default for `CONTRAIL_RUNTIME_DONE_WAIT_MS`: longer than nearly every request/response
+/// invocation (API Gateway gives up on an integration after 29 s, most invocations take well
+/// under a second), so their end-of-invocation flush is unaffected, while a runtimeDone that
+/// Lambda lost costs at most this much billed time instead of up to the 15-minute timeout.
+pub(crate) const DEFAULT_RUNTIME_DONE_WAIT: Duration = Duration::from_secs(10);
 
 /// `CONTRAIL_FLUSH`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -110,6 +121,9 @@ pub(crate) struct FlushSettings {
     pub(crate) interval: Duration,
     /// `CONTRAIL_FLUSH_BUDGET_MS`: the longest one flush may take during an invocation.
     pub(crate) budget: Duration,
+    /// `CONTRAIL_RUNTIME_DONE_WAIT_MS`: the longest the end-of-invocation wait for
+    /// `platform.runtimeDone` lasts, counted from `INVOKE`.
+    pub(crate) runtime_done_wait: Duration,
 }
 
 impl Default for FlushSettings {
@@ -118,6 +132,7 @@ impl Default for FlushSettings {
             mode: FlushMode::Adaptive,
             interval: DEFAULT_INTERVAL,
             budget: DEFAULT_BUDGET,
+            runtime_done_wait: DEFAULT_RUNTIME_DONE_WAIT,
         }
     }
 }
@@ -130,6 +145,7 @@ impl FlushSettings {
     /// | `CONTRAIL_FLUSH` | `adaptive` | `end`, `periodic`, `adaptive` |
     /// | `CONTRAIL_FLUSH_INTERVAL_MS` | `20000` | `100`–`3600000` |
     /// | `CONTRAIL_FLUSH_BUDGET_MS` | `200` | `10`–`60000` |
+    /// | `CONTRAIL_RUNTIME_DONE_WAIT_MS` | `10000` | `100`–`900000` |
     pub(crate) fn from_env(env: &dyn Env) -> Result<FlushSettings, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mode = match non_empty(env, FLUSH_VAR) {
@@ -159,6 +175,12 @@ impl FlushSettings {
         };
         let interval = millis(FLUSH_INTERVAL_VAR, 100, 3_600_000, DEFAULT_INTERVAL);
         let budget = millis(FLUSH_BUDGET_VAR, 10, 60_000, DEFAULT_BUDGET);
+        let runtime_done_wait = millis(
+            RUNTIME_DONE_WAIT_VAR,
+            100,
+            900_000,
+            DEFAULT_RUNTIME_DONE_WAIT,
+        );
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -166,6 +188,7 @@ impl FlushSettings {
             mode,
             interval,
             budget,
+            runtime_done_wait,
         })
     }
 }
@@ -194,7 +217,12 @@ struct Current {
     started: Instant,
     /// `next` must be called by then: the invocation deadline minus [`INVOKE_MARGIN`].
     call_next_by: Instant,
-    runtime_done: bool,
+    /// The wait for `platform.runtimeDone` ends by then, whether it came or not: the start
+    /// plus `runtime_done_wait`, at the latest `call_next_by`.
+    stop_waiting_at: Instant,
+    /// The wait for `platform.runtimeDone` is over: it came, or Lambda reported dropped
+    /// records (it may have been one of them).
+    done_waiting: bool,
     end_flush_issued: bool,
 }
 
@@ -282,7 +310,8 @@ impl FlushPolicy {
             behaviour,
             started: now,
             call_next_by,
-            runtime_done: false,
+            stop_waiting_at: (now + self.settings.runtime_done_wait).min(call_next_by),
+            done_waiting: false,
             end_flush_issued: false,
         });
         match behaviour {
@@ -315,7 +344,7 @@ impl FlushPolicy {
         match self.current {
             Some(current)
                 if current.behaviour == Behaviour::End
-                    && !current.runtime_done
+                    && !current.done_waiting
                     && !current.end_flush_issued
                     && now < current.call_next_by
                     && self.under_pressure(now, fill) =>
@@ -328,9 +357,19 @@ impl FlushPolicy {
 
     /// This request's `platform.runtimeDone` arrived.
     pub(crate) fn on_runtime_done(&mut self, now: Instant) -> Action {
+        self.stop_waiting(now)
+    }
+
+    /// Lambda reported dropped records (`platform.logsDropped`) while the lifecycle waited for
+    /// `platform.runtimeDone`: it may have been one of them, so the wait ends as if it had come.
+    pub(crate) fn on_logs_dropped(&mut self, now: Instant) -> Action {
+        self.stop_waiting(now)
+    }
+
+    fn stop_waiting(&mut self, now: Instant) -> Action {
         match self.current.as_mut() {
             Some(current) => {
-                current.runtime_done = true;
+                current.done_waiting = true;
                 self.step(now)
             }
             None => Action::CallNext,
@@ -381,8 +420,10 @@ impl FlushPolicy {
             // No time left: what is buffered waits for the next flush.
             return self.finish();
         }
-        if current.runtime_done {
+        if current.done_waiting || now >= current.stop_waiting_at {
+            // runtimeDone came, or it was waited for as long as it may be: the end flush.
             if let Some(c) = self.current.as_mut() {
+                c.done_waiting = true;
                 c.end_flush_issued = true;
             }
             return self.issue_flush(now, current.call_next_by);
@@ -396,7 +437,7 @@ impl FlushPolicy {
             return self.issue_flush(now, current.call_next_by);
         }
         Action::WaitForRuntimeDone {
-            until: safety_at.min(current.call_next_by),
+            until: safety_at.min(current.stop_waiting_at),
         }
     }
 

@@ -8,12 +8,12 @@ use crate::diag::DropReason;
 use crate::intake::telemetry::event::{Report, RuntimeDone, Start, TraceContext};
 use crate::mapping::config::XrayContext;
 use crate::mapping::metrics::MetricId;
-use crate::mapping::otlp::ms_to_ns;
 use crate::mapping::xray::{self, XrayHeader};
 use crate::mapping::{InvokeInfo, Mapper, SpanCtx};
 
 use super::log_context::set_log_ctx;
-use super::spans::child_span;
+use super::phases::PhaseKind;
+use super::spans::{child_span, effective_status};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -103,7 +103,7 @@ impl Mapper {
             // Already retired (evicted): nothing left to build.
             return;
         }
-        if let Some(bytes) = done.metrics.as_ref().and_then(|m| m.produced_bytes) {
+        if let Some(bytes) = done.produced_bytes {
             self.metrics
                 .record(MetricId::ProducedBytes, bytes as f64, t);
         }
@@ -121,9 +121,6 @@ impl Mapper {
             None => {
                 let inv = self.invocation(&id);
                 adopt_tracing(inv, report.tracing.as_ref());
-                if inv.start_ns.is_none() && inv.invoke_ns.is_none() {
-                    inv.start_ns = Some(t.saturating_sub(ms_to_ns(report.metrics.duration_ms)));
-                }
                 let ctx = self.resolve_now(&id, t);
                 self.emit_invocation_span(&id, Some(&report), t, false);
                 if let Some(inv) = self.pending.get_mut(&id) {
@@ -137,13 +134,23 @@ impl Mapper {
             self.current = None;
         }
         for span in &report.spans {
-            self.metrics
-                .record(MetricId::ExtensionOverhead, span.duration_ms / 1000.0, t);
+            // Managed Instances report the response spans here instead.
+            if span.name == "extensionOverhead" {
+                self.metrics
+                    .record(MetricId::ExtensionOverhead, span.duration_ms / 1000.0, t);
+            }
             self.staged_spans.push(child_span(&ctx, span));
         }
         let m = &report.metrics;
-        self.metrics
-            .record(MetricId::InvokeDuration, m.duration_ms / 1000.0, t);
+        // Lambda's own init and restore reports may be lost or late: these say the same.
+        if !self.init.as_ref().is_some_and(|p| p.snapshot) {
+            self.record_phase_duration(PhaseKind::Init, m.init_duration_ms, t);
+        }
+        self.record_phase_duration(PhaseKind::Restore, m.restore_duration_ms, t);
+        if let Some(ms) = m.duration_ms {
+            self.metrics
+                .record(MetricId::InvokeDuration, ms / 1000.0, t);
+        }
         if let Some(billed) = m.billed_duration_ms {
             self.metrics
                 .record(MetricId::BilledDuration, billed / 1000.0, t);
@@ -156,7 +163,8 @@ impl Mapper {
             self.metrics
                 .record(MetricId::MemorySize, size as f64 * MIB, t);
         }
-        self.count_status(&report.status, t);
+        let status = effective_status(report.status.as_deref(), report.error_type.as_deref());
+        self.count_status(status, t);
     }
 
     fn count_status(&mut self, status: &str, t: u64) {
@@ -246,8 +254,8 @@ impl Mapper {
         if let Some(inv) = self.pending.remove(id) {
             if !inv.counted {
                 if let Some((t, d)) = &inv.runtime_done {
-                    let status = d.status.clone();
-                    self.count_status(&status, *t);
+                    let status = effective_status(d.status.as_deref(), d.error_type.as_deref());
+                    self.count_status(status, *t);
                 }
             }
         }

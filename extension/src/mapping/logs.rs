@@ -13,9 +13,11 @@
 //! | platform lines | `START RequestId: <id> …`, `END RequestId: <id>`, `REPORT RequestId: <id> …` |
 //! | anything starting with an upper-case level word | `ERROR something failed` (kept whole) |
 //!
-//! JSON lines (the JSON log format): `timestamp` → time, `level` → severity, `message` → body,
-//! `requestId` → invocation; every other key becomes an attribute (objects flattened one
-//! level, values typed).
+//! JSON lines (the JSON log format): `timestamp` → time, `level` → severity, `requestId` →
+//! invocation, the message → body: `message`, else `msg`, else `fields.message` (tracing's
+//! JSON layout), else a string `event` (structlog's); a line with none of them (or only empty
+//! ones) keeps the line itself as body, as written or, for an object, as JSON text. Every
+//! other key becomes an attribute (objects flattened one level, values typed).
 
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyVal;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, SeverityNumber};
@@ -23,7 +25,7 @@ use serde_json::{Map, Value};
 
 use super::otlp::{any, json_to_any, push_json_attribute};
 use crate::intake::telemetry::event::LogLine;
-use crate::intake::telemetry::time::parse_rfc3339;
+use crate::intake::telemetry::time::{parse_date_time, parse_time_value};
 
 /// A log record and the request id the line itself names, if any.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,10 +41,10 @@ pub(crate) fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
         LogLine::Text(text) => match json_object(&text) {
             // A structured logger writing JSON lines under the Text log format: Lambda delivers
             // them as strings, but they carry the same fields as JSON-format records.
-            Some(map) => parse_json_record(map, record_time),
+            Some(map) => parse_json_record(map, Some(text), record_time),
             None => parse_text_record(text, record_time),
         },
-        LogLine::Json(map) => parse_json_record(map, record_time),
+        LogLine::Json(map) => parse_json_record(map, None, record_time),
     }
 }
 
@@ -91,17 +93,31 @@ fn truncate_newline(s: &mut String) {
     }
 }
 
-fn parse_json_record(mut map: Map<String, Value>, record_time: u64) -> ParsedLog {
+/// `text` is the line as written, when it came as a string.
+fn parse_json_record(
+    mut map: Map<String, Value>,
+    text: Option<String>,
+    record_time: u64,
+) -> ParsedLog {
     let mut record = LogRecord {
         time_unix_nano: record_time,
         observed_time_unix_nano: record_time,
         ..Default::default()
     };
-    if let Some(Value::String(ts)) = map.get("timestamp") {
-        if let Some(t) = parse_rfc3339(ts) {
-            record.time_unix_nano = t;
-            map.remove("timestamp");
+    // Without a message, the body is the line itself: as written, or the whole object.
+    let body = match (take_message(&mut map), text) {
+        (Some(message), _) => Some(json_to_any(message)),
+        (None, Some(mut text)) => {
+            truncate_newline(&mut text);
+            any(AnyVal::StringValue(text))
         }
+        (None, None) => any(AnyVal::StringValue(
+            serde_json::to_string(&map).unwrap_or_default(),
+        )),
+    };
+    if let Some(t) = map.get("timestamp").and_then(parse_time_value) {
+        record.time_unix_nano = t;
+        map.remove("timestamp");
     }
     if let Some(Value::String(level)) = map.get("level") {
         if let Some(number) = severity_number(level) {
@@ -120,13 +136,46 @@ fn parse_json_record(mut map: Map<String, Value>, record_time: u64) -> ParsedLog
             None
         }
     };
-    let message = map.remove("message").or_else(|| map.remove("msg"));
-    record.body = message.map(json_to_any);
+    record.body = body;
     record.attributes.reserve(map.len());
     for (key, value) in map {
         push_json_attribute(&mut record.attributes, key, value);
     }
     ParsedLog { record, request_id }
+}
+
+/// Take the line's message out of `map`: the first of `message`, `msg`, `fields.message` and a
+/// string `event` that is not empty.
+fn take_message(map: &mut Map<String, Value>) -> Option<Value> {
+    for key in ["message", "msg"] {
+        match map.remove(key) {
+            Some(m) if !is_blank(&m) => return Some(m),
+            _ => {}
+        }
+    }
+    if let Some(Value::Object(fields)) = map.get_mut("fields") {
+        let message = fields.remove("message").filter(|m| !is_blank(m));
+        if fields.is_empty() {
+            map.remove("fields");
+        }
+        if message.is_some() {
+            return message;
+        }
+    }
+    match map.get("event") {
+        Some(Value::String(e)) if !e.trim().is_empty() => map.remove("event"),
+        _ => None,
+    }
+}
+
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// The parts of a text line.
@@ -153,7 +202,7 @@ pub(crate) fn parse_text(line: &str) -> TextParts<'_> {
             if severity_number(level).is_some() {
                 if let Some(tabbed) = after.strip_prefix('\t') {
                     let mut parts = tabbed.splitn(3, '\t');
-                    let ts = parts.next().and_then(parse_rfc3339);
+                    let ts = parts.next().and_then(parse_date_time);
                     if let (Some(ts), Some(id), Some(msg)) = (ts, parts.next(), parts.next()) {
                         return TextParts {
                             timestamp: Some(ts),
@@ -174,7 +223,7 @@ pub(crate) fn parse_text(line: &str) -> TextParts<'_> {
     }
     // Node.js / .NET: TIMESTAMP\tREQUEST_ID\tLEVEL\tMESSAGE (or without the level)
     if let Some((first, rest)) = line.split_once('\t') {
-        if let Some(ts) = parse_rfc3339(first) {
+        if let Some(ts) = parse_date_time(first) {
             let (id, rest) = rest.split_once('\t').unwrap_or((rest, ""));
             let (level, message) = match rest.split_once('\t') {
                 Some((level, msg)) if severity_number(level).is_some() => (Some(level), msg),

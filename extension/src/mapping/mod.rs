@@ -63,7 +63,7 @@ use crate::pipeline::Signals;
 use invocation::Invocation;
 use metrics::MetricStore;
 use otlp::{kv_str, scope};
-use phases::{Phase, PhaseKind};
+use phases::{Phase, PhaseDurations, PhaseKind};
 use xray::IdGenerator;
 
 /// What the Extensions API `INVOKE` event says about an invocation.
@@ -102,6 +102,9 @@ pub struct Mapper {
     invocations_seen: u64,
     init: Option<Phase>,
     restore: Option<Phase>,
+    /// The init and restore durations were recorded, from their own report or from
+    /// `platform.report` (whichever came first).
+    durations: PhaseDurations,
     initialization_type: Option<String>,
     /// Lines logged before any init or invocation context is known.
     held_init_logs: Vec<LogRecord>,
@@ -151,6 +154,7 @@ impl Mapper {
             invocations_seen: 0,
             init: None,
             restore: None,
+            durations: PhaseDurations::default(),
             initialization_type: None,
             held_init_logs: Vec::new(),
             last_ns: 0,

@@ -15,6 +15,15 @@ use crate::mapping::{Mapper, SpanCtx, resource};
 
 use super::spans::{child_span, span_status};
 
+/// Whether the environment's init and restore durations were recorded: each comes from its
+/// own `*Report` or from `platform.report` (`initDurationMs`, `restoreDurationMs`), whichever
+/// arrives first, once.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct PhaseDurations {
+    init: bool,
+    restore: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PhaseKind {
     Init,
@@ -32,6 +41,20 @@ pub(super) struct Phase {
     pub(super) snapshot: bool,
     pub(super) runtime_done: Option<PhaseEnd>,
     pub(super) emitted: bool,
+}
+
+impl Phase {
+    /// What a `*RuntimeDone` or `*Report` says of the phase's type and phase, where its start
+    /// did not.
+    fn note_type_and_phase(&mut self, initialization_type: Option<String>, phase: Option<String>) {
+        self.snapshot |= initialization_type.as_deref() == Some("snap-start");
+        if self.initialization_type.is_none() {
+            self.initialization_type = initialization_type;
+        }
+        if self.phase.is_none() {
+            self.phase = phase;
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,10 +105,12 @@ impl Mapper {
     }
 
     pub(super) fn on_init_start(&mut self, start: InitStart, t: u64) {
-        // A second init (the first failed and Lambda re-ran it): the earlier one is done.
+        // A second init (the first failed and Lambda re-ran it): the earlier one is done, and
+        // this one has its own duration.
         if self.init.as_ref().is_some_and(|p| p.start_ns.is_some()) {
             self.emit_phase(PhaseKind::Init, None, t);
             self.init = None;
+            self.durations.init = false;
         }
         if let Some(instance) = start.instance_id.as_deref() {
             resource::set_resource_attribute(&mut self.resource, "faas.instance", instance);
@@ -95,30 +120,25 @@ impl Mapper {
                 self.function_name = name.clone();
             }
         }
-        let snapshot = start.initialization_type == "snap-start";
-        if !snapshot {
-            self.initialization_type = Some(start.initialization_type.clone());
+        let snapshot = start.initialization_type.as_deref() == Some("snap-start");
+        if !snapshot && start.initialization_type.is_some() {
+            self.initialization_type
+                .clone_from(&start.initialization_type);
         }
         let phase = self.phase_mut(PhaseKind::Init, t);
         phase.start_ns = Some(t);
         phase.snapshot = snapshot;
-        phase.phase = Some(start.phase);
-        phase.initialization_type = Some(start.initialization_type);
+        phase.phase = start.phase;
+        phase.initialization_type = start.initialization_type;
         self.release_init_logs();
     }
 
     pub(super) fn on_init_runtime_done(&mut self, done: InitRuntimeDone, t: u64) {
         let phase = self.phase_mut(PhaseKind::Init, t);
-        phase.snapshot |= done.initialization_type == "snap-start";
-        phase
-            .initialization_type
-            .get_or_insert(done.initialization_type);
-        if let Some(p) = done.phase {
-            phase.phase.get_or_insert(p);
-        }
+        phase.note_type_and_phase(done.initialization_type, done.phase);
         phase.runtime_done = Some(PhaseEnd {
             time_ns: t,
-            status: Some(done.status),
+            status: done.status,
             error_type: done.error_type,
             spans: done.spans,
         });
@@ -126,18 +146,9 @@ impl Mapper {
 
     pub(super) fn on_init_report(&mut self, report: InitReport, t: u64) {
         let phase = self.phase_mut(PhaseKind::Init, t);
-        phase.snapshot |= report.initialization_type == "snap-start";
-        phase
-            .initialization_type
-            .get_or_insert(report.initialization_type);
-        phase.phase.get_or_insert(report.phase);
-        let snapshot = phase.snapshot;
-        if !snapshot {
-            self.metrics.record(
-                MetricId::InitDuration,
-                report.metrics.duration_ms / 1000.0,
-                t,
-            );
+        phase.note_type_and_phase(report.initialization_type, report.phase);
+        if !phase.snapshot {
+            self.record_phase_duration(PhaseKind::Init, report.duration_ms, t);
         }
         let end = PhaseEnd {
             time_ns: t,
@@ -145,7 +156,7 @@ impl Mapper {
             error_type: report.error_type,
             spans: report.spans,
         };
-        self.emit_phase(PhaseKind::Init, Some((end, report.metrics.duration_ms)), t);
+        self.emit_phase(PhaseKind::Init, Some((end, report.duration_ms)), t);
     }
 
     pub(super) fn on_restore_start(&mut self, start: RestoreStart, t: u64) {
@@ -164,7 +175,7 @@ impl Mapper {
         let phase = self.phase_mut(PhaseKind::Restore, t);
         phase.runtime_done = Some(PhaseEnd {
             time_ns: t,
-            status: Some(done.status),
+            status: done.status,
             error_type: done.error_type,
             spans: done.spans,
         });
@@ -172,27 +183,36 @@ impl Mapper {
 
     pub(super) fn on_restore_report(&mut self, report: RestoreReport, t: u64) {
         self.phase_mut(PhaseKind::Restore, t);
-        let duration = report.metrics.as_ref().map(|m| m.duration_ms);
-        if let Some(ms) = duration {
-            self.metrics
-                .record(MetricId::RestoreDuration, ms / 1000.0, t);
-        }
+        self.record_phase_duration(PhaseKind::Restore, report.duration_ms, t);
         let end = PhaseEnd {
             time_ns: t,
-            status: Some(report.status),
+            status: report.status,
             error_type: report.error_type,
             spans: report.spans,
         };
-        let duration = duration.unwrap_or(f64::NAN);
-        self.emit_phase(PhaseKind::Restore, Some((end, duration)), t);
+        self.emit_phase(PhaseKind::Restore, Some((end, report.duration_ms)), t);
+    }
+
+    /// The init or restore duration, from its own report or from `platform.report`, unless
+    /// it was already recorded.
+    pub(super) fn record_phase_duration(&mut self, kind: PhaseKind, ms: Option<f64>, t: u64) {
+        let (recorded, metric) = match kind {
+            PhaseKind::Init => (&mut self.durations.init, MetricId::InitDuration),
+            PhaseKind::Restore => (&mut self.durations.restore, MetricId::RestoreDuration),
+        };
+        if let (false, Some(ms)) = (*recorded, ms) {
+            *recorded = true;
+            self.metrics.record(metric, ms / 1000.0, t);
+        }
     }
 
     /// Emit the init or restore span (once). `report` is the `*Report` end and its
-    /// `durationMs`; without it the span is cut short at `end_ns` and marked incomplete.
+    /// `durationMs`, if it had one; without a report the span is cut short at `end_ns` and
+    /// marked incomplete.
     pub(super) fn emit_phase(
         &mut self,
         kind: PhaseKind,
-        report: Option<(PhaseEnd, f64)>,
+        report: Option<(PhaseEnd, Option<f64>)>,
         end_ns: u64,
     ) {
         let prewarmed = self.prewarmed();
@@ -209,7 +229,7 @@ impl Mapper {
         phase.emitted = true;
         let incomplete = report.is_none();
         let (end_info, duration_ms) = match report {
-            Some((end, d)) => (Some(end), Some(d).filter(|d| d.is_finite())),
+            Some((end, d)) => (Some(end), d),
             None => (phase.runtime_done.clone(), None),
         };
         let start = phase

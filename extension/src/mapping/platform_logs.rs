@@ -18,25 +18,31 @@ impl Mapper {
         } else {
             SeverityNumber::Info
         };
-        let mut attrs = vec![
-            kv_str("aws.lambda.extension.name", ext.name.clone()),
-            kv_str("aws.lambda.extension.state", ext.state.clone()),
-            kv_str_array("aws.lambda.extension.events", &ext.events),
-        ];
+        let mut attrs = Vec::with_capacity(4);
+        push_opt(&mut attrs, "aws.lambda.extension.name", &ext.name);
+        push_opt(&mut attrs, "aws.lambda.extension.state", &ext.state);
+        attrs.push(kv_str_array("aws.lambda.extension.events", &ext.events));
         if let Some(e) = &ext.error_type {
             attrs.push(kv_str("error.type", e.clone()));
         }
-        let body = format!("extension {} {}", ext.name, ext.state);
+        let body = format!(
+            "extension {} {}",
+            or_unknown(&ext.name),
+            or_unknown(&ext.state)
+        );
         self.platform_log("platform.extension", t, severity, body, attrs);
     }
 
     pub(super) fn on_subscription(&mut self, sub: TelemetrySubscription, t: u64) {
-        let attrs = vec![
-            kv_str("aws.lambda.extension.name", sub.name.clone()),
-            kv_str("aws.lambda.subscription.state", sub.state.clone()),
-            kv_str_array("aws.lambda.subscription.types", &sub.types),
-        ];
-        let body = format!("telemetry subscription {} {}", sub.name, sub.state);
+        let mut attrs = Vec::with_capacity(3);
+        push_opt(&mut attrs, "aws.lambda.extension.name", &sub.name);
+        push_opt(&mut attrs, "aws.lambda.subscription.state", &sub.state);
+        attrs.push(kv_str_array("aws.lambda.subscription.types", &sub.types));
+        let body = format!(
+            "telemetry subscription {} {}",
+            or_unknown(&sub.name),
+            or_unknown(&sub.state)
+        );
         self.platform_log(
             "platform.telemetrySubscription",
             t,
@@ -62,30 +68,28 @@ impl Mapper {
     }
 
     pub(super) fn on_logs_dropped(&mut self, dropped: LogsDropped, t: u64) {
-        self.metrics.record(
-            MetricId::LogsDroppedRecords,
-            dropped.dropped_records as f64,
-            t,
-        );
-        self.metrics
-            .record(MetricId::LogsDroppedBytes, dropped.dropped_bytes as f64, t);
-        let attrs = vec![
-            kv_int(
+        let mut attrs = Vec::with_capacity(2);
+        for (metric, key, n) in [
+            (
+                MetricId::LogsDroppedRecords,
                 "aws.lambda.logs_dropped.records",
-                i64::try_from(dropped.dropped_records).unwrap_or(i64::MAX),
+                dropped.dropped_records,
             ),
-            kv_int(
+            (
+                MetricId::LogsDroppedBytes,
                 "aws.lambda.logs_dropped.bytes",
-                i64::try_from(dropped.dropped_bytes).unwrap_or(i64::MAX),
+                dropped.dropped_bytes,
             ),
-        ];
-        self.platform_log(
-            "platform.logsDropped",
-            t,
-            SeverityNumber::Warn,
-            dropped.reason,
-            attrs,
-        );
+        ] {
+            if let Some(n) = n {
+                self.metrics.record(metric, n as f64, t);
+                attrs.push(kv_int(key, i64::try_from(n).unwrap_or(i64::MAX)));
+            }
+        }
+        let body = dropped
+            .reason
+            .unwrap_or_else(|| "Lambda dropped telemetry records".to_owned());
+        self.platform_log("platform.logsDropped", t, SeverityNumber::Warn, body, attrs);
     }
 
     fn platform_log(
@@ -109,4 +113,15 @@ impl Mapper {
             ..Default::default()
         });
     }
+}
+
+fn push_opt(attrs: &mut Vec<KeyValue>, key: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        attrs.push(kv_str(key, v.clone()));
+    }
+}
+
+/// A name or state the record did not give.
+fn or_unknown(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("(unknown)")
 }

@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::trace::v1::span::{Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 
-use crate::intake::telemetry::event::{PhaseSpan, Report};
+use crate::intake::telemetry::event::{PhaseSpan, Report, RuntimeDone};
 use crate::mapping::metrics::MetricId;
 use crate::mapping::otlp::{fnv1a, kv_bool, kv_str, ms_to_ns};
 use crate::mapping::{Mapper, SpanCtx, resource};
@@ -35,23 +35,13 @@ impl Mapper {
         inv.span_emitted = true;
         let coldstart = inv.first && !prewarmed;
         let runtime_done = inv.runtime_done.as_ref();
-        let start = inv
-            .start_ns
-            .or(inv.invoke_ns)
-            .or_else(|| {
-                runtime_done.map(|(t, d)| {
-                    t.saturating_sub(d.metrics.as_ref().map_or(0, |m| ms_to_ns(m.duration_ms)))
-                })
-            })
-            .unwrap_or(end_ns);
-        let end = match (runtime_done, report) {
-            (Some((t, d)), _) => match (&d.metrics, inv.start_ns) {
-                (Some(m), Some(s)) => s.saturating_add(ms_to_ns(m.duration_ms)),
-                _ => *t,
-            },
-            (None, Some(r)) => start.saturating_add(ms_to_ns(r.metrics.duration_ms)),
-            (None, None) => end_ns.max(start),
-        };
+        let (start, end) = span_bounds(
+            inv.start_ns,
+            inv.invoke_ns,
+            runtime_done.map(|(t, d)| (*t, d)),
+            report.map(|r| (end_ns, r)),
+            end_ns,
+        );
         let mut attributes = Vec::with_capacity(10);
         attributes.push(kv_str("faas.invocation_id", id));
         attributes.push(kv_bool("faas.coldstart", coldstart));
@@ -81,8 +71,20 @@ impl Mapper {
             attributes.push(kv_str("aws.lambda.tenant_id", tenant.clone()));
         }
         let (status, error_type) = match (runtime_done, report) {
-            (Some((_, d)), _) => (Some(d.status.as_str()), d.error_type.as_deref()),
-            (None, Some(r)) => (Some(r.status.as_str()), r.error_type.as_deref()),
+            (Some((_, d)), _) => (
+                Some(effective_status(
+                    d.status.as_deref(),
+                    d.error_type.as_deref(),
+                )),
+                d.error_type.as_deref(),
+            ),
+            (None, Some(r)) => (
+                Some(effective_status(
+                    r.status.as_deref(),
+                    r.error_type.as_deref(),
+                )),
+                r.error_type.as_deref(),
+            ),
             (None, None) => (None, None),
         };
         let status = span_status(status, error_type, &mut attributes);
@@ -110,7 +112,7 @@ impl Mapper {
             name: self.function_name.clone(),
             kind: SpanKind::Server as i32,
             start_time_unix_nano: start,
-            end_time_unix_nano: end.max(start),
+            end_time_unix_nano: end,
             attributes,
             links,
             status,
@@ -122,6 +124,48 @@ impl Mapper {
         self.staged_spans.push(span);
         self.staged_spans.extend(children);
     }
+}
+
+/// Where an invocation span starts and ends, from the best evidence at hand, each record on
+/// its own clock (the README's "which record wins"; `runtime_done` and `report` with their
+/// times).
+///
+/// Start: `platform.start`; else runtimeDone's time less its `durationMs`; else the earliest
+/// start of runtimeDone's spans; else the report's time less its `durationMs`; else when the
+/// `INVOKE` event was seen (Contrail's clock: the last resort); else `cut_ns`.
+/// End: the start plus runtimeDone's `durationMs`; else runtimeDone's time; else the start plus
+/// the report's `durationMs`; else the report's time; else `cut_ns`, when the invocation was
+/// given up. Never before the start.
+fn span_bounds(
+    start_ns: Option<u64>,
+    invoke_ns: Option<u64>,
+    runtime_done: Option<(u64, &RuntimeDone)>,
+    report: Option<(u64, &Report)>,
+    cut_ns: u64,
+) -> (u64, u64) {
+    let done_ms = runtime_done.and_then(|(_, d)| d.duration_ms).map(ms_to_ns);
+    let report_ms = report
+        .and_then(|(_, r)| r.metrics.duration_ms)
+        .map(ms_to_ns);
+    let start = start_ns
+        .or_else(|| Some(runtime_done?.0.saturating_sub(done_ms?)))
+        .or_else(|| {
+            runtime_done?
+                .1
+                .spans
+                .iter()
+                .map(|s| s.start_unix_nano)
+                .min()
+        })
+        .or_else(|| Some(report?.0.saturating_sub(report_ms?)))
+        .or(invoke_ns)
+        .unwrap_or(cut_ns);
+    let end = match (runtime_done, report) {
+        (Some((t, _)), _) => done_ms.map_or(t, |d| start.saturating_add(d)),
+        (None, Some((t, _))) => report_ms.map_or(t, |d| start.saturating_add(d)),
+        (None, None) => cut_ns,
+    };
+    (start, end.max(start))
 }
 
 fn link(ctx: &SpanCtx, attributes: Vec<KeyValue>) -> Link {
@@ -156,6 +200,16 @@ pub(super) fn child_span(parent: &SpanCtx, phase: &PhaseSpan) -> Span {
             .saturating_add(ms_to_ns(phase.duration_ms)),
         ..Default::default()
     }
+}
+
+/// The status a record stands for: its `status`; without one (older schema versions), `error`
+/// when it names an `errorType`, else `success`.
+pub(super) fn effective_status<'a>(status: Option<&'a str>, error_type: Option<&str>) -> &'a str {
+    status.unwrap_or(if error_type.is_some_and(|e| !e.is_empty()) {
+        "error"
+    } else {
+        "success"
+    })
 }
 
 /// Span status from Lambda's `status`/`errorType`: `success` (or unknown) leaves it unset;

@@ -3,7 +3,8 @@
 //! It takes [`Intake`] from the bounded intake queue and [`Control`] messages from the
 //! lifecycle on a separate channel, control first, so a flush is never stuck behind a full data
 //! queue. It also remembers which requests' `platform.runtimeDone` and `platform.report` it has
-//! processed, and answers the lifecycle's waits for them; and after each unit it publishes how
+//! processed, and answers the lifecycle's waits for them (also when a `platform.logsDropped`
+//! says the record may have been dropped); and after each unit it publishes how
 //! full the export buffer is, waking the lifecycle when the fill reaches the high-water mark it
 //! was given (the flush policy's).
 //!
@@ -57,15 +58,16 @@ pub(crate) enum Control {
     /// An INVOKE event arrived.
     Invoke(InvokeEvent),
     /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
-    /// already has been). The reply is dropped if it never comes; the caller bounds the wait.
+    /// already has been), or when a `platform.logsDropped` was. The caller bounds the wait.
     WaitRuntimeDone {
         request_id: String,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Waited>,
     },
-    /// Answer when `platform.report` of `request_id` has been processed.
+    /// Answer when `platform.report` of `request_id` has been processed, or a
+    /// `platform.logsDropped` was.
     WaitReport {
         request_id: String,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Waited>,
     },
     /// Process what is queued, then export what is buffered, returning by `deadline`.
     Flush {
@@ -77,6 +79,16 @@ pub(crate) enum Control {
         deadline: Instant,
         reply: oneshot::Sender<FlushOutcome>,
     },
+}
+
+/// How a wait for a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// The record was processed.
+    Seen,
+    /// Lambda reported dropped records (`platform.logsDropped`) while the wait was pending:
+    /// the record may have been among them.
+    Dropped,
 }
 
 /// The worker is gone: its control channel closed or it dropped a reply.
@@ -154,11 +166,12 @@ impl WorkerHandle {
         self.send(Control::Invoke(event))
     }
 
-    /// A receiver that completes when `request_id`'s `platform.runtimeDone` was processed.
+    /// A receiver that completes when `request_id`'s `platform.runtimeDone` was processed, or
+    /// Lambda reported dropped records.
     pub(crate) fn runtime_done(
         &self,
         request_id: &str,
-    ) -> Result<oneshot::Receiver<()>, WorkerGone> {
+    ) -> Result<oneshot::Receiver<Waited>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Control::WaitRuntimeDone {
             request_id: request_id.to_owned(),
@@ -167,8 +180,9 @@ impl WorkerHandle {
         Ok(rx)
     }
 
-    /// A receiver that completes when `request_id`'s `platform.report` was processed.
-    pub(crate) fn report(&self, request_id: &str) -> Result<oneshot::Receiver<()>, WorkerGone> {
+    /// A receiver that completes when `request_id`'s `platform.report` was processed, or Lambda
+    /// reported dropped records.
+    pub(crate) fn report(&self, request_id: &str) -> Result<oneshot::Receiver<Waited>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Control::WaitReport {
             request_id: request_id.to_owned(),
@@ -245,13 +259,19 @@ impl Recent {
 #[derive(Debug, Default)]
 struct Watch {
     seen: Recent,
-    waiters: Vec<(String, oneshot::Sender<()>)>,
+    waiters: Vec<(String, oneshot::Sender<Waited>)>,
+    /// Lambda reported dropped records and no record of this kind has come since: the next
+    /// one waited for may have been among them (the drop can be reported before the wait is
+    /// asked).
+    dropped_since_seen: bool,
 }
 
 impl Watch {
-    fn wait(&mut self, request_id: String, reply: oneshot::Sender<()>) {
+    fn wait(&mut self, request_id: String, reply: oneshot::Sender<Waited>) {
         if self.seen.contains(&request_id) {
-            let _ = reply.send(());
+            let _ = reply.send(Waited::Seen);
+        } else if self.dropped_since_seen {
+            let _ = reply.send(Waited::Dropped);
         } else {
             self.waiters.retain(|(_, tx)| !tx.is_closed());
             self.waiters.push((request_id, reply));
@@ -260,14 +280,24 @@ impl Watch {
 
     fn saw(&mut self, request_id: &str) {
         self.seen.insert(request_id);
+        self.dropped_since_seen = false;
         let mut i = 0;
         while i < self.waiters.len() {
             if self.waiters[i].0 == request_id {
                 let (_, tx) = self.waiters.swap_remove(i);
-                let _ = tx.send(());
+                let _ = tx.send(Waited::Seen);
             } else {
                 i += 1;
             }
+        }
+    }
+
+    /// Records were dropped: every pending wait ends, and so do those asked before a record of
+    /// this kind comes again.
+    fn dropped(&mut self) {
+        self.dropped_since_seen = true;
+        for (_, tx) in self.waiters.drain(..) {
+            let _ = tx.send(Waited::Dropped);
         }
     }
 }
@@ -287,25 +317,44 @@ struct Tracker {
     report: Watch,
 }
 
+/// What a unit of records completes, noted before it is mapped and marked after.
+#[derive(Debug, Default)]
+struct Observed {
+    seen: Vec<(Awaited, String)>,
+    /// A `platform.logsDropped` was among the records.
+    dropped: bool,
+}
+
 impl Tracker {
-    /// The ids `records` completes, to [`Tracker::mark`] once they are mapped.
-    fn observe(records: &[TelemetryRecord]) -> Vec<(Awaited, String)> {
-        records
-            .iter()
-            .filter_map(|r| match &r.event {
-                Event::RuntimeDone(rd) => Some((Awaited::RuntimeDone, rd.request_id.clone())),
-                Event::Report(rep) => Some((Awaited::Report, rep.request_id.clone())),
-                _ => None,
-            })
-            .collect()
+    /// What `records` completes, to [`Tracker::mark`] once they are mapped.
+    fn observe(records: &[TelemetryRecord]) -> Observed {
+        let mut observed = Observed::default();
+        for r in records {
+            match &r.event {
+                Event::RuntimeDone(rd) => observed
+                    .seen
+                    .push((Awaited::RuntimeDone, rd.request_id.clone())),
+                Event::Report(rep) => observed
+                    .seen
+                    .push((Awaited::Report, rep.request_id.clone())),
+                Event::LogsDropped(_) => observed.dropped = true,
+                _ => {}
+            }
+        }
+        observed
     }
 
-    fn mark(&mut self, seen: Vec<(Awaited, String)>) {
-        for (kind, id) in seen {
+    /// The records that came first; then a drop ends the waits they did not answer.
+    fn mark(&mut self, observed: Observed) {
+        for (kind, id) in observed.seen {
             match kind {
                 Awaited::RuntimeDone => self.runtime_done.saw(&id),
                 Awaited::Report => self.report.saw(&id),
             }
+        }
+        if observed.dropped {
+            self.runtime_done.dropped();
+            self.report.dropped();
         }
     }
 }

@@ -152,3 +152,89 @@ async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_s
         "the function's log line: {logs:?}"
     );
 }
+
+/// The bodies of every log record the backend received.
+fn log_bodies(backend: &Backend) -> Vec<String> {
+    backend
+        .received()
+        .into_iter()
+        .filter_map(|r| r.logs)
+        .flat_map(|l| l.resource_logs)
+        .flat_map(|rl| rl.scope_logs)
+        .flat_map(|sl| sl.log_records)
+        .filter_map(|lr| lr.body.and_then(|b| b.value))
+        .map(|v| format!("{v:?}"))
+        .collect()
+}
+
+/// What Lambda delivers after SHUTDOWN reached the extension, in separate batches one buffering
+/// window apart (the last invocation's report, then the lines the runtime wrote while it shut
+/// down), is received and exported before the extension exits, within the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_delivered_after_shutdown_are_received_and_exported() {
+    let backend = Backend::start(Vec::new()).await;
+    let fake = FakeLambda::start(Script::default()).await;
+    let endpoint = backend.endpoint();
+    let mut ext = Extension::spawn(
+        &fake,
+        "contrail",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
+        ],
+    );
+    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
+    let port = destination_port(&subscribe.json());
+    fake.wait_for(NEXT, 1).await;
+    fake.push_invoke("req-last", Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    post_json(
+        port,
+        r#"[{"time":"2024-01-01T00:00:01.000Z","type":"platform.start","record":{"requestId":"req-last"}},
+            {"time":"2024-01-01T00:00:01.100Z","type":"platform.runtimeDone","record":{"requestId":"req-last","status":"success","metrics":{"durationMs":100.0}}}]"#,
+    )
+    .await;
+    fake.wait_for(NEXT, 2).await;
+
+    let deadline = fake.push_shutdown(Duration::from_millis(2000));
+    // Delivered by another task: after the extension exits, a POST has nowhere to go.
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let report = post_json(
+            port,
+            r#"[{"time":"2024-01-01T00:00:01.300Z","type":"platform.report","record":{"requestId":"req-last","status":"success","metrics":{"durationMs":104.2,"billedDurationMs":105,"memorySizeMB":128,"maxMemoryUsedMB":31},"spans":[{"name":"extensionOverhead","start":"2024-01-01T00:00:01.100Z","durationMs":4.2}]}}]"#,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let lines = post_json(
+            port,
+            r#"[{"time":"2024-01-01T00:05:00.010Z","type":"function","record":"[INFO]\t2024-01-01T00:05:00.010Z\t\tSIGTERM received: closing the connection pool\n"},
+                {"time":"2024-01-01T00:05:00.012Z","type":"function","record":"[INFO]\t2024-01-01T00:05:00.012Z\t\tconnection pool closed\n"}]"#,
+        )
+        .await;
+        (report, lines)
+    });
+    let status = ext.wait_exit(deadline).await;
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", ext.stderr());
+    let answers = late
+        .await
+        .unwrap_or_else(|e| panic!("the extension no longer took records after SHUTDOWN: {e}"));
+    assert_eq!(answers, (200, 200));
+    let logs = log_bodies(&backend);
+    for line in [
+        "SIGTERM received: closing the connection pool",
+        "connection pool closed",
+    ] {
+        assert!(
+            logs.iter().any(|l| l.contains(line)),
+            "{line:?} exported: {logs:?}"
+        );
+    }
+    assert!(
+        backend
+            .accepted_metric_names()
+            .iter()
+            .any(|m| m == "faas.invoke_duration"),
+        "the last report's metrics exported"
+    );
+}

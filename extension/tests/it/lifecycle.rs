@@ -146,6 +146,67 @@ async fn an_invocation_without_runtime_done_still_ends_before_its_deadline() {
     shut_down(&fake, &mut ext).await;
 }
 
+/// Lambda reports dropped records with `platform.logsDropped`; the runtimeDone being waited
+/// for may be among them, so a drop seen while waiting ends the wait, however far the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_reported_while_waiting_for_runtime_done_ends_the_wait() {
+    let fake = FakeLambda::start(Script::default()).await;
+    // The bound of the wait as long as the invocation: only the drop can end it.
+    let mut ext = Extension::spawn(
+        &fake,
+        "contrail",
+        &[
+            ("CONTRAIL_FLUSH", "end"),
+            ("CONTRAIL_RUNTIME_DONE_WAIT_MS", "600000"),
+        ],
+    );
+    fake.wait_for(NEXT, 1).await;
+    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
+    let port = destination_port(&subscribe.json());
+    fake.push_invoke("req-dropped", Duration::from_secs(600));
+    // Lambda delivers an invocation's records one buffering window (25 ms or more) after the
+    // invocation started, when the extension has long had its INVOKE: so here.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = post_json(
+        port,
+        r#"[{"time":"2024-01-01T00:00:01.000Z","type":"platform.start","record":{"requestId":"req-dropped"}},
+            {"time":"2024-01-01T00:00:01.300Z","type":"platform.logsDropped","record":{"reason":"Some logs were dropped because the downstream consumer is slower than the logs production rate","droppedRecords":40,"droppedBytes":65536}}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Without the drop ending it, the wait would last until 100 ms before the deadline.
+    fake.wait_for(NEXT, 2).await;
+    shut_down(&fake, &mut ext).await;
+}
+
+/// However long the invocation may run, a runtimeDone that does not come is waited for only up
+/// to `CONTRAIL_RUNTIME_DONE_WAIT_MS` (here 1 s; the deadline is 10 minutes away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_for_a_runtime_done_that_never_comes_is_bounded() {
+    let fake = FakeLambda::start(Script::default()).await;
+    let mut ext = Extension::spawn(
+        &fake,
+        "contrail",
+        &[
+            ("CONTRAIL_FLUSH", "end"),
+            ("CONTRAIL_RUNTIME_DONE_WAIT_MS", "1000"),
+        ],
+    );
+    fake.wait_for(NEXT, 1).await;
+    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
+    let port = destination_port(&subscribe.json());
+    fake.push_invoke("req-lost", Duration::from_secs(600));
+    let status = post_json(
+        port,
+        r#"[{"time":"2024-01-01T00:00:01.000Z","type":"platform.start","record":{"requestId":"req-lost"}}]"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    fake.wait_for(NEXT, 2).await;
+    shut_down(&fake, &mut ext).await;
+    assert!(fake.requests_to(INIT_ERROR).is_empty(), "{}", ext.stderr());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_not_supported_is_not_a_failure() {
     let fake = FakeLambda::start(Script::not_supported()).await;

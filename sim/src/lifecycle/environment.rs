@@ -20,7 +20,7 @@ use crate::ids;
 use crate::process::{self, Measurements};
 use crate::report::{ExtensionReport, RunReport, RuntimeReport};
 use crate::state::{EnvInfo, EnvState, Phase};
-use crate::telemetry::{Counters, Event, Hub};
+use crate::telemetry::{Counters, Event, Hub, Losses};
 
 /// How often the background sampler reads /proc while the environment is not frozen.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -60,6 +60,10 @@ impl<'a> Environment<'a> {
             frozen_rx.clone(),
             config.telemetry_queue_limit,
             counters,
+            Losses {
+                dropped: config.drop_telemetry.clone(),
+                omitted: config.omit_telemetry.clone(),
+            },
         ));
         let instance_id = ids::instance_id();
         let info = EnvInfo {

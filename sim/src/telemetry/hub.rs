@@ -11,6 +11,15 @@ use super::subscriber::{Shared, Subscriber};
 use super::transport;
 use super::{Counters, Event, Subscription, wants};
 
+/// Record types the stream loses (see `RunConfig::drop_telemetry` and `omit_telemetry`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Losses {
+    /// Lost on the way to each subscriber, and reported to it in `platform.logsDropped`.
+    pub(crate) dropped: Vec<String>,
+    /// Never sent at all.
+    pub(crate) omitted: Vec<String>,
+}
+
 /// Where the hub sends a subscriber's events.
 struct SubscriberEntry {
     types: Vec<String>,
@@ -31,6 +40,8 @@ pub(crate) struct Hub {
     stop: watch::Sender<bool>,
     /// What each subscriber is given.
     shared: Shared,
+    /// Record types never published.
+    omitted: Vec<String>,
 }
 
 impl Hub {
@@ -39,6 +50,7 @@ impl Hub {
         frozen: watch::Receiver<bool>,
         queue_limit: usize,
         counters: Arc<Counters>,
+        losses: Losses,
     ) -> Hub {
         let (stop, _) = watch::channel(false);
         Hub {
@@ -53,7 +65,9 @@ impl Hub {
                 counters,
                 queue_limit: queue_limit.max(1),
                 client: transport::http_client(),
+                dropped: Arc::from(losses.dropped),
             },
+            omitted: losses.omitted,
             stop,
         }
     }
@@ -67,6 +81,9 @@ impl Hub {
 
     /// Publishes one event to every interested subscriber.
     pub(crate) fn publish(&self, event: Event) {
+        if self.omitted.contains(&event.kind) {
+            return;
+        }
         let event = Arc::new(event);
         let mut inner = self.lock();
         if let Some(backlog) = inner.backlog.as_mut() {

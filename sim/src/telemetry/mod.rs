@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use crate::ids::rfc3339_millis;
 use crate::report::DeliveryStats;
 
-pub(crate) use hub::Hub;
+pub(crate) use hub::{Hub, Losses};
 pub(crate) use subscription::{Destination, Subscription, parse_subscription};
 
 /// The host name subscribers use for their destination; the sim resolves it to loopback.

@@ -7,7 +7,8 @@
 //! were dropped (the `platform.logsDropped` record goes first). The queue holds at most the
 //! environment's limit: beyond it the oldest function or extension record goes (platform
 //! records only when there is nothing else), as Lambda drops logs of a subscriber that does
-//! not keep up.
+//! not keep up. A record of a type the run loses (`RunConfig::drop_telemetry`) is dropped and
+//! reported the same way.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub(super) struct Shared {
     /// Records a subscriber may hold before the oldest are dropped.
     pub(super) queue_limit: usize,
     pub(super) client: HttpClient,
+    /// Record types lost on the way, and reported in `platform.logsDropped`.
+    pub(super) dropped: Arc<[String]>,
 }
 
 /// One subscriber's delivery task (see the module doc).
@@ -103,6 +106,10 @@ impl Subscriber {
             Ok(b) => b,
             Err(_) => return,
         };
+        if self.shared.dropped.contains(&event.kind) {
+            self.count_dropped(bytes.len());
+            return;
+        }
         self.queued_bytes += bytes.len();
         self.queue.push_back(Queued {
             at: Instant::now(),
@@ -112,14 +119,18 @@ impl Subscriber {
         while self.queue.len() > self.shared.queue_limit {
             let oldest_log = self.queue.iter().position(|q| q.is_log).unwrap_or(0);
             if let Some(dropped) = self.queue.remove(oldest_log) {
-                let size = dropped.bytes.len();
-                self.queued_bytes -= size;
-                self.dropped.records += 1;
-                self.dropped.bytes += size as u64;
-                add(&self.shared.counters.records_dropped, 1);
-                add(&self.shared.counters.bytes_dropped, size as u64);
+                self.queued_bytes -= dropped.bytes.len();
+                self.count_dropped(dropped.bytes.len());
             }
         }
+    }
+
+    /// A record of `size` bytes was dropped: it goes into the next `platform.logsDropped`.
+    fn count_dropped(&mut self, size: usize) {
+        self.dropped.records += 1;
+        self.dropped.bytes += size as u64;
+        add(&self.shared.counters.records_dropped, 1);
+        add(&self.shared.counters.bytes_dropped, size as u64);
     }
 
     fn drain_channel(&mut self) {

@@ -406,6 +406,37 @@ fn slow_subscriber_gets_logs_dropped() {
     assert!(dropped[0]["record"]["droppedBytes"].as_u64().unwrap() > 0);
 }
 
+/// A record type can be lost on the way, reported in `platform.logsDropped` in its place, or
+/// omitted from the stream without a trace.
+#[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
+fn record_types_can_be_dropped_or_omitted() {
+    let recording = Recording::new();
+    let config = RunConfig {
+        invocations: 2,
+        drop_telemetry: vec!["platform.runtimeDone".into()],
+        omit_telemetry: vec!["platform.report".into()],
+        ..recording.python_run(&[("RECORDER_SCHEMA", "2022-12-13")])
+    };
+    let report = run(config).unwrap();
+    assert_eq!(report.invocations.len(), 2);
+    assert_eq!(
+        report.telemetry.records_dropped, 2,
+        "{:?}",
+        report.telemetry
+    );
+    let tel = telemetry(&recording.entries());
+    assert!(records_of(&tel, "platform.runtimeDone").is_empty());
+    assert!(records_of(&tel, "platform.report").is_empty());
+    assert_eq!(records_of(&tel, "platform.start").len(), 2);
+    let dropped = records_of(&tel, "platform.logsDropped");
+    let total: u64 = dropped
+        .iter()
+        .map(|d| d["record"]["droppedRecords"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 2, "one per lost runtimeDone: {dropped:?}");
+}
+
 #[test]
 #[ignore = "needs scripts/install-test-deps.sh"]
 fn failing_subscriber_is_retried_with_backoff() {

@@ -1,18 +1,15 @@
 //! The Telemetry API event model: one type per record type (schema versions 2022-07-01 to
-//! 2025-01-29), and [`Event::Unknown`] for any other. `super::decode` turns a POST body into
-//! these.
+//! 2025-01-29), and [`Event::Unknown`] for any other. `super::record` reads each record into
+//! these, field by field.
 //!
-//! The types follow AWS's telemetry schema reference field for field: a field that is not an
-//! `Option` or a `Vec` is required, and a record without it does not decode (it is counted as
-//! malformed). A missing `Option` field is `None`; a missing list is empty.
+//! The types follow AWS's telemetry schema reference, but only what identifies a record is
+//! required: the request id of `platform.start`, `runtimeDone` and `report`. Every other field
+//! is an `Option` (or a list, empty when missing), because real records omit fields the schema
+//! requires (`status` in older reports) and write others in shapes it does not (numbers as
+//! strings, colons before milliseconds): such a field is lost alone, counted, and the record
+//! kept.
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
-use serde::de;
 use serde_json::{Map, Value};
-
-use super::time::parse_rfc3339;
 
 /// One decoded Telemetry API record.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,33 +78,28 @@ pub(crate) enum LogLine {
 }
 
 /// `tracing` of platform records: the X-Ray header Lambda used for this phase.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct TraceContext {
     /// A span id Lambda assigned to this phase (16 hex digits).
     pub(crate) span_id: Option<String>,
     /// `X-Amzn-Trace-Id`.
-    #[serde(rename = "type", default)]
     pub(crate) kind: Option<String>,
     /// `Root=1-…;Parent=…;Sampled=…`
     pub(crate) value: Option<String>,
 }
 
 /// An item of `spans[]`: a sub-phase Lambda measured.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct PhaseSpan {
     pub(crate) name: String,
-    #[serde(rename = "start", deserialize_with = "de_rfc3339")]
     pub(crate) start_unix_nano: u64,
     pub(crate) duration_ms: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct InitStart {
-    pub(crate) initialization_type: String,
-    pub(crate) phase: String,
+    pub(crate) initialization_type: Option<String>,
+    pub(crate) phase: Option<String>,
     pub(crate) runtime_version: Option<String>,
     pub(crate) runtime_version_arn: Option<String>,
     pub(crate) function_name: Option<String>,
@@ -118,40 +110,29 @@ pub(crate) struct InitStart {
     pub(crate) tracing: Option<TraceContext>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct InitRuntimeDone {
-    pub(crate) initialization_type: String,
+    pub(crate) initialization_type: Option<String>,
     pub(crate) phase: Option<String>,
-    pub(crate) status: String,
-    pub(crate) error_type: Option<String>,
-    #[serde(default)]
-    pub(crate) spans: Vec<PhaseSpan>,
-    pub(crate) tracing: Option<TraceContext>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct InitReport {
-    pub(crate) initialization_type: String,
-    pub(crate) phase: String,
-    pub(crate) metrics: DurationMetrics,
     pub(crate) status: Option<String>,
     pub(crate) error_type: Option<String>,
-    #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
     pub(crate) tracing: Option<TraceContext>,
 }
 
-/// `metrics` of `platform.initReport` and `platform.restoreReport`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct DurationMetrics {
-    pub(crate) duration_ms: f64,
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct InitReport {
+    pub(crate) initialization_type: Option<String>,
+    pub(crate) phase: Option<String>,
+    /// `metrics.durationMs`.
+    pub(crate) duration_ms: Option<f64>,
+    pub(crate) status: Option<String>,
+    pub(crate) error_type: Option<String>,
+    pub(crate) spans: Vec<PhaseSpan>,
+    pub(crate) tracing: Option<TraceContext>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Start {
     pub(crate) request_id: String,
     pub(crate) version: Option<String>,
@@ -159,53 +140,44 @@ pub(crate) struct Start {
     pub(crate) tenant_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct RuntimeDone {
     pub(crate) request_id: String,
-    pub(crate) status: String,
+    pub(crate) status: Option<String>,
     pub(crate) error_type: Option<String>,
-    pub(crate) metrics: Option<RuntimeDoneMetrics>,
-    #[serde(default)]
+    /// `metrics.durationMs`: from `platform.start` to the runtime's answer.
+    pub(crate) duration_ms: Option<f64>,
+    /// `metrics.producedBytes`.
+    pub(crate) produced_bytes: Option<u64>,
     pub(crate) spans: Vec<PhaseSpan>,
     pub(crate) tracing: Option<TraceContext>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct RuntimeDoneMetrics {
-    pub(crate) duration_ms: f64,
-    pub(crate) produced_bytes: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Report {
     pub(crate) request_id: String,
-    pub(crate) status: String,
+    /// Absent in older schema versions (and in AWS's own documented example).
+    pub(crate) status: Option<String>,
     pub(crate) error_type: Option<String>,
     pub(crate) metrics: ReportMetrics,
-    #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
     pub(crate) tracing: Option<TraceContext>,
 }
 
 /// `platform.report` metrics. On Lambda Managed Instances only `durationMs` is present.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `durationMs` covers the whole invoke phase, the extensions' time after the runtime's
+/// answer included.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct ReportMetrics {
-    pub(crate) duration_ms: f64,
+    pub(crate) duration_ms: Option<f64>,
     pub(crate) billed_duration_ms: Option<f64>,
-    #[serde(rename = "memorySizeMB")]
     pub(crate) memory_size_mb: Option<u64>,
-    #[serde(rename = "maxMemoryUsedMB")]
     pub(crate) max_memory_used_mb: Option<u64>,
     pub(crate) init_duration_ms: Option<f64>,
     pub(crate) restore_duration_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct RestoreStart {
     pub(crate) runtime_version: Option<String>,
     pub(crate) runtime_version_arn: Option<String>,
@@ -215,53 +187,40 @@ pub(crate) struct RestoreStart {
     pub(crate) instance_max_memory: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct RestoreRuntimeDone {
-    pub(crate) status: String,
+    pub(crate) status: Option<String>,
     pub(crate) error_type: Option<String>,
-    #[serde(default)]
     pub(crate) spans: Vec<PhaseSpan>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct RestoreReport {
-    pub(crate) status: String,
+    pub(crate) status: Option<String>,
     pub(crate) error_type: Option<String>,
-    pub(crate) metrics: Option<DurationMetrics>,
-    #[serde(default)]
+    /// `metrics.durationMs`.
+    pub(crate) duration_ms: Option<f64>,
     pub(crate) spans: Vec<PhaseSpan>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct ExtensionState {
-    pub(crate) name: String,
-    pub(crate) state: String,
-    #[serde(default)]
+    pub(crate) name: Option<String>,
+    pub(crate) state: Option<String>,
     pub(crate) events: Vec<String>,
     pub(crate) error_type: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct TelemetrySubscription {
-    pub(crate) name: String,
-    pub(crate) state: String,
-    #[serde(default)]
+    pub(crate) name: Option<String>,
+    pub(crate) state: Option<String>,
     pub(crate) types: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct LogsDropped {
-    pub(crate) reason: String,
-    pub(crate) dropped_records: u64,
-    pub(crate) dropped_bytes: u64,
-}
-
-fn de_rfc3339<'de, D: de::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = Cow::<'de, str>::deserialize(d)?;
-    parse_rfc3339(&s).ok_or_else(|| de::Error::custom("not an RFC 3339 date-time"))
+    pub(crate) reason: Option<String>,
+    pub(crate) dropped_records: Option<u64>,
+    pub(crate) dropped_bytes: Option<u64>,
 }

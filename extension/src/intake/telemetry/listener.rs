@@ -5,33 +5,66 @@
 //! records, a body over the cap, or an intake queue that is full are counted in [`Stats`] and
 //! the batch is acknowledged. The listener never exports, never waits on the worker,
 //! and never logs per record (Contrail's own output comes back to it as `extension` records).
+//! It counts deliveries ([`Deliveries`]) so that the lifecycle can tell, at `SHUTDOWN`, when
+//! the stream has gone quiet.
 //!
 //! | case | status | counted as |
 //! |---|---|---|
-//! | POST, any path | 200 | `telemetry_records` (all received), `unknown_records`, malformed → dropped `malformed`, queue full → dropped `intake_full` |
+//! | POST, any path | 200 | `telemetry_records` (all received), `unknown_records`, malformed → dropped `malformed`, queue full → dropped `intake_full`, fields given up → `fields_dropped` by reason |
 //! | POST body over `max_body_bytes` | 200 | one dropped `malformed` (its records cannot be counted) |
 //! | other method | 405 | nothing |
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use super::decode::decode_batch;
-use crate::diag::{DropReason, Stats};
+use crate::diag::{DropReason, FieldReason, Stats};
 use crate::pipeline::{Intake, IntakeSender};
 
 /// Lambda sends at most about twice the subscription's `buffering.maxBytes` (at most 1 MiB) in
 /// one POST; this leaves room above that.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// Counts the Telemetry API's deliveries: once when a POST arrives and once when its records
+/// are queued. The lifecycle watches the count at `SHUTDOWN` to tell when the stream is quiet.
+#[derive(Debug, Clone)]
+pub(crate) struct Deliveries(Arc<watch::Sender<u64>>);
+
+impl Deliveries {
+    /// A counter, and the receiver that sees it move.
+    pub(crate) fn new() -> (Deliveries, watch::Receiver<u64>) {
+        let (tx, rx) = watch::channel(0);
+        (Deliveries(Arc::new(tx)), rx)
+    }
+
+    fn touch(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
 /// Serve the Telemetry API destination on `listener` until the process ends.
-pub(crate) async fn serve(listener: TcpListener, intake: IntakeSender, max_body_bytes: usize) {
-    serve_with_shutdown(listener, intake, max_body_bytes, std::future::pending()).await;
+pub(crate) async fn serve(
+    listener: TcpListener,
+    intake: IntakeSender,
+    deliveries: Deliveries,
+    max_body_bytes: usize,
+) {
+    serve_with_shutdown(
+        listener,
+        intake,
+        deliveries,
+        max_body_bytes,
+        std::future::pending(),
+    )
+    .await;
 }
 
 /// Serve until `shutdown` completes; then stop accepting, let each open connection finish the
@@ -40,6 +73,7 @@ pub(crate) async fn serve(listener: TcpListener, intake: IntakeSender, max_body_
 pub(crate) async fn serve_with_shutdown<F>(
     listener: TcpListener,
     intake: IntakeSender,
+    deliveries: Deliveries,
     max_body_bytes: usize,
     shutdown: F,
 ) where
@@ -47,6 +81,7 @@ pub(crate) async fn serve_with_shutdown<F>(
 {
     let handler = Arc::new(Handler {
         intake,
+        deliveries,
         max_body_bytes,
     });
     let handle = move |request| {
@@ -58,6 +93,7 @@ pub(crate) async fn serve_with_shutdown<F>(
 
 struct Handler {
     intake: IntakeSender,
+    deliveries: Deliveries,
     max_body_bytes: usize,
 }
 
@@ -66,6 +102,7 @@ impl Handler {
         if request.method() != Method::POST {
             return respond(StatusCode::METHOD_NOT_ALLOWED);
         }
+        self.deliveries.touch();
         let stats: &Stats = self.intake.stats();
         let body = match Limited::new(request.into_body(), self.max_body_bytes)
             .collect()
@@ -81,14 +118,28 @@ impl Handler {
             }
         };
         accept_body(&body, &self.intake);
+        self.deliveries.touch();
         respond(StatusCode::OK)
     }
 }
 
 /// Decode one POST body, count it, and offer its records to the intake queue.
 pub(crate) fn accept_body(body: &[u8], intake: &IntakeSender) {
-    let batch = decode_batch(body);
+    let received = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let batch = decode_batch(body, received);
     let stats = intake.stats();
+    let fields = batch.fields_dropped;
+    for (reason, n) in [
+        (FieldReason::InvalidTime, fields.invalid_time),
+        (FieldReason::InvalidValue, fields.invalid_value),
+        (FieldReason::Missing, fields.missing),
+    ] {
+        if n > 0 {
+            stats.fields_dropped(reason, n);
+        }
+    }
     Stats::add(
         &stats.telemetry_records,
         batch.records.len() as u64 + batch.malformed,

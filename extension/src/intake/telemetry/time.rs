@@ -1,14 +1,23 @@
-//! RFC 3339 timestamps as the Telemetry API writes them (`2022-10-12T00:03:50.000Z`), parsed
-//! without a date-time dependency.
+//! Timestamps as the platform and the loggers write them, parsed without a date-time
+//! dependency: RFC 3339 as the Telemetry API writes it (`2022-10-12T00:03:50.000Z`), the
+//! variations real producers were seen to write, and epoch numbers.
 
-/// Nanoseconds since the Unix epoch for an RFC 3339 date-time, or `None` if `s` is not one
-/// (or lies before 1970).
+use serde_json::Value;
+
+/// The earliest time an epoch number is taken for (2000-01-01T00:00:00Z, in seconds): a
+/// smaller number is a counter or a duration, not a time.
+const EPOCH_FLOOR_SECS: u64 = 946_684_800;
+
+/// Nanoseconds since the Unix epoch for a date-time string, or `None` if `s` is not one (or
+/// lies before 1970).
 ///
-/// Accepts `T`, `t` or a space between date and time, a fraction of any length (digits past
-/// nanoseconds are ignored), and `Z`, `z` or a `±HH:MM` offset.
-pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
+/// Beyond RFC 3339 it accepts what real producers write: `T`, `t` or a space between date and
+/// time; a fraction after `.`, `,` (Python logging) or `:` (AWS's telemetry schema reference),
+/// of any length (digits past nanoseconds are ignored); and `Z`, `z`, `±HH:MM`, `±HHMM`, `±HH`
+/// or no zone at all (UTC, the platform's clock). Anything after the zone is refused.
+pub(crate) fn parse_date_time(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() < 20 {
+    if b.len() < 19 {
         return None;
     }
     let year = digits(b, 0, 4)?;
@@ -36,7 +45,7 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
     }
     let mut i = 19;
     let mut nanos: u64 = 0;
-    if b.get(i) == Some(&b'.') {
+    if matches!(b.get(i), Some(b'.' | b',' | b':')) {
         i += 1;
         let start = i;
         let mut scale: u64 = 100_000_000;
@@ -49,23 +58,96 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<u64> {
             return None;
         }
     }
-    let offset_secs: i64 = match b.get(i) {
-        Some(b'Z' | b'z') if b.len() == i + 1 => 0,
-        Some(sign @ (b'+' | b'-')) if b.len() == i + 6 && b.get(i + 3) == Some(&b':') => {
-            let oh = digits(b, i + 1, 2)?;
-            let om = digits(b, i + 4, 2)?;
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let off = (oh * 3600 + om * 60) as i64;
-            if *sign == b'+' { off } else { -off }
-        }
-        _ => return None,
-    };
+    let offset_secs = zone_offset(b.get(i..)?)?;
     let days = days_from_civil(year as i64, month, day);
     let secs = days * 86_400 + (hour * 3600 + minute * 60 + second) as i64 - offset_secs;
     let secs = u64::try_from(secs).ok()?;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// Seconds east of UTC of what follows the time: nothing, `Z`, `±HH:MM`, `±HHMM` or `±HH`.
+fn zone_offset(zone: &[u8]) -> Option<i64> {
+    let (sign, hh_mm) = match zone {
+        [] | [b'Z' | b'z'] => return Some(0),
+        [b'+', rest @ ..] => (1, rest),
+        [b'-', rest @ ..] => (-1, rest),
+        _ => return None,
+    };
+    let (oh, om) = match hh_mm {
+        [_, _] => (digits(hh_mm, 0, 2)?, 0),
+        [_, _, _, _] => (digits(hh_mm, 0, 2)?, digits(hh_mm, 2, 2)?),
+        [_, _, b':', _, _] => (digits(hh_mm, 0, 2)?, digits(hh_mm, 3, 2)?),
+        _ => return None,
+    };
+    if oh > 23 || om > 59 {
+        return None;
+    }
+    Some(sign * i64::from(oh * 3600 + om * 60))
+}
+
+/// Nanoseconds since the Unix epoch of a time field's JSON value: a date-time string
+/// ([`parse_date_time`]), or an epoch number in seconds, milliseconds, microseconds or
+/// nanoseconds (told apart by magnitude), also when written as a string. `None` for anything
+/// else, and for an epoch number before 2000 (a counter or a duration, not a time).
+pub(crate) fn parse_time_value(value: &Value) -> Option<u64> {
+    match value {
+        Value::String(s) => parse_time_str(s),
+        Value::Number(n) => match n.as_u64() {
+            Some(whole) => epoch_nanos(whole),
+            None => epoch_nanos_f64(n.as_f64()?),
+        },
+        _ => None,
+    }
+}
+
+/// A time written as a string: a date-time, or an epoch number.
+pub(crate) fn parse_time_str(s: &str) -> Option<u64> {
+    if let Some(t) = parse_date_time(s) {
+        return Some(t);
+    }
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+        return None;
+    }
+    match s.parse::<u64>() {
+        Ok(whole) => epoch_nanos(whole),
+        Err(_) => epoch_nanos_f64(s.parse().ok()?),
+    }
+}
+
+/// An epoch number in seconds, milliseconds, microseconds or nanoseconds, told apart by its
+/// magnitude, in nanoseconds.
+pub(crate) fn epoch_nanos(n: u64) -> Option<u64> {
+    let nanos = match n {
+        0..100_000_000_000 => n.checked_mul(1_000_000_000)?,
+        100_000_000_000..100_000_000_000_000 => n * 1_000_000,
+        100_000_000_000_000..100_000_000_000_000_000 => n * 1_000,
+        _ => n,
+    };
+    (nanos >= EPOCH_FLOOR_SECS * 1_000_000_000).then_some(nanos)
+}
+
+/// As [`epoch_nanos`] for a number with a fraction, to the microsecond (an `f64` holds no
+/// more of a current epoch in seconds).
+pub(crate) fn epoch_nanos_f64(x: f64) -> Option<u64> {
+    if !x.is_finite() || x < 0.0 {
+        return None;
+    }
+    let micros = if x < 1e11 {
+        x * 1e6
+    } else if x < 1e14 {
+        x * 1e3
+    } else if x < 1e17 {
+        x
+    } else {
+        x / 1e3
+    };
+    let micros = micros.round();
+    if micros >= u64::MAX as f64 / 1_000.0 {
+        return None;
+    }
+    let nanos = (micros as u64) * 1_000;
+    (nanos >= EPOCH_FLOOR_SECS * 1_000_000_000).then_some(nanos)
 }
 
 fn digits(b: &[u8], at: usize, len: usize) -> Option<u32> {
@@ -107,7 +189,7 @@ pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_rfc3339;
+    use super::*;
 
     #[test]
     fn parses_the_formats_lambda_writes() {
@@ -130,17 +212,107 @@ mod tests {
             ("2023-02-29T12:00:00Z", None),
             ("2022-13-01T00:00:00Z", None),
             ("2022-10-12T24:00:00Z", None),
-            ("2022-10-12T00:03:50", None),
             ("2022-10-12T00:03:50.Z", None),
             ("2022-10-12T00:03:50.1Zx", None),
-            ("2022-10-12T00:03:50+0200", None),
             ("1969-12-31T23:59:59Z", None),
             ("", None),
             ("not a date at all, no", None),
             ("2022-10-12T00:03:50.000Z\u{e9}", None),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_rfc3339(input), *want, "{input}");
+            assert_eq!(parse_date_time(input), *want, "{input}");
+        }
+    }
+
+    /// Every shape of date-time real producers were seen to write (AWS's documentation, AWS's
+    /// own emulator, Powertools for AWS Lambda, Python logging, generic JSON loggers).
+    #[test]
+    fn parses_what_real_producers_write() {
+        let cases: &[(&str, Option<u64>)] = &[
+            // No zone: UTC, as Lambda's clock is.
+            ("2022-10-12T00:03:50", Some(1_665_533_030_000_000_000)),
+            // A colon before the milliseconds: AWS's schema reference, runtimeDone spans.
+            ("2022-08-02T12:01:23:521Z", Some(1_659_441_683_521_000_000)),
+            // Python logging's default: a comma, a space, an offset without a colon.
+            (
+                "2021-05-03 11:47:12,494+0200",
+                Some(1_620_035_232_494_000_000),
+            ),
+            ("2016-10-03 13:27:57,438", Some(1_475_501_277_438_000_000)),
+            (
+                "2024-05-12T11:43:19.171675+00:00",
+                Some(1_715_514_199_171_675_000),
+            ),
+            ("2022-10-12T15:04:05.0000Z", Some(1_665_587_045_000_000_000)),
+            ("2022-10-12T00:03:50+0200", Some(1_665_525_830_000_000_000)),
+            ("2022-10-12T00:03:50.5+02", Some(1_665_525_830_500_000_000)),
+            (
+                "2022-10-12T00:03:50,5-0000",
+                Some(1_665_533_030_500_000_000),
+            ),
+            // Still not a date-time.
+            ("2022-10-12T00:03:50:Z", None),
+            ("2022-10-12T00:03:50,", None),
+            ("2022-10-12T00:03:50+2", None),
+            ("2022-10-12T00:03:50+02:0", None),
+            ("2022-10-12T00:03:50+25:00", None),
+            ("2022-10-12T00:03:50 garbage", None),
+            ("2022-10-12", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_date_time(input), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn epoch_numbers_are_told_apart_by_magnitude() {
+        use serde_json::json;
+        const S: u64 = 1_715_817_560;
+        let cases = [
+            (json!(S), Some(S * 1_000_000_000)),
+            (
+                json!(S * 1_000 + 163),
+                Some(S * 1_000_000_000 + 163_000_000),
+            ),
+            (
+                json!(S * 1_000_000 + 163_123),
+                Some(S * 1_000_000_000 + 163_123_000),
+            ),
+            (
+                json!(S * 1_000_000_000 + 163_123_456),
+                Some(S * 1_000_000_000 + 163_123_456),
+            ),
+            (
+                json!(1_715_817_560.5),
+                Some(S * 1_000_000_000 + 500_000_000),
+            ),
+            (
+                json!(1_715_817_560_163.25),
+                Some(S * 1_000_000_000 + 163_250_000),
+            ),
+            (
+                json!("1715817560163"),
+                Some(S * 1_000_000_000 + 163_000_000),
+            ),
+            (
+                json!("1715817560.25"),
+                Some(S * 1_000_000_000 + 250_000_000),
+            ),
+            (json!("2024-05-15T23:59:20Z"), Some(S * 1_000_000_000)),
+            // Counters and durations are not times; nor is anything else.
+            (json!(17), None),
+            (json!(1_234.5), None),
+            (json!(-1_715_817_560), None),
+            (json!(1.5e300), None),
+            (json!("17"), None),
+            (json!("1.2.3"), None),
+            (json!(""), None),
+            (json!(true), None),
+            (json!(null), None),
+            (json!({"t": S}), None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(parse_time_value(&value), want, "{value}");
         }
     }
 
@@ -148,13 +320,13 @@ mod tests {
     fn never_panics_on_truncations() {
         let full = "2022-10-12T00:03:50.123+02:00";
         for end in 0..full.len() {
-            let _ = parse_rfc3339(&full[..end]);
+            let _ = parse_date_time(&full[..end]);
         }
         for s in [
             "\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}",
             "9999-99-99T99:99:99Z",
         ] {
-            assert_eq!(parse_rfc3339(s), None);
+            assert_eq!(parse_date_time(s), None);
         }
     }
 }

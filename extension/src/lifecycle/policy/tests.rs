@@ -7,7 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use crate::lifecycle::policy::{
     Action, Behaviour, FLUSH_BUDGET_VAR, FLUSH_INTERVAL_VAR, FLUSH_VAR, FlushMode, FlushPolicy,
-    FlushSettings, HIGH_WATER, INVOKE_MARGIN, SHUTDOWN_MARGIN, instant_from_epoch_ms,
+    FlushSettings, HIGH_WATER, INVOKE_MARGIN, RUNTIME_DONE_WAIT_VAR, SHUTDOWN_MARGIN,
+    instant_from_epoch_ms,
 };
 use tokio::time::Instant;
 
@@ -46,6 +47,18 @@ fn policy(mode: FlushMode) -> FlushPolicy {
         mode,
         interval: INTERVAL,
         budget: BUDGET,
+        ..FlushSettings::default()
+    })
+}
+
+/// A policy whose wait for runtimeDone may last `wait` (`CONTRAIL_RUNTIME_DONE_WAIT_MS`), as
+/// for functions that run longer than the default bound.
+fn policy_waiting(mode: FlushMode, wait: Duration) -> FlushPolicy {
+    FlushPolicy::new(FlushSettings {
+        mode,
+        interval: INTERVAL,
+        budget: BUDGET,
+        runtime_done_wait: wait,
     })
 }
 
@@ -171,7 +184,7 @@ fn end_mode_without_runtime_done_flushes_at_invoke() {
 #[test]
 fn long_invocation_gets_safety_flushes_while_it_runs() {
     let mut clock = Clock::new();
-    let mut p = policy(FlushMode::End);
+    let mut p = policy_waiting(FlushMode::End, secs(900));
     // A 65 s invocation (timeout 900 s): safety flushes at 20 s, 40 s, 60 s, then the end flush.
     let actions = invocation(&mut p, &mut clock, secs(65), secs(900), ms(10));
     assert_eq!(flushes(&actions), 4, "{actions:?}");
@@ -365,7 +378,7 @@ fn pressure_flushes_at_the_start_of_an_end_invocation_and_still_flushes_at_its_e
 #[test]
 fn pressure_during_a_long_invocation_flushes_while_it_runs() {
     let mut clock = Clock::new();
-    let mut p = policy(FlushMode::End);
+    let mut p = policy_waiting(FlushMode::End, secs(900));
     let start = clock.now();
     let Action::WaitForRuntimeDone { until } = p.on_invoke(start, start + secs(900), EMPTY) else {
         panic!("end mode waits");
@@ -463,8 +476,89 @@ fn every_bad_flush_variable_is_reported() {
         (FLUSH_VAR, "sometimes"),
         (FLUSH_INTERVAL_VAR, "5"),
         (FLUSH_BUDGET_VAR, "abc"),
+        (RUNTIME_DONE_WAIT_VAR, "99"),
     ];
     let errors = FlushSettings::from_env(&env).unwrap_err();
     let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
-    assert_eq!(vars, [FLUSH_VAR, FLUSH_INTERVAL_VAR, FLUSH_BUDGET_VAR]);
+    assert_eq!(
+        vars,
+        [
+            FLUSH_VAR,
+            FLUSH_INTERVAL_VAR,
+            FLUSH_BUDGET_VAR,
+            RUNTIME_DONE_WAIT_VAR
+        ]
+    );
+    let env = [(RUNTIME_DONE_WAIT_VAR, "900000")];
+    let settings = FlushSettings::from_env(&env).unwrap();
+    assert_eq!(settings.runtime_done_wait, secs(900));
+    assert!(FlushSettings::from_env(&[(RUNTIME_DONE_WAIT_VAR, "900001")]).is_err());
+}
+
+#[test]
+fn a_drop_reported_while_waiting_ends_the_wait_with_the_end_flush() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let deadline = clock.at(secs(900));
+    let first = p.on_invoke(clock.now(), deadline, EMPTY);
+    assert!(
+        matches!(first, Action::WaitForRuntimeDone { .. }),
+        "{first:?}"
+    );
+    let at = clock.advance(ms(300));
+    assert_eq!(p.on_logs_dropped(at), flush_by(at + BUDGET));
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(20)), EMPTY),
+        Action::CallNext
+    );
+    // runtimeDone coming after all changes nothing.
+    assert_eq!(p.on_runtime_done(clock.advance(ms(5))), Action::CallNext);
+}
+
+/// The wait for a runtimeDone that never comes is bounded whatever the invocation's timeout:
+/// at the bound the end flush runs and the loop calls next, however far the deadline.
+#[test]
+fn the_wait_for_runtime_done_never_exceeds_its_bound() {
+    const BOUND: Duration = Duration::from_secs(10);
+    let mut clock = Clock::new();
+    let mut p = FlushPolicy::new(FlushSettings {
+        mode: FlushMode::End,
+        ..FlushSettings::default()
+    });
+    let started = clock.now();
+    // A 15-minute timeout.
+    let deadline = clock.at(secs(900));
+    let Action::WaitForRuntimeDone { until } = p.on_invoke(started, deadline, EMPTY) else {
+        panic!("waits for runtimeDone")
+    };
+    assert_eq!(until, started + BOUND);
+    let at = clock.advance(BOUND);
+    let Action::FlushNow { deadline: flush_by } = p.on_timer(at) else {
+        panic!("flushes at the bound")
+    };
+    assert!(flush_by <= at + FlushSettings::default().budget);
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(30)), EMPTY),
+        Action::CallNext
+    );
+}
+
+/// A long invocation under a raised bound gets its safety flushes until the bound, then the
+/// end flush; under the default bound it gets the end flush at the bound (10 s), before the
+/// first safety flush would be due, and the loop calls next while the function still runs.
+#[test]
+fn a_long_invocation_stops_waiting_at_the_bound_after_its_safety_flushes() {
+    let mut clock = Clock::new();
+    let mut p = policy_waiting(FlushMode::End, secs(45));
+    let actions = invocation(&mut p, &mut clock, secs(65), secs(900), ms(10));
+    // Safety flushes at 20 s and 40 s, the end flush at 45 s.
+    assert_eq!(flushes(&actions), 3, "{actions:?}");
+    assert_eq!(actions.last(), Some(&Action::CallNext));
+    assert!(clock.now() < clock.origin + secs(46), "{actions:?}");
+
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let actions = invocation(&mut p, &mut clock, secs(65), secs(900), ms(10));
+    assert_eq!(flushes(&actions), 1, "{actions:?}");
+    assert!(clock.now() < clock.origin + secs(11), "{actions:?}");
 }

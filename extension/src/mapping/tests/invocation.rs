@@ -2,8 +2,8 @@
 //! report's metrics, eviction and shutdown.
 
 use super::{
-    ARN, COLD_INIT, LAMBDA_SPAN_HEX, NOW, PARENT_HEX, RID, ROOT_HEX, Run, attr, counter, hex,
-    histogram, span, str_attr,
+    ARN, COLD_INIT, LAMBDA_SPAN_HEX, NOW, PARENT_HEX, RID, ROOT_HEX, Run, attr, counter, gauge,
+    hex, histogram, span, str_attr,
 };
 use crate::diag::DropReason;
 use crate::mapping::config::{Temporality, XrayContext};
@@ -400,4 +400,206 @@ fn delta_temporality_reports_each_interval_once() {
     run.clear();
     run.collect(NOW + 1);
     assert!(run.metrics().is_empty());
+}
+
+/// AWS's own example of `platform.report` (the telemetry schema reference) has no `status`, as
+/// reports of older schema versions: its duration, billed duration and memory are still
+/// metrics, the invocation is counted, and its span is complete.
+#[test]
+fn a_report_without_status_still_becomes_metrics() {
+    let mut run = Run::new();
+    run.feed(&["platform.report.no-status.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(
+        str_attr(&inv.attributes, "faas.invocation_id"),
+        Some("6d68ca91-49c9-448d-89b8-7ca3e6dc66aa")
+    );
+    assert_eq!(inv.status, None, "no status is not an error");
+    assert_eq!(
+        inv.end_time_unix_nano - inv.start_time_unix_nano,
+        693_920_000
+    );
+    assert!(attr(&inv.attributes, "aws.lambda.incomplete").is_none());
+    run.collect(NOW);
+    let ms = run.metrics();
+    assert_eq!(histogram(&ms, "faas.invoke_duration"), Some((1, 0.69392)));
+    assert_eq!(
+        histogram(&ms, "aws.lambda.billed_duration"),
+        Some((1, 0.694))
+    );
+    assert_eq!(
+        histogram(&ms, "faas.mem_usage"),
+        Some((1, 84.0 * 1024.0 * 1024.0))
+    );
+    assert_eq!(
+        gauge(&ms, "aws.lambda.memory_size"),
+        Some(128.0 * 1024.0 * 1024.0)
+    );
+    assert_eq!(counter(&ms, "faas.invocations"), Some(1));
+    assert_eq!(counter(&ms, "faas.errors"), None);
+}
+
+/// Without a `status`, an `errorType` still says the invocation failed.
+#[test]
+fn a_report_without_status_but_with_an_error_type_is_an_error() {
+    let mut run = Run::new();
+    run.batch(br#"[{"time":"2022-10-12T00:01:15.000Z","type":"platform.report","record":{"requestId":"6d68ca91-49c9-448d-89b8-7ca3e6dc66aa","errorType":"Runtime.ExitError","metrics":{"durationMs":12.5,"billedDurationMs":13,"memorySizeMB":128,"maxMemoryUsedMB":61}}}]"#);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.status.as_ref().unwrap().code, StatusCode::Error as i32);
+    assert_eq!(
+        str_attr(&inv.attributes, "error.type"),
+        Some("Runtime.ExitError")
+    );
+    run.collect(NOW);
+    let ms = run.metrics();
+    assert_eq!(counter(&ms, "faas.errors"), Some(1));
+    assert_eq!(counter(&ms, "faas.invocations"), None);
+}
+
+/// A runtimeDone with one span whose start is not a time still ends the invocation: the span
+/// is complete at runtimeDone, with the other children and the produced bytes.
+#[test]
+fn a_runtime_done_with_a_bad_span_still_ends_the_invocation() {
+    let mut run = Run::new();
+    run.batch(br#"[{"time":"2024-05-15T23:59:20.840Z","type":"platform.start","record":{"requestId":"3d848a12-c8b0-46f7-9992-28e8eea524ee","version":"$LATEST"}}]"#);
+    run.feed(&["platform.runtimeDone.bad-fields.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert!(attr(&inv.attributes, "aws.lambda.incomplete").is_none());
+    assert_eq!(
+        inv.end_time_unix_nano - inv.start_time_unix_nano,
+        245_800_000
+    );
+    span(&all, "aws.lambda.responseLatency");
+    span(&all, "aws.lambda.runtimeOverhead");
+    assert!(all.iter().all(|s| s.name != "aws.lambda.responseDuration"));
+    run.collect(NOW);
+    assert_eq!(
+        histogram(&run.metrics(), "aws.lambda.produced_bytes"),
+        Some((1, 53.0))
+    );
+}
+
+/// Without `platform.start`, the span still covers the invocation, on the records' own clock:
+/// from runtimeDone's time less its duration, or from the report's time less its duration,
+/// not from when Contrail happened to see the `INVOKE` event (here, records replayed later).
+#[test]
+fn without_platform_start_the_span_comes_from_the_best_evidence() {
+    // INVOKE seen at NOW, 85 s after the records were written.
+    let mut run = Run::new();
+    run.invoke(NOW);
+    run.feed(&["platform.runtimeDone.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_300_500_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_815_425_000_000);
+
+    // Neither start nor runtimeDone: the report's duration, ending at the report.
+    let mut run = Run::new();
+    run.invoke(NOW);
+    run.feed(&["platform.report.timeout.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_310_000_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_818_310_000_000);
+
+    // Only INVOKE and a runtimeDone without metrics: from INVOKE to runtimeDone.
+    let mut run = Run::new();
+    run.invoke(1_665_532_815_299_000_000);
+    run.batch(br#"[{"time":"2022-10-12T00:00:15.425Z","type":"platform.runtimeDone","record":{"requestId":"8f5c3a2e-6b1d-4e7a-9c0f-2d3b4a5c6d7e","status":"success"}}]"#);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_299_000_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_815_425_000_000);
+
+    // platform.start wins over everything; runtimeDone's duration from there.
+    let mut run = Run::new();
+    run.invoke(NOW);
+    run.feed(&["platform.start.json", "platform.runtimeDone.json"]);
+    let all = run.spans();
+    let inv = span(&all, "orders");
+    assert_eq!(inv.start_time_unix_nano, 1_665_532_815_300_000_000);
+    assert_eq!(inv.end_time_unix_nano, 1_665_532_815_424_500_000);
+}
+
+/// Lambda Managed Instances send no `INVOKE` and no `platform.runtimeDone`, and run several
+/// invocations at once; their reports carry only `durationMs` and the `responseLatency` and
+/// `responseDuration` spans. Each invocation still gets a complete span in its own trace, from
+/// its start and its report, with those two as children (they are not extension overhead),
+/// and its lines.
+#[test]
+fn managed_instances_without_runtime_done_get_complete_spans() {
+    let mut run = Run::new();
+    run.feed(&["managed-instances.concurrent.json"]);
+    let all = run.spans();
+    let invocations: Vec<_> = all
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(invocations.len(), 2);
+    let logs = run.logs();
+    for (id, trace, duration_ns, error) in [
+        (
+            "13d1305b-a2f5-440c-bfbe-686ccff3d3e0",
+            "68cdb1d23f5a7c9e1b2d4f6a8c0e2b4d",
+            1_148_000,
+            None,
+        ),
+        (
+            "e4a1b7c2-9d3f-4e8a-b6c5-0f2d1a3e5b7c",
+            "68cdb1d27e9a1c3e5b7d9f1a3c5e7a9b",
+            33_520_000,
+            Some("Function.Unhandled"),
+        ),
+    ] {
+        let inv = invocations
+            .iter()
+            .find(|s| str_attr(&s.attributes, "faas.invocation_id") == Some(id))
+            .unwrap_or_else(|| panic!("no span for {id}"));
+        assert_eq!(hex(&inv.trace_id), trace);
+        assert!(
+            attr(&inv.attributes, "aws.lambda.incomplete").is_none(),
+            "{id}"
+        );
+        assert_eq!(
+            inv.end_time_unix_nano - inv.start_time_unix_nano,
+            duration_ns,
+            "{id}"
+        );
+        assert_eq!(str_attr(&inv.attributes, "error.type"), error, "{id}");
+        assert_eq!(
+            attr(&inv.attributes, "faas.coldstart"),
+            Some(&Value::BoolValue(false)),
+            "initialized ahead of requests"
+        );
+        let children: Vec<&str> = all
+            .iter()
+            .filter(|c| c.parent_span_id == inv.span_id)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            children,
+            ["aws.lambda.responseLatency", "aws.lambda.responseDuration"],
+            "{id}"
+        );
+        let line = logs
+            .iter()
+            .find(|l| str_attr(&l.attributes, "faas.invocation_id") == Some(id))
+            .unwrap_or_else(|| panic!("no line for {id}"));
+        assert_eq!(line.trace_id, inv.trace_id);
+        assert_eq!(line.span_id, inv.span_id);
+    }
+    assert_eq!(run.mapper.pending_invocations(), 0);
+    run.collect(NOW);
+    let ms = run.metrics();
+    assert_eq!(histogram(&ms, "faas.invoke_duration").map(|h| h.0), Some(2));
+    assert_eq!(counter(&ms, "faas.invocations"), Some(1));
+    assert_eq!(counter(&ms, "faas.errors"), Some(1));
+    assert_eq!(
+        histogram(&ms, "aws.lambda.extension_overhead"),
+        None,
+        "the response spans are not the extensions' time"
+    );
 }

@@ -137,3 +137,81 @@ fn a_late_record_for_a_retired_invocation_keeps_its_context() {
     assert_eq!(hex(&l[0].span_id), PARENT_HEX);
     assert_eq!(run.mapper.pending_invocations(), 0);
 }
+
+/// A JSON line's own `timestamp` is its time, in whatever shape the logger wrote it: Python
+/// logging's default (Powertools for AWS Lambda) or epoch milliseconds.
+#[test]
+fn json_timestamps_in_the_shapes_loggers_write() {
+    let mut run = Run::new();
+    run.feed(&["function.json.powertools.json"]);
+    run.finish(NOW);
+    let l = run.logs();
+    assert_eq!(l.len(), 2);
+    let line = |body: &str| {
+        l.iter()
+            .find(|r| {
+                r.body.as_ref().and_then(|b| b.value.as_ref())
+                    == Some(&Value::StringValue(body.into()))
+            })
+            .unwrap_or_else(|| panic!("no line {body:?} in {l:?}"))
+    };
+    let powertools = line("Collecting payment");
+    assert_eq!(powertools.time_unix_nano, 1_620_035_232_494_000_000);
+    assert_eq!(str_attr(&powertools.attributes, "service"), Some("payment"));
+    assert_eq!(
+        line("charged card").time_unix_nano,
+        1_620_035_232_500_000_000
+    );
+    for line in &l {
+        assert!(attr(&line.attributes, "timestamp").is_none());
+    }
+}
+
+/// A JSON line without a message-like key keeps a body: the line as it was written, or the
+/// object as JSON text. Messages under the keys other loggers use (tracing's `fields.message`,
+/// structlog's `event`) are the body.
+#[test]
+fn json_lines_without_a_message_keep_a_body() {
+    let mut run = Run::new();
+    run.feed(&["function.json.no-message.json"]);
+    run.finish(NOW);
+    let l = run.logs();
+    assert_eq!(l.len(), 5);
+    let body = |i: usize| match l[i].body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        other => panic!("line {i}: body {other:?}"),
+    };
+    let by_time = |t: u64| {
+        l.iter()
+            .position(|r| r.observed_time_unix_nano == t)
+            .unwrap_or_else(|| panic!("no line observed at {t}"))
+    };
+    let hello = by_time(1_715_817_560_171_000_000);
+    assert_eq!(body(hello), r#"{"hello":"world"}"#);
+    assert_eq!(str_attr(&l[hello].attributes, "hello"), Some("world"));
+
+    let order = by_time(1_715_817_560_172_000_000);
+    assert_eq!(
+        body(order),
+        r#"{"level":"INFO","requestId":"3d848a12-c8b0-46f7-9992-28e8eea524ee","orderId":"A-1","total":42.5}"#
+    );
+    assert_eq!(str_attr(&l[order].attributes, "orderId"), Some("A-1"));
+    assert_eq!(l[order].severity_number, SeverityNumber::Info as i32);
+
+    let tracing = by_time(1_715_817_560_173_000_000);
+    assert_eq!(body(tracing), "request handled");
+    assert!(attr(&l[tracing].attributes, "fields.message").is_none());
+    assert_eq!(
+        attr(&l[tracing].attributes, "fields.status"),
+        Some(&Value::IntValue(200))
+    );
+
+    let structlog = by_time(1_715_817_560_174_000_000);
+    assert_eq!(body(structlog), "payment captured");
+    assert!(attr(&l[structlog].attributes, "event").is_none());
+
+    let empty = by_time(1_715_817_560_175_000_000);
+    let text = body(empty);
+    assert!(text.contains(r#""retry":3"#), "{text}");
+    assert_eq!(l[empty].severity_number, SeverityNumber::Warn as i32);
+}

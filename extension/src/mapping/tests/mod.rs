@@ -39,7 +39,7 @@ fn records(name: &str) -> Vec<TelemetryRecord> {
         "{}/tests/fixtures/telemetry/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
-    let batch = decode_batch(&std::fs::read(&path).unwrap());
+    let batch = decode_batch(&std::fs::read(&path).unwrap(), NOW);
     assert_eq!(batch.malformed, 0, "{name}");
     batch.records
 }
@@ -102,7 +102,7 @@ impl Run {
     /// One Telemetry API POST body.
     fn batch(&mut self, body: &[u8]) {
         self.mapper
-            .on_records(decode_batch(body).records, &mut self.out);
+            .on_records(decode_batch(body, NOW).records, &mut self.out);
     }
 
     fn collect(&mut self, now_unix_nano: u64) {
@@ -194,6 +194,19 @@ fn histogram(metrics: &[Metric], name: &str) -> Option<(u64, f64)> {
                 let p = h.data_points.first()?;
                 Some((p.count, p.sum.unwrap_or(f64::NAN)))
             }
+            _ => None,
+        })
+}
+
+fn gauge(metrics: &[Metric], name: &str) -> Option<f64> {
+    metrics
+        .iter()
+        .find(|m| m.name == name)
+        .and_then(|m| match &m.data {
+            Some(metric::Data::Gauge(g)) => match g.data_points.last()?.value {
+                Some(number_data_point::Value::AsDouble(v)) => Some(v),
+                _ => None,
+            },
             _ => None,
         })
 }

@@ -109,3 +109,85 @@ fn restored_environments_do_not_repeat_ids() {
     assert_ne!(a.span_id, b.span_id);
     assert_ne!(a.trace_id, b.trace_id);
 }
+
+/// The report's `initDurationMs` is the init duration when no `platform.initReport` came (it
+/// was dropped, or comes late); when both come, in either order, it is counted once.
+#[test]
+fn init_duration_comes_from_the_report_when_the_init_report_is_missing_and_counts_once() {
+    let invocation = [
+        "platform.start.json",
+        "platform.runtimeDone.json",
+        "platform.report.json",
+    ];
+    let orders: [&[&str]; 3] = [
+        // initReport lost.
+        &["platform.initStart.json", "platform.initRuntimeDone.json"],
+        // initReport first, as usual.
+        &[
+            "platform.initStart.json",
+            "platform.initRuntimeDone.json",
+            "platform.initReport.json",
+        ],
+        // Every init record lost.
+        &[],
+    ];
+    for before in orders {
+        let mut run = Run::new();
+        run.feed(before);
+        run.invoke(1_665_532_815_299_000_000);
+        run.feed(&invocation);
+        run.collect(NOW);
+        assert_eq!(
+            histogram(&run.metrics(), "faas.init_duration"),
+            Some((1, 0.2005)),
+            "{before:?}"
+        );
+    }
+    // The report first, the initReport late.
+    let mut run = Run::new();
+    run.feed(&["platform.initStart.json"]);
+    run.invoke(1_665_532_815_299_000_000);
+    run.feed(&invocation);
+    run.feed(&["platform.initReport.json"]);
+    run.collect(NOW);
+    assert_eq!(
+        histogram(&run.metrics(), "faas.init_duration"),
+        Some((1, 0.2005))
+    );
+}
+
+/// A SnapStart report's `restoreDurationMs` is the restore duration when no
+/// `platform.restoreReport` came; when both come it is counted once.
+#[test]
+fn restore_duration_comes_from_the_report_when_the_restore_report_is_missing_and_counts_once() {
+    let invocation = [
+        "platform.start.json",
+        "platform.runtimeDone.json",
+        "platform.report.snapstart.json",
+    ];
+    for (before, after, want) in [
+        (vec!["platform.restoreStart.json"], vec![], 0.41287),
+        (
+            vec!["platform.restoreStart.json", "platform.restoreReport.json"],
+            vec![],
+            0.26,
+        ),
+        (
+            vec!["platform.restoreStart.json"],
+            vec!["platform.restoreReport.json"],
+            0.41287,
+        ),
+    ] {
+        let mut run = Run::new();
+        run.feed(&before);
+        run.invoke(1_665_532_815_299_000_000);
+        run.feed(&invocation);
+        run.feed(&after);
+        run.collect(NOW);
+        assert_eq!(
+            histogram(&run.metrics(), "aws.lambda.restore_duration"),
+            Some((1, want)),
+            "{before:?} {after:?}"
+        );
+    }
+}

@@ -56,7 +56,7 @@ fn runtime_done(id: &str) -> Vec<TelemetryRecord> {
     let body = format!(
         r#"[{{"time":"2024-01-01T00:00:00.000Z","type":"platform.runtimeDone","record":{{"requestId":"{id}","status":"success"}}}}]"#
     );
-    let batch = decode_batch(body.as_bytes());
+    let batch = decode_batch(body.as_bytes(), 0);
     assert_eq!(batch.records.len(), 1, "fixture must decode");
     batch.records
 }
@@ -65,7 +65,14 @@ fn report(id: &str) -> Vec<TelemetryRecord> {
     let body = format!(
         r#"[{{"time":"2024-01-01T00:00:00.000Z","type":"platform.report","record":{{"requestId":"{id}","status":"success","metrics":{{"durationMs":1.0,"billedDurationMs":1,"memorySizeMB":128,"maxMemoryUsedMB":20}}}}}}]"#
     );
-    let batch = decode_batch(body.as_bytes());
+    let batch = decode_batch(body.as_bytes(), 0);
+    assert_eq!(batch.records.len(), 1, "fixture must decode");
+    batch.records
+}
+
+fn logs_dropped() -> Vec<TelemetryRecord> {
+    let body = br#"[{"time":"2024-01-01T00:00:00.000Z","type":"platform.logsDropped","record":{"reason":"Some logs were dropped because the downstream consumer is slower than the logs production rate","droppedRecords":12,"droppedBytes":4096}}]"#;
+    let batch = decode_batch(body, 0);
     assert_eq!(batch.records.len(), 1, "fixture must decode");
     batch.records
 }
@@ -100,6 +107,72 @@ async fn answers_runtime_done_waits_before_and_after_the_record() {
 
     drop(handle);
     task.await.unwrap();
+}
+
+/// Lambda says when it dropped records, and a runtimeDone waited for may be among them: a
+/// `platform.logsDropped` answers the waits pending when it is processed.
+#[tokio::test(start_paused = true)]
+async fn a_logs_dropped_record_answers_the_pending_waits() {
+    let (handle, control) = channel(HIGH_WATER);
+    let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
+    let _task = tokio::spawn(run(Recorder::default(), control, intake_rx));
+    let waiting = handle.runtime_done("r-1").unwrap();
+    intake_tx.offer(Intake::Telemetry(logs_dropped()));
+    let waited = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the drop ends the wait")
+        .unwrap();
+    assert_eq!(waited, Waited::Dropped);
+
+    // Once a runtimeDone has come again, waits pending at the next drop end with it (reports
+    // included), and a record that comes in the same batch as a drop is seen.
+    intake_tx.offer(Intake::Telemetry(runtime_done("r-0")));
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut later = handle.runtime_done("r-2").unwrap();
+    let mut r3 = handle.runtime_done("r-3").unwrap();
+    let report = handle.report("r-1").unwrap();
+    let mut both = logs_dropped();
+    both.extend(runtime_done("r-3"));
+    intake_tx.offer(Intake::Telemetry(both));
+    assert_eq!(report.await.unwrap(), Waited::Dropped);
+    assert_eq!((&mut r3).await.unwrap(), Waited::Seen);
+    assert_eq!(later.try_recv().unwrap(), Waited::Dropped);
+}
+
+/// Lambda may report a drop before the lifecycle has asked for the runtimeDone it may have
+/// been: a wait asked after a drop, with no runtimeDone seen since, is answered at once.
+#[tokio::test(start_paused = true)]
+async fn a_wait_asked_after_a_drop_with_no_runtime_done_since_is_answered_at_once() {
+    let (handle, control) = channel(HIGH_WATER);
+    let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
+    let _task = tokio::spawn(run(Recorder::default(), control, intake_rx));
+    intake_tx.offer(Intake::Telemetry(logs_dropped()));
+    // A flush round trip proves the drop was processed.
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(5), handle.runtime_done("r-1").unwrap())
+        .await
+        .expect("answered at once")
+        .unwrap();
+    assert_eq!(waited, Waited::Dropped);
+
+    // Once a runtimeDone has come since, a drop no longer answers later waits.
+    intake_tx.offer(Intake::Telemetry(runtime_done("r-0")));
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut later = handle.runtime_done("r-2").unwrap();
+    handle
+        .flush(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(later.try_recv().is_err(), "r-2 still waits");
 }
 
 #[tokio::test]

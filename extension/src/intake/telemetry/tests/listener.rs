@@ -6,8 +6,8 @@ use std::sync::Arc;
 use contrail_testkit::http::send;
 use tokio::net::TcpListener;
 
-use crate::diag::{DropReason, Stats};
-use crate::intake::telemetry::listener::serve_with_shutdown;
+use crate::diag::{DropReason, FieldReason, Stats};
+use crate::intake::telemetry::listener::{Deliveries, serve_with_shutdown};
 use crate::pipeline::{Intake, intake_queue};
 
 /// Send one request on a fresh connection, as Lambda does; the answer's status code.
@@ -31,7 +31,8 @@ async fn answers_200_decodes_counts_and_queues() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with_shutdown(listener, tx, 4096, async {
+    let (deliveries, mut delivered) = Deliveries::new();
+    let server = tokio::spawn(serve_with_shutdown(listener, tx, deliveries, 4096, async {
         let _ = stop_rx.await;
     }));
 
@@ -45,13 +46,17 @@ async fn answers_200_decodes_counts_and_queues() {
     let Some(Intake::Telemetry(records)) = rx.recv().await else {
         panic!("nothing queued")
     };
-    assert_eq!(records.len(), 1);
+    assert_eq!(records.len(), 3);
+    // Each POST moves the delivery count: when it arrives and when its records are queued.
+    assert_eq!(*delivered.borrow_and_update(), 2);
     assert_eq!(Stats::get(&stats.telemetry_records), 5);
-    assert_eq!(stats.dropped_total(DropReason::Malformed), 4);
+    assert_eq!(stats.dropped_total(DropReason::Malformed), 2);
+    assert_eq!(stats.fields_dropped_total(FieldReason::InvalidTime), 1);
+    assert_eq!(stats.fields_dropped_total(FieldReason::Missing), 1);
 
     // Not an array at all: still 200, one malformed.
     assert_eq!(status(&post(addr, "POST", b"{\"oops\":1}").await), "200");
-    assert_eq!(stats.dropped_total(DropReason::Malformed), 5);
+    assert_eq!(stats.dropped_total(DropReason::Malformed), 3);
 
     // Unknown types are counted and queued.
     let unknown = br#"[{"time":"2022-10-12T00:00:16.500Z","type":"platform.next","record":{}}]"#;
@@ -65,7 +70,7 @@ async fn answers_200_decodes_counts_and_queues() {
         "x".repeat(5000)
     );
     assert_eq!(status(&post(addr, "POST", big.as_bytes()).await), "200");
-    assert_eq!(stats.dropped_total(DropReason::Malformed), 6);
+    assert_eq!(stats.dropped_total(DropReason::Malformed), 4);
 
     // Other methods are not the Telemetry API.
     assert_eq!(status(&post(addr, "GET", b"").await), "405");
@@ -81,9 +86,16 @@ async fn a_full_queue_still_answers_200_and_counts_the_loss() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with_shutdown(listener, tx, 1 << 20, async {
-        let _ = stop_rx.await;
-    }));
+    let (deliveries, _delivered) = Deliveries::new();
+    let server = tokio::spawn(serve_with_shutdown(
+        listener,
+        tx,
+        deliveries,
+        1 << 20,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let body = std::fs::read(format!(
         "{}/tests/fixtures/telemetry/function.text.json",
         env!("CARGO_MANIFEST_DIR")
