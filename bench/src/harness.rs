@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use contrail_sim::report::{ExtensionReport, Summary};
 use contrail_sim::sink::{self, SinkConfig, SinkHandle};
-use contrail_sim::{RunConfig, RunReport};
+use contrail_sim::{ResourceModel, RunConfig, RunReport};
 
 use crate::scenarios::sdk::PYTHON_SDK_HANDLER;
 
@@ -219,6 +219,9 @@ impl Bench {
             timeout: Duration::from_secs(30),
             invocations,
             env,
+            // These scenarios measure Contrail itself, unthrottled, as they always have; the
+            // `cpu` scenario measures it under Lambda's CPU model.
+            resources: ResourceModel::off(),
             ..RunConfig::default()
         };
         let report = contrail_sim::run(config)

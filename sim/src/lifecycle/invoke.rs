@@ -14,14 +14,15 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::environment::Environment;
-use super::init::Failure;
+use super::init::{Failure, OUT_OF_MEMORY};
 use super::{lock, ms_between};
 use crate::config::{InitType, RunConfig};
 use crate::events;
 use crate::ids;
 use crate::process::Measurements;
-use crate::report::InvocationReport;
-use crate::state::{Dispatch, EnvState, Outcome};
+use crate::report::{InvocationReport, ProcessCpu};
+use crate::resources::EnvGroup;
+use crate::state::{Dispatch, EnvState, Outcome, RUNTIME_LEAF};
 use crate::telemetry::Event;
 
 /// What an invocation needs, shareable with concurrent invocation tasks.
@@ -30,6 +31,7 @@ pub(super) struct InvokeContext {
     pub(super) shared: Arc<EnvState>,
     pub(super) measurements: Arc<Mutex<Measurements>>,
     pub(super) process_groups: Arc<Mutex<Vec<u32>>>,
+    pub(super) cgroup: Option<Arc<EnvGroup>>,
     pub(super) index: u32,
 }
 
@@ -38,6 +40,41 @@ impl InvokeContext {
         self.shared
             .hub
             .publish(Event::platform(OffsetDateTime::now_utc(), kind, record));
+    }
+
+    /// `maxMemoryUsedMB`: the memory group's peak (what the limit is enforced against), else
+    /// the peak of the summed RSS of every child.
+    fn max_memory_used_mb(&self) -> u64 {
+        let groups = lock(&self.process_groups).clone();
+        let mut measurements = lock(&self.measurements);
+        measurements.sample(&groups);
+        match self.cgroup.as_ref().and_then(|g| g.memory_peak()) {
+            Some(bytes) => bytes.div_ceil(1 << 20),
+            None => measurements.peak_env_rss_kb.div_ceil(1024),
+        }
+    }
+
+    /// The CPU time of every child so far.
+    fn cpu(&self) -> Vec<ProcessCpu> {
+        let state = self.shared.lock();
+        let clock = &self.shared.cpu;
+        let mut cpu: Vec<ProcessCpu> = clock
+            .ms(RUNTIME_LEAF, state.runtime.pid)
+            .map(|cpu_ms| ProcessCpu {
+                process: "runtime".to_owned(),
+                cpu_ms,
+            })
+            .into_iter()
+            .collect();
+        for e in &state.extensions {
+            if let Some(cpu_ms) = clock.ms(&e.leaf(), e.pid) {
+                cpu.push(ProcessCpu {
+                    process: e.name.clone(),
+                    cpu_ms,
+                });
+            }
+        }
+        cpu
     }
 }
 
@@ -83,8 +120,8 @@ impl Environment<'_> {
 enum RuntimeEnd {
     /// The runtime posted a response or an error.
     Answered(Outcome),
-    /// An extension or the runtime failed first (the error type).
-    Failed(String),
+    /// An extension or the runtime failed first.
+    Failed(Failure),
     /// The deadline passed first.
     TimedOut,
 }
@@ -97,9 +134,20 @@ impl RuntimeEnd {
                 Some(error_type) => ("error", Some(error_type)),
                 None => ("success", None),
             },
-            RuntimeEnd::Failed(error_type) => ("failure", Some(error_type)),
+            RuntimeEnd::Failed(f) => (f.invoke_status(), Some(f.error_type())),
             RuntimeEnd::TimedOut => ("timeout", None),
         }
+    }
+}
+
+/// The reason of the reset an invocation ends with, if it resets the environment: a timeout,
+/// a crash, or running out of memory.
+pub(super) fn reset_reason(invocation: &InvocationReport) -> Option<&'static str> {
+    match invocation.status.as_str() {
+        "timeout" => Some("timeout"),
+        "failure" => Some("failure"),
+        _ if invocation.error_type.as_deref() == Some(OUT_OF_MEMORY) => Some("failure"),
+        _ => None,
     }
 }
 
@@ -171,7 +219,7 @@ async fn invoke_one(
             {
                 return Some(RuntimeEnd::Answered(o));
             }
-            Failure::of(state).map(|f| RuntimeEnd::Failed(f.error_type().to_owned()))
+            Failure::of(state).map(RuntimeEnd::Failed)
         })
         .await
         .unwrap_or(RuntimeEnd::TimedOut);
@@ -181,7 +229,7 @@ async fn invoke_one(
     };
     let runtime_ms = ms_between(t0, runtime_finished);
     let (runtime_status, runtime_error) = runtime_end.status();
-    let (produced_bytes, spans) = match &runtime_end {
+    let (produced_bytes, response_spans) = match &runtime_end {
         RuntimeEnd::Answered(o) => (
             Some(o.bytes),
             vec![
@@ -202,7 +250,7 @@ async fn invoke_one(
                 request_id: &request_id,
                 status: runtime_status,
                 error_type: runtime_error,
-                spans,
+                spans: response_spans,
                 tracing: &tracing,
             },
             runtime_ms,
@@ -220,7 +268,7 @@ async fn invoke_one(
         let back = shared
             .wait_until(Some(deadline), |state| {
                 if let Some(f) = Failure::of(state) {
-                    return Some(Err(f.error_type().to_owned()));
+                    return Some(Err(f));
                 }
                 let extensions_back = invoke_extensions.iter().all(|&i| {
                     let e = &state.extensions[i];
@@ -243,8 +291,8 @@ async fn invoke_one(
                 }
             }
             Some(Err(failed)) => {
-                status = "failure".into();
-                error_type = Some(failed);
+                status = failed.invoke_status().into();
+                error_type = Some(failed.error_type().to_owned());
                 end = Instant::now();
                 post_runtime_ms = ms_between(o.finished, end);
             }
@@ -274,12 +322,7 @@ async fn invoke_one(
         | InitType::LambdaManagedInstances => 0,
     };
     let billed = (duration_ms.ceil() as u64).max(1) + init_billed;
-    let max_memory_used_mb = {
-        let groups = lock(&context.process_groups).clone();
-        let mut measurements = lock(&context.measurements);
-        measurements.sample(&groups);
-        measurements.peak_env_rss_kb.div_ceil(1024)
-    };
+    let max_memory_used_mb = context.max_memory_used_mb();
     context.publish(
         "platform.report",
         events::report(
@@ -302,6 +345,7 @@ async fn invoke_one(
         ),
     );
     InvocationReport {
+        cpu: context.cpu(),
         request_id,
         trace_header: header,
         span_id,

@@ -1,0 +1,47 @@
+//! The command line of `contrail-sim`: `run` (one function for some invocations) and `sink`
+//! (the OTLP sink alone). The options that describe the function and its environment are in
+//! [`env::EnvArgs`].
+
+pub(crate) mod env;
+pub(crate) mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// A local AWS Lambda execution environment: the Runtime, Extensions and Telemetry APIs on
+/// loopback, with the platform's lifecycle, resource model, freeze, deadlines and telemetry.
+#[derive(Parser, Debug)]
+#[command(name = "contrail-sim", version)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Run a function (RUNTIME_CMD) with extensions for some invocations, then print what was
+    /// received and measured.
+    Run(Box<run::RunArgs>),
+    /// Run only the embedded OTLP/HTTP sink until Ctrl-C or SIGTERM.
+    Sink {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        listen: SocketAddr,
+        /// Append every received request to this file as one line of OTLP JSON.
+        #[arg(long)]
+        jsonl: Option<PathBuf>,
+    },
+}
+
+/// Takes over SIGTERM now, and returns what waits for it or Ctrl-C.
+pub(crate) fn interruption() -> anyhow::Result<impl Future<Output = ()>> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
