@@ -40,6 +40,7 @@
 //! | request ids, trace headers, timestamps | `ids` |
 //! | what a run measured | [`report`] |
 //! | an OTLP/HTTP backend to export to (and a scripted one for tests) | [`sink`] |
+//! | `contrail-sim tune`: per memory size, durations, the extensions' share and the cost | [`tune`] |
 //!
 //! To change what a phase does, edit its `lifecycle` file; a platform record, `events`; what an
 //! API answers, its `api` file; how telemetry reaches a subscriber, `telemetry`.
@@ -59,6 +60,7 @@ mod resources;
 pub mod sink;
 mod state;
 mod telemetry;
+pub mod tune;
 
 pub use config::{InitType, LogFormat, RunConfig, Schedule};
 pub use error::SimError;

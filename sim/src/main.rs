@@ -44,6 +44,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => cli::run::run(*args).await,
+            Command::Tune(args) => cli::tune::run(*args).await,
             Command::Sink { listen, jsonl } => run_sink(listen, jsonl).await,
         }
     });

@@ -1,9 +1,11 @@
-//! The command line of `contrail-sim`: `run` (one function for some invocations) and `sink`
-//! (the OTLP sink alone). The options that describe the function and its environment are in
-//! [`env::EnvArgs`].
+//! The command line of `contrail-sim`: `run` (one function for some invocations), `tune` (the
+//! same function at several memory sizes, with the cost of each) and `sink` (the OTLP sink
+//! alone). The options that describe the function and its environment are shared by `run` and
+//! `tune` ([`env::EnvArgs`]).
 
 pub(crate) mod env;
 pub(crate) mod run;
+pub(crate) mod tune;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +26,10 @@ pub(crate) enum Command {
     /// Run a function (RUNTIME_CMD) with extensions for some invocations, then print what was
     /// received and measured.
     Run(Box<run::RunArgs>),
+    /// Run a function with its extensions at several memory sizes under Lambda's CPU model and
+    /// print, per size, the cold start, the median and p99 duration, the extensions' share and
+    /// the cost per million invocations: an estimate of the size to choose.
+    Tune(Box<tune::TuneArgs>),
     /// Run only the embedded OTLP/HTTP sink until Ctrl-C or SIGTERM.
     Sink {
         /// Address to listen on.

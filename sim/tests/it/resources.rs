@@ -366,3 +366,97 @@ fn a_frozen_timer_does_not_fire_with_either_cgroup_freezer_or_sigstop() {
         runs[3].0
     );
 }
+
+/// `contrail-sim tune` of the CPU-bound example function with the example extension; returns
+/// its table and the row of each size.
+fn tune(memory: &str, extra: &[&str]) -> (String, Vec<(u32, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sim()
+        .args(["tune", "--memory-mb", memory, "--invocations", "3"])
+        .args(["--payload", r#"{"spin_ms": 30}"#, "--extension"])
+        .arg(example("rust_extension"))
+        .arg("--env")
+        .arg(format!(
+            "RUST_EXT_OUT={}",
+            dir.path().join("ext.jsonl").display()
+        ))
+        .arg("--env")
+        .arg(format!("RUST_EXT_TELEMETRY_PORT={}", free_port()))
+        .args(extra)
+        .arg("--")
+        .arg(example("rust_function"))
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = table
+        .lines()
+        .filter_map(|l| {
+            let (mb, _) = l.trim_start().split_once(" MB ")?;
+            Some((mb.parse().ok()?, l.to_owned()))
+        })
+        .collect();
+    (table, rows)
+}
+
+/// The median column (the third figure) of a tune row.
+fn median_of(row: &str) -> f64 {
+    let cells: Vec<&str> = row
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    cells[2].trim_end_matches(" ms").parse().unwrap()
+}
+
+#[test]
+#[ignore = "needs root for cgroups"]
+fn tune_shows_durations_falling_with_memory_and_marks_the_cheapest_and_fastest() {
+    let (table, rows) = tune(
+        "128,512,1769",
+        &["--cgroups", "require", "--init-cpu", "throttled"],
+    );
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(table.contains("ESTIMATE"), "{table}");
+    assert!(
+        table.contains("cgroup"),
+        "the resource model is named: {table}"
+    );
+    let medians: Vec<f64> = rows.iter().map(|(_, r)| median_of(r)).collect();
+    assert!(
+        medians[0] > medians[1] * 2.5 && medians[1] > medians[2],
+        "{medians:?}\n{table}"
+    );
+    // 30 ms of CPU cost about the same at every size (billed time × memory), so the cheapest
+    // is whichever measured least; the fastest is the largest.
+    assert_eq!(
+        rows.iter().filter(|(_, r)| r.contains("cheapest")).count(),
+        1,
+        "{table}"
+    );
+    assert!(rows[2].1.contains("fastest"), "{table}");
+    for (_, r) in &rows {
+        assert!(
+            !r.contains("UNTHROTTLED") && !r.contains("FAILED"),
+            "{table}"
+        );
+        // Each size was run without the extension too: its share is shown.
+        assert!(r.contains(" ms (") && r.contains(" %)"), "{r}");
+        assert!(r.contains('$'), "{r}");
+    }
+}
+
+#[test]
+fn tune_without_cgroups_labels_every_size_unthrottled() {
+    let (table, rows) = tune("128,256", &["--cgroups", "off", "--no-baseline"]);
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(table.contains("UNTHROTTLED"), "{table}");
+    for (_, r) in &rows {
+        assert!(r.contains("UNTHROTTLED"), "{r}");
+    }
+}
