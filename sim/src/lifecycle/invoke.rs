@@ -5,7 +5,11 @@
 //! failure, or the deadline) ends the runtime's part: `platform.runtimeDone`; the invocation
 //! ends when every extension (and the runtime) is back in `next`, and the time the extensions
 //! took after the answer is the post-runtime duration (`extensionOverhead`);
-//! `platform.report` closes it. On Lambda Managed Instances several run at once.
+//! `platform.report` closes it.
+//!
+//! On Lambda Managed Instances, as AWS's emulator for them runs it, several run at once, no
+//! `platform.runtimeDone` is sent, and `platform.report` carries only `durationMs` (from the
+//! request to the response) and the `responseLatency` and `responseDuration` spans.
 
 use std::sync::{Arc, Mutex};
 
@@ -243,20 +247,23 @@ async fn invoke_one(
         ),
         RuntimeEnd::Failed(_) | RuntimeEnd::TimedOut => (None, vec![]),
     };
-    context.publish(
-        "platform.runtimeDone",
-        events::runtime_done(
-            &events::InvocationOutcome {
-                request_id: &request_id,
-                status: runtime_status,
-                error_type: runtime_error,
-                spans: response_spans,
-                tracing: &tracing,
-            },
-            runtime_ms,
-            produced_bytes,
-        ),
-    );
+    let managed = config.init_type == InitType::LambdaManagedInstances;
+    if !managed {
+        context.publish(
+            "platform.runtimeDone",
+            events::runtime_done(
+                &events::InvocationOutcome {
+                    request_id: &request_id,
+                    status: runtime_status,
+                    error_type: runtime_error,
+                    spans: response_spans.clone(),
+                    tracing: &tracing,
+                },
+                runtime_ms,
+                produced_bytes,
+            ),
+        );
+    }
 
     let mut status = runtime_status.to_owned();
     let mut error_type = runtime_error.map(str::to_owned);
@@ -323,6 +330,12 @@ async fn invoke_one(
     };
     let billed = (duration_ms.ceil() as u64).max(1) + init_billed;
     let max_memory_used_mb = context.max_memory_used_mb();
+    // Managed Instances report the response spans instead of extensionOverhead.
+    let report_spans = if managed {
+        response_spans
+    } else {
+        overhead_span.into_iter().collect()
+    };
     context.publish(
         "platform.report",
         events::report(
@@ -330,7 +343,7 @@ async fn invoke_one(
                 request_id: &request_id,
                 status: &status,
                 error_type: error_type.as_deref(),
-                spans: overhead_span.into_iter().collect(),
+                spans: report_spans,
                 tracing: &tracing,
             },
             &events::ReportMetrics {
@@ -340,7 +353,7 @@ async fn invoke_one(
                 max_memory_used_mb,
                 init_duration_ms: cold_init,
                 restore_duration_ms: cold_restore,
-                duration_only: config.init_type == InitType::LambdaManagedInstances,
+                duration_only: managed,
             },
         ),
     );
