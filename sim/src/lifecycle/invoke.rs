@@ -46,16 +46,21 @@ impl InvokeContext {
             .publish(Event::platform(OffsetDateTime::now_utc(), kind, record));
     }
 
-    /// `maxMemoryUsedMB`: the memory group's peak (what the limit is enforced against), else
-    /// the peak of the summed RSS of every child.
+    /// `maxMemoryUsedMB`: the peak of the summed RSS of every child, or the memory group's
+    /// peak (what the limit is enforced against) if larger. The group is charged only for
+    /// pages first touched inside it, so a program whose file pages were already cached counts
+    /// less there than in its RSS; a child about to be killed for memory counts more.
     fn max_memory_used_mb(&self) -> u64 {
         let groups = lock(&self.process_groups).clone();
         let mut measurements = lock(&self.measurements);
         measurements.sample(&groups);
-        match self.cgroup.as_ref().and_then(|g| g.memory_peak()) {
-            Some(bytes) => bytes.div_ceil(1 << 20),
-            None => measurements.peak_env_rss_kb.div_ceil(1024),
-        }
+        let rss = measurements.peak_env_rss_kb.div_ceil(1024);
+        let group = self
+            .cgroup
+            .as_ref()
+            .and_then(|g| g.memory_peak())
+            .map_or(0, |bytes| bytes.div_ceil(1 << 20));
+        rss.max(group)
     }
 
     /// The CPU time of every child so far.
