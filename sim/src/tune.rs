@@ -68,12 +68,27 @@ pub struct SizeResult {
     pub throttled: bool,
 }
 
+/// A baseline this much slower than the run with the extensions is not the function alone:
+/// something in it waited for them (an SDK exporting to their receiver, retrying).
+const BASELINE_SLOWER: f64 = 1.25;
+
 impl SizeResult {
-    /// The extensions' share of the median: `(with − without) / with`.
+    /// The extensions' share of the median: `(with − without) / with`, unless the run without
+    /// them was much slower (see [`SizeResult::baseline_waited`]).
     pub fn extensions_share(&self) -> Option<(f64, f64)> {
         let base = self.baseline_median_ms?;
+        if self.baseline_waited() {
+            return None;
+        }
         let added = self.warm.median - base;
         Some((added, added / self.warm.median))
+    }
+
+    /// The function was much slower without the extensions than with them: it waits for them
+    /// (its SDK exports to their receiver), so the run without is no baseline.
+    pub fn baseline_waited(&self) -> bool {
+        self.baseline_median_ms
+            .is_some_and(|base| base > self.warm.median * BASELINE_SLOWER)
     }
 
     /// Takes part in choosing the cheapest and the fastest size.
@@ -261,6 +276,11 @@ pub fn render(results: &[SizeResult], context: &TuneContext) -> String {
         "$/1M arm64"
     );
     let (cheap, fast) = (cheapest(results), fastest(results));
+    let waited: Vec<String> = results
+        .iter()
+        .filter(|r| r.baseline_waited())
+        .map(|r| format!("{} MB", r.memory_mb))
+        .collect();
     for (i, r) in results.iter().enumerate() {
         let share = match r.extensions_share() {
             Some((ms, frac)) => format!("{ms:+.1} ms ({:+.1} %)", frac * 100.0),
@@ -296,6 +316,15 @@ pub fn render(results: &[SizeResult], context: &TuneContext) -> String {
             marks.join(", ")
         );
         let _ = writeln!(s, "{}", row.trim_end());
+    }
+    if !waited.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nWithout the extensions the function was slower at {}: it waits for them (does its \
+             SDK export to their receiver?), so their share is not shown there; their CPU per \
+             invocation is.",
+            waited.join(", ")
+        );
     }
     s
 }
@@ -372,6 +401,26 @@ mod tests {
         // 1.0 → 2.5 ms over 3 warm invocations.
         assert!((r.extensions_cpu_ms.unwrap() - 0.5).abs() < 1e-9);
         assert!(r.throttled && r.failures.is_empty());
+    }
+
+    #[test]
+    fn a_baseline_that_waited_for_the_extensions_is_not_a_baseline() {
+        let with = report(&[900.0, 40.0, 40.0], 300.0);
+        let without = report(&[900.0, 2000.0, 2100.0], 300.0);
+        let r = size_result(128, &with, Some(&without), &Prices::default()).unwrap();
+        assert!(r.baseline_waited());
+        assert_eq!(r.extensions_share(), None);
+        let table = render(
+            &[r],
+            &TuneContext {
+                invocations: 3,
+                baseline: true,
+                resources: String::new(),
+                machine: String::new(),
+                prices: Prices::default(),
+            },
+        );
+        assert!(table.contains("slower at 128 MB"), "{table}");
     }
 
     #[test]
