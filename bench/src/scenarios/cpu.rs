@@ -251,7 +251,9 @@ pub(crate) async fn run(
     sink: &SinkHandle,
     results: &mut Results,
 ) -> Result<()> {
-    let rounds = options.load_rounds();
+    // Ratios of small CPU figures need more rounds than the load scenarios: half the start-up
+    // rounds, rounded up.
+    let rounds = options.rounds.div_ceil(2);
     let runner = Runner {
         bench,
         env: vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &sink.endpoint())]),
