@@ -166,6 +166,39 @@ pub struct DeliveryStats {
     pub records_undelivered: u64,
 }
 
+/// The machine measurements are made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// CPUs this process may use.
+    pub cpus: String,
+    /// The CPU model (`/proc/cpuinfo`).
+    pub model: String,
+    /// The kernel release.
+    pub kernel: String,
+}
+
+impl Machine {
+    /// This machine (`unknown` where a figure cannot be read).
+    pub fn this() -> Machine {
+        let unknown = || "unknown".to_owned();
+        Machine {
+            cpus: std::thread::available_parallelism()
+                .map_or_else(|_| unknown(), |n| n.to_string()),
+            model: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("model name"))
+                        .and_then(|l| l.split_once(':'))
+                        .map(|(_, v)| v.trim().to_owned())
+                })
+                .unwrap_or_else(unknown),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| unknown(), |s| s.trim().to_owned()),
+        }
+    }
+}
+
 /// Nearest-rank statistics of a set of values.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct Summary {

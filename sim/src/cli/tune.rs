@@ -2,6 +2,7 @@
 //! size run with its extensions and (for their share) without, one after the other; then the
 //! table of [`contrail_sim::tune`].
 
+use contrail_sim::report::Machine;
 use contrail_sim::sink::{self, SinkConfig};
 use contrail_sim::tune::{self, Prices, SizeResult, TuneContext};
 use contrail_sim::{RunConfig, RunReport};
@@ -36,20 +37,6 @@ pub(crate) struct TuneArgs {
     price_per_million_requests: f64,
     #[command(flatten)]
     env: EnvArgs,
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cpus} CPUs, {model}")
 }
 
 impl TuneArgs {
@@ -143,7 +130,10 @@ pub(crate) async fn run(args: TuneArgs) -> anyhow::Result<()> {
         invocations: args.invocations,
         baseline,
         resources: format!("{resources} (at the first size; the share scales with memory)"),
-        machine: machine(),
+        machine: {
+            let m = Machine::this();
+            format!("{} CPUs, {}", m.cpus, m.model)
+        },
         prices,
     };
     print!("{}", tune::render(&results, &context));
