@@ -183,7 +183,13 @@ fn wanted(mut layout: Layout, model: &ResourceModel) -> Layout {
 
 /// Makes and removes one group, to find out before the run whether groups can be made.
 fn probe(layout: &Layout) -> Result<(), String> {
-    let group = EnvGroup::create(layout).map_err(|e| e.to_string())?;
+    let group = EnvGroup::create(layout).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!("{e}: the resource model needs root")
+        } else {
+            e.to_string()
+        }
+    })?;
     group.remove();
     Ok(())
 }

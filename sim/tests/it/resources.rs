@@ -32,6 +32,24 @@ fn rust_run(memory_mb: u32, invocations: u32, payload: &str) -> RunConfig {
     }
 }
 
+/// `config` with the example extension (`examples/rust_extension.rs`) writing to `out`, and
+/// more of its variables.
+fn with_extension(config: RunConfig, out: &Path, vars: &[(&str, &str)]) -> RunConfig {
+    let mut config = config;
+    config.extensions.push(example("rust_extension"));
+    config.env.extend([
+        ("RUST_EXT_OUT".to_owned(), out.display().to_string()),
+        (
+            "RUST_EXT_TELEMETRY_PORT".to_owned(),
+            free_port().to_string(),
+        ),
+    ]);
+    config
+        .env
+        .extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    config
+}
+
 fn median_duration(report: &RunReport) -> f64 {
     let mut d: Vec<f64> = report
         .invocations
@@ -127,14 +145,7 @@ fn init_is_unthrottled_on_demand_unless_asked_otherwise() {
 fn a_handler_that_allocates_past_the_limit_is_killed_reported_and_reset() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("extension.jsonl");
-    let config = RunConfig {
-        extensions: vec![example("rust_extension")],
-        env: vec![
-            ("RUST_EXT_OUT".into(), out.display().to_string()),
-            ("RUST_EXT_TELEMETRY_PORT".into(), free_port().to_string()),
-        ],
-        ..rust_run(128, 2, r#"{"alloc_mb": 200}"#)
-    };
+    let config = with_extension(rust_run(128, 2, r#"{"alloc_mb": 200}"#), &out, &[]);
     let report = run(config).unwrap();
     let text = report.render_text();
     assert_eq!(report.resources.memory_limit_mb, Some(128), "{text}");
@@ -295,19 +306,13 @@ fn ticks_in_gap(freezer: Option<FreezeWith>) -> (usize, String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("extension.jsonl");
     let config = RunConfig {
-        extensions: vec![example("rust_extension")],
-        env: vec![
-            ("RUST_EXT_OUT".into(), out.display().to_string()),
-            ("RUST_EXT_TELEMETRY_PORT".into(), free_port().to_string()),
-            ("RUST_EXT_TIMER_MS".into(), "50".into()),
-        ],
         idle_gap: Duration::from_millis(2_000),
         freeze: freezer.is_some(),
         resources: ResourceModel {
             freezer: freezer.unwrap_or_default(),
             ..required()
         },
-        ..rust_run(512, 2, "{}")
+        ..with_extension(rust_run(512, 2, "{}"), &out, &[("RUST_EXT_TIMER_MS", "50")])
     };
     let report = run(config).unwrap();
     let lines = lines(&out);
@@ -459,4 +464,58 @@ fn tune_without_cgroups_labels_every_size_unthrottled() {
     for (_, r) in &rows {
         assert!(r.contains("UNTHROTTLED"), "{r}");
     }
+}
+
+#[test]
+#[ignore = "needs root for cgroups"]
+fn without_root_the_run_says_once_it_is_unthrottled_and_labels_its_report() {
+    // Root drops to nobody, who may not make cgroups.
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let report = dir.path().join("report.json");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_contrail-sim"))
+        .args([
+            "run",
+            "--quiet",
+            "--no-sink",
+            "--invocations",
+            "2",
+            "--report-json",
+        ])
+        .arg(&report)
+        .arg("--")
+        .arg(example("rust_function"))
+        .current_dir(dir.path())
+        .output()
+        .expect("setpriv (util-linux) runs the emulator as nobody");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("UNTHROTTLED"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "said once: {stderr}");
+    assert!(warnings[0].contains("needs root"), "{}", warnings[0]);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let resources = &json["resources"];
+    assert_eq!(resources["cpu_enforced"], false);
+    assert!(
+        resources["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("UNTHROTTLED"),
+        "{resources}"
+    );
+    assert_eq!(resources["freezer"], "SIGSTOP");
+    assert_eq!(resources["memory_limit_mb"], serde_json::Value::Null);
+    assert!(
+        json["invocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "success")
+    );
 }
