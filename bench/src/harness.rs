@@ -1,5 +1,6 @@
-//! The functions under test and one run of them under the emulator: the A side with Contrail
-//! in the extensions folder, the B side without any extension.
+//! The functions under test and one run of them under the emulator: with Contrail in the
+//! extensions folder, with the floor extension (`contrail-floor`, the least a telemetry
+//! subscriber does) instead, or without any extension.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use contrail_sim::report::{ExtensionReport, Summary};
 use contrail_sim::sink::{self, SinkConfig, SinkHandle};
-use contrail_sim::{RunConfig, RunReport};
+use contrail_sim::{ResourceModel, RunConfig, RunReport};
 
 use crate::scenarios::sdk::PYTHON_SDK_HANDLER;
 
@@ -32,6 +33,8 @@ pub(crate) struct Bench {
     pub(crate) runs_label: String,
     /// A folder laid out like `/opt/extensions`, holding the extension as `contrail`.
     extensions: tempfile::TempDir,
+    /// The same, holding the floor extension as `contrail-floor`.
+    floor: tempfile::TempDir,
     /// Kept alive while the Python functions may run.
     _python_dirs: Vec<tempfile::TempDir>,
     pub(crate) builtin: Function,
@@ -90,6 +93,15 @@ impl Bench {
         let extensions = tempfile::tempdir()?;
         std::fs::copy(&runs, extensions.path().join("contrail")).context("copy the extension")?;
         let me = std::env::current_exe().context("current_exe")?;
+        let floor_bin = me.with_file_name(FLOOR);
+        if !floor_bin.is_file() {
+            bail!(
+                "{} not found: cargo build --release -p contrail-bench",
+                floor_bin.display()
+            );
+        }
+        let floor = tempfile::tempdir()?;
+        std::fs::copy(&floor_bin, floor.path().join(FLOOR)).context("copy the floor")?;
         let builtin = Function {
             label: "minimal runtime (std only)".to_owned(),
             command: vec![me.display().to_string(), "runtime".to_owned()],
@@ -143,6 +155,7 @@ impl Bench {
             contrail,
             runs_label,
             extensions,
+            floor,
             _python_dirs: python_dirs,
             builtin,
             python,
@@ -192,7 +205,8 @@ impl Bench {
     }
 
     /// One run of `function`, with Contrail configured by `contrail_env` or without any
-    /// extension. Fails unless every invocation succeeded and Contrail ran to the end.
+    /// extension, at 512 MB and unthrottled. Fails unless every invocation succeeded and
+    /// Contrail ran to the end.
     pub(crate) async fn run(
         &self,
         function: &Function,
@@ -200,35 +214,65 @@ impl Bench {
         invocations: u32,
         extra_env: &[(String, String)],
     ) -> Result<RunReport> {
+        self.run_spec(&RunSpec {
+            function,
+            extension: if contrail_env.is_some() {
+                Ext::Contrail
+            } else {
+                Ext::None
+            },
+            extension_env: contrail_env.unwrap_or_default(),
+            invocations,
+            extra_env,
+            memory_mb: 512,
+            // These scenarios measure Contrail itself, unthrottled, as they always have; the
+            // `cpu` scenario measures it under Lambda's CPU model.
+            resources: ResourceModel::off(),
+            send_span: false,
+        })
+        .await
+    }
+
+    /// One run as `spec` says. Fails unless every invocation succeeded and the extension ran
+    /// to the end.
+    pub(crate) async fn run_spec(&self, spec: &RunSpec<'_>) -> Result<RunReport> {
+        let function = spec.function;
         let mut env = function.env.clone();
-        env.extend_from_slice(extra_env);
-        let with_contrail = contrail_env.is_some();
-        if let Some(vars) = contrail_env {
-            env.extend_from_slice(vars);
-            env.push((
-                "CONTRAIL_RECEIVER_ENDPOINT".to_owned(),
-                format!("127.0.0.1:{}", free_port()?),
-            ));
+        env.extend_from_slice(spec.extra_env);
+        let extensions_dir = match spec.extension {
+            Ext::Contrail => Some(self.extensions.path()),
+            Ext::Floor => Some(self.floor.path()),
+            Ext::None => None,
+        };
+        if extensions_dir.is_some() {
+            env.extend_from_slice(spec.extension_env);
+            let receiver = format!("127.0.0.1:{}", free_port()?);
+            if spec.send_span {
+                env.push(("BENCH_OTLP_ENDPOINT".to_owned(), receiver.clone()));
+            }
+            env.push(("CONTRAIL_RECEIVER_ENDPOINT".to_owned(), receiver));
         }
         let config = RunConfig {
             runtime_command: function.command.clone(),
             task_root: function.task_root.clone(),
-            extensions_dir: with_contrail.then(|| self.extensions.path().to_path_buf()),
+            extensions_dir: extensions_dir.map(Path::to_path_buf),
             function_name: "bench".to_owned(),
-            memory_mb: 512,
+            memory_mb: spec.memory_mb,
             timeout: Duration::from_secs(30),
-            invocations,
+            invocations: spec.invocations,
             env,
+            resources: spec.resources.clone(),
             ..RunConfig::default()
         };
         let report = contrail_sim::run(config)
             .await
             .with_context(|| format!("run {}", function.label))?;
-        if report.invocations.len() != invocations as usize {
+        if report.invocations.len() != spec.invocations as usize {
             bail!(
-                "{}: {} of {invocations} invocations ran",
+                "{}: {} of {} invocations ran",
                 function.label,
-                report.invocations.len()
+                report.invocations.len(),
+                spec.invocations
             );
         }
         if let Some(bad) = report.invocations.iter().find(|i| i.status != "success") {
@@ -240,22 +284,61 @@ impl Bench {
                 bad.error_type
             );
         }
-        if with_contrail {
-            let ext = contrail_report(&report)?;
+        let name = match spec.extension {
+            Ext::Contrail => Some("contrail"),
+            Ext::Floor => Some(FLOOR),
+            Ext::None => None,
+        };
+        if let Some(name) = name {
+            let ext = extension_report(&report, name)?;
             if ext.crashed {
-                bail!("contrail crashed: {:?}", ext.exit);
+                bail!("{name} crashed: {:?}", ext.exit);
             }
         }
         Ok(report)
     }
 }
 
-pub(crate) fn contrail_report(report: &RunReport) -> Result<&ExtensionReport> {
+/// The floor extension's file name, the name it registers with.
+pub(crate) const FLOOR: &str = "contrail-floor";
+
+/// Which extension a run has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ext {
+    Contrail,
+    Floor,
+    None,
+}
+
+/// One run of a function.
+pub(crate) struct RunSpec<'a> {
+    pub(crate) function: &'a Function,
+    pub(crate) extension: Ext,
+    /// The extension's variables: Contrail and the floor get the same.
+    pub(crate) extension_env: &'a [(String, String)],
+    pub(crate) invocations: u32,
+    /// The function's variables.
+    pub(crate) extra_env: &'a [(String, String)],
+    pub(crate) memory_mb: u32,
+    pub(crate) resources: ResourceModel,
+    /// The function exports one span per invocation to the extension's receiver.
+    pub(crate) send_span: bool,
+}
+
+/// The report of the extension `name`.
+pub(crate) fn extension_report<'a>(
+    report: &'a RunReport,
+    name: &str,
+) -> Result<&'a ExtensionReport> {
     report
         .extensions
         .iter()
-        .find(|e| e.name == "contrail")
-        .ok_or_else(|| anyhow!("no report for the contrail extension"))
+        .find(|e| e.name == name)
+        .ok_or_else(|| anyhow!("no report for the {name} extension"))
+}
+
+pub(crate) fn contrail_report(report: &RunReport) -> Result<&ExtensionReport> {
+    extension_report(report, "contrail")
 }
 
 pub(crate) fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

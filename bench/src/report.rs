@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
+use contrail_sim::report::Machine;
 
 use crate::Options;
 use crate::criterion::CriterionRow;
@@ -41,26 +42,6 @@ pub(crate) struct Results {
     pub(crate) notes: Vec<String>,
 }
 
-/// CPU count, CPU model and kernel release of this machine.
-fn machine() -> (String, String, String) {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "unknown".to_owned());
-    (cpus, model, kernel)
-}
-
 /// `YYYY-MM-DD HH:MM UTC` of now.
 fn utc_now() -> String {
     let secs = SystemTime::now()
@@ -90,7 +71,11 @@ pub(crate) fn render(
     criterion: &[CriterionRow],
     elapsed: Duration,
 ) -> Result<String> {
-    let (cpus, model, kernel) = machine();
+    let Machine {
+        cpus,
+        model,
+        kernel,
+    } = Machine::this();
     let mut s = String::new();
     writeln!(s, "# Benchmarks")?;
     writeln!(s)?;

@@ -1,6 +1,9 @@
 //! `contrail-bench runtime`: a Lambda runtime written with the standard library alone. It
-//! answers every invocation with `{}` after printing `BENCH_LINES` log lines (default 0), and
-//! starts in about a millisecond, so that the extension's own cost is not hidden behind the
+//! answers every invocation with `{}` after printing `BENCH_LINES` log lines (default 0),
+//! spending `BENCH_WORK_MS` of CPU time (default 0; a Python runtime spends about 2 ms per
+//! invocation of its own) and, when `BENCH_OTLP_ENDPOINT` (`host:port`) is set, exporting one
+//! span to it as an OpenTelemetry SDK would (OTLP/HTTP protobuf, in the invocation's trace).
+//! It starts in about a millisecond, so that the extension's own cost is not hidden behind the
 //! function's.
 //!
 //! Its HTTP client ([`http`]) is the few lines below rather than hyper's, which the workspace
@@ -13,8 +16,81 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+
+/// The bytes of a hex string (`Root` and `Parent` of an X-Ray header).
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// One span of the invocation whose X-Ray header is `trace`, as an SDK exports it.
+fn span_request(trace: &str, n: u64) -> Vec<u8> {
+    let field = |key: &str| {
+        trace
+            .split(';')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    };
+    let trace_id = field("Root")
+        .map(|r| r.strip_prefix("1-").unwrap_or(r).replace('-', ""))
+        .and_then(|h| hex_bytes(&h))
+        .unwrap_or_else(|| vec![1; 16]);
+    let parent = field("Parent").and_then(hex_bytes).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let span = Span {
+        trace_id,
+        span_id: (n + 1).to_be_bytes().to_vec(),
+        parent_span_id: parent,
+        name: "handle-order".to_owned(),
+        kind: 1,
+        start_time_unix_nano: now.saturating_sub(1_000_000),
+        end_time_unix_nano: now,
+        ..Span::default()
+    };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// CPU time this thread has used (`/proc/thread-self/schedstat`, nanoseconds).
+fn thread_cpu() -> Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    let ns = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("bad schedstat {stat:?}"))?;
+    Ok(Duration::from_nanos(ns))
+}
+
+/// Spends `cpu` of CPU time on this thread, whatever share of a CPU it gets.
+fn work(cpu: Duration) -> Result<u64> {
+    let until = thread_cpu()? + cpu;
+    let mut sum = 0u64;
+    while thread_cpu()? < until {
+        for i in 0..1_000u64 {
+            sum = sum.wrapping_mul(31).wrapping_add(i);
+        }
+    }
+    Ok(sum)
+}
+
 pub(crate) fn main() -> Result<()> {
     let api = std::env::var("AWS_LAMBDA_RUNTIME_API").context("AWS_LAMBDA_RUNTIME_API")?;
     let addr = resolve(&api)?;
@@ -22,12 +98,36 @@ pub(crate) fn main() -> Result<()> {
         Ok(v) => v.trim().parse().context("BENCH_LINES")?,
         Err(_) => 0,
     };
-    loop {
+    let work_ms: u64 = match std::env::var("BENCH_WORK_MS") {
+        Ok(v) => v.trim().parse().context("BENCH_WORK_MS")?,
+        Err(_) => 0,
+    };
+    let otlp = match std::env::var("BENCH_OTLP_ENDPOINT") {
+        Ok(v) => Some(resolve(&v)?),
+        Err(_) => None,
+    };
+    for n in 0u64.. {
         let next = http(addr, "GET", "/2018-06-01/runtime/invocation/next", "", &[])?;
         let request_id = next
             .header("lambda-runtime-aws-request-id")
             .ok_or_else(|| anyhow!("next: no Lambda-Runtime-Aws-Request-Id"))?
             .to_owned();
+        if let Some(otlp) = otlp {
+            let trace = next.header("lambda-runtime-trace-id").unwrap_or_default();
+            let sent = http(
+                otlp,
+                "POST",
+                "/v1/traces",
+                "application/x-protobuf",
+                &span_request(trace, n),
+            )?;
+            if sent.status != 200 {
+                bail!("span export answered {}", sent.status);
+            }
+        }
+        if work_ms > 0 {
+            std::hint::black_box(work(Duration::from_millis(work_ms))?);
+        }
         if lines > 0 {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -50,6 +150,7 @@ pub(crate) fn main() -> Result<()> {
             b"{}",
         )?;
     }
+    Ok(())
 }
 
 fn resolve(host_port: &str) -> Result<SocketAddr> {

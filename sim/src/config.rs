@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::resources::ResourceModel;
 use crate::telemetry::Schema;
 
 /// How the environment starts (`AWS_LAMBDA_INITIALIZATION_TYPE`, `initializationType`).
@@ -115,8 +116,11 @@ pub struct RunConfig {
     /// Time the environment stays frozen between two invocations (and before the first one
     /// for provisioned concurrency).
     pub idle_gap: Duration,
-    /// Freeze the environment between invocations (SIGSTOP of every child's process group).
+    /// Freeze the environment between invocations (the cgroup freezer, else SIGSTOP of every
+    /// child's process group).
     pub freeze: bool,
+    /// Lambda's resource model: the CPU share, the memory limit, how to freeze.
+    pub resources: ResourceModel,
     /// `AWS_LAMBDA_LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `AWS_LAMBDA_LOG_LEVEL`, if set.
@@ -177,6 +181,7 @@ impl Default for RunConfig {
             schedule: Schedule::Burst,
             idle_gap: Duration::ZERO,
             freeze: true,
+            resources: ResourceModel::default(),
             log_format: LogFormat::Text,
             log_level: None,
             concurrency: 1,

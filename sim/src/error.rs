@@ -94,6 +94,10 @@ pub enum SimError {
         /// Who init was still waiting for.
         waiting_for: String,
     },
+    /// The resource model cannot be enforced as asked (`--cgroups require`), or a cgroup
+    /// could not be set up.
+    #[error("cgroups: {0}")]
+    Cgroups(String),
     /// The SnapStart restore failed or timed out.
     #[error("snapshot restore failed: {error_type}")]
     RestoreError {

@@ -1,7 +1,8 @@
 //! contrail-sim: a local AWS Lambda execution environment.
 //!
 //! It starts extensions and a runtime as child processes, serves the Runtime, Extensions and
-//! Telemetry APIs on loopback with the platform's wire formats, freezes the environment between
+//! Telemetry APIs on loopback with the platform's wire formats, gives the environment Lambda's
+//! resources (a CPU share proportional to memory, a memory limit), freezes it between
 //! invocations, enforces the init, invoke and shutdown deadlines, and reports what each
 //! extension cost. [`run`] takes a [`RunConfig`] and returns a [`RunReport`]; the
 //! `contrail-sim` binary is a command line over it, with an embedded OTLP backend ([`sink`]).
@@ -35,9 +36,11 @@
 //! | Telemetry API: HTTP and TCP destinations | `telemetry::transport` |
 //! | one environment's shared state | `state` |
 //! | child processes and their measurement | `process` |
+//! | Lambda's resource model: CPU share, memory limit, cgroup freezer | `resources` |
 //! | request ids, trace headers, timestamps | `ids` |
 //! | what a run measured | [`report`] |
 //! | an OTLP/HTTP backend to export to (and a scripted one for tests) | [`sink`] |
+//! | `contrail-sim tune`: per memory size, durations, the extensions' share and the cost | [`tune`] |
 //!
 //! To change what a phase does, edit its `lifecycle` file; a platform record, `events`; what an
 //! API answers, its `api` file; how telemetry reaches a subscriber, `telemetry`.
@@ -53,12 +56,15 @@ mod ids;
 mod lifecycle;
 mod process;
 pub mod report;
+mod resources;
 pub mod sink;
 mod state;
 mod telemetry;
+pub mod tune;
 
 pub use config::{InitType, LogFormat, RunConfig, Schedule};
 pub use error::SimError;
 pub use lifecycle::run;
 pub use report::RunReport;
+pub use resources::{CgroupUse, CgroupVersion, FreezeWith, InitCpu, ResourceModel};
 pub use telemetry::Schema;

@@ -1,11 +1,15 @@
 //! What a run measured, as a serializable report (`--report-json`) and as text.
 //!
 //! Durations are milliseconds, memory kilobytes (peak RSS from `/proc`, `VmHWM`), CPU time
-//! milliseconds of user and system time of the process and its reaped children.
+//! milliseconds of user and system time of the process and its reaped children: counted by
+//! the child's cgroup (microseconds, every thread) when the resource model runs on cgroups,
+//! else read from `/proc/PID/stat` (10 ms ticks).
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
+
+use crate::resources::{CgroupVersion, Throttling};
 
 /// One extension process of one environment.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -27,7 +31,9 @@ pub struct ExtensionReport {
     /// Largest resident memory.
     pub peak_rss_kb: Option<u64>,
     /// CPU time used.
-    pub cpu_ms: Option<u64>,
+    pub cpu_ms: Option<f64>,
+    /// CPU time from its start to its first `event/next` (counted by cgroups only).
+    pub cpu_to_first_next_ms: Option<f64>,
     /// How the process ended (`exit code 0`, `killed by SIGKILL`), if it did.
     pub exit: Option<String>,
     /// Exited while Lambda still needed it (before SHUTDOWN).
@@ -46,7 +52,7 @@ pub struct RuntimeReport {
     /// Largest resident memory.
     pub peak_rss_kb: Option<u64>,
     /// CPU time used.
-    pub cpu_ms: Option<u64>,
+    pub cpu_ms: Option<f64>,
     /// How the process ended, if it did.
     pub exit: Option<String>,
 }
@@ -80,6 +86,67 @@ pub struct InvocationReport {
     pub init_duration_ms: Option<f64>,
     /// The SnapStart restore duration, on the first invocation after the restore.
     pub restore_duration_ms: Option<f64>,
+    /// The CPU time each process of the environment had used when the invocation ended
+    /// (cumulative since its start: the difference of two invocations is what the later one
+    /// cost).
+    pub cpu: Vec<ProcessCpu>,
+}
+
+/// One process's CPU time so far.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct ProcessCpu {
+    /// `runtime`, or the extension's name.
+    pub process: String,
+    /// CPU time since it started.
+    pub cpu_ms: f64,
+}
+
+/// What the CFS bandwidth control did to the environments of a run.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct ThrottleReport {
+    /// Periods in which the environments ran.
+    pub periods: u64,
+    /// Periods that ended with them throttled.
+    pub throttled_periods: u64,
+    /// Time they spent throttled.
+    pub throttled_ms: f64,
+}
+
+impl ThrottleReport {
+    pub(crate) fn add(&mut self, t: Throttling) {
+        self.periods += t.periods;
+        self.throttled_periods += t.throttled_periods;
+        self.throttled_ms += t.throttled.as_secs_f64() * 1000.0;
+    }
+}
+
+/// What the emulator enforced of Lambda's resource model (ADR 0010).
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct ResourceReport {
+    /// One line: the CPU share, the memory limit and the freezer, or `UNTHROTTLED` and why.
+    pub summary: String,
+    /// The CPU share was enforced: the durations are those of the memory size.
+    pub cpu_enforced: bool,
+    /// The hierarchy of the CPU quota.
+    pub cpu_cgroup: Option<CgroupVersion>,
+    /// The CFS period.
+    pub cpu_period_ms: Option<f64>,
+    /// vCPUs' worth of CPU during INIT.
+    pub init_vcpus: Option<f64>,
+    /// vCPUs' worth of CPU for everything after INIT.
+    pub invoke_vcpus: Option<f64>,
+    /// The memory size, enforced as the environment's limit.
+    pub memory_limit_mb: Option<u32>,
+    /// `cgroup v1`, `cgroup v2` or `SIGSTOP`.
+    pub freezer: String,
+    /// `cgroup v1 cpuacct`, `cgroup v2 cpu.stat` or `/proc (10 ms ticks)`.
+    pub cpu_accounting: String,
+    /// The parts of the model that were not enforced, and why.
+    pub not_enforced: Vec<String>,
+    /// What the CPU quota did, over every environment.
+    pub throttling: Option<ThrottleReport>,
+    /// Processes the kernel killed for exceeding the memory limit.
+    pub oom_kills: u64,
 }
 
 /// What the Telemetry API delivered to its subscribers over a run.
@@ -97,6 +164,39 @@ pub struct DeliveryStats {
     pub bytes_dropped: u64,
     /// Records still queued when the environment ended (the subscriber was gone).
     pub records_undelivered: u64,
+}
+
+/// The machine measurements are made on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// CPUs this process may use.
+    pub cpus: String,
+    /// The CPU model (`/proc/cpuinfo`).
+    pub model: String,
+    /// The kernel release.
+    pub kernel: String,
+}
+
+impl Machine {
+    /// This machine (`unknown` where a figure cannot be read).
+    pub fn this() -> Machine {
+        let unknown = || "unknown".to_owned();
+        Machine {
+            cpus: std::thread::available_parallelism()
+                .map_or_else(|_| unknown(), |n| n.to_string()),
+            model: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find(|l| l.starts_with("model name"))
+                        .and_then(|l| l.split_once(':'))
+                        .map(|(_, v)| v.trim().to_owned())
+                })
+                .unwrap_or_else(unknown),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| unknown(), |s| s.trim().to_owned()),
+        }
+    }
 }
 
 /// Nearest-rank statistics of a set of values.
@@ -158,6 +258,12 @@ pub struct RunReport {
     pub post_runtime: Option<Summary>,
     /// What the Telemetry API delivered.
     pub telemetry: DeliveryStats,
+    /// What was enforced of Lambda's resource model: read it before comparing durations.
+    pub resources: ResourceReport,
+}
+
+fn cpu(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} ms"))
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -184,6 +290,14 @@ impl RunReport {
             self.invocations.len(),
             self.environments
         );
+        let _ = writeln!(s, "resources: {}", self.resources.summary);
+        if let Some(t) = &self.resources.throttling {
+            let _ = writeln!(
+                s,
+                "           throttled in {} of {} periods, {:.1} ms in all; {} OOM kill(s)",
+                t.throttled_periods, t.periods, t.throttled_ms, self.resources.oom_kills
+            );
+        }
         let _ = writeln!(s, "init phase: {}", ms(self.init_ms));
         if self.restore_ms.is_some() {
             let _ = writeln!(s, "restore:    {}", ms(self.restore_ms));
@@ -196,7 +310,7 @@ impl RunReport {
                 ms(e.spawn_to_register_ms),
                 ms(e.spawn_to_first_next_ms),
                 kb(e.peak_rss_kb),
-                e.cpu_ms.map_or_else(|| "-".into(), |c| format!("{c} ms")),
+                cpu(e.cpu_ms),
                 e.exit.as_deref().unwrap_or("running"),
                 if e.crashed { " (crashed)" } else { "" }
             );
@@ -211,9 +325,7 @@ impl RunReport {
                 .unwrap_or(""),
             ms(self.runtime.init_ms),
             kb(self.runtime.peak_rss_kb),
-            self.runtime
-                .cpu_ms
-                .map_or_else(|| "-".into(), |c| format!("{c} ms"))
+            cpu(self.runtime.cpu_ms)
         );
         for i in &self.invocations {
             let _ = writeln!(

@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::config::InitType;
+use crate::resources::CpuClock;
 use crate::telemetry::{Hub, Schema};
 
 /// What the APIs answer with that does not change during a run.
@@ -79,6 +80,8 @@ pub(crate) struct ExtensionSlot {
     pub events: Vec<String>,
     pub registered_at: Option<Instant>,
     pub first_next_at: Option<Instant>,
+    /// Its CPU time when it first called `event/next` (counted by cgroups only).
+    pub cpu_to_first_next_ms: Option<f64>,
     pub last_next_at: Option<Instant>,
     /// Its parked `event/next` call.
     pub waiter: Option<oneshot::Sender<Value>>,
@@ -104,6 +107,7 @@ impl ExtensionSlot {
             events: Vec::new(),
             registered_at: None,
             first_next_at: None,
+            cpu_to_first_next_ms: None,
             last_next_at: None,
             waiter: None,
             pending: VecDeque::new(),
@@ -123,7 +127,20 @@ impl ExtensionSlot {
     pub(crate) fn wants(&self, event: &str) -> bool {
         self.events.iter().any(|e| e == event)
     }
+
+    /// The name of its cgroup leaf.
+    pub(crate) fn leaf(&self) -> String {
+        extension_leaf(&self.name)
+    }
 }
+
+/// The cgroup leaf of the extension `name`.
+pub(crate) fn extension_leaf(name: &str) -> String {
+    crate::resources::leaf_name(&format!("ext-{name}"))
+}
+
+/// The cgroup leaf of the runtime.
+pub(crate) const RUNTIME_LEAF: &str = "runtime";
 
 /// The runtime process.
 #[derive(Debug, Default)]
@@ -144,6 +161,8 @@ pub(crate) struct RuntimeSlot {
     pub restore_error: Option<String>,
     /// How the process ended, once it did.
     pub exited: Option<String>,
+    /// The kernel killed it for exceeding the environment's memory limit.
+    pub out_of_memory: bool,
 }
 
 impl RuntimeSlot {
@@ -180,6 +199,8 @@ pub(crate) struct State {
     pub runtime: RuntimeSlot,
     /// By request id.
     pub invocations: HashMap<String, InvocationSlot>,
+    /// OOM kills of the environment's memory group already accounted for.
+    pub oom_kills_seen: u64,
 }
 
 /// One execution environment's shared state: its fixed facts, what changes, and its telemetry.
@@ -188,10 +209,12 @@ pub(crate) struct EnvState {
     state: Mutex<State>,
     changed: watch::Sender<u64>,
     pub hub: Arc<Hub>,
+    /// The CPU time of each child.
+    pub cpu: CpuClock,
 }
 
 impl EnvState {
-    pub(crate) fn new(info: EnvInfo, hub: Arc<Hub>) -> EnvState {
+    pub(crate) fn new(info: EnvInfo, hub: Arc<Hub>, cpu: CpuClock) -> EnvState {
         let (changed, _) = watch::channel(0);
         EnvState {
             info,
@@ -201,9 +224,11 @@ impl EnvState {
                 extensions: Vec::new(),
                 runtime: RuntimeSlot::default(),
                 invocations: HashMap::new(),
+                oom_kills_seen: 0,
             }),
             changed,
             hub,
+            cpu,
         }
     }
 

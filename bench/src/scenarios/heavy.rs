@@ -109,7 +109,7 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
             .await?;
         let ext = contrail_report(&a)?;
         rss.extend(ext.peak_rss_kb.map(|v| v as f64));
-        cpu.extend(ext.cpu_ms.map(|v| v as f64));
+        cpu.extend(ext.cpu_ms);
         delivered.push(log_records(&sink));
         let t = &a.telemetry;
         results.notes.push(format!(

@@ -9,7 +9,11 @@
 //! | [`end`] | post-runtime time per invocation with `CONTRAIL_FLUSH=end` |
 //! | [`heavy`] | peak RSS and CPU time under heavy logging, and what reached the backend |
 //! | [`sdk`] | export time from the function's OpenTelemetry SDK to Contrail's receiver |
+//! | [`cpu`] | under Lambda's CPU model: Contrail's CPU and the durations beside the floor extension |
+//!
+//! Every scenario but `cpu` runs unthrottled at 512 MB, as these figures always have.
 
+pub(crate) mod cpu;
 pub(crate) mod end;
 pub(crate) mod heavy;
 pub(crate) mod sdk;
@@ -33,6 +37,7 @@ pub(crate) enum Scenario {
     End,
     Heavy,
     Sdk,
+    Cpu,
 }
 
 impl Scenario {
@@ -43,6 +48,7 @@ impl Scenario {
             Scenario::End => "end",
             Scenario::Heavy => "heavy",
             Scenario::Sdk => "sdk",
+            Scenario::Cpu => "cpu",
         }
     }
 }
@@ -70,6 +76,9 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
              .tools/venv; run scripts/install-test-deps.sh)."
                 .to_owned(),
         ),
+    }
+    if options.runs(Scenario::Cpu) {
+        cpu::run(bench, options, &sink, results).await?;
     }
     sink.shutdown().await;
     Ok(())

@@ -165,6 +165,7 @@ pub(super) async fn extension_next(environment: Arc<EnvState>, req: Request<Inco
         extension.last_next_at = Some(now);
         if extension.first_next_at.is_none() {
             extension.first_next_at = Some(now);
+            extension.cpu_to_first_next_ms = environment.cpu.precise_ms(&extension.leaf());
         }
         match extension.pending.pop_front() {
             Some(e) => Ok(Some(e)),

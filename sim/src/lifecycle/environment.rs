@@ -1,7 +1,9 @@
-//! One execution environment: its child processes, the freeze between invocations (SIGSTOP and
-//! SIGCONT of every process group), the watch on each child's exit, the background sampling of
-//! memory and CPU, and what goes into the run report when it ends.
+//! One execution environment: its child processes in its cgroups, the freeze between
+//! invocations (the cgroup freezer, else SIGSTOP and SIGCONT of every process group), the watch
+//! on each child's exit (and whether the kernel's OOM killer ended it), the background sampling
+//! of memory and CPU, and what goes into the run report when it ends.
 
+use std::os::unix::process::ExitStatusExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,15 +17,20 @@ use super::invoke::InvokeContext;
 use super::plan::{Plan, Vars, child_vars};
 use super::{lock, ms_between};
 use crate::config::{InitType, RunConfig};
+use crate::error::SimError;
 use crate::events::FunctionInfo;
 use crate::ids;
 use crate::process::{self, Measurements};
 use crate::report::{ExtensionReport, RunReport, RuntimeReport};
-use crate::state::{EnvInfo, EnvState, Phase};
+use crate::resources::{self, CpuClock, EnvGroup};
+use crate::state::{EnvInfo, EnvState, Phase, RUNTIME_LEAF};
 use crate::telemetry::{Counters, Event, Hub, Losses};
 
 /// How often the background sampler reads /proc while the environment is not frozen.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// How long a cgroup freeze may take before the environment is stopped with signals instead.
+const FREEZE_WAIT: Duration = Duration::from_secs(1);
 
 /// One execution environment, from init to shutdown.
 pub(super) struct Environment<'a> {
@@ -45,16 +52,24 @@ pub(super) struct Environment<'a> {
     pub(super) runtime_vars: Vars,
     /// How long init took (also when it failed).
     pub(super) init_ms: Option<f64>,
+    /// What the run enforces of Lambda's resources.
+    pub(super) resources: Arc<resources::Plan>,
+    /// The environment's cgroups, when the resource model runs on them.
+    pub(super) cgroup: Option<Arc<EnvGroup>>,
+    /// The environment was stopped with SIGSTOP (no cgroup freezer, or it failed).
+    stopped_by_signal: bool,
 }
 
 impl<'a> Environment<'a> {
     pub(super) fn new(
         config: Arc<RunConfig>,
         plan: &'a Plan,
+        resources: Arc<resources::Plan>,
         addr: std::net::SocketAddr,
         index: u32,
         counters: Arc<Counters>,
-    ) -> Environment<'a> {
+    ) -> Result<Environment<'a>, SimError> {
+        let cgroup = resources.environment()?;
         let (frozen, frozen_rx) = watch::channel(false);
         let hub = Arc::new(Hub::new(
             frozen_rx.clone(),
@@ -84,11 +99,12 @@ impl<'a> Environment<'a> {
         let process_groups: Arc<Mutex<Vec<u32>>> = Arc::default();
         let measurements: Arc<Mutex<Measurements>> = Arc::default();
         let sampler = spawn_sampler(process_groups.clone(), measurements.clone(), frozen_rx);
-        Environment {
+        let clock = CpuClock::new(cgroup.clone());
+        Ok(Environment {
             config,
             plan,
             index,
-            shared: Arc::new(EnvState::new(info, hub)),
+            shared: Arc::new(EnvState::new(info, hub, clock)),
             frozen,
             process_groups,
             measurements,
@@ -97,6 +113,27 @@ impl<'a> Environment<'a> {
             extension_vars,
             runtime_vars,
             init_ms: None,
+            resources,
+            cgroup,
+            stopped_by_signal: false,
+        })
+    }
+
+    /// The `cgroup.procs` files a child of leaf `leaf` joins before it runs.
+    pub(super) fn join_files(&self, leaf: &str) -> Result<Vec<std::fs::File>, SimError> {
+        match &self.cgroup {
+            Some(group) => group
+                .join_files(leaf)
+                .map_err(|e| SimError::Cgroups(e.to_string())),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Gives the environment the CPU share of everything after INIT.
+    pub(super) fn leave_init(&self) -> Result<(), SimError> {
+        match &self.cgroup {
+            Some(group) => self.resources.after_init(group),
+            None => Ok(()),
         }
     }
 
@@ -135,25 +172,45 @@ impl<'a> Environment<'a> {
         lock(&self.process_groups).clone()
     }
 
-    /// Stops every child process (SIGSTOP of each process group) until [`Environment::thaw`].
-    pub(super) fn freeze(&self) {
+    /// Stops every child process until [`Environment::thaw`]: with the cgroup freezer, else
+    /// (or if it does not finish in time) SIGSTOP of each process group.
+    pub(super) async fn freeze(&mut self) {
         if !self.config.freeze || self.config.init_type == InitType::LambdaManagedInstances {
             return;
         }
         self.sample_now();
         let _ = self.frozen.send(true);
+        if let Some(group) = self.cgroup.clone().filter(|g| g.freezer().is_some()) {
+            match freeze_group(&group).await {
+                Ok(()) => return,
+                Err(e) => {
+                    eprintln!(
+                        "contrail-sim: the cgroup freezer failed ({e}): stopping with SIGSTOP"
+                    );
+                    let _ = group.set_frozen(false);
+                }
+            }
+        }
+        self.stopped_by_signal = true;
         for group in self.process_groups() {
             process::signal_group(group, Signal::SIGSTOP);
         }
     }
 
-    /// Lets every child run again (SIGCONT), if they were frozen.
-    pub(super) fn thaw(&self) {
+    /// Lets every child run again, if they were frozen.
+    pub(super) fn thaw(&mut self) {
         if !*self.frozen.borrow() {
             return;
         }
-        for group in self.process_groups() {
-            process::signal_group(group, Signal::SIGCONT);
+        if self.stopped_by_signal {
+            for group in self.process_groups() {
+                process::signal_group(group, Signal::SIGCONT);
+            }
+            self.stopped_by_signal = false;
+        } else if let Some(group) = &self.cgroup {
+            if let Err(e) = group.set_frozen(false) {
+                eprintln!("contrail-sim: cannot thaw the environment's cgroup: {e}");
+            }
         }
         let _ = self.frozen.send(false);
     }
@@ -166,13 +223,21 @@ impl<'a> Environment<'a> {
         extension: Option<usize>,
     ) {
         let shared = self.shared.clone();
+        let cgroup = self.cgroup.clone();
         self.exit_watchers.push(tokio::spawn(async move {
             let status = child.wait().await;
-            let description = match status {
-                Ok(s) => process::describe_exit(s),
+            let description = match &status {
+                Ok(s) => process::describe_exit(*s),
                 Err(e) => format!("wait failed: {e}"),
             };
+            // The kernel's OOM killer sends SIGKILL and counts the kill in the memory group.
+            let killed = status
+                .as_ref()
+                .is_ok_and(|s| ExitStatusExt::signal(s) == Some(Signal::SIGKILL as i32));
+            let oom_kills = cgroup.as_ref().and_then(|g| g.oom_kills()).unwrap_or(0);
             shared.update(|state| {
+                let out_of_memory = killed && oom_kills > state.oom_kills_seen;
+                state.oom_kills_seen = state.oom_kills_seen.max(oom_kills);
                 let shutting_down = state.phase == Phase::Shutdown;
                 match extension {
                     Some(i) => {
@@ -184,6 +249,7 @@ impl<'a> Environment<'a> {
                     }
                     None => {
                         if !shutting_down {
+                            state.runtime.out_of_memory = out_of_memory;
                             state.runtime.exited = Some(description);
                         } else {
                             state.runtime.exited.get_or_insert(description);
@@ -201,6 +267,7 @@ impl<'a> Environment<'a> {
             shared: self.shared.clone(),
             measurements: self.measurements.clone(),
             process_groups: self.process_groups.clone(),
+            cgroup: self.cgroup.clone(),
             index: self.index,
         })
     }
@@ -212,11 +279,18 @@ impl<'a> Environment<'a> {
         }
     }
 
-    /// Adds this environment's extensions (and, for the first environment, the runtime) to
-    /// the report.
+    /// Adds this environment's extensions (and, for the first environment, the runtime), its
+    /// throttling and its OOM kills to the report, and removes its cgroups.
     pub(super) fn collect(&self, report: &mut RunReport) {
         let measurements = lock(&self.measurements).clone();
         let state = self.shared.lock();
+        let clock = &self.shared.cpu;
+        if let Some(group) = &self.cgroup {
+            if let (Some(t), Some(total)) = (group.throttling(), &mut report.resources.throttling) {
+                total.add(t);
+            }
+            report.resources.oom_kills += group.oom_kills().unwrap_or(0);
+        }
         for (i, e) in state.extensions.iter().enumerate() {
             let stats = e.pid.and_then(|p| measurements.per_pid.get(&p));
             report.extensions.push(ExtensionReport {
@@ -233,7 +307,10 @@ impl<'a> Environment<'a> {
                 spawn_to_register_ms: e.registered_at.map(|t| ms_between(e.spawned_at, t)),
                 spawn_to_first_next_ms: e.first_next_at.map(|t| ms_between(e.spawned_at, t)),
                 peak_rss_kb: stats.map(|s| s.peak_rss_kb),
-                cpu_ms: stats.map(|s| s.cpu_ms),
+                cpu_ms: clock
+                    .precise_ms(&e.leaf())
+                    .or(stats.map(|s| s.cpu_ms as f64)),
+                cpu_to_first_next_ms: e.cpu_to_first_next_ms,
                 exit: e.exited.clone(),
                 crashed: e.crashed,
                 error_type: e.error_type.clone(),
@@ -253,10 +330,44 @@ impl<'a> Environment<'a> {
                     _ => None,
                 },
                 peak_rss_kb: stats.map(|s| s.peak_rss_kb),
-                cpu_ms: stats.map(|s| s.cpu_ms),
+                cpu_ms: clock
+                    .precise_ms(RUNTIME_LEAF)
+                    .or(stats.map(|s| s.cpu_ms as f64)),
                 exit: runtime.exited.clone(),
             };
         }
+        drop(state);
+        if let Some(group) = &self.cgroup {
+            group.remove();
+        }
+    }
+}
+
+impl Drop for Environment<'_> {
+    /// An environment dropped before its shutdown finished (an error, an interrupted run)
+    /// leaves nothing behind: its cgroups are removed and what still ran in them killed.
+    fn drop(&mut self) {
+        if let Some(group) = &self.cgroup {
+            group.remove();
+        }
+    }
+}
+
+/// Freezes `group` and waits until the kernel says every process is frozen.
+async fn freeze_group(group: &EnvGroup) -> std::io::Result<()> {
+    group.set_frozen(true)?;
+    let until = tokio::time::Instant::now() + FREEZE_WAIT;
+    loop {
+        if group.is_frozen()? {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= until {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("not frozen after {} ms", FREEZE_WAIT.as_millis()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -20,7 +20,7 @@ use crate::config::InitType;
 use crate::error::SimError;
 use crate::events;
 use crate::process::{self, Role, SpawnSpec};
-use crate::state::{ExtensionSlot, Phase, State};
+use crate::state::{ExtensionSlot, Phase, RUNTIME_LEAF, State, extension_leaf};
 
 /// What stops init or an invocation early.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +34,20 @@ pub(super) enum Failure {
     RuntimeError { error_type: String },
     /// The runtime process exited.
     RuntimeExit { exit: String },
+    /// The kernel killed the runtime for exceeding the environment's memory limit.
+    OutOfMemory,
 }
 
+/// The `errorType` of an environment that ran out of memory.
+pub(super) const OUT_OF_MEMORY: &str = "Runtime.OutOfMemory";
+
 impl Failure {
-    /// The first failure of an extension (in start order), else the runtime's exit.
+    /// The runtime running out of memory, else the first failure of an extension (in start
+    /// order), else the runtime's exit.
     pub(super) fn of(state: &State) -> Option<Failure> {
+        if state.runtime.out_of_memory {
+            return Some(Failure::OutOfMemory);
+        }
         for e in &state.extensions {
             if let Some(error_type) = &e.error_type {
                 return Some(Failure::ExtensionError {
@@ -68,14 +77,27 @@ impl Failure {
             }
             Failure::ExtensionCrash { .. } => "Extension.Crash",
             Failure::RuntimeExit { .. } => "Runtime.ExitError",
+            Failure::OutOfMemory => OUT_OF_MEMORY,
         }
     }
 
-    /// The `status` of the phase it ends: `error` for a reported error, `failure` for an exit.
+    /// The `status` of the phase it ends: `error` for a reported error or running out of
+    /// memory (as Lambda reports it), `failure` for an exit.
     fn status(&self) -> &'static str {
         match self {
-            Failure::ExtensionError { .. } | Failure::RuntimeError { .. } => "error",
+            Failure::ExtensionError { .. }
+            | Failure::RuntimeError { .. }
+            | Failure::OutOfMemory => "error",
             Failure::ExtensionCrash { .. } | Failure::RuntimeExit { .. } => "failure",
+        }
+    }
+
+    /// The `status` of an invocation it ends: `failure`, but `error` for running out of
+    /// memory (what Lambda reports with `Runtime.OutOfMemory`).
+    pub(super) fn invoke_status(&self) -> &'static str {
+        match self {
+            Failure::OutOfMemory => "error",
+            _ => "failure",
         }
     }
 
@@ -90,6 +112,9 @@ impl Failure {
             }
             Failure::RuntimeError { error_type } => SimError::RuntimeInitError { error_type },
             Failure::RuntimeExit { exit } => SimError::RuntimeExitedDuringInit { status: exit },
+            Failure::OutOfMemory => SimError::RuntimeInitError {
+                error_type: OUT_OF_MEMORY.to_owned(),
+            },
         }
     }
 }
@@ -194,7 +219,8 @@ impl Environment<'_> {
         );
         self.shared.update(|state| state.phase = Phase::Running);
         self.shared.hub.close_backlog();
-        self.freeze();
+        self.leave_init()?;
+        self.freeze().await;
         Ok(())
     }
 
@@ -214,6 +240,7 @@ impl Environment<'_> {
                 env: &self.extension_vars,
                 cwd: path.parent().unwrap_or(Path::new("/")),
                 role: Role::Extension,
+                join: self.join_files(&extension_leaf(&name))?,
                 label: name,
                 echo: self.config.echo_output,
                 log_format: self.config.log_format,
@@ -247,6 +274,7 @@ impl Environment<'_> {
             label: "function".to_owned(),
             echo: self.config.echo_output,
             log_format: self.config.log_format,
+            join: self.join_files(RUNTIME_LEAF)?,
         };
         let child = process::spawn(spec, self.shared.hub.clone()).map_err(|source| {
             if source.kind() == std::io::ErrorKind::PermissionDenied {
@@ -337,7 +365,7 @@ impl Environment<'_> {
     /// the restore duration.
     pub(super) async fn restore(&mut self) -> Result<f64, SimError> {
         if self.config.freeze {
-            self.freeze();
+            self.freeze().await;
         }
         self.thaw();
         let start = Instant::now();

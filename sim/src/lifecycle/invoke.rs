@@ -5,7 +5,11 @@
 //! failure, or the deadline) ends the runtime's part: `platform.runtimeDone`; the invocation
 //! ends when every extension (and the runtime) is back in `next`, and the time the extensions
 //! took after the answer is the post-runtime duration (`extensionOverhead`);
-//! `platform.report` closes it. On Lambda Managed Instances several run at once.
+//! `platform.report` closes it.
+//!
+//! On Lambda Managed Instances, as AWS's emulator for them runs it, several run at once, no
+//! `platform.runtimeDone` is sent, and `platform.report` carries only `durationMs` (from the
+//! request to the response) and the `responseLatency` and `responseDuration` spans.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,14 +18,15 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::environment::Environment;
-use super::init::Failure;
+use super::init::{Failure, OUT_OF_MEMORY};
 use super::{lock, ms_between};
 use crate::config::{InitType, RunConfig};
 use crate::events;
 use crate::ids;
 use crate::process::Measurements;
-use crate::report::InvocationReport;
-use crate::state::{Dispatch, EnvState, Outcome};
+use crate::report::{InvocationReport, ProcessCpu};
+use crate::resources::EnvGroup;
+use crate::state::{Dispatch, EnvState, Outcome, RUNTIME_LEAF};
 use crate::telemetry::Event;
 
 /// What an invocation needs, shareable with concurrent invocation tasks.
@@ -30,6 +35,7 @@ pub(super) struct InvokeContext {
     pub(super) shared: Arc<EnvState>,
     pub(super) measurements: Arc<Mutex<Measurements>>,
     pub(super) process_groups: Arc<Mutex<Vec<u32>>>,
+    pub(super) cgroup: Option<Arc<EnvGroup>>,
     pub(super) index: u32,
 }
 
@@ -38,6 +44,46 @@ impl InvokeContext {
         self.shared
             .hub
             .publish(Event::platform(OffsetDateTime::now_utc(), kind, record));
+    }
+
+    /// `maxMemoryUsedMB`: the peak of the summed RSS of every child, or the memory group's
+    /// peak (what the limit is enforced against) if larger. The group is charged only for
+    /// pages first touched inside it, so a program whose file pages were already cached counts
+    /// less there than in its RSS; a child about to be killed for memory counts more.
+    fn max_memory_used_mb(&self) -> u64 {
+        let groups = lock(&self.process_groups).clone();
+        let mut measurements = lock(&self.measurements);
+        measurements.sample(&groups);
+        let rss = measurements.peak_env_rss_kb.div_ceil(1024);
+        let group = self
+            .cgroup
+            .as_ref()
+            .and_then(|g| g.memory_peak())
+            .map_or(0, |bytes| bytes.div_ceil(1 << 20));
+        rss.max(group)
+    }
+
+    /// The CPU time of every child so far.
+    fn cpu(&self) -> Vec<ProcessCpu> {
+        let state = self.shared.lock();
+        let clock = &self.shared.cpu;
+        let mut cpu: Vec<ProcessCpu> = clock
+            .ms(RUNTIME_LEAF, state.runtime.pid)
+            .map(|cpu_ms| ProcessCpu {
+                process: "runtime".to_owned(),
+                cpu_ms,
+            })
+            .into_iter()
+            .collect();
+        for e in &state.extensions {
+            if let Some(cpu_ms) = clock.ms(&e.leaf(), e.pid) {
+                cpu.push(ProcessCpu {
+                    process: e.name.clone(),
+                    cpu_ms,
+                });
+            }
+        }
+        cpu
     }
 }
 
@@ -83,8 +129,8 @@ impl Environment<'_> {
 enum RuntimeEnd {
     /// The runtime posted a response or an error.
     Answered(Outcome),
-    /// An extension or the runtime failed first (the error type).
-    Failed(String),
+    /// An extension or the runtime failed first.
+    Failed(Failure),
     /// The deadline passed first.
     TimedOut,
 }
@@ -97,9 +143,20 @@ impl RuntimeEnd {
                 Some(error_type) => ("error", Some(error_type)),
                 None => ("success", None),
             },
-            RuntimeEnd::Failed(error_type) => ("failure", Some(error_type)),
+            RuntimeEnd::Failed(f) => (f.invoke_status(), Some(f.error_type())),
             RuntimeEnd::TimedOut => ("timeout", None),
         }
+    }
+}
+
+/// The reason of the reset an invocation ends with, if it resets the environment: a timeout,
+/// a crash, or running out of memory.
+pub(super) fn reset_reason(invocation: &InvocationReport) -> Option<&'static str> {
+    match invocation.status.as_str() {
+        "timeout" => Some("timeout"),
+        "failure" => Some("failure"),
+        _ if invocation.error_type.as_deref() == Some(OUT_OF_MEMORY) => Some("failure"),
+        _ => None,
     }
 }
 
@@ -171,7 +228,7 @@ async fn invoke_one(
             {
                 return Some(RuntimeEnd::Answered(o));
             }
-            Failure::of(state).map(|f| RuntimeEnd::Failed(f.error_type().to_owned()))
+            Failure::of(state).map(RuntimeEnd::Failed)
         })
         .await
         .unwrap_or(RuntimeEnd::TimedOut);
@@ -181,7 +238,7 @@ async fn invoke_one(
     };
     let runtime_ms = ms_between(t0, runtime_finished);
     let (runtime_status, runtime_error) = runtime_end.status();
-    let (produced_bytes, spans) = match &runtime_end {
+    let (produced_bytes, response_spans) = match &runtime_end {
         RuntimeEnd::Answered(o) => (
             Some(o.bytes),
             vec![
@@ -195,20 +252,23 @@ async fn invoke_one(
         ),
         RuntimeEnd::Failed(_) | RuntimeEnd::TimedOut => (None, vec![]),
     };
-    context.publish(
-        "platform.runtimeDone",
-        events::runtime_done(
-            &events::InvocationOutcome {
-                request_id: &request_id,
-                status: runtime_status,
-                error_type: runtime_error,
-                spans,
-                tracing: &tracing,
-            },
-            runtime_ms,
-            produced_bytes,
-        ),
-    );
+    let managed = config.init_type == InitType::LambdaManagedInstances;
+    if !managed {
+        context.publish(
+            "platform.runtimeDone",
+            events::runtime_done(
+                &events::InvocationOutcome {
+                    request_id: &request_id,
+                    status: runtime_status,
+                    error_type: runtime_error,
+                    spans: response_spans.clone(),
+                    tracing: &tracing,
+                },
+                runtime_ms,
+                produced_bytes,
+            ),
+        );
+    }
 
     let mut status = runtime_status.to_owned();
     let mut error_type = runtime_error.map(str::to_owned);
@@ -220,7 +280,7 @@ async fn invoke_one(
         let back = shared
             .wait_until(Some(deadline), |state| {
                 if let Some(f) = Failure::of(state) {
-                    return Some(Err(f.error_type().to_owned()));
+                    return Some(Err(f));
                 }
                 let extensions_back = invoke_extensions.iter().all(|&i| {
                     let e = &state.extensions[i];
@@ -243,8 +303,8 @@ async fn invoke_one(
                 }
             }
             Some(Err(failed)) => {
-                status = "failure".into();
-                error_type = Some(failed);
+                status = failed.invoke_status().into();
+                error_type = Some(failed.error_type().to_owned());
                 end = Instant::now();
                 post_runtime_ms = ms_between(o.finished, end);
             }
@@ -274,11 +334,12 @@ async fn invoke_one(
         | InitType::LambdaManagedInstances => 0,
     };
     let billed = (duration_ms.ceil() as u64).max(1) + init_billed;
-    let max_memory_used_mb = {
-        let groups = lock(&context.process_groups).clone();
-        let mut measurements = lock(&context.measurements);
-        measurements.sample(&groups);
-        measurements.peak_env_rss_kb.div_ceil(1024)
+    let max_memory_used_mb = context.max_memory_used_mb();
+    // Managed Instances report the response spans instead of extensionOverhead.
+    let report_spans = if managed {
+        response_spans
+    } else {
+        overhead_span.into_iter().collect()
     };
     context.publish(
         "platform.report",
@@ -287,7 +348,7 @@ async fn invoke_one(
                 request_id: &request_id,
                 status: &status,
                 error_type: error_type.as_deref(),
-                spans: overhead_span.into_iter().collect(),
+                spans: report_spans,
                 tracing: &tracing,
             },
             &events::ReportMetrics {
@@ -297,11 +358,12 @@ async fn invoke_one(
                 max_memory_used_mb,
                 init_duration_ms: cold_init,
                 restore_duration_ms: cold_restore,
-                duration_only: config.init_type == InitType::LambdaManagedInstances,
+                duration_only: managed,
             },
         ),
     );
     InvocationReport {
+        cpu: context.cpu(),
         request_id,
         trace_header: header,
         span_id,

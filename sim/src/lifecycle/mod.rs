@@ -26,6 +26,7 @@ use crate::api::{self, Current};
 use crate::config::{InitType, RunConfig, Schedule};
 use crate::error::SimError;
 use crate::report::{RunReport, Summary};
+use crate::resources;
 use crate::telemetry::Counters;
 
 use environment::Environment;
@@ -57,6 +58,12 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, SimError> {
 /// Runs the whole thing: start the environment, invoke, shut down, and report.
 pub async fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let plan = Plan::new(&config)?;
+    let resources = Arc::new(resources::Plan::new(
+        &config.resources,
+        config.memory_mb,
+        config.init_type,
+        config.freeze && config.init_type != InitType::LambdaManagedInstances,
+    )?);
     let listener = bind(config.listen).await?;
     let addr = listener.local_addr().map_err(|source| SimError::Bind {
         addr: config.listen,
@@ -66,20 +73,19 @@ pub async fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let server = api::serve(listener, current.clone());
     let counters = Arc::new(Counters::default());
     let config = Arc::new(config);
-    let result = drive(config.clone(), &plan, addr, &current, counters.clone()).await;
+    let result = drive(
+        config.clone(),
+        &plan,
+        resources,
+        addr,
+        &current,
+        counters.clone(),
+    )
+    .await;
     server.abort();
     let mut report = result?;
     report.telemetry = counters.snapshot();
     Ok(report)
-}
-
-/// The shutdown reason of an environment an invocation with this status resets, if it does.
-fn reset_reason(status: &str) -> Option<&'static str> {
-    match status {
-        "timeout" => Some("timeout"),
-        "failure" => Some("failure"),
-        _ => None,
-    }
 }
 
 /// What a started environment measured of its cold start.
@@ -122,6 +128,7 @@ async fn start(
 async fn drive(
     config: Arc<RunConfig>,
     plan: &Plan,
+    resources: Arc<resources::Plan>,
     addr: std::net::SocketAddr,
     current: &Current,
     counters: Arc<Counters>,
@@ -130,13 +137,21 @@ async fn drive(
         function_name: config.function_name.clone(),
         initialization_type: config.init_type.as_str().to_owned(),
         memory_size_mb: config.memory_mb,
+        resources: resources.report(),
         ..RunReport::default()
     };
     let mut remaining = config.invocations;
     let mut index = 0u32;
     let mut next_start = Instant::now();
     loop {
-        let mut environment = Environment::new(config.clone(), plan, addr, index, counters.clone());
+        let mut environment = Environment::new(
+            config.clone(),
+            plan,
+            resources.clone(),
+            addr,
+            index,
+            counters.clone(),
+        )?;
         current.set(Some(environment.shared.clone()));
         report.environments = index + 1;
         let cold = match start(&mut environment, &mut report).await {
@@ -174,13 +189,13 @@ async fn drive(
                     .invoke(cold_init.take(), cold_restore.take())
                     .await;
                 remaining -= 1;
-                let reset = reset_reason(&invocation.status);
+                let reset = invoke::reset_reason(&invocation);
                 report.invocations.push(invocation);
                 if let Some(reason) = reset {
                     shutdown_reason = reason;
                     break;
                 }
-                environment.freeze();
+                environment.freeze().await;
                 if remaining > 0 && !config.idle_gap.is_zero() {
                     let gap_end = Instant::now() + config.idle_gap;
                     if gap_end > next_start {

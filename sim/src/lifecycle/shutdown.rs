@@ -2,6 +2,12 @@
 //! and up to 300 ms, then SIGKILL; every extension that registered for SHUTDOWN gets the event
 //! with the reason (`spindown`, or `timeout`/`failure` for a reset) and the deadline; whatever
 //! still runs at the deadline is killed. Then the telemetry deliveries stop.
+//!
+//! On Lambda Managed Instances, as AWS's emulator for them does it
+//! (`rapid/shutdown.go`), the runtime gets 600 ms, and the Telemetry API delivers what it
+//! holds (up to 1 s) before SHUTDOWN goes to the extensions: there is no INVOKE to wait on
+//! there, so an extension would otherwise exit before a batch still within its buffering
+//! timeout reached it.
 
 use std::time::Duration;
 
@@ -11,12 +17,18 @@ use time::OffsetDateTime;
 use tokio::time::Instant;
 
 use super::environment::Environment;
+use crate::config::InitType;
 use crate::ids;
 use crate::process;
 use crate::state::Phase;
 
 /// How long the runtime has between SIGTERM and SIGKILL.
 const RUNTIME_GRACE: Duration = Duration::from_millis(300);
+/// The same on Lambda Managed Instances.
+const MANAGED_RUNTIME_GRACE: Duration = Duration::from_millis(600);
+/// How long the Telemetry API may take to deliver what it holds before SHUTDOWN goes out, on
+/// Lambda Managed Instances.
+const MANAGED_TELEMETRY_FLUSH: Duration = Duration::from_secs(1);
 /// How long the exit watchers may take to see the killed children go.
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -30,11 +42,17 @@ impl Environment<'_> {
         let deadline_ms = ids::epoch_millis(OffsetDateTime::now_utc())
             + i64::try_from(self.config.shutdown_timeout.as_millis()).unwrap_or(2_000);
         self.shared.update(|state| state.phase = Phase::Shutdown);
+        let managed = self.config.init_type == InitType::LambdaManagedInstances;
         // The runtime first: SIGTERM, then SIGKILL after its grace period.
         let runtime_pid = self.shared.lock().runtime.pid;
         if let Some(pid) = runtime_pid {
             process::signal_group(pid, Signal::SIGTERM);
-            let runtime_deadline = (start + RUNTIME_GRACE).min(deadline);
+            let grace = if managed {
+                MANAGED_RUNTIME_GRACE
+            } else {
+                RUNTIME_GRACE
+            };
+            let runtime_deadline = (start + grace).min(deadline);
             let exited = self
                 .shared
                 .wait_until(Some(runtime_deadline), |state| {
@@ -44,6 +62,9 @@ impl Environment<'_> {
             if exited.is_none() {
                 process::signal_group(pid, Signal::SIGKILL);
             }
+        }
+        if managed {
+            self.shared.hub.flush(MANAGED_TELEMETRY_FLUSH).await;
         }
         // Then SHUTDOWN to every extension that registered for it.
         let targets: Vec<usize> = {

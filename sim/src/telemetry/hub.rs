@@ -1,13 +1,15 @@
 //! The hub: every event the environment produces (platform events, and each line the
 //! function and the extensions print) goes to the subscribers that chose its stream. During
 //! init it also keeps them, so that an extension subscribing then still receives
-//! `platform.initStart` and what followed, as Lambda delivers them.
+//! `platform.initStart` and what followed, as Lambda delivers them. At shutdown it can flush
+//! every subscriber: deliver what is queued without waiting for the buffering timeout.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::subscriber::{Shared, Subscriber};
+use super::subscriber::{Msg, Shared, Subscriber};
 use super::transport;
 use super::{Counters, Event, Subscription, wants};
 
@@ -23,7 +25,7 @@ pub(crate) struct Losses {
 /// Where the hub sends a subscriber's events.
 struct SubscriberEntry {
     types: Vec<String>,
-    events: mpsc::UnboundedSender<Arc<Event>>,
+    events: mpsc::UnboundedSender<Msg>,
 }
 
 struct HubInner {
@@ -92,7 +94,7 @@ impl Hub {
         let stream = event.stream();
         inner.subscribers.retain(|s| {
             if wants(&s.types, stream) {
-                s.events.send(event.clone()).is_ok()
+                s.events.send(Msg::Event(event.clone())).is_ok()
             } else {
                 true
             }
@@ -111,7 +113,7 @@ impl Hub {
         if let Some(backlog) = inner.backlog.as_ref() {
             for e in backlog {
                 if wants(&subscription.types, e.stream()) {
-                    let _ = events.send(e.clone());
+                    let _ = events.send(Msg::Event(e.clone()));
                 }
             }
         }
@@ -121,6 +123,28 @@ impl Hub {
         });
         let subscriber = Subscriber::new(subscription, received, self.shared.clone());
         inner.tasks.push(tokio::spawn(subscriber.run()));
+    }
+
+    /// Delivers what every subscriber has queued now, and waits until they took it or `limit`
+    /// passed (a subscriber that does not answer does not hold up the shutdown).
+    pub(crate) async fn flush(&self, limit: Duration) {
+        let answers: Vec<oneshot::Receiver<()>> = {
+            let inner = self.lock();
+            inner
+                .subscribers
+                .iter()
+                .filter_map(|s| {
+                    let (done, answer) = oneshot::channel();
+                    s.events.send(Msg::Flush(done)).ok().map(|()| answer)
+                })
+                .collect()
+        };
+        let _ = tokio::time::timeout(limit, async {
+            for answer in answers {
+                let _ = answer.await;
+            }
+        })
+        .await;
     }
 
     /// Stops every subscriber: what is still queued is counted as undelivered.

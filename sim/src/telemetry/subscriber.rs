@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::transport::{self, HttpClient};
@@ -31,6 +31,15 @@ const LOGS_DROPPED_REASON: &str =
 /// The first wait before a retry; it doubles with each failure, up to [`RETRY_MAX`].
 const RETRY_BASE: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_millis(1_000);
+
+/// What the hub sends a subscriber.
+pub(super) enum Msg {
+    /// A record to deliver.
+    Event(Arc<Event>),
+    /// Deliver everything queued now, without waiting for the buffering timeout; answer when
+    /// the queue is empty.
+    Flush(oneshot::Sender<()>),
+}
 
 /// One record in the queue, rendered for the subscriber's schema.
 struct Queued {
@@ -65,11 +74,13 @@ pub(super) struct Shared {
 /// One subscriber's delivery task (see the module doc).
 pub(super) struct Subscriber {
     subscription: Subscription,
-    events: mpsc::UnboundedReceiver<Arc<Event>>,
+    events: mpsc::UnboundedReceiver<Msg>,
     shared: Shared,
     queue: VecDeque<Queued>,
     queued_bytes: usize,
     dropped: Dropped,
+    /// Flushes asked for and not answered yet.
+    flushes: Vec<oneshot::Sender<()>>,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -87,7 +98,7 @@ impl Subscriber {
     /// A subscriber that delivers `events` as `subscription` asks.
     pub(super) fn new(
         subscription: Subscription,
-        events: mpsc::UnboundedReceiver<Arc<Event>>,
+        events: mpsc::UnboundedReceiver<Msg>,
         shared: Shared,
     ) -> Subscriber {
         Subscriber {
@@ -97,6 +108,27 @@ impl Subscriber {
             queue: VecDeque::new(),
             queued_bytes: 0,
             dropped: Dropped::default(),
+            flushes: Vec::new(),
+        }
+    }
+
+    /// Takes in one message from the hub.
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Event(e) => self.enqueue(&e),
+            Msg::Flush(done) => {
+                self.flushes.push(done);
+                self.answer_flushes();
+            }
+        }
+    }
+
+    /// Answers the flushes asked for once nothing is left to deliver.
+    fn answer_flushes(&mut self) {
+        if self.queue.is_empty() && self.dropped.records == 0 {
+            for done in self.flushes.drain(..) {
+                let _ = done.send(());
+            }
         }
     }
 
@@ -134,8 +166,8 @@ impl Subscriber {
     }
 
     fn drain_channel(&mut self) {
-        while let Ok(e) = self.events.try_recv() {
-            self.enqueue(&e);
+        while let Ok(msg) = self.events.try_recv() {
+            self.take(msg);
         }
     }
 
@@ -152,6 +184,7 @@ impl Subscriber {
             || self.queued_bytes >= buffering.max_bytes
             || now >= first.at + self.buffering_timeout()
             || self.dropped.records > 0
+            || !self.flushes.is_empty()
     }
 
     /// The next batch: `platform.logsDropped` first if records were dropped (and the
@@ -203,8 +236,8 @@ impl Subscriber {
             if !self.batch_ready(Instant::now()) {
                 let wake = self.queue.front().map(|q| q.at + self.buffering_timeout());
                 tokio::select! {
-                    e = self.events.recv() => match e {
-                        Some(e) => self.enqueue(&e),
+                    msg = self.events.recv() => match msg {
+                        Some(msg) => self.take(msg),
                         None => {
                             if self.queue.is_empty() { break; }
                             if let Some(w) = wake { tokio::time::sleep_until(w).await; }
@@ -223,6 +256,7 @@ impl Subscriber {
                 continue;
             }
             self.deliver(&batch, &mut tcp).await;
+            self.answer_flushes();
         }
         self.drain_channel();
         add(
@@ -286,8 +320,8 @@ impl Subscriber {
         loop {
             tokio::select! {
                 r = &mut fut => return r,
-                e = self.events.recv() => match e {
-                    Some(e) => self.enqueue(&e),
+                msg = self.events.recv() => match msg {
+                    Some(msg) => self.take(msg),
                     None => return fut.await,
                 },
                 _ = self.shared.stop.changed() => {
@@ -308,7 +342,7 @@ impl Subscriber {
             }
             tokio::select! {
                 r = self.shared.frozen.changed() => if r.is_err() { return false; },
-                e = self.events.recv() => if let Some(e) = e { self.enqueue(&e) } else {
+                msg = self.events.recv() => if let Some(msg) = msg { self.take(msg) } else {
                     // No more events will come; keep waiting for the thaw or the stop.
                     tokio::select! {
                         r = self.shared.frozen.changed() => if r.is_err() { return false; },

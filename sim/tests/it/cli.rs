@@ -40,8 +40,36 @@ fn help_documents_every_run_option() {
         "--no-sink",
         "--quiet",
         "--schema",
+        "--cgroups",
+        "--no-cpu-limit",
+        "--cpu-period-ms",
+        "--cpu-burst-ms",
+        "--init-cpu",
+        "--no-memory-limit",
+        "--freezer",
+        "--memory-per-vcpu-gib",
     ] {
         assert!(help.contains(opt), "help lacks {opt}");
+    }
+}
+
+#[test]
+fn tune_help_documents_its_options_and_the_prices() {
+    let out = sim().args(["tune", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "--memory-mb",
+        "--invocations",
+        "--no-baseline",
+        "--price-x86-64-gb-s",
+        "--price-arm64-gb-s",
+        "--price-per-million-requests",
+        "--extensions-dir",
+        "--cgroups",
+        "0.0000166667",
+        "0.0000133334",
+    ] {
+        assert!(help.contains(opt), "tune help lacks {opt}:\n{help}");
     }
 }
 

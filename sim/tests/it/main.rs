@@ -14,6 +14,7 @@ mod support;
 mod cli;
 mod lifecycle;
 mod modes;
+mod resources;
 mod runtimes;
 mod sink_behaviour;
 mod sink_http;

@@ -196,20 +196,33 @@ fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
         records_of(&tel, "platform.initStart")[0]["record"]["initializationType"],
         "lambda-managed-instances"
     );
-    // Reports carry only durationMs.
+    // As AWS's emulator for Managed Instances: no runtimeDone; each report carries only
+    // durationMs, and the response spans instead of extensionOverhead.
+    let t = types(&tel);
+    assert!(
+        records_of(&tel, "platform.runtimeDone").is_empty(),
+        "no runtimeDone on Managed Instances: {t:?}"
+    );
     for inv in &report.invocations {
-        let m = &report_of(&tel, &inv.request_id)["record"]["metrics"];
+        let record = &report_of(&tel, &inv.request_id)["record"];
+        let m = &record["metrics"];
         let keys: Vec<&String> = m.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["durationMs"], "{m}");
-        assert!(m["durationMs"].as_f64().unwrap() > 0.0);
+        let duration = m["durationMs"].as_f64().unwrap();
+        assert!(duration > 0.0);
+        let spans = record["spans"].as_array().expect("spans");
+        let names: Vec<&str> = spans.iter().map(|s| s["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["responseLatency", "responseDuration"], "{record}");
+        let spanned: f64 = spans
+            .iter()
+            .map(|s| s["durationMs"].as_f64().unwrap())
+            .sum();
+        assert!(spanned <= duration + 0.01, "{spanned} > {duration}");
+        assert_eq!(record["status"], "success");
     }
-    // Invocations overlap: another one starts before the first one's runtime is done.
-    let t = types(&tel);
-    let first_done = tel
-        .iter()
-        .position(|r| r["type"] == "platform.runtimeDone")
-        .unwrap_or_else(|| panic!("no runtimeDone: {t:?}"));
-    let starts_before = tel[..first_done]
+    // Invocations overlap: another one starts before the first one's report.
+    let first_report = position(&t, "platform.report");
+    let starts_before = tel[..first_report]
         .iter()
         .filter(|r| r["type"] == "platform.start")
         .count();
@@ -228,6 +241,43 @@ fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
             "no `{line}`"
         );
     }
+}
+
+/// Lambda Managed Instances send no INVOKE to extensions, so nothing holds the environment
+/// until telemetry arrives: an extension that exits at SHUTDOWN must still get what the
+/// Telemetry API held, as AWS's emulator flushes it before SHUTDOWN. With a one-second
+/// buffering timeout and no wait at SHUTDOWN, nothing would reach it otherwise.
+#[test]
+#[ignore = "needs scripts/install-test-deps.sh"]
+fn managed_instances_deliver_held_telemetry_before_shutdown() {
+    let recording = Recording::new();
+    let config = RunConfig {
+        init_type: InitType::LambdaManagedInstances,
+        invocations: 1,
+        ..recording.python_run(&[
+            ("RECORDER_EVENTS", "SHUTDOWN"),
+            ("RECORDER_SCHEMA", "2025-01-29"),
+            ("RECORDER_TIMEOUT_MS", "1000"),
+            ("RECORDER_SHUTDOWN_SLEEP_MS", "0"),
+        ])
+    };
+    let (report, _, tel) = run_started_as("lambda-managed-instances", config, &recording);
+    assert_eq!(
+        report.telemetry.records_undelivered,
+        0,
+        "{}",
+        report.render_text()
+    );
+    assert!(report.telemetry.batches_delivered >= 1);
+    let request_id = &report.invocations[0].request_id;
+    report_of(&tel, request_id);
+    let line = format!("handling {request_id}");
+    assert!(
+        records_of(&tel, "function")
+            .iter()
+            .any(|r| r["record"].as_str().is_some_and(|l| l.contains(&line))),
+        "no `{line}`"
+    );
 }
 
 #[test]

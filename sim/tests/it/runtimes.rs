@@ -1,29 +1,8 @@
 //! Runtime and extension clients not written here run under the emulator: the Rust
 //! `lambda_runtime` and `lambda-extension` crates, and Node's `aws-lambda-ric`.
 
-use std::path::PathBuf;
-
 use crate::support::*;
 use contrail_sim::RunConfig;
-
-/// Builds (if needed) and locates an example binary of this package.
-fn example(name: &str) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-p", "contrail-sim", "--example", name])
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build --example {name} failed");
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built (cargo test builds examples)",
-        p.display()
-    );
-    p
-}
 
 #[test]
 fn rust_function_and_lambda_extension_crate() {

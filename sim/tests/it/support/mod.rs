@@ -190,6 +190,25 @@ pub fn sim_python_run(options: Vec<OsString>) -> Output {
     out
 }
 
+/// Builds (if needed) and locates an example binary of this package.
+pub fn example(name: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "contrail-sim", "--example", name])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build --example {name} failed");
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built (cargo test builds examples)",
+        p.display()
+    );
+    p
+}
+
 /// A TCP port on loopback that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
