@@ -115,6 +115,20 @@ pub fn python_run(
     (config, [exts, func])
 }
 
+/// Asserts that the run answered `invocations` invocations and that no extension crashed,
+/// printing the run's report when not.
+pub fn assert_ran(report: &contrail_sim::RunReport, invocations: usize) {
+    assert_eq!(
+        report.invocations.len(),
+        invocations,
+        "{}",
+        report.render_text()
+    );
+    for ext in &report.extensions {
+        assert!(!ext.crashed, "contrail crashed: {ext:?}");
+    }
+}
+
 /// A real OTLP collector (rotel) on loopback, forwarding to a sink the test decodes.
 pub struct Backend {
     pub sink: SinkHandle,

@@ -68,15 +68,7 @@ async fn run_core(log_format: LogFormat) -> (RunReport, Received) {
         ..base
     };
     let report = contrail_sim::run(cfg).await.expect("emulator run");
-    assert_eq!(
-        report.invocations.len(),
-        INVOCATIONS,
-        "{}",
-        report.render_text()
-    );
-    for ext in &report.extensions {
-        assert!(!ext.crashed, "contrail crashed: {ext:?}");
-    }
+    contrail_e2e::assert_ran(&report, INVOCATIONS);
 
     let want_logs = INVOCATIONS * LINES.len();
     backend

@@ -109,15 +109,7 @@ async fn run(sample: &Sample, backend: &Backend, payload: &str, invocations: u32
     let report = contrail_sim::run(cfg)
         .await
         .unwrap_or_else(|e| panic!("{} sample: emulator run failed: {e}", sample.name));
-    assert_eq!(
-        report.invocations.len(),
-        invocations as usize,
-        "{}",
-        report.render_text()
-    );
-    for ext in &report.extensions {
-        assert!(!ext.crashed, "contrail crashed: {ext:?}");
-    }
+    contrail_e2e::assert_ran(&report, invocations as usize);
     report
 }
 

@@ -70,15 +70,7 @@ async fn run(
         ..base
     });
     let report = contrail_sim::run(cfg).await.expect("emulator run");
-    assert_eq!(
-        report.invocations.len(),
-        invocations as usize,
-        "{}",
-        report.render_text()
-    );
-    for ext in &report.extensions {
-        assert!(!ext.crashed, "contrail crashed: {ext:?}");
-    }
+    contrail_e2e::assert_ran(&report, invocations as usize);
     let received = backend
         .sink
         .wait_for(Duration::from_secs(20), wait_for)

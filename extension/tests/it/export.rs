@@ -137,16 +137,7 @@ async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_s
         metrics.iter().any(|m| m == "faas.invoke_duration"),
         "report metrics exported at shutdown: {metrics:?}"
     );
-    let logs: Vec<String> = backend
-        .received()
-        .into_iter()
-        .filter_map(|r| r.logs)
-        .flat_map(|l| l.resource_logs)
-        .flat_map(|rl| rl.scope_logs)
-        .flat_map(|sl| sl.log_records)
-        .filter_map(|lr| lr.body.and_then(|b| b.value))
-        .map(|v| format!("{v:?}"))
-        .collect();
+    let logs = log_bodies(&backend);
     assert!(
         logs.iter().any(|l| l.contains("processing order 42")),
         "the function's log line: {logs:?}"
