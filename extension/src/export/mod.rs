@@ -13,6 +13,7 @@
 //! | `self_telemetry.rs` | Contrail's own `contrail.*` metrics and the drop warning |
 //! | `config.rs` | `OTEL_EXPORTER_OTLP_*` and `CONTRAIL_BUFFER_MAX_BYTES` |
 
+pub(crate) mod aws;
 pub(crate) mod body;
 pub(crate) mod buffer;
 pub(crate) mod config;
