@@ -109,6 +109,10 @@ struct RunArgs {
     /// The function's name.
     #[arg(long, default_value = "contrail-sim-function")]
     function_name: String,
+    /// `AWS_ENDPOINT_URL` of every process: where AWS SDKs (and Contrail's secrets resolver)
+    /// reach AWS's APIs, e.g. a local emulator on loopback.
+    #[arg(long, value_name = "URL")]
+    aws_endpoint_url: Option<String>,
     /// Accept only Telemetry API subscriptions with this schema version
     /// (2022-07-01, 2022-12-13 or 2025-01-29).
     #[arg(long, value_name = "VERSION")]
@@ -169,6 +173,7 @@ fn config_from(args: &RunArgs) -> anyhow::Result<RunConfig> {
         extensions: args.extensions.clone(),
         handler: args.handler.clone(),
         function_name: args.function_name.clone(),
+        aws_endpoint_url: args.aws_endpoint_url.clone(),
         memory_mb: args.memory_mb,
         timeout: Duration::from_secs_f64(args.timeout_s),
         init_type: match args.init_type {
