@@ -33,10 +33,21 @@ pub(crate) const EMPTY_SHA256: &str =
 /// AWS credentials: an access key, its secret and, for temporary credentials, the session
 /// token. `Debug` never shows the secret or the token.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Credentials {
+pub struct Credentials {
     pub(crate) access_key_id: String,
     pub(crate) secret_access_key: String,
     pub(crate) session_token: Option<String>,
+}
+
+impl Credentials {
+    /// Credentials from their parts.
+    pub fn new(access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> Self {
+        Credentials {
+            access_key_id: access_key_id.to_owned(),
+            secret_access_key: secret_access_key.to_owned(),
+            session_token: session_token.map(str::to_owned),
+        }
+    }
 }
 
 impl std::fmt::Debug for Credentials {
@@ -76,7 +87,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Hex SHA-256 of `parts`, hashed one after another (the chunks of a body, never joined).
-pub(crate) fn sha256_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+pub fn sha256_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
     for part in parts {
         ctx.update(part);
@@ -299,7 +310,7 @@ pub(crate) fn authorization(access_key_id: &str, scope: &str, signed: &str, sig:
 
 /// Signs requests for one region and service, keeping the last derived key.
 #[derive(Debug, Clone)]
-pub(crate) struct Signer {
+pub struct Signer {
     pub(crate) region: String,
     pub(crate) service: String,
     /// (access key id, secret, day) → key, for the last request signed.
@@ -318,14 +329,15 @@ impl std::fmt::Debug for KeyHandle {
 
 /// The headers a signed request adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Signed {
+pub struct Signed {
     pub(crate) amz_date: String,
     pub(crate) security_token: Option<String>,
     pub(crate) authorization: String,
 }
 
 impl Signer {
-    pub(crate) fn new(region: impl Into<String>, service: impl Into<String>) -> Signer {
+    /// A signer for `service` in `region`.
+    pub fn new(region: impl Into<String>, service: impl Into<String>) -> Signer {
         Signer {
             region: region.into(),
             service: service.into(),
@@ -335,7 +347,7 @@ impl Signer {
 
     /// Sign a request at `now`: `headers` are those sent besides `X-Amz-Date`,
     /// `X-Amz-Security-Token` and `Authorization`, which this adds (the token is signed).
-    pub(crate) fn sign(
+    pub fn sign(
         &mut self,
         credentials: &Credentials,
         now: SystemTime,
