@@ -36,8 +36,6 @@ use http::uri::{PathAndQuery, Uri};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-use std::collections::BTreeSet;
-
 use crate::config::env::{ConfigError, Env, non_empty, percent_decode, whole_number};
 use crate::export::aws;
 use crate::export::aws::config::{Auth, EndpointLimits, Endpoints};
@@ -192,8 +190,8 @@ impl ExportConfig {
             .any(|s| self.signal(*s).endpoint.is_some())
     }
 
-    /// Every secret reference of every signal's headers.
-    pub(crate) fn secret_references(&self) -> BTreeSet<Reference> {
+    /// Every secret reference of every signal's headers (repeats are merged by the resolver).
+    pub(crate) fn secret_references(&self) -> Vec<Reference> {
         [&self.traces, &self.metrics, &self.logs]
             .iter()
             .flat_map(|s| &s.secret_headers)

@@ -27,6 +27,8 @@
 //!   [`refusal::classify`]: refused credentials are fetched again and the request retried once,
 //!   and the other causes drop the data under their own reason with advice, once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -356,7 +358,7 @@ impl Exporter {
             }
             request
         };
-        let response = match pool.round_trip(origin, &make).await {
+        let response = match pool.send(origin, &make).await {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
@@ -462,8 +464,18 @@ impl Exporter {
         }
     }
 
-    /// The headers signal `i`'s next attempt adds: secret values, then the signature.
-    async fn extra_headers(
+    /// The headers signal `i`'s next attempt adds: secret values, then the signature. Boxed:
+    /// the export loop stays small for the signals that need none of it.
+    fn extra_headers<'a>(
+        &'a mut self,
+        i: usize,
+        payload_sha256: Option<&'a str>,
+        deadline: Instant,
+    ) -> Pin<Box<dyn Future<Output = Result<Extra, Missing>> + 'a>> {
+        Box::pin(self.extra_headers_inner(i, payload_sha256, deadline))
+    }
+
+    async fn extra_headers_inner(
         &mut self,
         i: usize,
         payload_sha256: Option<&str>,

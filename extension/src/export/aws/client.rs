@@ -56,7 +56,7 @@ pub(crate) async fn call(
         insert_signed(h, &signed);
         request
     };
-    pool.round_trip(&origin, &make).await
+    pool.send(&origin, &make).await
 }
 
 /// Add the headers of a signature.

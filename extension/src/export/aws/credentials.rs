@@ -150,16 +150,6 @@ pub(crate) struct Provider {
     pub(crate) fetches: u64,
 }
 
-/// The container endpoint's answer.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct ContainerCredentials {
-    access_key_id: String,
-    secret_access_key: String,
-    token: Option<String>,
-    expiration: Option<String>,
-}
-
 impl Provider {
     pub(crate) fn new(source: Source) -> Provider {
         Provider {
@@ -259,7 +249,7 @@ async fn fetch(
         request
     };
     let response = pool
-        .round_trip(&origin, &make)
+        .send(&origin, &make)
         .await
         .map_err(|e| fail(e.to_string()))?;
     if !response.status.is_success() {
@@ -274,10 +264,15 @@ async fn fetch(
 
 /// The endpoint's JSON answer.
 fn parse(body: &Bytes) -> Result<(Credentials, Option<SystemTime>), CredentialsError> {
-    let c: ContainerCredentials = serde_json::from_slice(body).map_err(|e| {
+    let c: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         CredentialsError::Fetch(format!("the answer is not the credentials JSON ({e})"))
     })?;
-    let expires = match &c.expiration {
+    let field = |name: &str| {
+        c.get(name)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    };
+    let expires = match c.get("Expiration").and_then(serde_json::Value::as_str) {
         Some(s) => Some(
             parse_rfc3339(s)
                 .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))
@@ -287,17 +282,19 @@ fn parse(body: &Bytes) -> Result<(Credentials, Option<SystemTime>), CredentialsE
         ),
         None => None,
     };
-    if c.access_key_id.is_empty() || c.secret_access_key.is_empty() {
+    let (access_key_id, secret_access_key) = (field("AccessKeyId"), field("SecretAccessKey"));
+    if access_key_id.is_empty() || secret_access_key.is_empty() {
         return Err(CredentialsError::Fetch(
             "the answer has no AccessKeyId or SecretAccessKey".into(),
         ));
     }
+    let token = field("Token");
     Ok((
-        Credentials {
-            access_key_id: c.access_key_id,
-            secret_access_key: c.secret_access_key,
-            session_token: c.token.filter(|t| !t.is_empty()),
-        },
+        Credentials::new(
+            access_key_id,
+            secret_access_key,
+            (!token.is_empty()).then_some(token),
+        ),
         expires,
     ))
 }

@@ -1,6 +1,6 @@
 //! AWS: SigV4 request signing, the function's credentials, AWS's OTLP endpoints (limits,
 //! refusals, CloudWatch Logs' headers) and the secrets resolver
-//! (`docs/adr/0010-sigv4-and-secrets.md`).
+//! (`docs/adr/0012-sigv4-and-secrets.md`).
 //!
 //! | file | role |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! AWS Signature Version 4 for a request's headers (`docs/adr/0010-sigv4-and-secrets.md`).
+//! AWS Signature Version 4 for a request's headers (`docs/adr/0012-sigv4-and-secrets.md`).
 //!
 //! Pure: the caller supplies the time, the credentials and the SHA-256 of the exact bytes it
 //! sends (after gzip). What AWS's SigV4 documentation asks for, in order:
@@ -186,7 +186,7 @@ pub(crate) fn canonical_query(query: &str) -> String {
             (name, value)
         })
         .collect();
-    pairs.sort();
+    insertion_sort(&mut pairs);
     let mut out = String::new();
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -197,6 +197,18 @@ pub(crate) fn canonical_query(query: &str) -> String {
         out.push_str(v);
     }
     out
+}
+
+/// A stable sort for the few headers and query pairs of one request: the library's sort would
+/// add tens of kilobytes of code per element type to the binary for lists of a dozen items.
+fn insertion_sort<T: PartialOrd>(v: &mut [T]) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && v[j - 1] > v[j] {
+            v.swap(j - 1, j);
+            j -= 1;
+        }
+    }
 }
 
 /// A header value as SigV4 signs it: trimmed, inner runs of spaces and tabs made one space.
@@ -238,7 +250,7 @@ pub(crate) fn canonical_request(parts: &Parts<'_>) -> (String, String) {
         .map(|(i, (name, _))| (name.to_ascii_lowercase(), i))
         .collect();
     // Stable: repeated names keep the order they were sent in.
-    names.sort_by(|a, b| a.0.cmp(&b.0));
+    insertion_sort(&mut names);
     let mut canonical_headers = String::new();
     let mut signed = String::new();
     let mut last: Option<&str> = None;

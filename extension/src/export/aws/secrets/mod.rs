@@ -21,7 +21,8 @@
 pub(crate) mod api;
 pub(crate) mod reference;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,7 +74,8 @@ pub(crate) enum Lookup {
 
 /// The values, shared by the exporter and the resolver task.
 pub(crate) struct Secrets {
-    table: Mutex<BTreeMap<Reference, (State, Option<String>)>>,
+    /// Each reference once (a handful: small vectors cost less code than maps).
+    table: Mutex<Vec<(Reference, State, Option<String>)>>,
     kick: Notify,
     refresh: AtomicBool,
     changed: watch::Sender<u64>,
@@ -87,11 +89,13 @@ impl std::fmt::Debug for Secrets {
 
 impl Secrets {
     /// The resolver's shared state for `references` (none fetched yet).
-    pub(crate) fn new(references: BTreeSet<Reference>) -> Arc<Secrets> {
-        let table = references
-            .into_iter()
-            .map(|r| (r, (State::Pending, None)))
-            .collect();
+    pub(crate) fn new(references: Vec<Reference>) -> Arc<Secrets> {
+        let mut table: Vec<(Reference, State, Option<String>)> = Vec::new();
+        for r in references {
+            if !table.iter().any(|(known, _, _)| *known == r) {
+                table.push((r, State::Pending, None));
+            }
+        }
         Arc::new(Secrets {
             table: Mutex::new(table),
             kick: Notify::new(),
@@ -124,9 +128,10 @@ impl Secrets {
         for piece in pieces {
             match piece {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Secret(r) => match table.get(r) {
-                    Some((_, Some(value))) => out.push_str(value),
+                Piece::Secret(r) => match table.iter().find(|(known, _, _)| known == r) {
+                    Some((_, _, Some(value))) => out.push_str(value),
                     Some((
+                        _,
                         State::Failed {
                             permanent: true,
                             message,
@@ -152,7 +157,7 @@ impl Secrets {
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         table
             .iter()
-            .filter(|(_, (state, value))| match state {
+            .filter(|(_, state, value)| match state {
                 _ if refresh => true,
                 State::Pending => true,
                 State::Ready => value.is_none(),
@@ -165,15 +170,15 @@ impl Secrets {
                     ..
                 } => at.elapsed() >= PERMANENT_RETRY,
             })
-            .map(|(r, _)| r.clone())
+            .map(|(r, _, _)| r.clone())
             .collect()
     }
 
     fn store(&self, reference: &Reference, state: State, value: Option<String>) {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = table.get_mut(reference) {
+        if let Some(slot) = table.iter_mut().find(|(known, _, _)| known == reference) {
             if value.is_some() {
-                slot.1 = value;
+                slot.2 = value;
             }
             // A permanent failure after a refresh means the old value is no longer valid.
             if matches!(
@@ -183,9 +188,9 @@ impl Secrets {
                     ..
                 }
             ) {
-                slot.1 = None;
+                slot.2 = None;
             }
-            slot.0 = state;
+            slot.1 = state;
         }
     }
 }
@@ -204,8 +209,8 @@ pub(crate) async fn run(
         endpoints,
         stats,
         pool: Pool::new(Vec::new()),
-        signers: HashMap::new(),
-        warned: BTreeSet::new(),
+        signers: Vec::new(),
+        warned: Vec::new(),
     };
     loop {
         resolver.secrets.kick.notified().await;
@@ -222,23 +227,31 @@ struct Resolver {
     endpoints: Endpoints,
     stats: Arc<Stats>,
     pool: Pool,
-    signers: HashMap<(Service, String), Signer>,
+    signers: Vec<(Service, Signer)>,
     /// References whose permanent failure was reported.
-    warned: BTreeSet<Reference>,
+    warned: Vec<Reference>,
 }
 
-/// The calls that ask for `references`: per service and region, batched.
+/// The calls that ask for `references`: per service and region, batched, each ARN once.
 fn plan(references: &[Reference]) -> Vec<(Service, String, String, Call)> {
-    let mut groups: BTreeMap<(Service, String, String), BTreeSet<String>> = BTreeMap::new();
+    // (service, region, partition) → ARNs, in the order first seen.
+    let mut groups: Vec<(Service, &str, &str, Vec<String>)> = Vec::new();
     for r in references {
-        groups
-            .entry((r.service, r.region.clone(), r.partition.clone()))
-            .or_default()
-            .insert(r.arn.clone());
+        let key = (r.service, r.region.as_str(), r.partition.as_str());
+        let i = match groups.iter().position(|g| (g.0, g.1, g.2) == key) {
+            Some(i) => i,
+            None => {
+                groups.push((key.0, key.1, key.2, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[i].3;
+        if !group.contains(&r.arn) {
+            group.push(r.arn.clone());
+        }
     }
     let mut calls = Vec::new();
-    for ((service, region, partition), arns) in groups {
-        let arns: Vec<String> = arns.into_iter().collect();
+    for (service, region, partition, arns) in groups {
         let size = match service {
             Service::SecretsManager => BATCH_SECRETS,
             Service::Ssm => BATCH_PARAMETERS,
@@ -249,7 +262,7 @@ fn plan(references: &[Reference]) -> Vec<(Service, String, String, Call)> {
                 (Service::SecretsManager, many) => Call::BatchGetSecretValue(many.to_vec()),
                 (Service::Ssm, many) => Call::GetParameters(many.to_vec()),
             };
-            calls.push((service, region.clone(), partition.clone(), call));
+            calls.push((service, region.to_owned(), partition.to_owned(), call));
         }
     }
     calls
@@ -317,7 +330,18 @@ impl Resolver {
         }
     }
 
-    async fn send(
+    /// One call, behind a boxed future: `pass` and `perform` share one copy of it.
+    fn send<'a>(
+        &'a mut self,
+        service: Service,
+        region: &'a str,
+        partition: &'a str,
+        call: &'a Call,
+    ) -> Pin<Box<dyn Future<Output = Result<Values, Failure>> + 'a>> {
+        Box::pin(self.send_inner(service, region, partition, call))
+    }
+
+    async fn send_inner(
         &mut self,
         service: Service,
         region: &str,
@@ -332,10 +356,19 @@ impl Resolver {
                 .map_err(|e| Failure::Transient(e.to_string()))?
         };
         let endpoint = self.endpoints.url(service.name(), region, partition);
-        let signer = self
+        let i = match self
             .signers
-            .entry((service, region.to_owned()))
-            .or_insert_with(|| Signer::new(region, service.name()));
+            .iter()
+            .position(|(s, signer)| *s == service && signer.region == region)
+        {
+            Some(i) => i,
+            None => {
+                self.signers
+                    .push((service, Signer::new(region, service.name())));
+                self.signers.len() - 1
+            }
+        };
+        let signer = &mut self.signers[i].1;
         let sent = timeout(
             CALL_TIMEOUT,
             client::call(
@@ -376,13 +409,14 @@ impl Resolver {
             })
         }) {
             Ok(v) => {
-                self.warned.remove(reference);
+                self.warned.retain(|r| r != reference);
                 value = Some(v);
                 State::Ready
             }
             Err(Failure::Permanent { code, message }) => {
                 Stats::add(&self.stats.secret_failures, 1);
-                if self.warned.insert(reference.clone()) {
+                if !self.warned.contains(reference) {
+                    self.warned.push(reference.clone());
                     diag::warn!(
                         "cannot read {reference}: {code}: {message}; {}. Exports that need it are dropped and counted as secret_unavailable",
                         hint(reference, &code)

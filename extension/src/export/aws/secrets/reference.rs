@@ -14,7 +14,7 @@
 use std::fmt;
 
 /// Which service holds a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Service {
     SecretsManager,
     Ssm,
@@ -31,7 +31,7 @@ impl Service {
 }
 
 /// One value to fetch: a secret (and which JSON key of it) or a parameter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reference {
     pub(crate) service: Service,
     /// The ARN without the `#KEY` suffix: what the API is asked for.

@@ -1,8 +1,6 @@
 //! The resolver against a scripted JSON backend on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use std::collections::BTreeSet;
-
 use contrail_testkit::otlp_backend::{Backend, Reply};
 
 use super::*;
@@ -20,7 +18,7 @@ fn json(status: u16, body: String) -> Reply {
     )
 }
 
-fn references(values: &[&str]) -> BTreeSet<Reference> {
+fn references(values: &[&str]) -> Vec<Reference> {
     values
         .iter()
         .map(|v| reference::parse_arn(v).unwrap())
@@ -58,21 +56,21 @@ async fn resolve(script: Vec<Reply>, refs: &[&str]) -> (Arc<Secrets>, Backend) {
             tokio::task::spawn_local(task);
             // Until no reference is pending any more.
             loop {
-                let pending = shared.due(false).iter().any(|r| {
-                    matches!(
-                        shared.table.lock().unwrap().get(r),
-                        Some((State::Pending, _))
-                    ) || matches!(
-                        shared.table.lock().unwrap().get(r),
-                        Some((
-                            State::Failed {
-                                permanent: false,
-                                ..
-                            },
-                            None
-                        ))
-                    )
-                });
+                let pending = shared
+                    .table
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|(_, state, value)| {
+                        matches!(state, State::Pending)
+                            || (matches!(
+                                state,
+                                State::Failed {
+                                    permanent: false,
+                                    ..
+                                }
+                            ) && value.is_none())
+                    });
                 if !pending {
                     break;
                 }
