@@ -10,8 +10,8 @@ mkdir -p "$tools"
 log() { printf '[install] %s\n' "$*" >&2; }
 
 # Debian packages: native build of the Node runtime client, qemu for the arm64 smoke test,
-# openssl for the test certificates of the https export test, curl for the SigV4 test suite.
-apt_pkgs=(autoconf automake libtool cmake g++ make unzip zip qemu-user-static binutils openssl curl ca-certificates)
+# openssl for the test certificates of the https export test.
+apt_pkgs=(autoconf automake libtool cmake g++ make unzip zip qemu-user-static binutils openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -53,15 +53,23 @@ if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
 fi
 # AWS's SigV4 test suite (Apache-2.0), as the pinned crates.io package aws-sigv4 ships it:
 # the vectors the signer's test reads (extension/src/export/aws/sigv4/tests.rs). Not committed.
+# cargo fetches the package (checked against the registry's checksum) into a throwaway manifest's
+# registry cache; its sha256 is checked again here before the suite is unpacked.
 sigv4_version=1.3.6
 sigv4_sha256=c35452ec3f001e1f2f6db107b6373f1f48f05ec63ba2c5c9fa91f07dad32af11
 suite="$tools/aws-signing-test-suite"
 if [ "$(cat "$suite/.version" 2>/dev/null)" != "$sigv4_version" ]; then
   log "aws-signing-test-suite from aws-sigv4 $sigv4_version"
   tmp=$(mktemp -d)
-  curl -sSfL -o "$tmp/aws-sigv4.crate" "https://static.crates.io/crates/aws-sigv4/aws-sigv4-$sigv4_version.crate"
-  echo "$sigv4_sha256  $tmp/aws-sigv4.crate" | sha256sum -c --quiet -
-  tar -xzf "$tmp/aws-sigv4.crate" -C "$tmp" "aws-sigv4-$sigv4_version/aws-signing-test-suite" "aws-sigv4-$sigv4_version/LICENSE"
+  mkdir -p "$tmp/fetch/src"
+  printf '[package]\nname = "fetch-sigv4-suite"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\naws-sigv4 = { version = "=%s", default-features = false }\n[workspace]\n' \
+    "$sigv4_version" >"$tmp/fetch/Cargo.toml"
+  : >"$tmp/fetch/src/lib.rs"
+  CARGO_TARGET_DIR="$tmp/target" cargo fetch --quiet --manifest-path "$tmp/fetch/Cargo.toml"
+  crate=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/cache" -name "aws-sigv4-$sigv4_version.crate" | head -n 1)
+  [ -n "$crate" ] || { log "aws-sigv4-$sigv4_version.crate not in cargo's cache after cargo fetch"; exit 1; }
+  echo "$sigv4_sha256  $crate" | sha256sum -c --quiet -
+  tar -xzf "$crate" -C "$tmp" "aws-sigv4-$sigv4_version/aws-signing-test-suite" "aws-sigv4-$sigv4_version/LICENSE"
   rm -rf "$suite"
   mv "$tmp/aws-sigv4-$sigv4_version/aws-signing-test-suite" "$suite"
   mv "$tmp/aws-sigv4-$sigv4_version/LICENSE" "$suite/LICENSE"

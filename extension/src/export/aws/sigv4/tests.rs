@@ -6,6 +6,13 @@
 //! into `.tools/aws-signing-test-suite/`, with the package's `LICENSE`. The test that reads it is
 //! ignored in a plain `cargo test` and fails when the folder is missing.
 //!
+//! Three small vectors run in every `cargo test`: AWS's `get-vanilla` (the example of the SigV4
+//! documentation) and two export requests shaped as Contrail sends them (a gzipped traces body
+//! with a session token, a logs body with the CloudWatch Logs headers and a value with a run of
+//! spaces). Their expected `Authorization` values were computed with botocore 1.43.127's
+//! `SigV4Auth` (the pinned version of `scripts/requirements-test.txt`) on the same method, URL,
+//! headers, body, credentials and time.
+//!
 //! Every case's header variant runs (canonical request, string to sign, signature and the
 //! `Authorization` header of the signed request), session-token cases included; of
 //! `double-encode-path`, whose signed request was made with another key, only the canonical
@@ -108,63 +115,57 @@ fn load(dir: &Path) -> Case {
     let date_header = headers
         .iter()
         .position(|(n, _)| n.eq_ignore_ascii_case("x-amz-date"));
-    let case = match read(dir, "context.json") {
-        Some(context) => {
-            let c: serde_json::Value = serde_json::from_str(&context).unwrap();
-            let creds = &c["credentials"];
-            assert_eq!(creds["access_key_id"], ACCESS_KEY, "{name}");
-            assert_eq!(creds["secret_access_key"], SECRET, "{name}");
-            let ts = parse_rfc3339(c["timestamp"].as_str().unwrap()).unwrap();
-            Case {
-                region: c["region"].as_str().unwrap().to_owned(),
-                service: c["service"].as_str().unwrap().to_owned(),
-                amz_date: amz_date(UNIX_EPOCH + Duration::from_nanos(ts)),
-                token: creds["token"].as_str().map(str::to_owned),
-                omit_token: c["omit_session_token"].as_bool().unwrap_or(false),
-                normalize: c["normalize"].as_bool().unwrap_or(true),
-                sign_body: c["sign_body"].as_bool().unwrap_or(false),
-                name,
-                method,
-                path,
-                query,
-                headers: Vec::new(),
-                body,
+    // (region, service, X-Amz-Date, token, omit the token, normalize, sign the body)
+    let (region, service, amz_date, token, omit_token, normalize, sign_body) =
+        match read(dir, "context.json") {
+            Some(context) => {
+                let c: serde_json::Value = serde_json::from_str(&context).unwrap();
+                let creds = &c["credentials"];
+                assert_eq!(creds["access_key_id"], ACCESS_KEY, "{name}");
+                assert_eq!(creds["secret_access_key"], SECRET, "{name}");
+                let ts = parse_rfc3339(c["timestamp"].as_str().unwrap()).unwrap();
+                (
+                    c["region"].as_str().unwrap().to_owned(),
+                    c["service"].as_str().unwrap().to_owned(),
+                    amz_date(UNIX_EPOCH + Duration::from_nanos(ts)),
+                    creds["token"].as_str().map(str::to_owned),
+                    c["omit_session_token"].as_bool().unwrap_or(false),
+                    c["normalize"].as_bool().unwrap_or(true),
+                    c["sign_body"].as_bool().unwrap_or(false),
+                )
             }
-        }
-        // The two cases the AWS SDK for Rust added have no context: their scope is in the
-        // signed request, their signing time in the canonical request (in `double-encode-path`
-        // it differs from the request's own X-Amz-Date, which the signer replaces).
-        None => {
-            let auth = expected_authorization(dir);
-            let scope = auth
-                .split("Credential=")
-                .nth(1)
-                .unwrap()
-                .split(',')
-                .next()
-                .unwrap();
-            let parts: Vec<&str> = scope.split('/').collect();
-            Case {
-                region: parts[2].to_owned(),
-                service: parts[3].to_owned(),
-                amz_date: read(dir, "header-canonical-request.txt")
+            // The two cases the AWS SDK for Rust added have no context: their scope is in the
+            // signed request, their signing time in the canonical request (in
+            // `double-encode-path` it differs from the request's own X-Amz-Date, which the
+            // signer replaces).
+            None => {
+                let auth = expected_authorization(dir);
+                let scope = auth.split("Credential=").nth(1).unwrap();
+                let parts: Vec<&str> = scope.split(',').next().unwrap().split('/').collect();
+                let signed_at = read(dir, "header-canonical-request.txt")
                     .unwrap()
                     .lines()
                     .find_map(|l| l.strip_prefix("x-amz-date:"))
                     .unwrap()
-                    .to_owned(),
-                token: None,
-                omit_token: false,
-                normalize: true,
-                sign_body: false,
-                name,
-                method,
-                path,
-                query,
-                headers: Vec::new(),
-                body,
+                    .to_owned();
+                let (region, service) = (parts[2].to_owned(), parts[3].to_owned());
+                (region, service, signed_at, None, false, true, false)
             }
-        }
+        };
+    let case = Case {
+        name,
+        method,
+        path,
+        query,
+        headers: Vec::new(),
+        body,
+        region,
+        service,
+        amz_date,
+        token,
+        omit_token,
+        normalize,
+        sign_body,
     };
     // The signer adds X-Amz-Date (and the token) itself.
     if let Some(i) = date_header {
@@ -301,6 +302,129 @@ fn every_header_signing_case_of_the_aws_sigv4_test_suite_passes() {
         }
     }
     assert!(tokens >= 3, "the session-token cases ran ({tokens})");
+}
+
+/// One request signed with [`Signer`] at an `X-Amz-Date`.
+fn sign_small(
+    credentials: &Credentials,
+    (region, service): (&str, &str),
+    at: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Signed {
+    Signer::new(region, service).sign(
+        credentials,
+        time_of(at),
+        "POST",
+        target,
+        headers,
+        &sha256_hex([body]),
+    )
+}
+
+/// gzip (mtime 0) of the bytes 0..32, as Python's `gzip.compress` wrote it: the body sent, and
+/// so the bytes hashed.
+const GZIPPED_HEX: &str = "1f8b08000000000002036360646266616563e7e0e4e2e6e1e5e31710141216111513979094929691959307008a7e269120000000";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn get_vanilla_matches_the_signature_of_the_sigv4_documentation() {
+    let signed = Signer::new("us-east-1", "service").sign(
+        &Credentials::new(ACCESS_KEY, SECRET, None),
+        time_of("20150830T123600Z"),
+        "GET",
+        "/",
+        &[("Host", "example.amazonaws.com")],
+        EMPTY_SHA256,
+    );
+    assert_eq!(
+        signed.authorization,
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+         SignedHeaders=host;x-amz-date, \
+         Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
+    );
+    assert_eq!(signed.amz_date, "20150830T123600Z");
+    assert_eq!(signed.security_token, None);
+}
+
+#[test]
+fn a_gzipped_traces_export_with_a_session_token_matches_botocore() {
+    let body = unhex(GZIPPED_HEX);
+    assert_eq!(
+        sha256_hex([body.as_slice()]),
+        "0ae77d8f4ed7a74bc9a3f4a9ba670746004eb74fe773e9d143f80ec65ff0e053"
+    );
+    let credentials =
+        Credentials::new("ASIAEXAMPLE", SECRET, Some("FwoGZXIvYXdzEXAMPLE//token+/="));
+    let signed = sign_small(
+        &credentials,
+        ("us-east-1", "xray"),
+        "20260101T000000Z",
+        "/v1/traces",
+        &[
+            ("Host", "xray.us-east-1.amazonaws.com"),
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &body,
+    );
+    assert_eq!(
+        signed.authorization,
+        "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20260101/us-east-1/xray/aws4_request, \
+         SignedHeaders=content-encoding;content-type;host;x-amz-date;x-amz-security-token, \
+         Signature=c2b1888109dcf5cde30d067e01df89b0f35e7bb60534355f17a283a6092d326b"
+    );
+    assert_eq!(
+        signed.security_token.as_deref(),
+        Some("FwoGZXIvYXdzEXAMPLE//token+/=")
+    );
+    // One byte more of body, or another secret, is another signature.
+    let mut longer = body.clone();
+    longer.push(0);
+    let other_body = sign_small(
+        &credentials,
+        ("us-east-1", "xray"),
+        "20260101T000000Z",
+        "/v1/traces",
+        &[
+            ("Host", "xray.us-east-1.amazonaws.com"),
+            ("Content-Type", "application/x-protobuf"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &longer,
+    );
+    assert_ne!(other_body.authorization, signed.authorization);
+}
+
+#[test]
+fn a_logs_export_with_the_log_group_and_stream_headers_matches_botocore() {
+    let signed = sign_small(
+        &Credentials::new(ACCESS_KEY, SECRET, None),
+        ("eu-west-1", "logs"),
+        "20260304T050607Z",
+        "/v1/logs",
+        &[
+            ("Host", "logs.eu-west-1.amazonaws.com"),
+            ("Content-Type", "application/x-protobuf"),
+            ("x-aws-log-group", "/aws/lambda/my-fn"),
+            // Signed as `contrail 2026/03/04`: inner runs of spaces become one.
+            ("x-aws-log-stream", "contrail  2026/03/04"),
+        ],
+        b"logs-body",
+    );
+    assert_eq!(
+        signed.authorization,
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260304/eu-west-1/logs/aws4_request, \
+         SignedHeaders=content-type;host;x-amz-date;x-aws-log-group;x-aws-log-stream, \
+         Signature=c345a0d8e84f57c8b7d78937ab6b1461959cc05ade274c86bb2f7257ba77091e"
+    );
+    assert_eq!(signed.security_token, None);
 }
 
 /// The `SystemTime` of an `X-Amz-Date`.
