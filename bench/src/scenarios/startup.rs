@@ -12,7 +12,7 @@ const SPAWN_TO_REGISTER_MS: f64 = 3.0;
 const SPAWN_TO_FIRST_NEXT_MS: f64 = 7.0;
 const INIT_RATIO: f64 = 1.10;
 /// Spawn → first `next` with SigV4 and a Secrets Manager header configured ÷ without: nothing
-/// of either may run before the first `next` (ADR 0010); the margin is the machine's noise.
+/// of either may run before the first `next` (ADR 0012); the margin is the machine's noise.
 const AWS_FIRST_NEXT_RATIO: f64 = 1.10;
 /// A Secrets Manager ARN in a header: the resolver is set up, and waits for the first INVOKE.
 const SECRET_HEADER: &str =
