@@ -51,4 +51,29 @@ if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
   (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$nwant" >"$nstamp"
 fi
+# AWS's SigV4 test suite (Apache-2.0), as the pinned crates.io package aws-sigv4 ships it:
+# the vectors the signer's test reads (extension/src/export/aws/sigv4/tests.rs). Not committed.
+# cargo fetches the package (checked against the registry's checksum) into a throwaway manifest's
+# registry cache; its sha256 is checked again here before the suite is unpacked.
+sigv4_version=1.3.6
+sigv4_sha256=c35452ec3f001e1f2f6db107b6373f1f48f05ec63ba2c5c9fa91f07dad32af11
+suite="$tools/aws-signing-test-suite"
+if [ "$(cat "$suite/.version" 2>/dev/null)" != "$sigv4_version" ]; then
+  log "aws-signing-test-suite from aws-sigv4 $sigv4_version"
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/fetch/src"
+  printf '[package]\nname = "fetch-sigv4-suite"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\naws-sigv4 = { version = "=%s", default-features = false }\n[workspace]\n' \
+    "$sigv4_version" >"$tmp/fetch/Cargo.toml"
+  : >"$tmp/fetch/src/lib.rs"
+  CARGO_TARGET_DIR="$tmp/target" cargo fetch --quiet --manifest-path "$tmp/fetch/Cargo.toml"
+  crate=$(find "${CARGO_HOME:-$HOME/.cargo}/registry/cache" -name "aws-sigv4-$sigv4_version.crate" | head -n 1)
+  [ -n "$crate" ] || { log "aws-sigv4-$sigv4_version.crate not in cargo's cache after cargo fetch"; exit 1; }
+  echo "$sigv4_sha256  $crate" | sha256sum -c --quiet -
+  tar -xzf "$crate" -C "$tmp" "aws-sigv4-$sigv4_version/aws-signing-test-suite" "aws-sigv4-$sigv4_version/LICENSE"
+  rm -rf "$suite"
+  mv "$tmp/aws-sigv4-$sigv4_version/aws-signing-test-suite" "$suite"
+  mv "$tmp/aws-sigv4-$sigv4_version/LICENSE" "$suite/LICENSE"
+  echo "$sigv4_version" >"$suite/.version"
+  rm -rf "$tmp"
+fi
 log "done"

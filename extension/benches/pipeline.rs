@@ -7,7 +7,9 @@
 //!   (`encode_entries`), protobuf, with and without gzip: the path every flush takes;
 //! - `chain`: all three, from the POST body to gzipped export bodies: the figure to compare with
 //!   the 100,000 log records/s target;
-//! - `receiver`: an `ExportTraceServiceRequest` of 100 spans → prost decode → `merge_resource`.
+//! - `receiver`: an `ExportTraceServiceRequest` of 100 spans → prost decode → `merge_resource`;
+//! - `sigv4`: one export request signed as an attempt signs it: the SHA-256 of a 4 KiB (gzipped)
+//!   body, the canonical request, the string to sign and the HMAC with the kept signing key.
 //!
 //! Each batch holds `platform.start`, 997 `function` lines and `platform.runtimeDone` and
 //! `platform.report`, in the text or the JSON log format.
@@ -30,6 +32,7 @@ use contrail::{
     MappingConfig, OtlpPayload, Protocol, Signal, Signals, Stats, TelemetryRecord, decode_batch,
     encode_entries, lambda_resource, merge_resource,
 };
+use contrail::{Credentials, Signer, sha256_hex};
 
 const RECORDS: usize = 1_000;
 const SPANS: usize = 100;
@@ -332,5 +335,32 @@ fn receiver(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, telemetry, receiver);
+fn sigv4(c: &mut Criterion) {
+    let credentials = Credentials::new(
+        "ASIAQEXAMPLE00000000",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        Some(&"IQoJb3JpZ2luX2VjEA".repeat(40)),
+    );
+    let body: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let headers = [
+        ("host", "xray.us-east-1.amazonaws.com"),
+        ("content-type", "application/x-protobuf"),
+        ("content-encoding", "gzip"),
+    ];
+    let mut signer = Signer::new("us-east-1", "xray");
+    let now = std::time::SystemTime::now();
+    let mut group = c.benchmark_group("sigv4");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sign_4kib_request", |b| {
+        b.iter(|| {
+            let hash = sha256_hex([black_box(body.as_slice())]);
+            signer.sign(&credentials, now, "POST", "/v1/traces", &headers, &hash)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, telemetry, receiver, sigv4);
 criterion_main!(benches);

@@ -41,6 +41,7 @@
 //! | the export buffer's bound or drop policy | `export/buffer.rs` |
 //! | which answers are retried, and how long to wait | `export/retry.rs` |
 //! | the request line, `Host` and headers of an export | `export/request.rs` |
+//! | SigV4, credentials, AWS endpoint limits and refusals, secrets from Secrets Manager/SSM | `export/aws/` |
 //! | connections and TLS | `export/conn.rs` |
 //! | when to flush | `lifecycle/policy.rs` (pure; its variables too) |
 //! | what happens after an internal failure | `lifecycle/degrade.rs` |
@@ -80,6 +81,7 @@ mod app;
 pub use app::main;
 pub use config::env::{ConfigError, Env};
 pub use diag::Stats;
+pub use export::aws::sigv4::{Credentials, Signed, Signer, sha256_hex};
 pub use export::{
     Batch, Buffer, Chunks, Compression, DEFAULT_BUFFER_MAX_BYTES, EncodeError, MAX_REQUEST_BYTES,
     Protocol, encode_entries,

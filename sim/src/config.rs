@@ -148,6 +148,13 @@ pub struct RunConfig {
     pub client_context: Option<String>,
     /// The `Lambda-Runtime-Cognito-Identity` header of each invocation, if any.
     pub cognito_identity: Option<String>,
+    /// The execution role's credentials the environment hands out: as `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, or under SnapStart from the container
+    /// credentials endpoint (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+    pub credentials: AwsCredentials,
+    /// `AWS_ENDPOINT_URL` of every process: points the AWS SDKs, and Contrail's secrets
+    /// resolver, at a local emulator of AWS's APIs.
+    pub aws_endpoint_url: Option<String>,
     /// Extra Telemetry API records (`type`, `record`) delivered right after the first
     /// `platform.start` of each environment: how tests put unknown event types and malformed
     /// records in the stream.
@@ -198,6 +205,38 @@ impl Default for RunConfig {
             inject_telemetry: Vec::new(),
             drop_telemetry: Vec::new(),
             omit_telemetry: Vec::new(),
+            credentials: AwsCredentials::default(),
+            aws_endpoint_url: None,
+        }
+    }
+}
+
+/// Temporary AWS credentials, fake but shaped like real ones.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsCredentials {
+    /// `ASIA…`, 20 characters.
+    pub access_key_id: String,
+    /// 40 characters.
+    pub secret_access_key: String,
+    /// The session token.
+    pub session_token: String,
+}
+
+impl std::fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for AwsCredentials {
+    fn default() -> Self {
+        AwsCredentials {
+            access_key_id: "ASIAQSIMEXAMPLE00000".into(),
+            secret_access_key: "SimulatedSecretAccessKey0000000000000000".into(),
+            session_token:
+                "IQoJb3JpZ2luX2VjEEXAMPLEsimulatedSessionToken//////////wEaCXVzLWVhc3QtMQ==".into(),
         }
     }
 }

@@ -29,6 +29,7 @@
 //! | INVOKE, freeze and thaw between invocations | `lifecycle::invoke`, `lifecycle::environment` |
 //! | SHUTDOWN | `lifecycle::shutdown` |
 //! | Runtime API (`/2018-06-01/runtime`) | `api::runtime` |
+//! | the container credentials endpoint (SnapStart) | `api::credentials` |
 //! | Extensions API (`/2020-01-01/extension`) | `api::extensions` |
 //! | Telemetry API (`/2022-07-01/telemetry`): subscribing | `api::telemetry`, `telemetry::subscription` |
 //! | Telemetry API: the records, by schema version | `events`, `telemetry` |
@@ -62,7 +63,7 @@ mod state;
 mod telemetry;
 pub mod tune;
 
-pub use config::{InitType, LogFormat, RunConfig, Schedule};
+pub use config::{AwsCredentials, InitType, LogFormat, RunConfig, Schedule};
 pub use error::SimError;
 pub use lifecycle::run;
 pub use report::RunReport;

@@ -33,6 +33,9 @@ pub(crate) struct EnvInfo {
     pub instance_id: String,
     /// Telemetry API subscriptions with another schema version are refused.
     pub required_schema: Option<Schema>,
+    /// What the container credentials endpoint hands out (SnapStart), and the token it wants.
+    pub credentials: crate::config::AwsCredentials,
+    pub credentials_token: String,
 }
 
 /// An invocation as handed to the runtime by `invocation/next`.

@@ -306,6 +306,8 @@ fn error_message_names_each_variable() {
 #[test]
 fn every_variable_constant_is_documented_in_the_readme() {
     use crate::diag::LOG_LEVEL_VAR;
+    use crate::export::aws::config as aws;
+    use crate::export::aws::credentials;
     use crate::export::config as export;
     use crate::intake::receiver::config as receiver;
     use crate::intake::telemetry::subscription as telemetry;
@@ -339,6 +341,22 @@ fn every_variable_constant_is_documented_in_the_readme() {
         flush::FLUSH_INTERVAL_VAR,
         flush::FLUSH_BUDGET_VAR,
         flush::RUNTIME_DONE_WAIT_VAR,
+        aws::AUTH_VAR,
+        aws::SIGV4_REGION_VAR,
+        aws::SIGV4_SERVICE_VAR,
+        aws::LOG_GROUP_VAR,
+        aws::LOG_STREAM_VAR,
+        aws::ENDPOINT_URL_VAR,
+        aws::ENDPOINT_URL_SECRETS_MANAGER_VAR,
+        aws::ENDPOINT_URL_SSM_VAR,
+        aws::REGION_VAR,
+        aws::FUNCTION_NAME_VAR,
+        credentials::ACCESS_KEY_ID_VAR,
+        credentials::SECRET_ACCESS_KEY_VAR,
+        credentials::SESSION_TOKEN_VAR,
+        credentials::CONTAINER_URI_VAR,
+        credentials::CONTAINER_TOKEN_VAR,
+        credentials::CONTAINER_TOKEN_FILE_VAR,
     ];
 
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -378,10 +396,12 @@ fn every_variable_constant_is_documented_in_the_readme() {
     // `OTEL_EXPORTER_OTLP_[{SIGNAL}_]HEADERS`.
     let documented = |var: &str| {
         readme.contains(&format!("`{var}`"))
-            || var
-                .strip_prefix("OTEL_EXPORTER_OTLP_")
-                .is_some_and(|suffix| {
-                    readme.contains(&format!("`OTEL_EXPORTER_OTLP_[{{SIGNAL}}_]{suffix}`"))
+            || ["OTEL_EXPORTER_OTLP_", "CONTRAIL_EXPORTER_OTLP_"]
+                .iter()
+                .any(|prefix| {
+                    var.strip_prefix(prefix).is_some_and(|suffix| {
+                        readme.contains(&format!("`{prefix}[{{SIGNAL}}_]{suffix}`"))
+                    })
                 })
     };
     let missing: Vec<&str> = known.iter().copied().filter(|v| !documented(v)).collect();

@@ -22,10 +22,18 @@ pub(crate) enum DropReason {
     Evicted,
     /// No export endpoint is configured for the record's signal.
     NoEndpoint,
+    /// X-Ray refused spans: CloudWatch Transaction Search is not enabled.
+    TransactionSearchDisabled,
+    /// An AWS endpoint refused the execution role (a missing permission, refused credentials).
+    AccessDenied,
+    /// CloudWatch Logs refused logs: the log group or stream does not exist.
+    LogGroupMissing,
+    /// A header value from Secrets Manager or SSM could not be had (not found, denied).
+    SecretUnavailable,
 }
 
 impl DropReason {
-    pub(crate) const ALL: [DropReason; 7] = [
+    pub(crate) const ALL: [DropReason; 11] = [
         DropReason::IntakeFull,
         DropReason::Malformed,
         DropReason::BufferFull,
@@ -33,6 +41,10 @@ impl DropReason {
         DropReason::ExportFailed,
         DropReason::Evicted,
         DropReason::NoEndpoint,
+        DropReason::TransactionSearchDisabled,
+        DropReason::AccessDenied,
+        DropReason::LogGroupMissing,
+        DropReason::SecretUnavailable,
     ];
 
     /// The value of the `reason` attribute in self-telemetry.
@@ -45,10 +57,14 @@ impl DropReason {
             DropReason::ExportFailed => "export_failed",
             DropReason::Evicted => "evicted",
             DropReason::NoEndpoint => "no_endpoint",
+            DropReason::TransactionSearchDisabled => "transaction_search_disabled",
+            DropReason::AccessDenied => "access_denied",
+            DropReason::LogGroupMissing => "log_group_missing",
+            DropReason::SecretUnavailable => "secret_unavailable",
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -104,6 +120,8 @@ pub struct Stats {
     /// Milliseconds Contrail spent after `platform.runtimeDone` before calling `next`
     /// (billed to the user), summed over invocations; updated by the lifecycle loop.
     pub(crate) post_runtime_ms: AtomicU64,
+    /// Values of Secrets Manager or SSM that a fetch failed to get (each reference, each time).
+    pub(crate) secret_failures: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     fields_dropped: [AtomicU64; FieldReason::ALL.len()],
 }

@@ -67,6 +67,11 @@ impl Chunks {
         self.len == 0
     }
 
+    /// The chunks, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.chunks.iter()
+    }
+
     /// The whole body in one buffer.
     pub(crate) fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len as usize);

@@ -10,8 +10,10 @@
 //!   entry of the signal holding the **most bytes** until it fits: fresh data wins, and a flood of
 //!   one signal (usually logs) cannot push out the others. Every dropped record is counted as
 //!   [`DropReason::BufferFull`]. An entry larger than the whole buffer is dropped on arrival.
-//! - Resources larger than the batch size are split on push (by scope, then by record), so one
-//!   export request carries at most about `batch_bytes`.
+//! - Resources larger than the batch size, or with more records than a request may carry, are
+//!   split on push (by scope, then by record), so one export request carries at most about
+//!   `batch_bytes` and at most the signal's record limit ([`Buffer::set_limits`]: AWS's
+//!   endpoints take at most 10,000 spans or log events, or 1,000 data points, per request).
 //! - Records are spans, log records and metric data points (the units OTLP partial success
 //!   reports).
 //!
@@ -28,24 +30,24 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
 use crate::diag::{DropReason, Stats};
-use crate::pipeline::otlp::{Item, Signal};
+use crate::pipeline::otlp::{Item, Signal, data_points};
 
-/// Split into items of at most about `max_bytes` each; a single record larger than that stays
-/// whole.
-fn split(item: Item, max_bytes: usize) -> Vec<Item> {
-    if item.wire_len() <= max_bytes {
+/// Split into items of at most about `max_bytes` and at most `max_records` records each; a
+/// single record larger than that stays whole (and a metric's data points stay together).
+fn split(item: Item, max_bytes: usize, max_records: u64) -> Vec<Item> {
+    if item.wire_len() <= max_bytes && item.records() <= max_records {
         return vec![item];
     }
     match item {
-        Item::Spans(r) => split_spans(r, max_bytes)
+        Item::Spans(r) => split_spans(r, max_bytes, max_records, |_| 1)
             .into_iter()
             .map(Item::Spans)
             .collect(),
-        Item::Metrics(r) => split_metrics(r, max_bytes)
+        Item::Metrics(r) => split_metrics(r, max_bytes, max_records, data_points)
             .into_iter()
             .map(Item::Metrics)
             .collect(),
-        Item::Logs(r) => split_logs(r, max_bytes)
+        Item::Logs(r) => split_logs(r, max_bytes, max_records, |_| 1)
             .into_iter()
             .map(Item::Logs)
             .collect(),
@@ -54,13 +56,19 @@ fn split(item: Item, max_bytes: usize) -> Vec<Item> {
 
 macro_rules! splitter {
     ($name:ident, $resource:ident, $scopes:ident, $scope:ident, $records:ident) => {
-        fn $name(mut resource: $resource, max_bytes: usize) -> Vec<$resource> {
+        fn $name(
+            mut resource: $resource,
+            max_bytes: usize,
+            max_records: u64,
+            count: impl Fn(&<$scope as Scoped>::Record) -> u64,
+        ) -> Vec<$resource> {
             let scopes = std::mem::take(&mut resource.$scopes);
             let shell = resource;
             let shell_len = shell.encoded_len() + 16;
             let mut out = Vec::new();
             let mut current = shell.clone();
             let mut current_len = shell_len;
+            let mut current_records = 0u64;
             for mut scope in scopes {
                 let records = std::mem::take(&mut scope.$records);
                 let scope_shell: $scope = scope;
@@ -69,8 +77,11 @@ macro_rules! splitter {
                 current_len += scope_shell_len;
                 for record in records {
                     let len = record.encoded_len() + 6;
+                    let n = count(&record);
                     let has_something = !open.$records.is_empty() || !current.$scopes.is_empty();
-                    if has_something && current_len + len > max_bytes {
+                    if has_something
+                        && (current_len + len > max_bytes || current_records + n > max_records)
+                    {
                         if !open.$records.is_empty() {
                             current
                                 .$scopes
@@ -78,8 +89,10 @@ macro_rules! splitter {
                         }
                         out.push(std::mem::replace(&mut current, shell.clone()));
                         current_len = shell_len + scope_shell_len;
+                        current_records = 0;
                     }
                     current_len += len;
+                    current_records += n;
                     open.$records.push(record);
                 }
                 if !open.$records.is_empty() {
@@ -94,6 +107,20 @@ macro_rules! splitter {
             out
         }
     };
+}
+
+/// The record type of a scope, for the splitters' record counts.
+trait Scoped {
+    type Record;
+}
+impl Scoped for ScopeSpans {
+    type Record = opentelemetry_proto::tonic::trace::v1::Span;
+}
+impl Scoped for ScopeLogs {
+    type Record = opentelemetry_proto::tonic::logs::v1::LogRecord;
+}
+impl Scoped for ScopeMetrics {
+    type Record = opentelemetry_proto::tonic::metrics::v1::Metric;
 }
 
 splitter!(split_spans, ResourceSpans, scope_spans, ScopeSpans, spans);
@@ -209,7 +236,9 @@ pub(crate) struct Held {
 #[derive(Debug)]
 pub struct Buffer {
     max_bytes: usize,
-    batch_bytes: usize,
+    /// Per signal: the most bytes and records one batch carries.
+    batch_bytes: [usize; 3],
+    batch_records: [u64; 3],
     queues: [VecDeque<Entry>; 3],
     queued_bytes: [usize; 3],
     queued_records: [u64; 3],
@@ -226,7 +255,8 @@ impl Buffer {
         let max_bytes = max_bytes.max(1);
         Buffer {
             max_bytes,
-            batch_bytes: batch_bytes.clamp(1, max_bytes),
+            batch_bytes: [batch_bytes.clamp(1, max_bytes); 3],
+            batch_records: [u64::MAX; 3],
             queues: Default::default(),
             queued_bytes: [0; 3],
             queued_records: [0; 3],
@@ -237,10 +267,19 @@ impl Buffer {
         }
     }
 
+    /// Lower the batch size of `signal` to `bytes` (never above the buffer's own batch size)
+    /// and cap its records per batch at `records`.
+    pub(crate) fn set_limits(&mut self, signal: Signal, bytes: usize, records: u64) {
+        let i = signal.index();
+        self.batch_bytes[i] = self.batch_bytes[i].min(bytes.max(1));
+        self.batch_records[i] = records.max(1);
+    }
+
     /// Add one item. Returns the number of records dropped to make room (or the item's own).
     pub fn push_item(&mut self, item: Item) -> u64 {
         let mut dropped = 0;
-        for piece in split(item, self.batch_bytes) {
+        let i = item.signal().index();
+        for piece in split(item, self.batch_bytes[i], self.batch_records[i]) {
             let records = piece.records();
             if records == 0 {
                 continue;
@@ -285,7 +324,10 @@ impl Buffer {
             records: 0,
         };
         while let Some(front) = self.queues[i].front() {
-            if !batch.entries.is_empty() && batch.bytes + front.bytes > self.batch_bytes {
+            if !batch.entries.is_empty()
+                && (batch.bytes + front.bytes > self.batch_bytes[i]
+                    || batch.records + front.records > self.batch_records[i])
+            {
                 break;
             }
             let Some(entry) = self.queues[i].pop_front() else {

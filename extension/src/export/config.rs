@@ -12,6 +12,10 @@
 //! | `OTEL_EXPORTER_OTLP_[{SIGNAL}_]PROTOCOL` | `http/protobuf` | `http/protobuf`, `http/json`; `grpc` is refused (no gRPC client in Contrail) |
 //! | `CONTRAIL_BUFFER_MAX_BYTES` | `4194304` (4 MiB) | `65536`–`268435456` |
 //!
+//! SigV4, the CloudWatch Logs headers and `AWS_ENDPOINT_URL*` are `export::aws::config`'s; a
+//! header value may name a Secrets Manager secret or an SSM parameter
+//! (`export::aws::secrets::reference`).
+//!
 //! Each `OTEL_EXPORTER_OTLP_*` variable can also be given as `CONTRAIL_EXPORTER_OTLP_*` (same
 //! suffix), which wins. In Lambda, prefer the `CONTRAIL_` names: a function's own OpenTelemetry
 //! SDK reads the `OTEL_` names too and would export straight to the backend, making the function
@@ -33,6 +37,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::config::env::{ConfigError, Env, non_empty, percent_decode, whole_number};
+use crate::export::aws;
+use crate::export::aws::config::{Auth, EndpointLimits, Endpoints};
+use crate::export::aws::credentials::Source;
+use crate::export::aws::secrets::reference::{self, Piece, Reference};
 use crate::pipeline::Signal;
 
 pub(crate) const ENDPOINT_VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -93,6 +101,12 @@ pub(crate) struct SignalConfig {
     /// Certificates to trust for `https` besides the public web roots
     /// (`OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE`: a private CA, a self-signed collector).
     pub(crate) extra_roots: Vec<CertificateDer<'static>>,
+    /// SigV4 or nothing.
+    pub(crate) auth: Auth,
+    /// Headers whose values name secrets, resolved at send time.
+    pub(crate) secret_headers: Vec<(HeaderName, Vec<Piece>)>,
+    /// What one request may carry.
+    pub(crate) limits: EndpointLimits,
 }
 
 impl Default for SignalConfig {
@@ -104,6 +118,9 @@ impl Default for SignalConfig {
             compression: Compression::None,
             protocol: Protocol::HttpProtobuf,
             extra_roots: Vec::new(),
+            auth: Auth::None,
+            secret_headers: Vec::new(),
+            limits: EndpointLimits::DEFAULT,
         }
     }
 }
@@ -116,6 +133,10 @@ pub(crate) struct ExportConfig {
     pub(crate) logs: SignalConfig,
     pub(crate) buffer_max_bytes: usize,
     pub(crate) batch_max_bytes: usize,
+    /// The function's credentials, for SigV4 and the secrets.
+    pub(crate) credentials: Source,
+    /// Where Secrets Manager and SSM are reached.
+    pub(crate) endpoints: Endpoints,
 }
 
 impl Default for ExportConfig {
@@ -126,6 +147,8 @@ impl Default for ExportConfig {
             logs: SignalConfig::default(),
             buffer_max_bytes: DEFAULT_BUFFER_MAX_BYTES,
             batch_max_bytes: MAX_REQUEST_BYTES,
+            credentials: Source::Missing,
+            endpoints: Endpoints::default(),
         }
     }
 }
@@ -151,7 +174,6 @@ fn signal_var(signal: Signal, suffix: &str) -> String {
 }
 
 impl ExportConfig {
-    #[cfg(test)]
     pub(crate) fn signal(&self, signal: Signal) -> &SignalConfig {
         match signal {
             Signal::Traces => &self.traces,
@@ -166,6 +188,19 @@ impl ExportConfig {
         Signal::ALL
             .iter()
             .any(|s| self.signal(*s).endpoint.is_some())
+    }
+
+    /// Every secret reference of every signal's headers (repeats are merged by the resolver).
+    pub(crate) fn secret_references(&self) -> Vec<Reference> {
+        [&self.traces, &self.metrics, &self.logs]
+            .iter()
+            .flat_map(|s| &s.secret_headers)
+            .flat_map(|(_, pieces)| pieces)
+            .filter_map(|p| match p {
+                Piece::Secret(r) => Some(r.clone()),
+                Piece::Text(_) => None,
+            })
+            .collect()
     }
 
     /// Read every variable in the module table; report every bad one.
@@ -211,6 +246,20 @@ impl ExportConfig {
                 .and_then(|(var, v)| parse_certificate(&var, &v).map_err(|e| errors.push(e)).ok())
                 .or_else(|| base_roots.clone())
                 .unwrap_or_default();
+            let auth = aws::config::auth(env, signal, endpoint.as_ref(), &mut errors);
+            let mut headers = headers;
+            if signal == Signal::Logs && auth.service() == Some("logs") {
+                for (name, value) in aws::config::log_headers(env, &mut errors) {
+                    if let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(&value),
+                    ) && !headers.iter().any(|(n, _)| *n == name)
+                    {
+                        headers.push((name, value));
+                    }
+                }
+            }
+            let secret_headers = take_secret_headers(signal, &mut headers, &mut errors);
             SignalConfig {
                 endpoint,
                 headers,
@@ -218,6 +267,9 @@ impl ExportConfig {
                 compression,
                 protocol,
                 extra_roots,
+                limits: EndpointLimits::of_service(auth.service()),
+                auth,
+                secret_headers,
             }
         };
         let traces = signal_config(Signal::Traces);
@@ -232,6 +284,10 @@ impl ExportConfig {
             }
         };
 
+        let credentials = Source::from_env(env)
+            .map_err(|e| errors.push(e))
+            .unwrap_or(Source::Missing);
+        let endpoints = Endpoints::from_env(env, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -241,6 +297,8 @@ impl ExportConfig {
             logs,
             buffer_max_bytes,
             batch_max_bytes: MAX_REQUEST_BYTES.min(buffer_max_bytes),
+            credentials,
+            endpoints,
         })
     }
 }
@@ -343,6 +401,36 @@ fn parse_headers(var: &str, value: &str) -> Result<Vec<(HeaderName, HeaderValue)
         out.push((name, value));
     }
     Ok(out)
+}
+
+/// Move the headers whose values name a secret out of `headers`, parsed.
+fn take_secret_headers(
+    signal: Signal,
+    headers: &mut Vec<(HeaderName, HeaderValue)>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(HeaderName, Vec<Piece>)> {
+    let mut out = Vec::new();
+    headers.retain(|(name, value)| {
+        let Ok(text) = value.to_str() else {
+            return true;
+        };
+        if !text.contains("${arn:") {
+            return true;
+        }
+        match reference::parse_value(text) {
+            Ok(pieces) => out.push((name.clone(), pieces)),
+            Err(reason) => errors.push(ConfigError::new(
+                format!(
+                    "{} ({name})",
+                    signal_var(signal, "HEADERS").replacen("OTEL_", "CONTRAIL_", 1)
+                ),
+                "<redacted>",
+                reason,
+            )),
+        }
+        false
+    });
+    out
 }
 
 /// The PEM certificates in the file `path` (read once, at start-up, only when the variable is

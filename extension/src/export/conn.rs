@@ -8,6 +8,7 @@
 //! TLS (rustls, ring, Mozilla's roots from webpki-roots) is configured on the first `https`
 //! connection, never at start-up.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -219,6 +220,17 @@ impl Pool {
             }
             result => result,
         }
+    }
+
+    /// [`Pool::round_trip`] behind one boxed future: every caller shares one copy of the
+    /// connection code instead of inlining it into its own future (the exporter, the secrets
+    /// resolver and the credentials provider each would).
+    pub(crate) fn send<'a>(
+        &'a mut self,
+        origin: &'a Origin,
+        request: &'a dyn Fn() -> Request<Chunks>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response, ConnError>> + 'a>> {
+        Box::pin(self.round_trip(origin, request))
     }
 
     /// Close every connection that was in use when an attempt was abandoned.

@@ -23,6 +23,8 @@
 //!   as `export_failed`; signals with no endpoint as `no_endpoint`.
 //! - After the data, a self-telemetry snapshot (`contrail.*` metrics) is sent if time is left.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -33,6 +35,8 @@ use tokio::time::Instant;
 
 use crate::diag;
 use crate::diag::{DropReason, Stats};
+use crate::export::aws::credentials::Provider;
+use crate::export::aws::secrets::{self, Secrets};
 use crate::export::body::encode_entries;
 #[cfg(test)]
 use crate::export::buffer::BufferCounters;
@@ -75,11 +79,25 @@ pub(crate) struct Delivery {
     no_endpoint_noted: bool,
     /// When self-telemetry last reached the backend, and the drop total it reported.
     selftel_sent: Option<(Instant, u64)>,
+    /// The secrets resolver's task, until [`Delivery::take_resolver`] hands it out.
+    resolver: Option<Resolver>,
+}
+
+/// The secrets resolver's task: the caller spawns it.
+pub(crate) struct Resolver(pub(crate) Pin<Box<dyn Future<Output = ()>>>);
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Resolver")
+    }
 }
 
 static REJECTED: diag::Every = diag::Every::new(Duration::from_secs(60));
 static FAILED: diag::Every = diag::Every::new(Duration::from_secs(60));
 static NO_ENDPOINT: diag::Once = diag::Once::new();
+/// One warning per cause of a refusal with advice (`DropReason` order).
+static ADVISED: [diag::Once; DropReason::ALL.len()] =
+    [const { diag::Once::new() }; DropReason::ALL.len()];
 
 impl Delivery {
     /// `self_telemetry_every`: how often self-telemetry is reported when nothing else makes it
@@ -89,12 +107,32 @@ impl Delivery {
         self_telemetry_every: Duration,
         stats: Arc<Stats>,
     ) -> Self {
-        let buffer = Buffer::new(
+        let mut buffer = Buffer::new(
             config.buffer_max_bytes,
             config.batch_max_bytes,
             stats.clone(),
         );
-        let exporter = Exporter::new(&config, stats.clone());
+        for signal in Signal::ALL {
+            let limits = config.signal(signal).limits;
+            buffer.set_limits(signal, limits.bytes, limits.records);
+        }
+        let credentials = Arc::new(tokio::sync::Mutex::new(Provider::new(
+            config.credentials.clone(),
+        )));
+        let references = config.secret_references();
+        let (secrets, resolver) = if references.is_empty() {
+            (None, None)
+        } else {
+            let secrets = Secrets::new(references);
+            let task = Resolver(Box::pin(secrets::run(
+                secrets.clone(),
+                credentials.clone(),
+                config.endpoints.clone(),
+                stats.clone(),
+            )));
+            (Some(secrets), Some(task))
+        };
+        let exporter = Exporter::new(&config, stats.clone(), credentials, secrets);
         Delivery {
             self_telemetry_every,
             buffer,
@@ -105,7 +143,24 @@ impl Delivery {
             warner: DropWarner::default(),
             no_endpoint_noted: false,
             selftel_sent: None,
+            resolver,
         }
+    }
+
+    /// The secrets resolver's task, once, when a header names a secret: spawn it beside the
+    /// worker. Without it secret values never come (exports that need them are deferred).
+    pub(crate) fn take_resolver(&mut self) -> Option<Resolver> {
+        self.resolver.take()
+    }
+
+    /// An INVOKE: start fetching secret values, so the first flush finds them.
+    pub(crate) fn prefetch(&self) {
+        self.exporter.prefetch();
+    }
+
+    /// A SnapStart restore: fetch credentials and secret values again before the next export.
+    pub(crate) fn restored(&mut self) {
+        self.exporter.restored();
     }
 
     /// The resource attached to self-telemetry (normally the function's resource).
@@ -245,13 +300,33 @@ impl Delivery {
                         }
                         self.buffer.ack(batch, rejected);
                     }
-                    ExportResult::Rejected { status, message } => {
-                        REJECTED.warn(format_args!(
-                            "the backend refused {} {} with HTTP {status}: {message}",
-                            batch.records(),
-                            signal.as_str()
-                        ));
-                        self.buffer.drop_batch(batch, DropReason::Rejected);
+                    ExportResult::Rejected {
+                        status,
+                        message,
+                        reason,
+                        advice,
+                    } => {
+                        let records = batch.records();
+                        let what = signal.as_str();
+                        match (&advice, reason) {
+                            (Some(advice), _) => {
+                                ADVISED[reason.index()].warn(format_args!(
+                                    "the backend refused {records} {what} with HTTP {status} ({message}): {advice}. Such refusals are counted as dropped, reason {}",
+                                    reason.as_str()
+                                ));
+                            }
+                            (None, DropReason::SecretUnavailable) => {
+                                ADVISED[reason.index()].warn(format_args!(
+                                    "{records} {what} not exported: {message}; counted as dropped, reason secret_unavailable"
+                                ));
+                            }
+                            (None, _) => {
+                                REJECTED.warn(format_args!(
+                                    "the backend refused {records} {what} with HTTP {status}: {message}"
+                                ));
+                            }
+                        }
+                        self.buffer.drop_batch(batch, reason);
                     }
                     ExportResult::Failed { reason } => {
                         FAILED.warn(format_args!(

@@ -16,14 +16,34 @@
 //!   environment freezes.
 //!
 //! Each attempt's request comes from [`RequestTemplate`] (origin-form target, `Host`,
-//! the signal's headers).
+//! the signal's headers), then, per attempt and so after any freeze:
+//!
+//! - headers whose values name a secret get their values ([`Secrets::lookup`]); an attempt
+//!   waits for a value not fetched yet until the deadline (then [`ExportResult::Deferred`]),
+//!   and a value that cannot be had drops the data as `secret_unavailable`. A 401 or 403
+//!   answer to a request with such headers fetches them again and retries once;
+//! - a signal with `AUTH=sigv4` is signed over the exact bytes sent (after gzip) with
+//!   credentials valid at that moment; a refusal of AWS's endpoints is read by
+//!   [`refusal::classify`]: refused credentials are fetched again and the request retried once,
+//!   and the other causes drop the data under their own reason with advice, once.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use crate::diag::Stats;
+use http::{HeaderName, HeaderValue, Request};
+
+use crate::diag::{DropReason, Stats};
+use crate::export::aws::client::insert_signed;
+use crate::export::aws::config::Auth;
+use crate::export::aws::credentials::{CredentialsError, Provider};
+use crate::export::aws::refusal::{self, Refusal};
+use crate::export::aws::secrets::reference::Piece;
+use crate::export::aws::secrets::{Lookup, Secrets};
+use crate::export::aws::sigv4::{Signer, sha256_hex};
 use crate::export::body::{self, Chunks};
 use crate::export::config::{ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};
@@ -36,8 +56,14 @@ use crate::pipeline::Signal;
 pub(crate) enum ExportResult {
     /// The backend took it; `rejected` records were refused (partial success).
     Delivered { rejected: u64, message: String },
-    /// A 4xx other than 429: the backend will never take this data.
-    Rejected { status: u16, message: String },
+    /// A 4xx other than 429: the backend will never take this data. `reason` is the drop
+    /// reason; `advice`, for a refusal with a known cause, what to do about it.
+    Rejected {
+        status: u16,
+        message: String,
+        reason: DropReason,
+        advice: Option<String>,
+    },
     /// A non-retryable failure (a 5xx other than 502/503/504, an unusable response).
     Failed { reason: String },
     /// Retryable failures until no further attempt fitted before the deadline; nothing is in
@@ -63,10 +89,16 @@ pub(crate) struct Exporter {
     signals: [SignalConfig; 3],
     /// Where each signal goes and its request, when it has an endpoint.
     targets: [Option<(Origin, RequestTemplate)>; 3],
+    /// The signer of each signal with `AUTH=sigv4`.
+    signers: [Option<Signer>; 3],
     pool: Pool,
     not_before: [Option<Instant>; 3],
     stats: Arc<Stats>,
     backoff: Backoff,
+    credentials: Arc<tokio::sync::Mutex<Provider>>,
+    secrets: Option<Arc<Secrets>>,
+    /// A SnapStart restore was seen: fetched credentials are dropped before the next signature.
+    restored: bool,
 }
 
 enum Attempt {
@@ -77,8 +109,24 @@ enum Attempt {
     },
 }
 
+/// What the headers of an attempt could not get.
+enum Missing {
+    /// A value or credentials are not there yet, or failed transiently: worth waiting.
+    NotYet(String),
+    /// The data cannot be sent.
+    Never(ExportResult),
+}
+
+/// The headers one attempt adds to its template: secret values and the signature.
+type Extra = Vec<(HeaderName, HeaderValue)>;
+
 impl Exporter {
-    pub(crate) fn new(config: &ExportConfig, stats: Arc<Stats>) -> Self {
+    pub(crate) fn new(
+        config: &ExportConfig,
+        stats: Arc<Stats>,
+        credentials: Arc<tokio::sync::Mutex<Provider>>,
+        secrets: Option<Arc<Secrets>>,
+    ) -> Self {
         let signals = [
             config.traces.clone(),
             config.metrics.clone(),
@@ -95,13 +143,21 @@ impl Exporter {
                 extra_roots.push(cert.clone());
             }
         }
+        let signers = [0, 1, 2].map(|i| match &signals[i].auth {
+            Auth::SigV4 { region, service } => Some(Signer::new(region, service)),
+            Auth::None => None,
+        });
         Exporter {
             signals,
             targets,
+            signers,
             pool: Pool::new(extra_roots),
             not_before: [None; 3],
             stats,
             backoff: Backoff::new(),
+            credentials,
+            secrets,
+            restored: false,
         }
     }
 
@@ -123,13 +179,21 @@ impl Exporter {
         latency: &mut dyn LatencySink,
     ) -> ExportResult {
         let i = signal.index();
-        let Some((origin, template)) = &self.targets[i] else {
+        if self.targets[i].is_none() {
             return ExportResult::Failed {
                 reason: format!("no endpoint configured for {}", signal.as_str()),
             };
-        };
+        }
         let timeout = self.signals[i].timeout;
         let mut failures: u32 = 0;
+        // The signature covers the exact bytes sent: hashed once, signed per attempt.
+        let payload_sha256 = self.signers[i]
+            .is_some()
+            .then(|| sha256_hex(body.iter().map(|c| c.as_ref())));
+        // Each at most once per export: fetch the credentials, or the secret values, again
+        // after a refusal.
+        let mut credentials_refreshed = false;
+        let mut secrets_refreshed = false;
         loop {
             let now = Instant::now();
             if let Some(not_before) = self.not_before[i] {
@@ -151,11 +215,24 @@ impl Exporter {
             }
             let per_request = now + timeout;
             let attempt_deadline = per_request.min(deadline);
+            let extra = match self
+                .extra_headers(i, payload_sha256.as_deref(), deadline)
+                .await
+            {
+                Ok(extra) => extra,
+                Err(Missing::Never(result)) => return result,
+                Err(Missing::NotYet(reason)) => return ExportResult::Deferred { reason },
+            };
+            let Some((origin, template)) = &self.targets[i] else {
+                return ExportResult::Failed {
+                    reason: format!("no endpoint configured for {}", signal.as_str()),
+                };
+            };
             Stats::add(&self.stats.export_attempts, 1);
             let started = Instant::now();
             let attempt = timeout_at(
                 attempt_deadline,
-                Self::attempt(&mut self.pool, signal, origin, template, &body),
+                Self::attempt(&mut self.pool, signal, origin, template, &body, &extra),
             )
             .await;
             let elapsed = started.elapsed();
@@ -170,6 +247,64 @@ impl Exporter {
                         return ExportResult::Abandoned;
                     }
                     (format!("no answer within {} ms", timeout.as_millis()), None)
+                }
+                Ok(Attempt::Done(ExportResult::Rejected {
+                    status, message, ..
+                })) if matches!(status, 401 | 403)
+                    && !secrets_refreshed
+                    && !self.signals[i].secret_headers.is_empty()
+                    && self.secrets.is_some() =>
+                {
+                    // The backend refused the key: it may have been rotated.
+                    Stats::add(&self.stats.export_failures, 1);
+                    latency.observe_export(signal, elapsed, "failed");
+                    secrets_refreshed = true;
+                    if let Some(secrets) = &self.secrets {
+                        let mut changed = secrets.changed();
+                        changed.mark_unchanged();
+                        secrets.refresh();
+                        if timeout_at(deadline, changed.changed()).await.is_err() {
+                            return ExportResult::Deferred {
+                                reason: format!(
+                                    "HTTP {status} ({message}); fetching the secret values again"
+                                ),
+                            };
+                        }
+                    }
+                    continue;
+                }
+                Ok(Attempt::Done(ExportResult::Rejected {
+                    status,
+                    message,
+                    reason,
+                    advice,
+                })) if self.signers[i].is_some() => {
+                    Stats::add(&self.stats.export_failures, 1);
+                    latency.observe_export(signal, elapsed, "failed");
+                    match refusal::classify(status, &message) {
+                        Some(Refusal::CredentialsRefused) if !credentials_refreshed => {
+                            credentials_refreshed = true;
+                            self.credentials.lock().await.invalidate();
+                            continue;
+                        }
+                        Some(cause) => {
+                            let service = self.signals[i].auth.service().unwrap_or_default();
+                            return ExportResult::Rejected {
+                                status,
+                                advice: Some(cause.advice(service, self.log_target(i))),
+                                reason: cause.reason(),
+                                message,
+                            };
+                        }
+                        None => {
+                            return ExportResult::Rejected {
+                                status,
+                                message,
+                                reason,
+                                advice,
+                            };
+                        }
+                    }
                 }
                 Ok(Attempt::Done(result)) => {
                     let outcome = match &result {
@@ -214,9 +349,16 @@ impl Exporter {
         origin: &Origin,
         template: &RequestTemplate,
         body: &Chunks,
+        extra: &Extra,
     ) -> Attempt {
-        let make = || template.request(body.clone());
-        let response = match pool.round_trip(origin, &make).await {
+        let make = || {
+            let mut request = template.request(body.clone());
+            for (name, value) in extra {
+                request.headers_mut().insert(name.clone(), value.clone());
+            }
+            request
+        };
+        let response = match pool.send(origin, &make).await {
             Ok(r) => r,
             Err(e) => {
                 return Attempt::Retry {
@@ -242,10 +384,183 @@ impl Exporter {
             Class::Rejected => Attempt::Done(ExportResult::Rejected {
                 status: status.as_u16(),
                 message: message(),
+                reason: DropReason::Rejected,
+                advice: None,
             }),
             Class::Failed => Attempt::Done(ExportResult::Failed {
                 reason: format!("HTTP {}: {}", status.as_u16(), message()),
             }),
         }
+    }
+}
+
+impl Exporter {
+    /// Start fetching the secret values, if any are used (at the first INVOKE).
+    pub(crate) fn prefetch(&self) {
+        if let Some(secrets) = &self.secrets {
+            secrets.fetch();
+        }
+    }
+
+    /// A SnapStart restore: credentials and secret values are fetched again.
+    pub(crate) fn restored(&mut self) {
+        match self.credentials.try_lock() {
+            Ok(mut provider) => provider.invalidate(),
+            // A fetch is running: drop its result before the next signature.
+            Err(_) => self.restored = true,
+        }
+        if let Some(secrets) = &self.secrets {
+            secrets.refresh();
+        }
+    }
+
+    /// `(x-aws-log-group, x-aws-log-stream)` of signal `i`'s requests.
+    fn log_target(&self, i: usize) -> Option<(&str, &str)> {
+        let headers = &self.signals[i].headers;
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .and_then(|(_, v)| v.to_str().ok())
+        };
+        Some((get("x-aws-log-group")?, get("x-aws-log-stream")?))
+    }
+
+    /// The secret values of signal `i`, waiting for them until `deadline`.
+    async fn secret_values(&self, i: usize, deadline: Instant) -> Result<Extra, Missing> {
+        let wanted = &self.signals[i].secret_headers;
+        let Some(secrets) = &self.secrets else {
+            return Ok(Vec::new());
+        };
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut changed = secrets.changed();
+        let mut kicked = false;
+        loop {
+            changed.mark_unchanged();
+            match lookup_all(secrets, wanted) {
+                Ok(values) => return Ok(values),
+                Err(Lookup::Unavailable(message)) => {
+                    return Err(Missing::Never(ExportResult::Rejected {
+                        status: 0,
+                        advice: None,
+                        reason: DropReason::SecretUnavailable,
+                        message: format!("a header value cannot be read from {message}"),
+                    }));
+                }
+                Err(_) => {
+                    if !kicked {
+                        secrets.fetch();
+                        kicked = true;
+                    }
+                    if timeout_at(deadline, changed.changed()).await.is_err() {
+                        return Err(Missing::NotYet(
+                            "the secret values of its headers are not fetched yet".to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The headers signal `i`'s next attempt adds: secret values, then the signature. Boxed:
+    /// the export loop stays small for the signals that need none of it.
+    fn extra_headers<'a>(
+        &'a mut self,
+        i: usize,
+        payload_sha256: Option<&'a str>,
+        deadline: Instant,
+    ) -> Pin<Box<dyn Future<Output = Result<Extra, Missing>> + 'a>> {
+        Box::pin(self.extra_headers_inner(i, payload_sha256, deadline))
+    }
+
+    async fn extra_headers_inner(
+        &mut self,
+        i: usize,
+        payload_sha256: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Extra, Missing> {
+        let mut extra = self.secret_values(i, deadline).await?;
+        let Some(payload_sha256) = payload_sha256 else {
+            return Ok(extra);
+        };
+        let mut provider = self.credentials.lock().await;
+        if std::mem::take(&mut self.restored) {
+            provider.invalidate();
+        }
+        let fetched = provider.get(deadline).await;
+        drop(provider);
+        let credentials = match fetched {
+            Ok(c) => c,
+            Err(e @ CredentialsError::Missing) => {
+                return Err(Missing::Never(ExportResult::Failed {
+                    reason: e.to_string(),
+                }));
+            }
+            Err(e) => return Err(Missing::NotYet(e.to_string())),
+        };
+        let (Some((_, template)), Some(signer)) = (&self.targets[i], self.signers[i].as_mut())
+        else {
+            return Ok(extra);
+        };
+        let probe: Request<Chunks> = template.request(Chunks::default());
+        let mut signed_headers: Vec<(&str, &str)> = probe
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != http::header::USER_AGENT)
+            .filter(|(name, _)| !extra.iter().any(|(n, _)| n == *name))
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .collect();
+        let extra_text: Vec<(String, String)> = extra
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        signed_headers.extend(extra_text.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        let target = probe
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let signed = signer.sign(
+            &credentials,
+            SystemTime::now(),
+            "POST",
+            &target,
+            &signed_headers,
+            payload_sha256,
+        );
+        let mut map = http::HeaderMap::new();
+        insert_signed(&mut map, &signed);
+        extra.extend(map.into_iter().filter_map(|(n, v)| Some((n?, v))));
+        Ok(extra)
+    }
+}
+
+/// Every header of `wanted` with its value, or the first thing missing.
+fn lookup_all(secrets: &Secrets, wanted: &[(HeaderName, Vec<Piece>)]) -> Result<Extra, Lookup> {
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut pending = false;
+    for (name, pieces) in wanted {
+        match secrets.lookup(pieces) {
+            Lookup::Ready(value) => match HeaderValue::from_str(&value) {
+                Ok(mut v) => {
+                    v.set_sensitive(true);
+                    out.push((name.clone(), v));
+                }
+                Err(_) => {
+                    return Err(Lookup::Unavailable(format!(
+                        "the secret of header `{name}` (its value is not a valid header value)"
+                    )));
+                }
+            },
+            unavailable @ Lookup::Unavailable(_) => return Err(unavailable),
+            Lookup::Pending => pending = true,
+        }
+    }
+    if pending {
+        Err(Lookup::Pending)
+    } else {
+        Ok(out)
     }
 }

@@ -12,7 +12,9 @@
 //! | `conn.rs` | kept-alive HTTP/1.1 connections, TLS, closed at once when abandoned |
 //! | `self_telemetry.rs` | Contrail's own `contrail.*` metrics and the drop warning |
 //! | `config.rs` | `OTEL_EXPORTER_OTLP_*` and `CONTRAIL_BUFFER_MAX_BYTES` |
+//! | `aws/` | SigV4, the function's credentials, AWS endpoint limits and refusals, secrets |
 
+pub(crate) mod aws;
 pub(crate) mod body;
 pub(crate) mod buffer;
 pub(crate) mod config;

@@ -76,7 +76,7 @@ fn origin_form(endpoint: &Uri) -> Uri {
 }
 
 /// `host[:port]` of `endpoint`: the port only when it is not the scheme's default.
-fn host_header(endpoint: &Uri) -> Option<HeaderValue> {
+pub(crate) fn host_header(endpoint: &Uri) -> Option<HeaderValue> {
     let host = endpoint.host()?;
     let default_port = if endpoint.scheme_str() == Some("https") {
         443

@@ -17,6 +17,7 @@
 //! | `contrail.flush.duration` | histogram | `ms` | |
 //! | `contrail.post_runtime.duration` | counter | `ms` | |
 //! | `contrail.platform.dropped.records` / `.bytes` | counter | `{record}` / `By` | |
+//! | `contrail.secrets.failures` | counter | `{fetch}` | |
 //! | `contrail.buffer.held` | gauge | `{record}` | |
 //! | `contrail.buffer.bytes` | gauge | `By` | |
 
@@ -284,6 +285,12 @@ impl SelfTelemetry {
                     start,
                     now,
                 )],
+            ),
+            counter(
+                "contrail.secrets.failures",
+                "{fetch}",
+                "Header values from Secrets Manager or SSM that a fetch failed to get",
+                vec![int_point(vec![], get(&stats.secret_failures), start, now)],
             ),
             gauge(
                 "contrail.buffer.held",

@@ -191,7 +191,7 @@ fn data_points_in(resource: &ResourceMetrics) -> u64 {
 }
 
 /// Data points in one metric.
-fn data_points(metric: &Metric) -> u64 {
+pub(crate) fn data_points(metric: &Metric) -> u64 {
     let n = match &metric.data {
         Some(metric::Data::Gauge(g)) => g.data_points.len(),
         Some(metric::Data::Sum(s)) => s.data_points.len(),

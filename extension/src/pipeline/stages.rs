@@ -16,7 +16,7 @@ use crate::diag::Stats;
 use crate::export::FlushOutcome;
 use crate::export::delivery::Delivery;
 use crate::intake::receiver;
-use crate::intake::telemetry::event::TelemetryRecord;
+use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::{InvokeEvent, Registration};
 use crate::mapping::resource::{resource_str, set_resource_attribute};
 use crate::mapping::{InvokeInfo, Mapper};
@@ -73,9 +73,17 @@ impl Stages for Pipeline {
             },
             now_unix_nano(),
         );
+        self.delivery.prefetch();
     }
 
     fn telemetry(&mut self, records: Vec<TelemetryRecord>) {
+        // A SnapStart restore: credentials and secrets held since the snapshot may be stale.
+        if records
+            .iter()
+            .any(|r| matches!(r.event, Event::RestoreStart(_)))
+        {
+            self.delivery.restored();
+        }
         let mut out = Signals::default();
         self.mapper.on_records(records, &mut out);
         if !out.is_empty() {
@@ -107,5 +115,12 @@ impl Stages for Pipeline {
 
     fn buffer_fill(&self) -> f64 {
         self.delivery.buffer_fill()
+    }
+}
+
+impl Pipeline {
+    /// The secrets resolver's task, to spawn beside the worker (once, when secrets are used).
+    pub(crate) fn take_resolver(&mut self) -> Option<crate::export::delivery::Resolver> {
+        self.delivery.take_resolver()
     }
 }

@@ -7,6 +7,7 @@
 //! | Runtime | `/2018-06-01/runtime/{invocation/next, invocation/ID/response, invocation/ID/error, init/error, restore/next, restore/error}` | `runtime` |
 //! | Extensions | `/2020-01-01/extension/{register, event/next, init/error, exit/error}` | `extensions` |
 //! | Telemetry | `PUT /2022-07-01/telemetry` | `telemetry` |
+//! | container credentials (SnapStart) | `GET /2021-04-23/credentials` | `credentials` |
 //!
 //! This file holds the listener, the router and the answers they share (JSON bodies, the
 //! platform's `{errorMessage, errorType}` errors, bounded request bodies).
@@ -14,6 +15,7 @@
 // Handlers return the platform's error answer as their `Err`: it is the response itself.
 #![allow(clippy::result_large_err)]
 
+mod credentials;
 mod extensions;
 mod runtime;
 mod telemetry;
@@ -185,6 +187,7 @@ async fn route(current: Current, req: Request<Incoming>) -> Resp {
             extension_error(environment, req, false).await
         }
         (Method::PUT, ["2022-07-01", "telemetry"]) => subscribe(environment, req).await,
+        (Method::GET, ["2021-04-23", "credentials"]) => credentials::serve(&environment, &req),
         (_, ["2018-06-01", "runtime", ..])
         | (_, ["2020-01-01", "extension", ..])
         | (_, ["2022-07-01", "telemetry"]) => error(

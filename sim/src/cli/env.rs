@@ -175,6 +175,10 @@ pub(crate) struct EnvArgs {
     /// The function's name.
     #[arg(long, default_value = "contrail-sim-function")]
     function_name: String,
+    /// `AWS_ENDPOINT_URL` of every process: where AWS SDKs (and Contrail's secrets resolver)
+    /// reach AWS's APIs, e.g. a local emulator on loopback.
+    #[arg(long, value_name = "URL")]
+    aws_endpoint_url: Option<String>,
     /// Accept only Telemetry API subscriptions with this schema version
     /// (2022-07-01, 2022-12-13 or 2025-01-29).
     #[arg(long, value_name = "VERSION")]
@@ -230,6 +234,7 @@ impl EnvArgs {
             extensions: self.extensions.clone(),
             handler: self.handler.clone(),
             function_name: self.function_name.clone(),
+            aws_endpoint_url: self.aws_endpoint_url.clone(),
             memory_mb,
             timeout: Duration::from_secs_f64(self.timeout_s),
             init_type: match self.init_type {

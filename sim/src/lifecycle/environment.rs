@@ -94,8 +94,11 @@ impl<'a> Environment<'a> {
             memory_mb: config.memory_mb,
             instance_id: instance_id.clone(),
             required_schema: config.required_schema,
+            credentials: config.credentials.clone(),
+            credentials_token: ids::instance_id(),
         };
-        let (extension_vars, runtime_vars) = child_vars(&config, plan, addr, &instance_id);
+        let (extension_vars, runtime_vars) =
+            child_vars(&config, plan, addr, &instance_id, &info.credentials_token);
         let process_groups: Arc<Mutex<Vec<u32>>> = Arc::default();
         let measurements: Arc<Mutex<Measurements>> = Arc::default();
         let sampler = spawn_sampler(process_groups.clone(), measurements.clone(), frozen_rx);

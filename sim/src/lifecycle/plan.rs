@@ -34,6 +34,11 @@ const RESERVED: &[&str] = &[
     "AWS_LAMBDA_RUNTIME_API",
     "LAMBDA_TASK_ROOT",
     "LAMBDA_RUNTIME_DIR",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 ];
 
 /// Variables only the runtime process sees.
@@ -234,12 +239,17 @@ fn set(vars: &mut Vars, name: &str, value: String) {
     }
 }
 
-/// The variables of the extensions and of the runtime.
+/// The path of the container credentials endpoint on the API address (SnapStart).
+pub(crate) const CREDENTIALS_PATH: &str = "/2021-04-23/credentials";
+
+/// The variables of the extensions and of the runtime. `credentials_token` is the
+/// container credentials endpoint's authorization token (SnapStart only).
 pub(super) fn child_vars(
     config: &RunConfig,
     plan: &Plan,
     api_addr: std::net::SocketAddr,
     instance_id: &str,
+    credentials_token: &str,
 ) -> (Vars, Vars) {
     let mut platform = vec![
         ("AWS_LAMBDA_RUNTIME_API", api_addr.to_string()),
@@ -265,6 +275,34 @@ pub(super) fn child_vars(
     ];
     if let Some(level) = &config.log_level {
         platform.push(("AWS_LAMBDA_LOG_LEVEL", level.clone()));
+    }
+    // The execution role's credentials: as variables, or under SnapStart only through the
+    // container endpoint, so that a restored snapshot never holds expired keys.
+    if config.init_type == InitType::SnapStart {
+        platform.push((
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{api_addr}{CREDENTIALS_PATH}"),
+        ));
+        platform.push((
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            credentials_token.to_owned(),
+        ));
+    } else {
+        platform.push((
+            "AWS_ACCESS_KEY_ID",
+            config.credentials.access_key_id.clone(),
+        ));
+        platform.push((
+            "AWS_SECRET_ACCESS_KEY",
+            config.credentials.secret_access_key.clone(),
+        ));
+        platform.push((
+            "AWS_SESSION_TOKEN",
+            config.credentials.session_token.clone(),
+        ));
+    }
+    if let Some(url) = &config.aws_endpoint_url {
+        platform.push(("AWS_ENDPOINT_URL", url.clone()));
     }
     platform.push(("TZ", ":UTC".to_owned()));
     platform.push(("LANG", "en_US.UTF-8".to_owned()));

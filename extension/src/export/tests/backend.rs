@@ -31,7 +31,7 @@ fn span_id(n: u32) -> Vec<u8> {
     id
 }
 
-fn spans(range: std::ops::Range<u32>, name_len: usize) -> Signals {
+pub(super) fn spans(range: std::ops::Range<u32>, name_len: usize) -> Signals {
     let spans = range
         .map(|n| Span {
             trace_id: vec![0x11; 16],

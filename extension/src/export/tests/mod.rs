@@ -1,6 +1,7 @@
 //! Delivery against real backends on loopback: a scripted one, one on https, and servers that
 //! check the request line.
 
+mod aws;
 mod backend;
 mod origin_form;
 mod tls;

@@ -1,0 +1,248 @@
+//! The Secrets Manager and SSM Parameter Store calls, pure: request bodies, answers, and what
+//! an error means. Both speak JSON 1.1 (`POST /`, `X-Amz-Target`).
+//!
+//! | call | when | at most |
+//! |---|---|---|
+//! | `secretsmanager.GetSecretValue` | one secret of a region, or a batch refused | 1 |
+//! | `secretsmanager.BatchGetSecretValue` | several secrets of a region | 20 ARNs |
+//! | `AmazonSSM.GetParameters` (`WithDecryption`) | parameters of a region | 10 names |
+//!
+//! An error's code is `__type` of a JSON body (namespace and `:` suffix cut) or `<Code>` of an
+//! XML one. Throttling codes, 5xx and `InternalServiceError`/`InternalServerError` are
+//! [`Failure::Transient`]; refused or expired credentials are [`Failure::Credentials`]
+//! (fetched again, then retried); anything else — not found, access denied, decryption — is
+//! [`Failure::Permanent`].
+
+use serde_json::{Value, json};
+
+use crate::export::body::truncate;
+
+/// Codes AWS SDKs treat as throttling.
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+];
+
+/// Codes that mean the credentials themselves were refused.
+const CREDENTIALS: &[&str] = &[
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+];
+
+/// Secrets per `BatchGetSecretValue`.
+pub(crate) const BATCH_SECRETS: usize = 20;
+/// Names per `GetParameters`.
+pub(crate) const BATCH_PARAMETERS: usize = 10;
+
+/// The value of each ARN asked (or why it is missing), in the order asked.
+pub(crate) type Values = Vec<(String, Result<String, Failure>)>;
+
+/// One call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
+    GetSecretValue(String),
+    BatchGetSecretValue(Vec<String>),
+    GetParameters(Vec<String>),
+}
+
+/// Why a value could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Asking again will not help until something is changed (the code, the message).
+    Permanent { code: String, message: String },
+    /// Worth asking again after a pause.
+    Transient(String),
+    /// The credentials were refused: fetch them again, then ask again.
+    Credentials(String),
+}
+
+impl Call {
+    pub(crate) fn target(&self) -> &'static str {
+        match self {
+            Call::GetSecretValue(_) => "secretsmanager.GetSecretValue",
+            Call::BatchGetSecretValue(_) => "secretsmanager.BatchGetSecretValue",
+            Call::GetParameters(_) => "AmazonSSM.GetParameters",
+        }
+    }
+
+    pub(crate) fn body(&self) -> Vec<u8> {
+        let v = match self {
+            Call::GetSecretValue(arn) => json!({ "SecretId": arn }),
+            Call::BatchGetSecretValue(arns) => json!({ "SecretIdList": arns }),
+            Call::GetParameters(names) => json!({ "Names": names, "WithDecryption": true }),
+        };
+        v.to_string().into_bytes()
+    }
+
+    /// The ARNs the call asks for.
+    pub(crate) fn arns(&self) -> Vec<String> {
+        match self {
+            Call::GetSecretValue(arn) => vec![arn.clone()],
+            Call::BatchGetSecretValue(arns) | Call::GetParameters(arns) => arns.clone(),
+        }
+    }
+}
+
+/// The code and message of an error answer, JSON or XML.
+pub(crate) fn error_code(body: &[u8]) -> (String, String) {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        let raw = v
+            .get("__type")
+            .or_else(|| v.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let code = raw.rsplit('#').next().unwrap_or(raw);
+        let code = code.split(':').next().unwrap_or(code);
+        let message = v
+            .get("message")
+            .or_else(|| v.get("Message"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        return (code.to_owned(), truncate(message));
+    }
+    let text = String::from_utf8_lossy(body);
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find(&format!("</{name}>"))? + start;
+        Some(text[start..end].to_owned())
+    };
+    (
+        tag("Code").unwrap_or_default(),
+        truncate(&tag("Message").unwrap_or_else(|| text.into_owned())),
+    )
+}
+
+/// What an error code (with its HTTP status) means.
+pub(crate) fn classify(status: u16, code: &str, message: &str) -> Failure {
+    let lower = message.to_ascii_lowercase();
+    if THROTTLING.contains(&code) || status == 429 {
+        Failure::Transient(format!("throttled ({code}): {message}"))
+    } else if CREDENTIALS.contains(&code)
+        || lower.contains("security token included in the request is")
+    {
+        Failure::Credentials(format!("{code}: {message}"))
+    } else if status >= 500 || code == "InternalServiceError" || code == "InternalServerError" {
+        Failure::Transient(format!("HTTP {status} {code}: {message}"))
+    } else {
+        Failure::Permanent {
+            code: if code.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                code.to_owned()
+            },
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// The values of a successful answer, by ARN (each a value or why it is missing), in the
+/// order asked.
+pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| Failure::Transient(format!("the answer is not JSON ({e})")))?;
+    let mut found: Vec<(String, Result<String, Failure>)> = Vec::new();
+    let secret_value = |entry: &Value| -> Result<String, Failure> {
+        match (entry.get("SecretString"), entry.get("SecretBinary")) {
+            (Some(Value::String(s)), _) => Ok(s.clone()),
+            (_, Some(Value::String(_))) => Err(Failure::Permanent {
+                code: "SecretBinary".into(),
+                message: "the secret holds binary data, not a string".into(),
+            }),
+            _ => Err(Failure::Permanent {
+                code: "NoSecretString".into(),
+                message: "the answer has no SecretString".into(),
+            }),
+        }
+    };
+    match call {
+        Call::GetSecretValue(arn) => found.push((arn.clone(), secret_value(&v))),
+        Call::BatchGetSecretValue(_) => {
+            for entry in v["SecretValues"].as_array().into_iter().flatten() {
+                // Matched below by ARN or by name.
+                let arn = entry["ARN"].as_str().unwrap_or_default();
+                let name = entry["Name"].as_str().unwrap_or_default();
+                found.push((format!("{arn}\n{name}"), secret_value(entry)));
+            }
+            for entry in v["Errors"].as_array().into_iter().flatten() {
+                let id = entry["SecretId"].as_str().unwrap_or_default().to_owned();
+                let code = entry["ErrorCode"].as_str().unwrap_or_default();
+                let message = entry["Message"].as_str().unwrap_or_default();
+                found.push((id, Err(classify(400, code, &truncate(message)))));
+            }
+        }
+        Call::GetParameters(_) => {
+            for p in v["Parameters"].as_array().into_iter().flatten() {
+                let value = p["Value"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or(Failure::Permanent {
+                        code: "NoValue".into(),
+                        message: "the parameter has no value".into(),
+                    });
+                let arn = p["ARN"].as_str().unwrap_or_default();
+                let name = p["Name"].as_str().unwrap_or_default();
+                found.push((format!("{arn}\n{name}"), value));
+            }
+            for name in v["InvalidParameters"].as_array().into_iter().flatten() {
+                found.push((
+                    name.as_str().unwrap_or_default().to_owned(),
+                    Err(Failure::Permanent {
+                        code: "ParameterNotFound".into(),
+                        message: "the parameter does not exist (GetParameters lists it as invalid)"
+                            .into(),
+                    }),
+                ));
+            }
+        }
+    }
+    // Answer each ARN asked, matched by ARN, or by the name the ARN ends with.
+    Ok(call
+        .arns()
+        .into_iter()
+        .map(|arn| {
+            let hit = found.iter().find(|(keys, _)| {
+                keys.split('\n')
+                    .any(|k| !k.is_empty() && (k == arn || arn_names(&arn, k)))
+            });
+            let result = match hit {
+                Some((_, r)) => r.clone(),
+                None => Err(Failure::Permanent {
+                    code: "Missing".into(),
+                    message: "the answer does not mention it".into(),
+                }),
+            };
+            (arn, result)
+        })
+        .collect())
+}
+
+/// Whether `name` is the name of the secret or parameter `arn` names.
+fn arn_names(arn: &str, name: &str) -> bool {
+    if let Some(rest) = arn.split_once(":secret:").map(|(_, r)| r) {
+        return rest == name;
+    }
+    if let Some(rest) = arn.split_once(":parameter").map(|(_, r)| r) {
+        return rest == name || rest.strip_prefix('/') == Some(name);
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;
