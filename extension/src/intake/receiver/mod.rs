@@ -26,6 +26,7 @@
 
 pub(crate) mod config;
 mod handler;
+mod payload;
 mod resource;
 
 use std::future::Future;
