@@ -143,6 +143,7 @@ impl Handler {
         let status = RpcStatus {
             code: INVALID_ARGUMENT,
             message: refusal.reason,
+            details: Vec::new(),
         };
         let body = match encoding {
             Encoding::Protobuf => Bytes::from(status.encode_to_vec()),

@@ -25,6 +25,7 @@
 //! in [`Stats`](crate::diag::Stats).
 
 pub(crate) mod config;
+pub(crate) mod grpc;
 mod handler;
 mod payload;
 mod resource;
@@ -35,7 +36,7 @@ use tokio::net::TcpListener;
 
 use crate::pipeline::IntakeSender;
 
-pub(crate) use config::{ENDPOINT_VAR, ReceiverConfig};
+pub(crate) use config::{ENDPOINT_VAR, GRPC_ENDPOINT_VAR, ReceiverConfig};
 pub use resource::merge_resource;
 
 /// Serve OTLP/HTTP on `listener` until the process ends.
