@@ -3,6 +3,7 @@
 
 mod config;
 mod grpc;
+mod grpc_clients;
 mod handler;
 mod resource;
 mod sdk;
