@@ -1,4 +1,5 @@
-//! The local OTLP/HTTP receiver: where a function's own OpenTelemetry SDK exports.
+//! The local OTLP/HTTP receiver: where a function's own OpenTelemetry SDK exports. Its OTLP/gRPC
+//! sibling on port 4317 is [`grpc`]; both hand their requests' bytes to `payload.rs`.
 //!
 //! It listens on `127.0.0.1:4318` by default, the SDKs' default endpoint, so a function needs
 //! no configuration. Each request is decoded (protobuf or JSON, optionally gzip), offered to the
