@@ -42,13 +42,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# Node: the runtime client and the OpenTelemetry SDK for the Node sample function.
-node_dir=sample-functions/node
-nstamp="$node_dir/node_modules/.package.sha"
-nwant=$(sha256sum "$node_dir/package.json" | cut -d' ' -f1)
-if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
-  log "npm install in $node_dir"
-  (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
-  echo "$nwant" >"$nstamp"
-fi
+# Node: the runtime client and the OpenTelemetry SDK for the Node sample function, and the
+# OTLP/gRPC exporters of the end-to-end tests' Node handler (tests/node-grpc).
+for node_dir in sample-functions/node tests/node-grpc; do
+  nstamp="$node_dir/node_modules/.package.sha"
+  nwant=$(sha256sum "$node_dir/package.json" | cut -d' ' -f1)
+  if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
+    log "npm install in $node_dir"
+    (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$nwant" >"$nstamp"
+  fi
+done
 log "done"
