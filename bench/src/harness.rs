@@ -26,6 +26,10 @@ pub(crate) struct Function {
 pub(crate) struct Bench {
     /// `target/release/contrail` (its size is reported).
     pub(crate) contrail: PathBuf,
+    /// The binary the whole-process runs use (see `runs_label`).
+    pub(crate) runs: PathBuf,
+    /// Another build to compare with (`--baseline`), laid out like `/opt/extensions`.
+    pub(crate) baseline: Option<Baseline>,
     /// Which binary the whole-process runs use: the layer's static musl build when it is
     /// present and not older than the release build (it is what users run), else the release
     /// build. Described for the report.
@@ -38,6 +42,12 @@ pub(crate) struct Bench {
     pub(crate) python: Option<Function>,
     pub(crate) python_sdk: Option<Function>,
     pub(crate) sample_rust: Option<Function>,
+}
+
+/// The build `--baseline` names, as given and laid out like `/opt/extensions`.
+pub(crate) struct Baseline {
+    pub(crate) path: PathBuf,
+    extensions: tempfile::TempDir,
 }
 
 /// The layer's build of the extension for this machine's architecture, when it exists and is
@@ -57,14 +67,14 @@ fn layer_binary(root: &Path, release: &Path) -> Option<PathBuf> {
     }
 }
 
-/// A port nothing listens on right now, for Contrail's local receiver (the default 4318 may be
+/// A port nothing listens on right now, for Contrail's local receivers (the defaults may be
 /// taken on a shared machine).
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Bench {
-    pub(crate) fn new(root: &Path) -> Result<Bench> {
+    pub(crate) fn new(root: &Path, baseline: Option<&Path>) -> Result<Bench> {
         let contrail = root.join("target/release/contrail");
         if !contrail.is_file() {
             bail!(
@@ -89,6 +99,18 @@ impl Bench {
         };
         let extensions = tempfile::tempdir()?;
         std::fs::copy(&runs, extensions.path().join("contrail")).context("copy the extension")?;
+        let baseline = match baseline {
+            Some(path) => {
+                let dir = tempfile::tempdir()?;
+                std::fs::copy(path, dir.path().join("contrail"))
+                    .with_context(|| format!("copy the baseline {}", path.display()))?;
+                Some(Baseline {
+                    path: path.to_path_buf(),
+                    extensions: dir,
+                })
+            }
+            None => None,
+        };
         let me = std::env::current_exe().context("current_exe")?;
         let builtin = Function {
             label: "minimal runtime (std only)".to_owned(),
@@ -141,6 +163,8 @@ impl Bench {
         });
         Ok(Bench {
             contrail,
+            runs,
+            baseline,
             runs_label,
             extensions,
             _python_dirs: python_dirs,
@@ -200,20 +224,54 @@ impl Bench {
         invocations: u32,
         extra_env: &[(String, String)],
     ) -> Result<RunReport> {
+        let extensions = contrail_env.map(|_| self.extensions.path());
+        self.run_in(extensions, function, contrail_env, invocations, extra_env)
+            .await
+    }
+
+    /// One run of `function` with the baseline build instead, when there is one.
+    pub(crate) async fn run_baseline(
+        &self,
+        function: &Function,
+        contrail_env: &[(String, String)],
+        invocations: u32,
+    ) -> Result<Option<RunReport>> {
+        let Some(baseline) = &self.baseline else {
+            return Ok(None);
+        };
+        let dir = baseline.extensions.path();
+        self.run_in(Some(dir), function, Some(contrail_env), invocations, &[])
+            .await
+            .map(Some)
+    }
+
+    async fn run_in(
+        &self,
+        extensions: Option<&Path>,
+        function: &Function,
+        contrail_env: Option<&[(String, String)]>,
+        invocations: u32,
+        extra_env: &[(String, String)],
+    ) -> Result<RunReport> {
         let mut env = function.env.clone();
         env.extend_from_slice(extra_env);
         let with_contrail = contrail_env.is_some();
         if let Some(vars) = contrail_env {
             env.extend_from_slice(vars);
+            // Ports of their own: the defaults (4318, 4317) may be taken on a shared machine.
             env.push((
                 "CONTRAIL_RECEIVER_ENDPOINT".to_owned(),
+                format!("127.0.0.1:{}", free_port()?),
+            ));
+            env.push((
+                "CONTRAIL_RECEIVER_GRPC_ENDPOINT".to_owned(),
                 format!("127.0.0.1:{}", free_port()?),
             ));
         }
         let config = RunConfig {
             runtime_command: function.command.clone(),
             task_root: function.task_root.clone(),
-            extensions_dir: with_contrail.then(|| self.extensions.path().to_path_buf()),
+            extensions_dir: extensions.map(Path::to_path_buf),
             function_name: "bench".to_owned(),
             memory_mb: 512,
             timeout: Duration::from_secs(30),
