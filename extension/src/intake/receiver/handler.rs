@@ -207,20 +207,12 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Refusal> {
 }
 
 fn gzip_of(headers: &HeaderMap) -> Result<bool, Refusal> {
-    let Some(value) = headers.get(CONTENT_ENCODING) else {
-        return Ok(false);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if text.eq_ignore_ascii_case("gzip") {
-        Ok(true)
-    } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
-        Ok(false)
-    } else {
-        Err(Refusal::new(
+    payload::is_gzip(headers.get(CONTENT_ENCODING)).map_err(|text| {
+        Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("unsupported content encoding {text:?}: use gzip or none"),
-        ))
-    }
+        )
+    })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {

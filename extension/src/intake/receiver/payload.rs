@@ -6,6 +6,7 @@ use std::io::Read;
 
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
+use http::HeaderValue;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -24,6 +25,22 @@ use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload, Signal};
 /// The `error_message` of a partial success: the queue was full.
 pub(super) const QUEUE_FULL_MESSAGE: &str =
     "Contrail's intake queue is full: these records were dropped and counted, do not retry";
+
+/// Whether an encoding header (`Content-Encoding`, `grpc-encoding`) says gzip; absent, empty
+/// and `identity` are no encoding. `Err` carries any other value, to name in a refusal.
+pub(super) fn is_gzip(value: Option<&HeaderValue>) -> Result<bool, String> {
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.eq_ignore_ascii_case("gzip") {
+        Ok(true)
+    } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+        Ok(false)
+    } else {
+        Err(text.to_owned())
+    }
+}
 
 /// Why a gzip body was not inflated.
 pub(super) enum Gunzip {

@@ -298,24 +298,15 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
-/// Whether the call's messages may be gzip; any other encoding is `UNIMPLEMENTED`, with the
-/// encodings read in `grpc-accept-encoding` (`doc/compression.md`).
+/// Whether the call's messages may be gzip; any other encoding is `UNIMPLEMENTED`, and the
+/// answer's `grpc-accept-encoding` lists what is read (`doc/compression.md`).
 fn gzip_of(headers: &HeaderMap) -> Result<bool, Refusal> {
-    let Some(value) = headers.get(GRPC_ENCODING) else {
-        return Ok(false);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if text.eq_ignore_ascii_case("gzip") {
-        Ok(true)
-    } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
-        Ok(false)
-    } else {
-        // The answer's `grpc-accept-encoding` lists what is read.
-        Err(Refusal::grpc(
+    payload::is_gzip(headers.get(GRPC_ENCODING)).map_err(|text| {
+        Refusal::grpc(
             Code::Unimplemented,
             format!("unsupported grpc-encoding {text:?}: use gzip or identity"),
-        ))
-    }
+        )
+    })
 }
 
 /// The bytes of the messages being read, against their bound: a flood of concurrent calls
