@@ -42,15 +42,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# Node: the runtime client and the OpenTelemetry SDK for the Node sample function.
-node_dir=sample-functions/node
-nstamp="$node_dir/node_modules/.package.sha"
-nwant=$(sha256sum "$node_dir/package.json" | cut -d' ' -f1)
-if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
-  log "npm install in $node_dir"
-  (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
-  echo "$nwant" >"$nstamp"
-fi
+# Node: the runtime client and the OpenTelemetry SDK for the Node sample function, and the
+# OTLP/gRPC exporters of the end-to-end tests' Node handler (tests/node-grpc).
+for node_dir in sample-functions/node tests/node-grpc; do
+  nstamp="$node_dir/node_modules/.package.sha"
+  nwant=$(sha256sum "$node_dir/package.json" | cut -d' ' -f1)
+  if [ "$(cat "$nstamp" 2>/dev/null)" != "$nwant" ]; then
+    log "npm install in $node_dir"
+    (cd "$node_dir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$nwant" >"$nstamp"
+  fi
+done
 # AWS's SigV4 test suite (Apache-2.0), as the pinned crates.io package aws-sigv4 ships it:
 # the vectors the signer's test reads (extension/src/export/aws/sigv4/tests.rs). Not committed.
 # cargo fetches the package (checked against the registry's checksum) into a throwaway manifest's

@@ -27,6 +27,10 @@ pub(crate) struct Function {
 pub(crate) struct Bench {
     /// `target/release/contrail` (its size is reported).
     pub(crate) contrail: PathBuf,
+    /// The binary the whole-process runs use (see `runs_label`).
+    pub(crate) runs: PathBuf,
+    /// Another build to compare with (`--baseline`), laid out like `/opt/extensions`.
+    pub(crate) baseline: Option<Baseline>,
     /// Which binary the whole-process runs use: the layer's static musl build when it is
     /// present and not older than the release build (it is what users run), else the release
     /// build. Described for the report.
@@ -41,6 +45,12 @@ pub(crate) struct Bench {
     pub(crate) python: Option<Function>,
     pub(crate) python_sdk: Option<Function>,
     pub(crate) sample_rust: Option<Function>,
+}
+
+/// The build `--baseline` names, as given and laid out like `/opt/extensions`.
+pub(crate) struct Baseline {
+    pub(crate) path: PathBuf,
+    extensions: tempfile::TempDir,
 }
 
 /// The layer's build of the extension for this machine's architecture, when it exists and is
@@ -60,14 +70,14 @@ fn layer_binary(root: &Path, release: &Path) -> Option<PathBuf> {
     }
 }
 
-/// A port nothing listens on right now, for Contrail's local receiver (the default 4318 may be
+/// A port nothing listens on right now, for Contrail's local receivers (the defaults may be
 /// taken on a shared machine).
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl Bench {
-    pub(crate) fn new(root: &Path) -> Result<Bench> {
+    pub(crate) fn new(root: &Path, baseline: Option<&Path>) -> Result<Bench> {
         let contrail = root.join("target/release/contrail");
         if !contrail.is_file() {
             bail!(
@@ -92,6 +102,18 @@ impl Bench {
         };
         let extensions = tempfile::tempdir()?;
         std::fs::copy(&runs, extensions.path().join("contrail")).context("copy the extension")?;
+        let baseline = match baseline {
+            Some(path) => {
+                let dir = tempfile::tempdir()?;
+                std::fs::copy(path, dir.path().join("contrail"))
+                    .with_context(|| format!("copy the baseline {}", path.display()))?;
+                Some(Baseline {
+                    path: path.to_path_buf(),
+                    extensions: dir,
+                })
+            }
+            None => None,
+        };
         let me = std::env::current_exe().context("current_exe")?;
         let floor_bin = me.with_file_name(FLOOR);
         if !floor_bin.is_file() {
@@ -153,6 +175,8 @@ impl Bench {
         });
         Ok(Bench {
             contrail,
+            runs,
+            baseline,
             runs_label,
             extensions,
             floor,
@@ -233,6 +257,30 @@ impl Bench {
         .await
     }
 
+    /// One run of `function` with the baseline build instead, when there is one.
+    pub(crate) async fn run_baseline(
+        &self,
+        function: &Function,
+        contrail_env: &[(String, String)],
+        invocations: u32,
+    ) -> Result<Option<RunReport>> {
+        if self.baseline.is_none() {
+            return Ok(None);
+        }
+        self.run_spec(&RunSpec {
+            function,
+            extension: Ext::Baseline,
+            extension_env: contrail_env,
+            invocations,
+            extra_env: &[],
+            memory_mb: 512,
+            resources: ResourceModel::off(),
+            send_span: false,
+        })
+        .await
+        .map(Some)
+    }
+
     /// One run as `spec` says. Fails unless every invocation succeeded and the extension ran
     /// to the end.
     pub(crate) async fn run_spec(&self, spec: &RunSpec<'_>) -> Result<RunReport> {
@@ -242,6 +290,10 @@ impl Bench {
         let extensions_dir = match spec.extension {
             Ext::Contrail => Some(self.extensions.path()),
             Ext::Floor => Some(self.floor.path()),
+            Ext::Baseline => match &self.baseline {
+                Some(b) => Some(b.extensions.path()),
+                None => bail!("no --baseline build to run"),
+            },
             Ext::None => None,
         };
         if extensions_dir.is_some() {
@@ -251,6 +303,11 @@ impl Bench {
                 env.push(("BENCH_OTLP_ENDPOINT".to_owned(), receiver.clone()));
             }
             env.push(("CONTRAIL_RECEIVER_ENDPOINT".to_owned(), receiver));
+            // A port of its own: the default (4317) may be taken on a shared machine.
+            env.push((
+                "CONTRAIL_RECEIVER_GRPC_ENDPOINT".to_owned(),
+                format!("127.0.0.1:{}", free_port()?),
+            ));
         }
         let config = RunConfig {
             runtime_command: function.command.clone(),
@@ -285,7 +342,7 @@ impl Bench {
             );
         }
         let name = match spec.extension {
-            Ext::Contrail => Some("contrail"),
+            Ext::Contrail | Ext::Baseline => Some("contrail"),
             Ext::Floor => Some(FLOOR),
             Ext::None => None,
         };
@@ -306,6 +363,8 @@ pub(crate) const FLOOR: &str = "contrail-floor";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ext {
     Contrail,
+    /// The build `--baseline` names, in Contrail's place.
+    Baseline,
     Floor,
     None,
 }

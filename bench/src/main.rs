@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! contrail-bench [--out FILE] [--rounds N] [--command TEXT] [--only SCENARIO]...
-//!                                          measure and write the report
+//!                [--baseline FILE]         measure and write the report
 //! contrail-bench runtime                   a minimal Lambda runtime (used by the above)
 //! ```
 //!
@@ -78,6 +78,11 @@ pub(crate) struct Options {
     /// Run only this scenario (repeatable); all of them when absent
     #[arg(long, value_enum, value_name = "SCENARIO")]
     pub(crate) only: Vec<Scenario>,
+    /// Another build of the extension to compare with, such as the layer build of the commit
+    /// a change started from: the start-up rounds run it too, interleaved, and its size is
+    /// reported beside the one under test
+    #[arg(long, value_name = "FILE")]
+    pub(crate) baseline: Option<PathBuf>,
 }
 
 impl Options {
@@ -124,7 +129,7 @@ fn main() -> ExitCode {
 }
 
 async fn bench_main(options: &Options) -> Result<()> {
-    let bench = Bench::new(&options.root)?;
+    let bench = Bench::new(&options.root, options.baseline.as_deref())?;
     let started = Instant::now();
     let mut results = Results::default();
     scenarios::run(&bench, options, &mut results).await?;

@@ -7,7 +7,8 @@
 //! Tasks (one current-thread runtime, see `docs/adr/0005-process-model.md`):
 //! - the lifecycle loop (`next`, flush decisions, shutdown);
 //! - the worker (the task named `processing` in messages), sole owner of mapping and delivery;
-//! - the Telemetry API listener and the local OTLP receiver, which only decode and queue.
+//! - the Telemetry API listener and the local OTLP receivers (HTTP and gRPC), which only
+//!   decode and queue.
 //!
 //! A task that ends or panics reports on the `fatal` channel; the lifecycle then degrades to the
 //! idle loop. A panic of the lifecycle itself is caught here and degrades the same way.
@@ -262,6 +263,23 @@ async fn start(
             Err(err) => diag::warn!(
                 "the local OTLP receiver is off: cannot listen on {endpoint}: {err} (set {} to another address or off)",
                 receiver::ENDPOINT_VAR
+            ),
+        }
+    }
+    if let Some(endpoint) = settings.receiver.grpc_endpoint {
+        match TcpListener::bind(endpoint).await {
+            Ok(grpc_listener) => tasks.spawn(
+                "OTLP/gRPC receiver",
+                &fatal_tx,
+                receiver::grpc::serve(
+                    grpc_listener,
+                    intake.leaving_free(INTAKE_CAPACITY / 2),
+                    receiver::grpc::GrpcOptions::of(&settings.receiver),
+                ),
+            ),
+            Err(err) => diag::warn!(
+                "the local OTLP/gRPC receiver is off: cannot listen on {endpoint}: {err} (set {} to another address or off)",
+                receiver::GRPC_ENDPOINT_VAR
             ),
         }
     }

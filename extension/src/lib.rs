@@ -8,8 +8,9 @@
 //! ```text
 //!   intake                                  pipeline               mapping     export
 //! Telemetry API ─POST─▶ listener ──────┐
-//!   (each record alone; 200 at once)   ├──▶ queue ───▶ worker ───▶ Mapper ───▶ Delivery ───▶ backend
-//! function SDK ─OTLP/HTTP─▶ receiver ──┘   (bounded,    (owns       (records    (buffer, exporter,
+//!   (each record alone; 200 at once)   │
+//! function SDK ─OTLP/HTTP─▶ receiver ──┼──▶ queue ───▶ worker ───▶ Mapper ───▶ Delivery ───▶ backend
+//! function SDK ─OTLP/gRPC─▶ receiver ──┘   (bounded,    (owns       (records    (buffer, exporter,
 //!                                          try_send)    mapping     → OTLP,     retry, request,
 //!                                                       and         no I/O)     self-telemetry)
 //!                                                       delivery)
@@ -21,7 +22,7 @@
 //!
 //! ```text
 //! listener ──┐  Intake (bounded mpsc, 64 units; try_send, drop + count when full)
-//! receiver ──┴──────────────────────────────▶ worker ── owns Mapper + Delivery
+//! receivers ─┴──────────────────────────────▶ worker ── owns Mapper + Delivery
 //! lifecycle ── Control (unbounded mpsc) ────▶   (biased select: control first)
 //!           ◀─ oneshot replies, buffer gauge ─
 //! every task ── "ended/panicked" ─▶ fatal channel ─▶ lifecycle (checked before each next)
@@ -35,7 +36,8 @@
 //! | what is subscribed to | `intake/telemetry/subscription.rs` |
 //! | a new Telemetry API event type | `intake/telemetry/event.rs` (the model), then one file in `mapping/` |
 //! | how a record becomes a span, a metric or a log | `mapping/` (`invocation.rs`, `spans.rs`, `phases.rs`, `log_context.rs`, `platform_logs.rs`, `logs.rs`, `metrics.rs`) |
-//! | what the local OTLP receiver accepts or answers | `intake/receiver/handler.rs` |
+//! | what the local OTLP receiver accepts or answers | `intake/receiver/handler.rs` (HTTP), `intake/receiver/grpc/call.rs` (gRPC) |
+//! | how the gRPC receiver treats a connection (HTTP/2 settings, HTTP/1.1 or TLS spoken to it) | `intake/receiver/grpc/mod.rs` |
 //! | the intake queue and what a full queue does | `pipeline/queue.rs` |
 //! | the order of work between intake, mapping and export | `pipeline/worker.rs` |
 //! | the export buffer's bound or drop policy | `export/buffer.rs` |
@@ -61,7 +63,7 @@ mod config;
 // The Extensions API: register, next, error reports, and the subscription call.
 mod lambda_api;
 // Intake: the accept loop, the Telemetry API (subscription, listener, decoder, model), the local
-// OTLP receiver.
+// OTLP receivers (HTTP and gRPC).
 mod intake;
 // Pipeline: the one currency, the intake queue, the worker that owns mapping and delivery.
 mod pipeline;

@@ -91,7 +91,7 @@ pub fn python_function(source: &str) -> (tempfile::TempDir, Vec<String>) {
 
 /// A run of the Python handler `source` under the real `awslambdaric`, with Contrail attached,
 /// named `function_name`, with a 10 s timeout and the function variables `env` (plus the local
-/// receiver turned off: the tests run in parallel and none needs its fixed port). Set the rest
+/// receivers turned off: the tests run in parallel and none needs their fixed ports). Set the rest
 /// of the run with struct update; keep the returned folders alive for the run.
 pub fn python_run(
     source: &str,
@@ -100,7 +100,13 @@ pub fn python_run(
 ) -> (contrail_sim::RunConfig, [tempfile::TempDir; 2]) {
     let exts = extensions_dir();
     let (func, cmd) = python_function(source);
-    let mut vars = vec![("CONTRAIL_RECEIVER_ENDPOINT".to_owned(), "off".to_owned())];
+    let mut vars = vec![
+        ("CONTRAIL_RECEIVER_ENDPOINT".to_owned(), "off".to_owned()),
+        (
+            "CONTRAIL_RECEIVER_GRPC_ENDPOINT".to_owned(),
+            "off".to_owned(),
+        ),
+    ];
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     let config = contrail_sim::RunConfig {
         runtime_command: cmd,

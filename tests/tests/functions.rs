@@ -1,7 +1,11 @@
 //! The sample functions (Rust, Python, Node.js), end to end: each runs under the emulator with
 //! the release `contrail` binary attached and exports its own spans, logs and metric with the
 //! real OpenTelemetry SDK to Contrail's local receiver; Contrail forwards them, with its own
-//! telemetry, through a real collector (rotel) to a sink the test decodes.
+//! telemetry, through a real collector (rotel) to a sink the test decodes. The Python sample
+//! runs twice: as `app.py`, which sets the SDK up in code and exports OTLP/HTTP, and as
+//! `auto.py` under `opentelemetry-instrument` with the distro's defaults, which export
+//! OTLP/gRPC to `localhost:4317`; with Contrail's OTLP/HTTP receiver off, everything its SDK
+//! sent came over gRPC.
 //!
 //! Per sample, a run of successful invocations and a run with the payload `{"fail": true}` (the
 //! emulator sends one payload per run). For every invocation: the function's `handle-order` span
@@ -10,9 +14,9 @@
 //! its `orders` counter arrives per outcome; the failed invocation has ERROR on the function's
 //! spans and on Contrail's invocation span, with the runtime's error type; nothing arrives twice.
 //!
-//! Needs `scripts/install-test-deps.sh` (the Python venv in `.tools/venv` and the Node packages
-//! in `sample-functions/node/node_modules`) and the release builds of `contrail` and
-//! `sample-rust`.
+//! Needs `scripts/install-test-deps.sh` (the Python venv in `.tools/venv`, with the distro, and
+//! the Node packages in `sample-functions/node/node_modules`) and the release builds of
+//! `contrail` and `sample-rust`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,8 +25,8 @@ use std::time::Duration;
 
 use contrail_e2e::{
     Backend, attr_int, attr_str, body_of, extensions_dir, free_loopback_port, hex,
-    invocation_spans, latest_counter, log_records, node_sample, python_sample, sample_rust_bin,
-    xray_parent, xray_trace_id,
+    invocation_spans, latest_counter, log_records, node_sample, python_sample, root,
+    sample_rust_bin, xray_parent, xray_trace_id,
 };
 use contrail_sim::report::InvocationReport;
 use contrail_sim::sink::Received;
@@ -44,6 +48,17 @@ struct Sample {
     command: Vec<String>,
     task_root: PathBuf,
     handler: &'static str,
+    /// Which of Contrail's receivers its SDK exports to.
+    transport: Transport,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// OTLP/HTTP to `CONTRAIL_RECEIVER_ENDPOINT`, which the sample reads.
+    Http,
+    /// OTLP/gRPC with the SDK's default configuration, moved to a free port by
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` only.
+    Grpc,
 }
 
 fn rust_sample() -> Sample {
@@ -52,6 +67,7 @@ fn rust_sample() -> Sample {
         command: vec![sample_rust_bin().display().to_string()],
         task_root: contrail_e2e::sample_dir("rust"),
         handler: "bootstrap",
+        transport: Transport::Http,
     }
 }
 
@@ -62,6 +78,33 @@ fn python() -> Sample {
         command,
         task_root,
         handler: "app.handler",
+        transport: Transport::Http,
+    }
+}
+
+/// `auto.py` under `opentelemetry-instrument`, the distro's console script.
+fn python_auto() -> Sample {
+    let (task_root, python) = python_sample();
+    let instrument = root().join(".tools/venv/bin/opentelemetry-instrument");
+    assert!(
+        instrument.is_file(),
+        "{} missing: run scripts/install-test-deps.sh",
+        instrument.display()
+    );
+    let mut command = vec![instrument.display().to_string()];
+    command.extend(python.into_iter().map(|arg| {
+        if arg == "app.handler" {
+            "auto.handler".to_owned()
+        } else {
+            arg
+        }
+    }));
+    Sample {
+        name: "python-auto",
+        command,
+        task_root,
+        handler: "auto.handler",
+        transport: Transport::Grpc,
     }
 }
 
@@ -72,6 +115,7 @@ fn node() -> Sample {
         command,
         task_root,
         handler: "index.handler",
+        transport: Transport::Http,
     }
 }
 
@@ -83,8 +127,40 @@ fn service_name(sample: &Sample) -> String {
 async fn run(sample: &Sample, backend: &Backend, payload: &str, invocations: u32) -> RunReport {
     let exts = extensions_dir();
     // The function's SDK and Contrail's receiver agree on this address; a port of its own keeps
-    // the tests of this file (and others) from fighting over 4318.
+    // the tests of this file (and others) from fighting over 4318 and 4317.
     let receiver = format!("127.0.0.1:{}", free_loopback_port());
+    let receivers: [(String, String); 2] = match sample.transport {
+        Transport::Http => [
+            ("CONTRAIL_RECEIVER_ENDPOINT".into(), receiver.clone()),
+            ("CONTRAIL_RECEIVER_GRPC_ENDPOINT".into(), "off".into()),
+        ],
+        Transport::Grpc => [
+            ("CONTRAIL_RECEIVER_ENDPOINT".into(), "off".into()),
+            ("CONTRAIL_RECEIVER_GRPC_ENDPOINT".into(), receiver.clone()),
+        ],
+    };
+    let mut env: Vec<(String, String)> = vec![
+        // Not OTEL_EXPORTER_OTLP_ENDPOINT: the function's SDK would read that too.
+        ("CONTRAIL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint()),
+        ("CONTRAIL_FLUSH".into(), "end".into()),
+        ("OTEL_SERVICE_NAME".into(), service_name(sample)),
+    ];
+    env.extend(receivers);
+    if sample.transport == Transport::Grpc {
+        // The SDK's own default is http://localhost:4317; the same on a port of its own. No
+        // protocol and no exporter is named: the distro picks them. The propagators are the
+        // OpenTelemetry Lambda layer's, so that the X-Ray header is the parent.
+        env.extend([
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+                format!("http://{receiver}"),
+            ),
+            (
+                "OTEL_PROPAGATORS".into(),
+                "tracecontext,baggage,xray-lambda".into(),
+            ),
+        ]);
+    }
     let cfg = RunConfig {
         runtime_command: sample.command.clone(),
         task_root: Some(sample.task_root.clone()),
@@ -97,13 +173,7 @@ async fn run(sample: &Sample, backend: &Backend, payload: &str, invocations: u32
         timeout: Duration::from_secs(20),
         init_timeout: Duration::from_secs(30),
         shutdown_timeout: Duration::from_secs(5),
-        env: vec![
-            // Not OTEL_EXPORTER_OTLP_ENDPOINT: the function's SDK would read that too.
-            ("CONTRAIL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint()),
-            ("CONTRAIL_RECEIVER_ENDPOINT".into(), receiver),
-            ("CONTRAIL_FLUSH".into(), "end".into()),
-            ("OTEL_SERVICE_NAME".into(), service_name(sample)),
-        ],
+        env,
         ..RunConfig::default()
     };
     let report = contrail_sim::run(cfg)
@@ -402,6 +472,12 @@ async fn rust_sample_spans_logs_and_metric_nest_under_the_invocation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sample_spans_logs_and_metric_nest_under_the_invocation() {
     sample_end_to_end(python()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sample_under_opentelemetry_instrument_exports_grpc_and_nests_under_the_invocation()
+{
+    sample_end_to_end(python_auto()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,7 +100,7 @@ fn steady(report: &RunReport, process: &str) -> Result<Steady> {
 fn process_of(ext: Ext) -> &'static str {
     match ext {
         Ext::Floor => FLOOR,
-        Ext::Contrail | Ext::None => "contrail",
+        Ext::Contrail | Ext::Baseline | Ext::None => "contrail",
     }
 }
 

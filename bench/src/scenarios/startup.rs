@@ -1,7 +1,12 @@
 //! Start-up: spawn → register, spawn → first `next`, and the init phase with and without
-//! Contrail, for each function there is (the minimal runtime, the Rust sample, Python).
+//! Contrail, for each function there is (the minimal runtime, the Rust sample, Python); with
+//! `--baseline`, the same spawn figures and idle memory of the baseline build, run in the same
+//! rounds.
+
+use std::path::Path;
 
 use anyhow::Result;
+use contrail_sim::report::ExtensionReport;
 
 use super::PEAK_RSS_KB;
 use crate::Options;
@@ -30,6 +35,7 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
     let mut register = Vec::new();
     let mut first_next = Vec::new();
     let mut idle_rss = Vec::new();
+    let mut baseline = Spawns::default();
     for function in &functions {
         let mut with = Vec::new();
         let mut without = Vec::new();
@@ -45,6 +51,9 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
             register.extend(ext.spawn_to_register_ms);
             idle_rss.extend(ext.peak_rss_kb.map(|v| v as f64));
             first_next.extend(ext.spawn_to_first_next_ms);
+            if let Some(c) = bench.run_baseline(function, &contrail_env, 1).await? {
+                baseline.add(contrail_report(&c)?);
+            }
             with.extend(a.init_ms);
             without.extend(b.init_ms);
         }
@@ -124,5 +133,67 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
          and names a Secrets Manager secret in a header; medians of spawn → first `next`.",
         options.rounds
     ));
+    if let Some(base) = &bench.baseline {
+        baseline.report(&base.path, [r, n, idle], results)?;
+    }
     Ok(())
+}
+
+/// The spawn figures and idle memory of the baseline build's runs.
+#[derive(Default)]
+struct Spawns {
+    register: Vec<f64>,
+    first_next: Vec<f64>,
+    rss_kb: Vec<f64>,
+}
+
+impl Spawns {
+    fn add(&mut self, ext: &ExtensionReport) {
+        self.register.extend(ext.spawn_to_register_ms);
+        self.first_next.extend(ext.spawn_to_first_next_ms);
+        self.rss_kb.extend(ext.peak_rss_kb.map(|v| v as f64));
+    }
+
+    /// Rows beside this build's `[register, first next, idle RSS]`, unbudgeted: the baseline
+    /// is whatever the command line named.
+    fn report(&self, path: &Path, this: [f64; 3], results: &mut Results) -> Result<()> {
+        let (r, n, rss) = (
+            median(&self.register)?,
+            median(&self.first_next)?,
+            median(&self.rss_kb)?,
+        );
+        let name = path.display();
+        let rows = [
+            (
+                "spawn → register",
+                format!("{r:.2} ms (this build {:+.2} ms)", this[0] - r),
+            ),
+            (
+                "spawn → first `next`",
+                format!("{n:.2} ms (this build {:+.2} ms)", this[1] - n),
+            ),
+            (
+                "peak RSS of Contrail, start-up runs",
+                format!(
+                    "{:.2} MB (this build {:+.2} MB)",
+                    rss / 1024.0,
+                    (this[2] - rss) / 1024.0
+                ),
+            ),
+        ];
+        for (what, figure) in rows {
+            results.rows.push(Row::new(
+                format!("{what}, baseline `{name}`"),
+                figure,
+                "—",
+                None,
+            ));
+        }
+        results.notes.push(format!(
+            "Baseline: `{name}` ran in the same start-up rounds, after each pair, with the same \
+             configuration ({} runs); its figures are medians like this build's.",
+            self.register.len()
+        ));
+        Ok(())
+    }
 }

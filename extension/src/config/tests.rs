@@ -324,6 +324,7 @@ fn every_variable_constant_is_documented_in_the_readme() {
         telemetry::TELEMETRY_MAX_BYTES_VAR,
         telemetry::TELEMETRY_TIMEOUT_MS_VAR,
         receiver::ENDPOINT_VAR,
+        receiver::GRPC_ENDPOINT_VAR,
         receiver::MAX_BODY_BYTES_VAR,
         mapping::XRAY_CONTEXT_VAR,
         mapping::TEMPORALITY_VAR,

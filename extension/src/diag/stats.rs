@@ -109,6 +109,9 @@ pub struct Stats {
     /// Requests the local receiver refused (undecodable, too large, unsupported type or
     /// encoding): their records could not be counted and are lost.
     pub(crate) receiver_rejected_requests: AtomicU64,
+    /// Calls and connections the local OTLP/gRPC receiver refused (not gRPC, too large,
+    /// undecodable, too many at once, too slow, not HTTP/2 at all).
+    pub(crate) grpc_refused: AtomicU64,
     /// Records handed to the backend successfully.
     pub(crate) exported_records: AtomicU64,
     /// Export requests sent, and those that failed.

@@ -280,6 +280,7 @@ mod tests {
         let body = RpcStatus {
             code: 3,
             message: "bad span".into(),
+            details: Vec::new(),
         }
         .encode_to_vec();
         assert_eq!(error_message(&h, &body), "bad span");

@@ -26,8 +26,8 @@
 //!
 //! With no endpoint at all, Contrail does not fall back to the OpenTelemetry default
 //! `http://localhost:4318`: that is where Contrail's own local receiver listens, so it would
-//! export to itself. An endpoint on a loopback address with port 4318 is refused for the same
-//! reason. A signal without an endpoint is dropped and counted (`no_endpoint`).
+//! export to itself. An endpoint on a loopback address with port 4318 or 4317 (the OTLP/gRPC
+//! receiver, and the gRPC SDKs' default) is refused for the same reason. A signal without an endpoint is dropped and counted (`no_endpoint`).
 
 use std::time::Duration;
 
@@ -57,8 +57,8 @@ pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_BUFFER_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Largest export request body, before compression.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-/// The port of Contrail's own local OTLP receiver.
-pub(crate) const RECEIVER_PORT: u16 = 4318;
+/// The default ports of Contrail's own local OTLP receivers: gRPC, HTTP.
+pub(crate) const RECEIVER_PORTS: [u16; 2] = [4317, 4318];
 
 /// How request bodies are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -336,12 +336,12 @@ fn parse_endpoint(var: &str, value: &str) -> Result<Uri, ConfigError> {
             .parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback() || ip.is_unspecified())
             .unwrap_or(false);
-    if loopback && port == RECEIVER_PORT {
+    if loopback && RECEIVER_PORTS.contains(&port) {
         return Err(ConfigError::new(
             var,
             value,
             format!(
-                "Contrail's own OTLP receiver listens on port {RECEIVER_PORT} of this host; exporting there would loop"
+                "Contrail's own OTLP receiver listens on port {port} of this host; exporting there would loop"
             ),
         ));
     }

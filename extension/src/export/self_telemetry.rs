@@ -278,13 +278,21 @@ impl SelfTelemetry {
             counter(
                 "contrail.receiver.refused",
                 "{request}",
-                "Requests the local OTLP receiver refused (undecodable, too large, wrong type)",
-                vec![int_point(
-                    vec![],
-                    get(&stats.receiver_rejected_requests),
-                    start,
-                    now,
-                )],
+                "Requests the local OTLP receivers refused (undecodable, too large, wrong type), by transport",
+                vec![
+                    int_point(
+                        vec![kv("transport", "http")],
+                        get(&stats.receiver_rejected_requests),
+                        start,
+                        now,
+                    ),
+                    int_point(
+                        vec![kv("transport", "grpc")],
+                        get(&stats.grpc_refused),
+                        start,
+                        now,
+                    ),
+                ],
             ),
             counter(
                 "contrail.secrets.failures",

@@ -4,8 +4,8 @@
 //! | module | role |
 //! |---|---|
 //! | `telemetry` | the Telemetry API: the subscription, the listener Lambda POSTs to, the decoder, the event model |
-//! | `receiver` | the local OTLP/HTTP receiver a function's own SDK exports to |
-//! | `server.rs` | the accept loop both share |
+//! | `receiver` | the local OTLP receivers a function's own SDK exports to: HTTP, and gRPC in `receiver/grpc` |
+//! | `server.rs` | the accept loop they all share |
 
 pub(crate) mod receiver;
 pub(crate) mod server;

@@ -1,5 +1,7 @@
-//! The accept loop of Contrail's two local HTTP servers, the Telemetry API listener and the
-//! OTLP receiver: HTTP/1.1 on loopback, one task per connection, and a graceful stop.
+//! The accept loop of Contrail's local servers, the Telemetry API listener and the OTLP
+//! receivers: one task per connection and a graceful stop; HTTP/1.1 for the listener and the
+//! OTLP/HTTP receiver ([`serve`]), HTTP/2 for the OTLP/gRPC one (which brings its own
+//! connection to [`accept`]).
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -32,6 +34,19 @@ where
     B::Error: Into<Box<dyn Error + Send + Sync>>,
     S: Future<Output = ()>,
 {
+    let connect = move |stream, stop| serve_connection(stream, handle.clone(), stop);
+    accept(listener, connect, shutdown).await;
+}
+
+/// Accept connections on `listener` until `shutdown` completes, running `connect` for each in
+/// a task of its own; then tell every connection to stop (its `watch` turns `true`) and return
+/// when all have ended. Each connection decides what stopping means for its protocol.
+pub(crate) async fn accept<C, F, S>(listener: TcpListener, connect: C, shutdown: S)
+where
+    C: Fn(TcpStream, watch::Receiver<bool>) -> F,
+    F: Future<Output = ()> + Send + 'static,
+    S: Future<Output = ()>,
+{
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -43,7 +58,7 @@ where
                 Ok((stream, _peer)) => {
                     // Small requests and answers on loopback: send each at once.
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, handle.clone(), stop_rx.clone()));
+                    connections.spawn(connect(stream, stop_rx.clone()));
                 }
                 Err(_) => tokio::time::sleep(ACCEPT_ERROR_PAUSE).await,
             },

@@ -213,4 +213,18 @@ pub(crate) struct RpcStatus {
     /// The reason, for a person.
     #[prost(string, tag = "2")]
     pub(crate) message: String,
+    /// Machine-readable details, such as a `google.rpc.RetryInfo`.
+    #[prost(message, repeated, tag = "3")]
+    pub(crate) details: Vec<ProtoAny>,
+}
+
+/// `google.protobuf.Any`: a serialized message and the name of its type.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(crate) struct ProtoAny {
+    /// Names the type of `value` (`type.googleapis.com/google.rpc.RetryInfo`).
+    #[prost(string, tag = "1")]
+    pub(crate) type_url: String,
+    /// The serialized message.
+    #[prost(bytes = "vec", tag = "2")]
+    pub(crate) value: Vec<u8>,
 }

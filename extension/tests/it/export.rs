@@ -1,11 +1,15 @@
-//! The real binary, wired end to end: Telemetry API records and the local receiver's OTLP reach
-//! a scripted OTLP backend, flushed at the end of the invocation (before the next `next`) and
-//! at shutdown.
+//! The real binary, wired end to end: Telemetry API records and the local receivers' OTLP (HTTP
+//! and gRPC) reach a scripted OTLP backend, flushed at the end of the invocation (before the
+//! next `next`) and at shutdown.
 
 // The scripted backend is shared with the export tests; a failed unwrap there is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use contrail_testkit::grpc;
 use contrail_testkit::otlp_backend as backend;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
 
 use std::time::Duration;
 
@@ -23,11 +27,13 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_shutdown() {
     let backend = Backend::start(Vec::new()).await;
-    let receiver_port = {
+    let free_port = || {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
+    let receiver_port = free_port();
     let receiver = format!("127.0.0.1:{receiver_port}");
+    let grpc_receiver: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let fake = FakeLambda::start(Script::default()).await;
     let endpoint = backend.endpoint();
     let mut ext = Extension::spawn(
@@ -36,6 +42,10 @@ async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_s
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
             ("CONTRAIL_RECEIVER_ENDPOINT", &receiver),
+            (
+                "CONTRAIL_RECEIVER_GRPC_ENDPOINT",
+                &grpc_receiver.to_string(),
+            ),
             ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
             ("AWS_REGION", "eu-west-1"),
         ],
@@ -51,6 +61,29 @@ async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_s
         "name":"sdk-work","kind":1,"startTimeUnixNano":"1704067201000000000","endTimeUnixNano":"1704067201050000000"}]}]}]}"#;
     let status = post(receiver_port, "/v1/traces", sdk_span).await;
     assert_eq!(status, 200);
+    // And one over gRPC.
+    let grpc_span = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: (0..16).collect(),
+                    span_id: vec![9; 8],
+                    name: "sdk-grpc-work".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let answer = grpc::call(
+        grpc_receiver,
+        grpc::TRACES,
+        &[],
+        grpc::framed(false, &grpc_span.encode_to_vec()),
+    )
+    .await;
+    assert_eq!(answer.status(), Some(0), "{answer:?}");
     assert_eq!(
         post_json(
             port,
@@ -116,6 +149,19 @@ async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_s
     assert!(
         attrs.contains(&("service.name".into(), "orders".into())),
         "{attrs:?}"
+    );
+    let grpc_exported = backend
+        .received()
+        .into_iter()
+        .filter(|r| r.at <= second_next.at)
+        .filter_map(|r| r.traces)
+        .flat_map(|t| t.resource_spans)
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .any(|s| s.name == "sdk-grpc-work");
+    assert!(
+        grpc_exported,
+        "the span sent over gRPC, before the next call"
     );
 
     // SHUTDOWN: the last invocation's report arrives only now and is exported before exit.

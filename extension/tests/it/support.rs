@@ -296,6 +296,7 @@ impl Extension {
         cmd.env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", fake.addr.to_string())
             .env("CONTRAIL_RECEIVER_ENDPOINT", "127.0.0.1:0")
+            .env("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -91,6 +91,8 @@ fn own_receiver_is_refused_as_an_endpoint() {
         "http://localhost:4318",
         "http://127.0.0.1:4318/",
         "http://[::1]:4318",
+        "http://localhost:4317",
+        "https://127.0.0.1:4317",
     ] {
         let env = [(ENDPOINT_VAR, url)];
         let errors = ExportConfig::from_env(&env).unwrap_err();

@@ -43,6 +43,7 @@ fn status(code: u16, message: &str) -> Reply {
     let body = RpcStatus {
         code: 3,
         message: message.to_owned(),
+        details: Vec::new(),
     }
     .encode_to_vec();
     Reply::Status(

@@ -182,6 +182,7 @@ async fn a_400_is_not_retried_and_counted_as_rejected() {
     let status = RpcStatus {
         code: 3,
         message: "span name too long".to_owned(),
+        details: Vec::new(),
     };
     let b = Backend::start(vec![Reply::Status(
         400,

@@ -4,14 +4,20 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::config::env::{ConfigError, Env, non_empty};
 
-/// Where the receiver listens: `host:port` with an IP address or `localhost`, or `off`.
+/// Where the OTLP/HTTP receiver listens: `host:port` with an IP address or `localhost`, or `off`.
 pub(crate) const ENDPOINT_VAR: &str = "CONTRAIL_RECEIVER_ENDPOINT";
-/// The largest request body accepted, in bytes, before and after gzip decompression.
+/// Where the OTLP/gRPC receiver listens, in the same form.
+pub(crate) const GRPC_ENDPOINT_VAR: &str = "CONTRAIL_RECEIVER_GRPC_ENDPOINT";
+/// The largest request accepted, in bytes, before and after gzip decompression: an OTLP/HTTP
+/// body, or the one message of an OTLP/gRPC call.
 pub(crate) const MAX_BODY_BYTES_VAR: &str = "CONTRAIL_RECEIVER_MAX_BODY_BYTES";
 
 /// The OpenTelemetry SDKs' default OTLP/HTTP endpoint, on loopback only.
 pub(crate) const DEFAULT_ENDPOINT: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4318);
+/// The OpenTelemetry SDKs' default OTLP/gRPC endpoint, on loopback only.
+pub(crate) const DEFAULT_GRPC_ENDPOINT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4317);
 /// 4 MiB: a batch of 512 spans with many attributes is well under 1 MiB.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
@@ -22,9 +28,11 @@ const OFF_WORDS: [&str; 4] = ["off", "none", "false", "disabled"];
 /// How the local receiver runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ReceiverConfig {
-    /// The address to listen on; `None` when the receiver is turned off.
+    /// The address to listen on for OTLP/HTTP; `None` when that receiver is turned off.
     pub(crate) endpoint: Option<SocketAddr>,
-    /// The largest body accepted, compressed or decompressed.
+    /// The address to listen on for OTLP/gRPC; `None` when that receiver is turned off.
+    pub(crate) grpc_endpoint: Option<SocketAddr>,
+    /// The largest body (or gRPC message) accepted, compressed or decompressed.
     pub(crate) max_body_bytes: usize,
 }
 
@@ -32,6 +40,7 @@ impl Default for ReceiverConfig {
     fn default() -> Self {
         ReceiverConfig {
             endpoint: Some(DEFAULT_ENDPOINT),
+            grpc_endpoint: Some(DEFAULT_GRPC_ENDPOINT),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
@@ -44,10 +53,33 @@ impl ReceiverConfig {
         let mut config = ReceiverConfig::default();
 
         if let Some(value) = non_empty(env, ENDPOINT_VAR) {
-            match parse_endpoint(&value) {
+            match parse_endpoint(&value, DEFAULT_ENDPOINT.port()) {
                 Ok(endpoint) => config.endpoint = endpoint,
                 Err(reason) => errors.push(ConfigError::new(ENDPOINT_VAR, value, reason)),
             }
+        }
+        let grpc_value = non_empty(env, GRPC_ENDPOINT_VAR);
+        if let Some(value) = &grpc_value {
+            match parse_endpoint(value, DEFAULT_GRPC_ENDPOINT.port()) {
+                Ok(endpoint) => config.grpc_endpoint = endpoint,
+                Err(reason) => errors.push(ConfigError::new(GRPC_ENDPOINT_VAR, value, reason)),
+            }
+        }
+        if same_port(config.endpoint, config.grpc_endpoint) {
+            // Name the variable that moved one onto the other.
+            let (var, value, other) = match grpc_value {
+                Some(value) => (GRPC_ENDPOINT_VAR, value, ENDPOINT_VAR),
+                None => (
+                    ENDPOINT_VAR,
+                    non_empty(env, ENDPOINT_VAR).unwrap_or_default(),
+                    GRPC_ENDPOINT_VAR,
+                ),
+            };
+            errors.push(ConfigError::new(
+                var,
+                value,
+                format!("the other receiver ({other}) listens on that port: give each its own, or turn one off"),
+            ));
         }
         if let Some(value) = non_empty(env, MAX_BODY_BYTES_VAR) {
             match parse_max_body(&value) {
@@ -64,19 +96,35 @@ impl ReceiverConfig {
     }
 }
 
-fn parse_endpoint(value: &str) -> Result<Option<SocketAddr>, String> {
+/// Whether two endpoints would take the same port (port 0 picks a free one each time).
+fn same_port(a: Option<SocketAddr>, b: Option<SocketAddr>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.port() != 0 && a.port() == b.port() && overlap(a, b),
+        _ => false,
+    }
+}
+
+/// Whether binding both addresses would collide: the same IP, or either one unspecified.
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
+}
+
+/// `host:port` or an off word; `example_port` is the one error messages suggest.
+fn parse_endpoint(value: &str, example_port: u16) -> Result<Option<SocketAddr>, String> {
     if OFF_WORDS.iter().any(|w| value.eq_ignore_ascii_case(w)) {
         return Ok(None);
     }
     if value.contains("://") {
-        return Err("expected host:port without a scheme, e.g. 127.0.0.1:4318, or off".into());
+        return Err(format!(
+            "expected host:port without a scheme, e.g. 127.0.0.1:{example_port}, or off"
+        ));
     }
     if let Ok(addr) = value.parse::<SocketAddr>() {
         return Ok(Some(addr));
     }
     let (host, port) = value
         .rsplit_once(':')
-        .ok_or_else(|| "expected host:port, e.g. 127.0.0.1:4318, or off".to_owned())?;
+        .ok_or_else(|| format!("expected host:port, e.g. 127.0.0.1:{example_port}, or off"))?;
     let port: u16 = port
         .parse()
         .map_err(|_| format!("port {port:?} is not a number from 0 to 65535"))?;

@@ -1,34 +1,21 @@
 //! One OTLP/HTTP request: route, check, read, decode, queue, answer.
 
-use std::io::Read;
-
 use bytes::Bytes;
-use flate2::read::MultiGzDecoder;
 use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use prost::Message;
 
 use super::config::MAX_BODY_BYTES_VAR;
+use super::payload::{self, Gunzip, QUEUE_FULL_MESSAGE};
 use crate::diag;
 use crate::diag::Stats;
 use crate::pipeline::otlp::RpcStatus;
-use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload, Signal};
+use crate::pipeline::{IntakeSender, OtlpPayload, Signal};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
-const QUEUE_FULL_MESSAGE: &str =
-    "Contrail's intake queue is full: these records were dropped and counted, do not retry";
 
 /// How the body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +114,7 @@ impl Handler {
             })?
             .to_bytes();
         let body = if gzip {
-            gunzip(&body, self.max_body_bytes).map_err(|e| match e {
+            payload::gunzip(&body, self.max_body_bytes).map_err(|e| match e {
                 Gunzip::TooLarge => self.too_large(),
                 Gunzip::Invalid(e) => {
                     Refusal::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}"))
@@ -136,31 +123,9 @@ impl Handler {
         } else {
             body
         };
-        let payload = decode(signal, encoding, &body)?;
-        Ok(self.queue(signal, encoding, payload))
-    }
-
-    fn queue(
-        &self,
-        signal: Signal,
-        encoding: Encoding,
-        payload: OtlpPayload,
-    ) -> Response<Full<Bytes>> {
-        let intake = Intake::Otlp(payload);
-        let records = intake.record_count();
-        Stats::add(&self.stats().receiver_records, records);
-        let rejected = match self.intake.offer(intake) {
-            Offered::Queued => None,
-            Offered::Dropped => {
-                static FULL: diag::Once = diag::Once::new();
-                FULL.warn(format_args!(
-                    "receiver: intake queue full, dropping function telemetry (counted as intake_full)"
-                ));
-                // Sent back in `partial_success`: spans, log records, metric data points.
-                Some(records)
-            }
-        };
-        success(signal, encoding, rejected)
+        let decoded = decode(signal, encoding, &body)?;
+        let rejected = payload::queue(&self.intake, decoded);
+        Ok(success(signal, encoding, rejected))
     }
 
     fn too_large(&self) -> Refusal {
@@ -178,6 +143,7 @@ impl Handler {
         let status = RpcStatus {
             code: INVALID_ARGUMENT,
             message: refusal.reason,
+            details: Vec::new(),
         };
         let body = match encoding {
             Encoding::Protobuf => Bytes::from(status.encode_to_vec()),
@@ -241,42 +207,16 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, Refusal> {
 }
 
 fn gzip_of(headers: &HeaderMap) -> Result<bool, Refusal> {
-    let Some(value) = headers.get(CONTENT_ENCODING) else {
-        return Ok(false);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    if text.eq_ignore_ascii_case("gzip") {
-        Ok(true)
-    } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
-        Ok(false)
-    } else {
-        Err(Refusal::new(
+    payload::is_gzip(headers.get(CONTENT_ENCODING)).map_err(|text| {
+        Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("unsupported content encoding {text:?}: use gzip or none"),
-        ))
-    }
+        )
+    })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-enum Gunzip {
-    TooLarge,
-    Invalid(std::io::Error),
-}
-
-/// Decompress at most `max` bytes; a body that inflates beyond that is refused, not read.
-fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Gunzip> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
-    MultiGzDecoder::new(body)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(Gunzip::Invalid)?;
-    if out.len() > max {
-        return Err(Gunzip::TooLarge);
-    }
-    Ok(Bytes::from(out))
 }
 
 fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<OtlpPayload, Refusal> {
@@ -291,14 +231,8 @@ fn decode(signal: Signal, encoding: Encoding, body: &[u8]) -> Result<OtlpPayload
         )
     };
     Ok(match (signal, encoding) {
-        (Signal::Traces, Encoding::Protobuf) => {
-            OtlpPayload::Traces(ExportTraceServiceRequest::decode(body).map_err(|e| invalid(&e))?)
-        }
-        (Signal::Metrics, Encoding::Protobuf) => OtlpPayload::Metrics(
-            ExportMetricsServiceRequest::decode(body).map_err(|e| invalid(&e))?,
-        ),
-        (Signal::Logs, Encoding::Protobuf) => {
-            OtlpPayload::Logs(ExportLogsServiceRequest::decode(body).map_err(|e| invalid(&e))?)
+        (_, Encoding::Protobuf) => {
+            payload::decode_protobuf(signal, body).map_err(|e| invalid(&e))?
         }
         (Signal::Traces, Encoding::Json) => {
             OtlpPayload::Traces(serde_json::from_slice(body).map_err(|e| invalid(&e))?)
@@ -330,37 +264,9 @@ fn success(signal: Signal, encoding: Encoding, rejected: Option<u64>) -> Respons
                 .to_string(),
             )
         }
-        (Encoding::Protobuf, rejected) => Bytes::from(protobuf_response(signal, rejected)),
+        (Encoding::Protobuf, rejected) => Bytes::from(payload::response(signal, rejected)),
     };
     respond(StatusCode::OK, content_type(encoding), body)
-}
-
-fn protobuf_response(signal: Signal, rejected: Option<u64>) -> Vec<u8> {
-    let n = rejected.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let error_message = || QUEUE_FULL_MESSAGE.to_owned();
-    match signal {
-        Signal::Traces => ExportTraceServiceResponse {
-            partial_success: n.map(|n| ExportTracePartialSuccess {
-                rejected_spans: n,
-                error_message: error_message(),
-            }),
-        }
-        .encode_to_vec(),
-        Signal::Metrics => ExportMetricsServiceResponse {
-            partial_success: n.map(|n| ExportMetricsPartialSuccess {
-                rejected_data_points: n,
-                error_message: error_message(),
-            }),
-        }
-        .encode_to_vec(),
-        Signal::Logs => ExportLogsServiceResponse {
-            partial_success: n.map(|n| ExportLogsPartialSuccess {
-                rejected_log_records: n,
-                error_message: error_message(),
-            }),
-        }
-        .encode_to_vec(),
-    }
 }
 
 fn content_type(encoding: Encoding) -> &'static str {

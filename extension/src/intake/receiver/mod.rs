@@ -1,4 +1,5 @@
-//! The local OTLP/HTTP receiver: where a function's own OpenTelemetry SDK exports.
+//! The local OTLP/HTTP receiver: where a function's own OpenTelemetry SDK exports. Its OTLP/gRPC
+//! sibling on port 4317 is [`grpc`]; both hand their requests' bytes to `payload.rs`.
 //!
 //! It listens on `127.0.0.1:4318` by default, the SDKs' default endpoint, so a function needs
 //! no configuration. Each request is decoded (protobuf or JSON, optionally gzip), offered to the
@@ -25,7 +26,9 @@
 //! in [`Stats`](crate::diag::Stats).
 
 pub(crate) mod config;
+pub(crate) mod grpc;
 mod handler;
+mod payload;
 mod resource;
 
 use std::future::Future;
@@ -34,7 +37,7 @@ use tokio::net::TcpListener;
 
 use crate::pipeline::IntakeSender;
 
-pub(crate) use config::{ENDPOINT_VAR, ReceiverConfig};
+pub(crate) use config::{ENDPOINT_VAR, GRPC_ENDPOINT_VAR, ReceiverConfig};
 pub use resource::merge_resource;
 
 /// Serve OTLP/HTTP on `listener` until the process ends.

@@ -15,6 +15,7 @@ fn addr(s: &str) -> SocketAddr {
 fn defaults_listen_on_loopback_4318_with_a_4_mib_cap() {
     let config = ReceiverConfig::from_env(&[("UNRELATED", "1")]).unwrap();
     assert_eq!(config.endpoint, Some(addr("127.0.0.1:4318")));
+    assert_eq!(config.grpc_endpoint, Some(addr("127.0.0.1:4317")));
     assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     assert_eq!(DEFAULT_MAX_BODY_BYTES, 4 * 1024 * 1024);
     // Blank is the same as unset.
@@ -92,4 +93,54 @@ fn every_bad_variable_is_reported_at_once() {
             "CONTRAIL_RECEIVER_MAX_BODY_BYTES"
         ]
     );
+}
+
+#[test]
+fn the_grpc_endpoint_is_read_like_the_http_one_and_its_errors_suggest_4317() {
+    let config =
+        ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "localhost:14317")])
+            .unwrap();
+    assert_eq!(config.grpc_endpoint, Some(addr("127.0.0.1:14317")));
+    assert_eq!(config.endpoint, Some(addr("127.0.0.1:4318")));
+    let off = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "off")]).unwrap();
+    assert_eq!(off.grpc_endpoint, None);
+    let errors =
+        ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "grpc://0.0.0.0:4317")])
+            .unwrap_err();
+    assert_eq!(errors[0].var, "CONTRAIL_RECEIVER_GRPC_ENDPOINT");
+    assert!(errors[0].reason.contains("127.0.0.1:4317"), "{}", errors[0]);
+}
+
+#[test]
+fn both_receivers_on_one_port_is_an_error_naming_the_variable_that_moved() {
+    let errors = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "0.0.0.0:4318")])
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].var, "CONTRAIL_RECEIVER_GRPC_ENDPOINT");
+    assert!(
+        errors[0].reason.contains("CONTRAIL_RECEIVER_ENDPOINT"),
+        "{}",
+        errors[0]
+    );
+    let errors =
+        ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_ENDPOINT", "localhost:4317")]).unwrap_err();
+    assert_eq!(errors[0].var, "CONTRAIL_RECEIVER_ENDPOINT");
+    assert!(errors[0].reason.contains("CONTRAIL_RECEIVER_GRPC_ENDPOINT"));
+    // Different addresses, any port 0, or one receiver off: no conflict.
+    for env in [
+        [
+            ("CONTRAIL_RECEIVER_ENDPOINT", "127.0.0.1:5000"),
+            ("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "[::1]:5000"),
+        ],
+        [
+            ("CONTRAIL_RECEIVER_ENDPOINT", "127.0.0.1:0"),
+            ("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "127.0.0.1:0"),
+        ],
+        [
+            ("CONTRAIL_RECEIVER_ENDPOINT", "off"),
+            ("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "127.0.0.1:4318"),
+        ],
+    ] {
+        assert!(ReceiverConfig::from_env(&env).is_ok(), "{env:?}");
+    }
 }

@@ -40,7 +40,7 @@ fn string_kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-fn traces(spans: usize) -> ExportTraceServiceRequest {
+pub(super) fn traces(spans: usize) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -66,7 +66,7 @@ fn traces(spans: usize) -> ExportTraceServiceRequest {
     }
 }
 
-fn gauge_metrics(points: usize) -> ExportMetricsServiceRequest {
+pub(super) fn gauge_metrics(points: usize) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             scope_metrics: vec![ScopeMetrics {
@@ -90,7 +90,7 @@ fn gauge_metrics(points: usize) -> ExportMetricsServiceRequest {
     }
 }
 
-fn logs(records: usize) -> ExportLogsServiceRequest {
+pub(super) fn logs(records: usize) -> ExportLogsServiceRequest {
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             scope_logs: vec![ScopeLogs {

@@ -2,6 +2,8 @@
 //! `127.0.0.1:0` whose intake queue the test reads.
 
 mod config;
+mod grpc;
+mod grpc_clients;
 mod handler;
 mod resource;
 mod sdk;
@@ -10,15 +12,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::diag::Stats;
+use crate::intake::receiver::grpc::{self as grpc_receiver, GrpcOptions};
 use crate::intake::receiver::{ReceiverConfig, serve_with_shutdown};
-use crate::pipeline::{Intake, intake_queue};
+use crate::pipeline::{Intake, IntakeSender, intake_queue};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 struct Running {
     addr: SocketAddr,
+    /// The gRPC receiver's calls, to look at what they hold.
+    grpc: Option<grpc_receiver::Calls>,
     intake: mpsc::Receiver<Intake>,
+    /// A producer of the same queue with no slots left to others, as the Telemetry API
+    /// listener's.
+    telemetry: IntakeSender,
     stats: Arc<Stats>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -41,24 +49,82 @@ impl Running {
 
 /// A receiver on an ephemeral loopback port with an intake queue of `capacity` units.
 async fn start(capacity: usize, max_body_bytes: usize) -> Running {
+    run(capacity, |listener, sender, stop| {
+        let config = ReceiverConfig {
+            endpoint: listener.local_addr().ok(),
+            grpc_endpoint: None,
+            max_body_bytes,
+        };
+        tokio::spawn(serve_with_shutdown(listener, sender, config, stop))
+    })
+    .await
+}
+
+/// An OTLP/gRPC receiver on an ephemeral loopback port with an intake queue of `capacity`
+/// units, of which it may fill all but `reserve`.
+async fn start_grpc(capacity: usize, reserve: usize, options: GrpcOptions) -> Running {
+    let mut calls = None;
+    let mut running = run(capacity, |listener, sender, stop| {
+        let serving = grpc_receiver::Calls::new(sender.leaving_free(reserve), options);
+        calls = Some(serving.clone());
+        tokio::spawn(grpc_receiver::serve_calls(listener, serving, stop))
+    })
+    .await;
+    running.grpc = calls;
+    running
+}
+
+/// The gRPC receiver's options for tests: `max` bytes per message, short timeouts.
+fn grpc_options(max: usize) -> GrpcOptions {
+    GrpcOptions {
+        max_message_bytes: max,
+        in_flight_bytes: 2 * max,
+        message_timeout: std::time::Duration::from_millis(500),
+        greeting_timeout: std::time::Duration::from_millis(500),
+        http_port: Some(4318),
+    }
+}
+
+async fn run<S>(capacity: usize, serve: S) -> Running
+where
+    S: FnOnce(
+        TcpListener,
+        IntakeSender,
+        std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> JoinHandle<()>,
+{
     let stats = Arc::new(Stats::default());
     let (sender, intake) = intake_queue(capacity, stats.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = ReceiverConfig {
-        endpoint: Some(addr),
-        max_body_bytes,
-    };
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve_with_shutdown(listener, sender, config, async move {
-        let _ = stop_rx.await;
-    }));
+    let task = serve(
+        listener,
+        sender.clone(),
+        Box::pin(async move {
+            let _ = stop_rx.await;
+        }),
+    );
     Running {
         addr,
+        grpc: None,
         intake,
+        telemetry: sender,
         stats,
         stop: Some(stop_tx),
         task,
+    }
+}
+
+/// Wait until `done()` holds, checking every few milliseconds; fail after 5 s.
+async fn wait_until(mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
