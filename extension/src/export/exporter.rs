@@ -39,7 +39,7 @@ use http::{HeaderName, HeaderValue, Request};
 use crate::diag::{DropReason, Stats};
 use crate::export::aws::client::insert_signed;
 use crate::export::aws::config::Auth;
-use crate::export::aws::credentials::{CredentialsError, Provider};
+use crate::export::aws::credentials::{self, CredentialsError, Provider};
 use crate::export::aws::refusal::{self, Refusal};
 use crate::export::aws::secrets::reference::Piece;
 use crate::export::aws::secrets::{Lookup, Secrets};
@@ -284,7 +284,7 @@ impl Exporter {
                     match refusal::classify(status, &message) {
                         Some(Refusal::CredentialsRefused) if !credentials_refreshed => {
                             credentials_refreshed = true;
-                            self.credentials.lock().await.invalidate();
+                            credentials::lock(&self.credentials).await.invalidate();
                             continue;
                         }
                         Some(cause) => {
@@ -485,12 +485,8 @@ impl Exporter {
         let Some(payload_sha256) = payload_sha256 else {
             return Ok(extra);
         };
-        let mut provider = self.credentials.lock().await;
-        if std::mem::take(&mut self.restored) {
-            provider.invalidate();
-        }
-        let fetched = provider.get(deadline).await;
-        drop(provider);
+        let restored = std::mem::take(&mut self.restored);
+        let fetched = credentials::current(&self.credentials, deadline, restored).await;
         let credentials = match fetched {
             Ok(c) => c,
             Err(e @ CredentialsError::Missing) => {

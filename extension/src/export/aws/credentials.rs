@@ -14,12 +14,15 @@
 //! ([`Provider::invalidate`]). Nothing is fetched before the first export or secret needs it, and
 //! nothing runs on a timer: a frozen environment has no clock to keep.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, HOST};
 use http::{HeaderValue, Method, Request, Uri};
+use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::env::{ConfigError, Env, non_empty};
@@ -199,6 +202,30 @@ impl Provider {
     pub(crate) fn invalidate(&mut self) {
         self.cached = None;
     }
+}
+
+/// The shared provider, locked. Boxed, like [`current`]: the exporter and the secrets resolver
+/// share one copy of the lock's future instead of inlining it into each of their own.
+pub(crate) fn lock(
+    shared: &Mutex<Provider>,
+) -> Pin<Box<dyn Future<Output = MutexGuard<'_, Provider>> + '_>> {
+    Box::pin(shared.lock())
+}
+
+/// [`Provider::get`] on the shared provider, dropping fetched credentials first when
+/// `invalidate`: the one place the exporter and the secrets resolver get credentials from.
+pub(crate) fn current(
+    shared: &Mutex<Provider>,
+    deadline: Instant,
+    invalidate: bool,
+) -> Pin<Box<dyn Future<Output = Result<Credentials, CredentialsError>> + '_>> {
+    Box::pin(async move {
+        let mut provider = lock(shared).await;
+        if invalidate {
+            provider.invalidate();
+        }
+        provider.get(deadline).await
+    })
 }
 
 async fn fetch(

@@ -15,7 +15,6 @@
 //! The derived key depends only on the secret, the day, the region and the service: [`Signer`]
 //! keeps the last one, so a request costs two SHA-256 and one HMAC beyond the body's hash.
 
-use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ring::{digest, hmac};
@@ -80,14 +79,26 @@ pub(crate) fn amz_date(t: SystemTime) -> String {
 /// Lowercase hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    for &b in bytes {
+        push_hex(&mut s, b, b"0123456789abcdef");
     }
     s
 }
 
+/// The two hex digits of `b`, from `digits` (lower or upper case): a table, not `write!`.
+fn push_hex(out: &mut String, b: u8, digits: &[u8; 16]) {
+    out.push(char::from(digits[usize::from(b >> 4)]));
+    out.push(char::from(digits[usize::from(b & 0x0f)]));
+}
+
 /// Hex SHA-256 of `parts`, hashed one after another (the chunks of a body, never joined).
 pub fn sha256_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    sha256_hex_of(&mut parts.into_iter())
+}
+
+/// [`sha256_hex`] on a trait object: one copy of the hashing code for every kind of iterator.
+#[inline(never)]
+fn sha256_hex_of(parts: &mut dyn Iterator<Item = &[u8]>) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
     for part in parts {
         ctx.update(part);
@@ -106,7 +117,8 @@ fn uri_encode(s: &str, keep_slash: bool, out: &mut String) {
         if is_unreserved(b) || (keep_slash && b == b'/') {
             out.push(b as char);
         } else {
-            let _ = write!(out, "%{b:02X}");
+            out.push('%');
+            push_hex(out, b, b"0123456789ABCDEF");
         }
     }
 }

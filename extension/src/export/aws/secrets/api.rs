@@ -13,7 +13,7 @@
 //! (fetched again, then retried); anything else — not found, access denied, decryption — is
 //! [`Failure::Permanent`].
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 
 use crate::export::body::truncate;
 
@@ -82,12 +82,24 @@ impl Call {
     }
 
     pub(crate) fn body(&self) -> Vec<u8> {
-        let v = match self {
-            Call::GetSecretValue(arn) => json!({ "SecretId": arn }),
-            Call::BatchGetSecretValue(arns) => json!({ "SecretIdList": arns }),
-            Call::GetParameters(names) => json!({ "Names": names, "WithDecryption": true }),
-        };
-        v.to_string().into_bytes()
+        // Built by hand rather than with `json!`, which would serialise each list through
+        // `serde_json::to_value` (more code for the same bytes).
+        let strings =
+            |list: &[String]| Value::Array(list.iter().cloned().map(Value::String).collect());
+        let mut body = Map::new();
+        match self {
+            Call::GetSecretValue(arn) => {
+                body.insert("SecretId".into(), Value::String(arn.clone()));
+            }
+            Call::BatchGetSecretValue(arns) => {
+                body.insert("SecretIdList".into(), strings(arns));
+            }
+            Call::GetParameters(names) => {
+                body.insert("Names".into(), strings(names));
+                body.insert("WithDecryption".into(), Value::Bool(true));
+            }
+        }
+        Value::Object(body).to_string().into_bytes()
     }
 
     /// The ARNs the call asks for.

@@ -34,7 +34,7 @@ use crate::diag;
 use crate::diag::Stats;
 use crate::export::aws::client;
 use crate::export::aws::config::Endpoints;
-use crate::export::aws::credentials::Provider;
+use crate::export::aws::credentials::{self, Provider};
 use crate::export::aws::sigv4::Signer;
 use crate::export::conn::Pool;
 use api::{BATCH_PARAMETERS, BATCH_SECRETS, Call, Failure, Values};
@@ -348,13 +348,10 @@ impl Resolver {
         partition: &str,
         call: &Call,
     ) -> Result<Values, Failure> {
-        let credentials = {
-            let mut provider = self.credentials.lock().await;
-            provider
-                .get(Instant::now() + CALL_TIMEOUT)
+        let credentials =
+            credentials::current(&self.credentials, Instant::now() + CALL_TIMEOUT, false)
                 .await
-                .map_err(|e| Failure::Transient(e.to_string()))?
-        };
+                .map_err(|e| Failure::Transient(e.to_string()))?;
         let endpoint = self.endpoints.url(service.name(), region, partition);
         let i = match self
             .signers
@@ -395,7 +392,7 @@ impl Resolver {
         let (code, message) = api::error_code(&response.body);
         let failure = api::classify(response.status.as_u16(), &code, &message);
         if matches!(failure, Failure::Credentials(_)) {
-            self.credentials.lock().await.invalidate();
+            credentials::lock(&self.credentials).await.invalidate();
         }
         Err(failure)
     }
