@@ -277,40 +277,51 @@ impl Buffer {
 
     /// Add one item. Returns the number of records dropped to make room (or the item's own).
     pub fn push_item(&mut self, item: Item) -> u64 {
-        let mut dropped = 0;
+        // The encoded length is a walk over every record: taken once for an item that fits
+        // one batch (the usual case), and once per piece for one that is split.
         let i = item.signal().index();
-        for piece in split(item, self.batch_bytes[i], self.batch_records[i]) {
-            let records = piece.records();
-            if records == 0 {
-                continue;
-            }
-            self.counters.received += records;
-            let bytes = piece.wire_len();
-            if bytes > self.max_bytes {
-                dropped += self.count_drop(records, DropReason::BufferFull);
-                continue;
-            }
-            while self.total_bytes() + bytes > self.max_bytes {
-                match self.evict_oldest() {
-                    Some(evicted) => dropped += evicted,
-                    None => break,
-                }
-            }
-            if self.total_bytes() + bytes > self.max_bytes {
-                dropped += self.count_drop(records, DropReason::BufferFull);
-                continue;
-            }
-            let i = piece.signal().index();
-            let data = Bytes::from(piece.encode_field(bytes));
-            drop(piece);
-            self.queued_bytes[i] += bytes;
-            self.queued_records[i] += records;
-            self.queues[i].push_back(Entry {
-                data,
-                bytes,
-                records,
-            });
+        let bytes = item.wire_len();
+        if bytes <= self.batch_bytes[i] && item.records() <= self.batch_records[i] {
+            return self.push_piece(item, bytes);
         }
+        let mut dropped = 0;
+        for piece in split(item, self.batch_bytes[i], self.batch_records[i]) {
+            let bytes = piece.wire_len();
+            dropped += self.push_piece(piece, bytes);
+        }
+        dropped
+    }
+
+    /// Queue one piece that fits a batch, `bytes` being its [`Item::wire_len`].
+    fn push_piece(&mut self, piece: Item, bytes: usize) -> u64 {
+        let records = piece.records();
+        if records == 0 {
+            return 0;
+        }
+        self.counters.received += records;
+        if bytes > self.max_bytes {
+            return self.count_drop(records, DropReason::BufferFull);
+        }
+        let mut dropped = 0;
+        while self.total_bytes() + bytes > self.max_bytes {
+            match self.evict_oldest() {
+                Some(evicted) => dropped += evicted,
+                None => break,
+            }
+        }
+        if self.total_bytes() + bytes > self.max_bytes {
+            return dropped + self.count_drop(records, DropReason::BufferFull);
+        }
+        let i = piece.signal().index();
+        let data = Bytes::from(piece.encode_field(bytes));
+        drop(piece);
+        self.queued_bytes[i] += bytes;
+        self.queued_records[i] += records;
+        self.queues[i].push_back(Entry {
+            data,
+            bytes,
+            records,
+        });
         dropped
     }
 

@@ -15,7 +15,8 @@ impl Mapper {
         if extension {
             record.attributes.push(self.extension_source.clone());
         }
-        let id = parsed.request_id.or_else(|| self.current.clone());
+        // Borrowed: most lines name no invocation and take the current one.
+        let id = parsed.request_id.as_deref().or(self.current.as_deref());
         let Some(id) = id else {
             // No invocation yet: a line of init (or of a restore).
             let ctx = self.restore.as_ref().or(self.init.as_ref()).map(|p| p.ctx);
@@ -33,11 +34,9 @@ impl Mapper {
             }
             return;
         };
-        record
-            .attributes
-            .push(kv_str("faas.invocation_id", id.clone()));
+        record.attributes.push(kv_str("faas.invocation_id", id));
         let max_held = self.config.max_held_logs;
-        if let Some(inv) = self.pending.get_mut(&id) {
+        if let Some(inv) = self.pending.get_mut(id) {
             match inv.ctx {
                 Some(ctx) => set_log_ctx(&mut record, &ctx),
                 None if inv.held.len() < max_held => {
@@ -47,7 +46,7 @@ impl Mapper {
                 // Too many held: emitted without trace context rather than lost.
                 None => {}
             }
-        } else if let Some(ctx) = self.recent_ctx(&id) {
+        } else if let Some(ctx) = self.recent_ctx(id) {
             set_log_ctx(&mut record, &ctx);
         }
         self.staged_logs.push(record);

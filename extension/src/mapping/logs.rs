@@ -309,18 +309,25 @@ fn is_uuid(s: &str) -> bool {
 
 /// OpenTelemetry severity number of a level name as runtimes and logging libraries write it.
 pub(crate) fn severity_number(level: &str) -> Option<SeverityNumber> {
-    let n = match level.len() {
-        3..=11 => level,
+    // Lower-cased on the stack: this runs for every line, often twice.
+    let mut buf = [0u8; 11];
+    let lower = match level.len() {
+        n @ 3..=11 => {
+            let lower = &mut buf[..n];
+            lower.copy_from_slice(level.as_bytes());
+            lower.make_ascii_lowercase();
+            &*lower
+        }
         _ => return None,
     };
-    Some(match n.to_ascii_lowercase().as_str() {
-        "trace" | "trce" | "finest" | "finer" => SeverityNumber::Trace,
-        "debug" | "dbug" | "fine" => SeverityNumber::Debug,
-        "info" | "information" | "config" => SeverityNumber::Info,
-        "notice" => SeverityNumber::Info2,
-        "warn" | "warning" => SeverityNumber::Warn,
-        "error" | "err" | "fail" | "severe" => SeverityNumber::Error,
-        "fatal" | "critical" | "crit" => SeverityNumber::Fatal,
+    Some(match lower {
+        b"trace" | b"trce" | b"finest" | b"finer" => SeverityNumber::Trace,
+        b"debug" | b"dbug" | b"fine" => SeverityNumber::Debug,
+        b"info" | b"information" | b"config" => SeverityNumber::Info,
+        b"notice" => SeverityNumber::Info2,
+        b"warn" | b"warning" => SeverityNumber::Warn,
+        b"error" | b"err" | b"fail" | b"severe" => SeverityNumber::Error,
+        b"fatal" | b"critical" | b"crit" => SeverityNumber::Fatal,
         _ => return None,
     })
 }

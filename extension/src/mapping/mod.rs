@@ -193,6 +193,13 @@ impl Mapper {
 
     /// One decoded Telemetry API batch.
     pub fn on_records(&mut self, records: Vec<TelemetryRecord>, out: &mut Signals) {
+        // Room for the batch's log lines at once, not by doubling: `drain` hands the staged
+        // records on below, so what is reserved here does not outlive the batch.
+        let lines = records
+            .iter()
+            .filter(|r| matches!(r.event, Event::Function(_) | Event::ExtensionLog(_)))
+            .count();
+        self.staged_logs.reserve(lines);
         for record in records {
             let t = record.time_unix_nano;
             self.last_ns = self.last_ns.max(t);
@@ -279,6 +286,9 @@ impl Mapper {
                 }],
                 ..Default::default()
             });
+        } else {
+            // Lines held for a trace context leave room reserved by `on_records` unused.
+            self.staged_logs = Vec::new();
         }
     }
 }
