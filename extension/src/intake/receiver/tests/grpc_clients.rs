@@ -8,11 +8,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use std::process::Command;
-
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-use super::{Running, grpc_options, repo_root, start_grpc, wait_until};
+use super::{Running, grpc_options, python, start_grpc, wait_until};
 use crate::diag::{DropReason, Stats};
 use crate::pipeline::{Intake, OtlpPayload};
 
@@ -20,32 +18,6 @@ const SDK_SCRIPT: &str = include_str!("grpc_sdk.py");
 const REFUSALS_SCRIPT: &str = include_str!("grpc_refusals.py");
 const SPANS_PER_EXPORT: usize = 50;
 const EXPORTS: usize = 40;
-
-/// Run `script` with the test venv's Python; its stdout as JSON.
-async fn python(script: &'static str, args: Vec<String>) -> serde_json::Value {
-    let python = repo_root().join(".tools/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        python.display()
-    );
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg("-c")
-            .arg(script)
-            .args(args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "python failed (run scripts/install-test-deps.sh if a module is missing): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
 
 /// Drain the intake queue the way the worker does; count records per signal.
 #[derive(Default, Debug)]

@@ -128,6 +128,32 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Run `script` with the test venv's Python; its stdout as JSON.
+pub(super) async fn python(script: &'static str, args: Vec<String>) -> serde_json::Value {
+    let python = repo_root().join(".tools/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        python.display()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "python failed (run scripts/install-test-deps.sh if a module is missing): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// The repository's root (the workspace).
 fn repo_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

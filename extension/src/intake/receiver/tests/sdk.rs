@@ -12,7 +12,7 @@ use std::process::Command;
 
 use contrail_testkit::http::post;
 
-use super::{repo_root, start};
+use super::{python, repo_root, start};
 use crate::diag::Stats;
 use crate::pipeline::{Intake, OtlpPayload};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
@@ -143,33 +143,12 @@ async fn the_python_sdk_exports_every_span_and_reports_what_an_export_costs() {
         (spans, metrics, trace_ids)
     });
 
-    let python = repo_root().join(".tools/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        python.display()
-    );
     let url = format!("http://{}", receiver.addr);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .args([
-                "-c",
-                PYTHON_EXPORT,
-                &url,
-                &EXPORTS.to_string(),
-                &SPANS_PER_EXPORT.to_string(),
-            ])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = python(
+        PYTHON_EXPORT,
+        vec![url, EXPORTS.to_string(), SPANS_PER_EXPORT.to_string()],
+    )
+    .await;
     let (plain, gzip) = (&report["plain"], &report["gzip"]);
     let ms = |v: &serde_json::Value, which: &str| v[which].as_f64().unwrap();
     println!(
