@@ -59,8 +59,8 @@ fn recording_server() -> (u16, Arc<Mutex<Vec<Head>>>) {
     let heads = Arc::new(Mutex::new(Vec::new()));
     let seen = heads.clone();
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
+        // Serves until accepting fails, which ends the thread with the test process.
+        for stream in listener.incoming().map_while(Result::ok) {
             let seen = seen.clone();
             std::thread::spawn(move || serve_recording(stream, &seen));
         }
@@ -71,11 +71,9 @@ fn recording_server() -> (u16, Arc<Mutex<Vec<Head>>>) {
 fn serve_recording(stream: std::net::TcpStream, seen: &Mutex<Vec<Head>>) {
     let mut write = stream.try_clone().unwrap();
     let mut read = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if read.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
+    // One request per turn, until the client closes the connection.
+    let mut request_line = String::new();
+    while read.read_line(&mut request_line).unwrap_or(0) > 0 {
         let (mut host, mut length) = (None, 0usize);
         loop {
             let mut line = String::new();
@@ -100,6 +98,7 @@ fn serve_recording(stream: std::net::TcpStream, seen: &Mutex<Vec<Head>>) {
         write
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
             .unwrap();
+        request_line.clear();
     }
 }
 
