@@ -22,6 +22,17 @@ fn position(types: &[&str], t: &str) -> usize {
         .unwrap_or_else(|| panic!("no {t} in {types:?}"))
 }
 
+/// The function's line for `request_id` (`handling <id>`) was delivered as a function record.
+fn assert_handled(tel: &[Value], request_id: &str) {
+    let line = format!("handling {request_id}");
+    assert!(
+        records_of(tel, "function")
+            .iter()
+            .any(|r| r["record"].as_str().is_some_and(|l| l.contains(&line))),
+        "no `{line}`"
+    );
+}
+
 /// The `platform.report` record of one request.
 fn report_of<'a>(tel: &'a [Value], request_id: &str) -> &'a Value {
     tel.iter()
@@ -233,13 +244,7 @@ fn managed_instances_allow_shutdown_only_schema_2025_and_overlap_invocations() {
     );
     // Every invocation's function output arrives.
     for inv in &report.invocations {
-        let line = format!("handling {}", inv.request_id);
-        assert!(
-            records_of(&tel, "function")
-                .iter()
-                .any(|r| r["record"].as_str().is_some_and(|l| l.contains(&line))),
-            "no `{line}`"
-        );
+        assert_handled(&tel, &inv.request_id);
     }
 }
 
@@ -271,13 +276,7 @@ fn managed_instances_deliver_held_telemetry_before_shutdown() {
     assert!(report.telemetry.batches_delivered >= 1);
     let request_id = &report.invocations[0].request_id;
     report_of(&tel, request_id);
-    let line = format!("handling {request_id}");
-    assert!(
-        records_of(&tel, "function")
-            .iter()
-            .any(|r| r["record"].as_str().is_some_and(|l| l.contains(&line))),
-        "no `{line}`"
-    );
+    assert_handled(&tel, request_id);
 }
 
 #[test]
