@@ -362,18 +362,22 @@ fn a_gzipped_traces_export_with_a_session_token_matches_botocore() {
     );
     let credentials =
         Credentials::new("ASIAEXAMPLE", SECRET, Some("FwoGZXIvYXdzEXAMPLE//token+/="));
-    let signed = sign_small(
-        &credentials,
-        ("us-east-1", "xray"),
-        "20260101T000000Z",
-        "/v1/traces",
-        &[
-            ("Host", "xray.us-east-1.amazonaws.com"),
-            ("Content-Type", "application/x-protobuf"),
-            ("Content-Encoding", "gzip"),
-        ],
-        &body,
-    );
+    // The same traces request but for its body.
+    let sign_traces = |body: &[u8]| {
+        sign_small(
+            &credentials,
+            ("us-east-1", "xray"),
+            "20260101T000000Z",
+            "/v1/traces",
+            &[
+                ("Host", "xray.us-east-1.amazonaws.com"),
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "gzip"),
+            ],
+            body,
+        )
+    };
+    let signed = sign_traces(&body);
     assert_eq!(
         signed.authorization,
         "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20260101/us-east-1/xray/aws4_request, \
@@ -387,18 +391,7 @@ fn a_gzipped_traces_export_with_a_session_token_matches_botocore() {
     // One byte more of body, or another secret, is another signature.
     let mut longer = body.clone();
     longer.push(0);
-    let other_body = sign_small(
-        &credentials,
-        ("us-east-1", "xray"),
-        "20260101T000000Z",
-        "/v1/traces",
-        &[
-            ("Host", "xray.us-east-1.amazonaws.com"),
-            ("Content-Type", "application/x-protobuf"),
-            ("Content-Encoding", "gzip"),
-        ],
-        &longer,
-    );
+    let other_body = sign_traces(&longer);
     assert_ne!(other_body.authorization, signed.authorization);
 }
 
