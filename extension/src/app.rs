@@ -223,6 +223,7 @@ async fn start(
     let stats = Arc::new(Stats::default());
     let (intake, intake_rx) = intake_queue(INTAKE_CAPACITY, stats.clone());
     let (deliveries, delivered) = telemetry::listener::Deliveries::new();
+    let runtime_done = deliveries.runtime_done();
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let (worker_handle, inbox) = worker::channel(HIGH_WATER);
     let mut tasks = Tasks(Vec::new());
@@ -318,6 +319,7 @@ async fn start(
         // runtimeDone and report come only with the `platform` stream.
         platform: telemetry_config.types.contains(&TelemetryType::Platform),
         deliveries: delivered,
+        runtime_done,
         buffering: Duration::from_millis(u64::from(telemetry_config.buffering.timeout_ms)),
     });
     Ok(Started {

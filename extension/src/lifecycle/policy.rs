@@ -241,6 +241,9 @@ pub(crate) struct FlushPolicy {
     pressure_flush: bool,
     /// Pressure flushes are paused until then (the last one could not relieve the buffer).
     pressure_paused_until: Option<Instant>,
+    /// An export endpoint's circuit breaker holds its data: flushing after the runtime is done
+    /// would cost the function time for nothing.
+    backend_held: bool,
 }
 
 impl FlushPolicy {
@@ -256,7 +259,17 @@ impl FlushPolicy {
             current: None,
             pressure_flush: false,
             pressure_paused_until: None,
+            backend_held: false,
         }
+    }
+
+    /// Tell the policy whether an export endpoint's circuit breaker holds its data
+    /// (`crate::export::breaker`). While it does, no invocation waits for
+    /// `platform.runtimeDone` to flush: each one starts with a flush that overlaps the
+    /// function's own work (where the breaker probes the backend when its backoff has passed)
+    /// and calls `next` when it returns.
+    pub(crate) fn set_backend_held(&mut self, held: bool) {
+        self.backend_held = held;
     }
 
     /// Whether a buffer `fill` full (held bytes ÷ bound) calls for a pressure flush at `now`.
@@ -315,6 +328,8 @@ impl FlushPolicy {
             end_flush_issued: false,
         });
         match behaviour {
+            // Whatever the mode: the only flush worth having is one while the function runs.
+            _ if self.backend_held && now < call_next_by => self.issue_flush(now, call_next_by),
             Behaviour::Periodic => {
                 if self.periodic_due(now) {
                     self.issue_flush(now, call_next_by)
@@ -390,6 +405,14 @@ impl FlushPolicy {
         self.step(now)
     }
 
+    /// A flush that overlapped the function's work was stopped because the runtime is done,
+    /// not because the backend could not keep up: what it left is for the next flush, and
+    /// pressure flushes are not paused.
+    pub(crate) fn on_flush_cut(&mut self, now: Instant) -> Action {
+        self.pressure_flush = false;
+        self.step(now)
+    }
+
     /// A SHUTDOWN event arrived: one last flush, using the whole window but the margin.
     pub(crate) fn on_shutdown(&mut self, now: Instant, shutdown_deadline: Instant) -> Action {
         self.current = None;
@@ -416,8 +439,9 @@ impl FlushPolicy {
         let Some(current) = self.current else {
             return Action::CallNext;
         };
-        if now >= current.call_next_by {
-            // No time left: what is buffered waits for the next flush.
+        if now >= current.call_next_by || self.backend_held {
+            // No time left, or the backend cannot take a flush inside the budget: what is
+            // buffered waits for the next flush.
             return self.finish();
         }
         if current.done_waiting || now >= current.stop_waiting_at {
