@@ -29,8 +29,9 @@ use tokio::time::Instant;
 
 /// The first wait before a probe, after the breaker opens.
 pub(crate) const BACKOFF_START: Duration = Duration::from_millis(250);
-/// The longest wait between two probes.
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// The longest wait between two probes: a probe costs one small request while the function
+/// runs, so a recovered backend is found within this long.
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Flushes in a row that could not finish inside their budget before the breaker opens.
 pub(crate) const TRIP_AFTER: u32 = 1;
 /// Weight of the newest round trip in the moving average.
@@ -287,7 +288,7 @@ mod tests {
         }
         assert_eq!(
             waits,
-            [500, 1000, 2000, 4000, 8000, 8000, 8000, 8000]
+            [500, 1000, 2000, 2000, 2000, 2000, 2000, 2000]
                 .map(ms)
                 .to_vec()
         );
