@@ -52,6 +52,16 @@
 //!
 //! Every mode ends with a flush inside the SHUTDOWN deadline minus [`SHUTDOWN_MARGIN`].
 //!
+//! # A held backend, and flushes cut when the runtime is done
+//!
+//! While an export endpoint's circuit breaker holds its data ([`FlushPolicy::set_backend_held`],
+//! `crate::export::breaker`, ADR 0014), every invocation starts with a flush while the function
+//! runs (the breaker probes in it when its backoff has passed) and none waits for
+//! `platform.runtimeDone`. A flush issued before the lifecycle knows the runtime is done is cut
+//! when it learns it (the lifecycle's business, not the policy's): it reports
+//! [`FlushPolicy::on_flush_cut`] instead of `on_flush_done`, which does not pause pressure
+//! flushes.
+//!
 //! # Pressure
 //!
 //! In every mode, when the export buffer is at least [`HIGH_WATER`] full (every decision that
