@@ -26,6 +26,7 @@ use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
 use crate::diag;
 use crate::diag::Stats;
+use crate::export::cut::Cut;
 use crate::intake::telemetry::subscription::{Subscribed, Subscription, TelemetryType};
 use crate::intake::{receiver, telemetry};
 use crate::lambda_api::{Client, ErrorPhase, ExtensionId, ExtensionName, Registration};
@@ -292,7 +293,13 @@ async fn start(
             interval.tick().await;
             loop {
                 interval.tick().await;
-                if ticker.flush(Instant::now() + flush.budget).await.is_err() {
+                // No invocation waits for it: a flush that may probe a held backend (ADR 0014),
+                // never cut.
+                let deadline = Instant::now() + flush.budget;
+                let Ok(rx) = ticker.flush_while_running(deadline, Cut::never()) else {
+                    return;
+                };
+                if WorkerHandle::reply(rx, deadline).await.is_err() {
                     return;
                 }
             }

@@ -15,11 +15,26 @@ pub(crate) struct Cut(Arc<Inner>);
 struct Inner {
     fired: AtomicBool,
     notify: Notify,
+    /// Nobody will fire it: a flush no invocation waits for (Managed Instances' timer).
+    never: bool,
 }
 
 impl Cut {
     pub(crate) fn new() -> Cut {
         Cut::default()
+    }
+
+    /// A cut nobody fires: the flush may probe a held backend, and need not go in pieces.
+    pub(crate) fn never() -> Cut {
+        Cut(Arc::new(Inner {
+            never: true,
+            ..Inner::default()
+        }))
+    }
+
+    /// Whether it can fire at all.
+    pub(crate) fn can_fire(&self) -> bool {
+        !self.0.never
     }
 
     /// The runtime is done: stop at the next boundary.

@@ -429,7 +429,7 @@ impl Delivery {
         let mut abandoned = 0;
         let mut selftel_due = self.self_telemetry_due(last);
         let mut self_telemetry_sent = false;
-        let piece = if cut.is_some() {
+        let piece = if cut.is_some_and(Cut::can_fire) {
             PIECE_BYTES
         } else {
             usize::MAX

@@ -237,3 +237,21 @@ async fn self_telemetry_reports_the_breaker_and_the_health_of_the_endpoint() {
         assert!(!point(name).is_empty(), "{name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_nobody_cuts_probes_a_held_backend_and_sends_whole_batches() {
+    let b = Backend::start(vec![throttled(1)]).await;
+    let (mut d, _stats) = delivery(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &b.endpoint())]);
+    for chunk in 0..4 {
+        d.push(spans(chunk * 200..(chunk + 1) * 200, 150));
+    }
+    d.flush(Instant::now() + Duration::from_millis(200)).await;
+    assert!(d.backend_held());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Managed Instances' timer: no invocation waits for it.
+    let outcome = d.flush_while_running(in_secs(20), &Cut::never()).await;
+    assert!(outcome.complete, "{outcome:?}");
+    // The 429, the probe, then all of it in one request.
+    assert_eq!(trace_requests(&b), 3);
+    assert_unique(&b.accepted_span_ids(), 800);
+}
