@@ -339,7 +339,13 @@ impl FlushPolicy {
         });
         match behaviour {
             // Whatever the mode: the only flush worth having is one while the function runs.
-            _ if self.backend_held && now < call_next_by => self.issue_flush(now, call_next_by),
+            // (Without runtimeDone, `End` flushes at the start anyway, below.)
+            _ if self.backend_held
+                && now < call_next_by
+                && (behaviour == Behaviour::Periodic || self.runtime_done_available) =>
+            {
+                self.issue_flush(now, call_next_by)
+            }
             Behaviour::Periodic => {
                 if self.periodic_due(now) {
                     self.issue_flush(now, call_next_by)

@@ -672,3 +672,22 @@ fn a_flush_cut_in_end_mode_still_leads_to_the_end_flush() {
     );
     assert_eq!(p.on_runtime_done(now), flush_by(now + BUDGET));
 }
+
+#[test]
+fn without_runtime_done_a_probe_that_closes_the_breaker_does_not_start_a_wait() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    p.set_runtime_done_available(false);
+    p.set_backend_held(true);
+    let start = clock.now();
+    assert_eq!(
+        p.on_invoke(start, start + secs(3), EMPTY),
+        flush_by(start + BUDGET)
+    );
+    // The probe in that flush closed the breaker: nothing to wait for, the flush was it.
+    p.set_backend_held(false);
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(3)), EMPTY),
+        Action::CallNext
+    );
+}
