@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use contrail_sim::report::{ExtensionReport, Summary};
 use contrail_sim::sink::{self, SinkConfig, SinkHandle};
-use contrail_sim::{ResourceModel, RunConfig, RunReport};
+use contrail_sim::{ResourceModel, RunConfig, RunReport, Schedule};
 
 use crate::scenarios::sdk::PYTHON_SDK_HANDLER;
 
@@ -253,6 +253,7 @@ impl Bench {
             // `cpu` scenario measures it under Lambda's CPU model.
             resources: ResourceModel::off(),
             send_span: false,
+            schedule: Schedule::Burst,
         })
         .await
     }
@@ -276,6 +277,7 @@ impl Bench {
             memory_mb: 512,
             resources: ResourceModel::off(),
             send_span: false,
+            schedule: Schedule::Burst,
         })
         .await
         .map(Some)
@@ -319,6 +321,7 @@ impl Bench {
             invocations: spec.invocations,
             env,
             resources: spec.resources.clone(),
+            schedule: spec.schedule,
             ..RunConfig::default()
         };
         let report = contrail_sim::run(config)
@@ -382,6 +385,8 @@ pub(crate) struct RunSpec<'a> {
     pub(crate) resources: ResourceModel,
     /// The function exports one span per invocation to the extension's receiver.
     pub(crate) send_span: bool,
+    /// When invocations start.
+    pub(crate) schedule: Schedule,
 }
 
 /// The report of the extension `name`.

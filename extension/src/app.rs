@@ -26,6 +26,7 @@ use crate::config::env::{Env, ProcessEnv};
 use crate::config::{self, Bootstrap, Platform, Settings};
 use crate::diag;
 use crate::diag::Stats;
+use crate::export::cut::Cut;
 use crate::intake::telemetry::subscription::{Subscribed, Subscription, TelemetryType};
 use crate::intake::{receiver, telemetry};
 use crate::lambda_api::{Client, ErrorPhase, ExtensionId, ExtensionName, Registration};
@@ -223,6 +224,7 @@ async fn start(
     let stats = Arc::new(Stats::default());
     let (intake, intake_rx) = intake_queue(INTAKE_CAPACITY, stats.clone());
     let (deliveries, delivered) = telemetry::listener::Deliveries::new();
+    let runtime_done = deliveries.runtime_done();
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let (worker_handle, inbox) = worker::channel(HIGH_WATER);
     let mut tasks = Tasks(Vec::new());
@@ -291,7 +293,13 @@ async fn start(
             interval.tick().await;
             loop {
                 interval.tick().await;
-                if ticker.flush(Instant::now() + flush.budget).await.is_err() {
+                // No invocation waits for it: a flush that may probe a held backend (ADR 0014),
+                // never cut.
+                let deadline = Instant::now() + flush.budget;
+                let Ok(rx) = ticker.flush_while_running(deadline, Cut::never()) else {
+                    return;
+                };
+                if WorkerHandle::reply(rx, deadline).await.is_err() {
                     return;
                 }
             }
@@ -318,6 +326,7 @@ async fn start(
         // runtimeDone and report come only with the `platform` stream.
         platform: telemetry_config.types.contains(&TelemetryType::Platform),
         deliveries: delivered,
+        runtime_done,
         buffering: Duration::from_millis(u64::from(telemetry_config.buffering.timeout_ms)),
     });
     Ok(Started {

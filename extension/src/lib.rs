@@ -42,6 +42,7 @@
 //! | the order of work between intake, mapping and export | `pipeline/worker.rs` |
 //! | the export buffer's bound or drop policy | `export/buffer.rs` |
 //! | which answers are retried, and how long to wait | `export/retry.rs` |
+//! | when a sick backend stops costing invocations, probes, backoff (ADR 0014) | `export/breaker.rs` (pure), `export/delivery.rs` |
 //! | the request line, `Host` and headers of an export | `export/request.rs` |
 //! | SigV4, credentials, AWS endpoint limits and refusals, secrets from Secrets Manager/SSM | `export/aws/` |
 //! | connections and TLS | `export/conn.rs` |

@@ -139,6 +139,7 @@ impl Runner<'_> {
                 memory_mb,
                 resources: model(init_cpu),
                 send_span: true,
+                schedule: contrail_sim::Schedule::Burst,
             })
             .await
     }

@@ -9,6 +9,7 @@
 //! | [`end`] | post-runtime time per invocation with `CONTRAIL_FLUSH=end` |
 //! | [`heavy`] | peak RSS and CPU time under heavy logging, and what reached the backend |
 //! | [`sdk`] | export time from the function's OpenTelemetry SDK to Contrail's receiver |
+//! | [`outage`] | a sick backend for 5 s (refusing, 503, 429, slow): slow invocations, lines once; the busy path beside the floor |
 //! | [`cpu`] | under Lambda's CPU model: Contrail's CPU and the durations beside the floor extension |
 //!
 //! Every scenario but `cpu` runs unthrottled at 512 MB, as these figures always have.
@@ -16,6 +17,7 @@
 pub(crate) mod cpu;
 pub(crate) mod end;
 pub(crate) mod heavy;
+pub(crate) mod outage;
 pub(crate) mod sdk;
 pub(crate) mod startup;
 pub(crate) mod steady;
@@ -37,6 +39,7 @@ pub(crate) enum Scenario {
     End,
     Heavy,
     Sdk,
+    Outage,
     Cpu,
 }
 
@@ -48,6 +51,7 @@ impl Scenario {
             Scenario::End => "end",
             Scenario::Heavy => "heavy",
             Scenario::Sdk => "sdk",
+            Scenario::Outage => "outage",
             Scenario::Cpu => "cpu",
         }
     }
@@ -76,6 +80,9 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
              .tools/venv; run scripts/install-test-deps.sh)."
                 .to_owned(),
         ),
+    }
+    if options.runs(Scenario::Outage) {
+        outage::run(bench, options, results).await?;
     }
     if options.runs(Scenario::Cpu) {
         cpu::run(bench, options, &sink, results).await?;

@@ -327,7 +327,14 @@ impl Buffer {
 
     /// Take the oldest entries of `signal`, up to the batch size (at least one entry).
     pub fn take(&mut self, signal: Signal) -> Option<Batch> {
+        self.take_up_to(signal, usize::MAX)
+    }
+
+    /// Like [`Buffer::take`], at most `max_bytes` (and at least one entry): a piece of a flush
+    /// that must be able to stop soon.
+    pub fn take_up_to(&mut self, signal: Signal, max_bytes: usize) -> Option<Batch> {
         let i = signal.index();
+        let limit = self.batch_bytes[i].min(max_bytes);
         let mut batch = Batch {
             signal,
             entries: Vec::new(),
@@ -336,7 +343,7 @@ impl Buffer {
         };
         while let Some(front) = self.queues[i].front() {
             if !batch.entries.is_empty()
-                && (batch.bytes + front.bytes > self.batch_bytes[i]
+                && (batch.bytes + front.bytes > limit
                     || batch.records + front.records > self.batch_records[i])
             {
                 break;
@@ -386,6 +393,11 @@ impl Buffer {
     pub(crate) fn drop_batch(&mut self, batch: Batch, reason: DropReason) {
         self.release(&batch);
         self.count_drop(batch.records, reason);
+    }
+
+    /// Records of `signal` waiting to be taken.
+    pub(crate) fn queued(&self, signal: Signal) -> u64 {
+        self.queued_records[signal.index()]
     }
 
     pub(crate) fn held(&self) -> Held {

@@ -38,12 +38,14 @@ use crate::diag::{DropReason, Stats};
 use crate::export::aws::credentials::Provider;
 use crate::export::aws::secrets::{self, Secrets};
 use crate::export::body::encode_entries;
+use crate::export::breaker::{self, Admit, Breaker, Probe};
 #[cfg(test)]
 use crate::export::buffer::BufferCounters;
 use crate::export::buffer::{Buffer, Held};
 use crate::export::config::ExportConfig;
-use crate::export::self_telemetry::{DropWarner, SelfTelemetry};
-use crate::export::{ExportResult, Exporter};
+use crate::export::cut::Cut;
+use crate::export::self_telemetry::{DropWarner, EndpointReport, SelfTelemetry};
+use crate::export::{ExportResult, Exporter, LatencySink};
 use crate::pipeline::Signals;
 use crate::pipeline::{Item, Signal};
 
@@ -81,6 +83,40 @@ pub(crate) struct Delivery {
     selftel_sent: Option<(Instant, u64)>,
     /// The secrets resolver's task, until [`Delivery::take_resolver`] hands it out.
     resolver: Option<Resolver>,
+    /// One breaker per endpoint (`host:port`), shared by the signals sent there.
+    breakers: Vec<(String, Breaker)>,
+    /// Each signal's breaker, when it has an endpoint.
+    breaker_of: [Option<usize>; 3],
+}
+
+/// The most a request of a flush that overlaps the function's work carries: small enough that
+/// the piece in flight when the runtime is done finishes within a few milliseconds.
+pub(crate) const PIECE_BYTES: usize = 64 * 1024;
+
+/// Feeds each attempt to self-telemetry and to the endpoint's health estimate, and notes
+/// whether one failed (a flush that kept data because the backend failed, not because it was
+/// stopped or waited for secrets).
+struct Observer<'a> {
+    selftel: &'a mut SelfTelemetry,
+    breaker: Option<&'a mut Breaker>,
+    failed: bool,
+}
+
+impl LatencySink for Observer<'_> {
+    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: &'static str) {
+        self.selftel.observe_export(signal, latency, outcome);
+        let attempt = match outcome {
+            "ok" | "failed" => breaker::Attempt::Answered,
+            "retryable" => breaker::Attempt::Failed,
+            _ => breaker::Attempt::TimedOut,
+        };
+        if attempt != breaker::Attempt::Answered {
+            self.failed = true;
+        }
+        if let Some(b) = self.breaker.as_deref_mut() {
+            b.observe(attempt, latency);
+        }
+    }
 }
 
 /// The secrets resolver's task: the caller spawns it.
@@ -95,6 +131,7 @@ impl std::fmt::Debug for Resolver {
 static REJECTED: diag::Every = diag::Every::new(Duration::from_secs(60));
 static FAILED: diag::Every = diag::Every::new(Duration::from_secs(60));
 static NO_ENDPOINT: diag::Once = diag::Once::new();
+static BREAKER: diag::Every = diag::Every::new(Duration::from_secs(60));
 /// One warning per cause of a refusal with advice (`DropReason` order).
 static ADVISED: [diag::Once; DropReason::ALL.len()] =
     [const { diag::Once::new() }; DropReason::ALL.len()];
@@ -133,6 +170,18 @@ impl Delivery {
             (Some(secrets), Some(task))
         };
         let exporter = Exporter::new(&config, stats.clone(), credentials, secrets);
+        let mut breakers: Vec<(String, Breaker)> = Vec::new();
+        let breaker_of = Signal::ALL.map(|signal| {
+            let origin = exporter.origin(signal)?;
+            let name = format!("{}:{}", origin.host, origin.port);
+            Some(match breakers.iter().position(|(n, _)| *n == name) {
+                Some(i) => i,
+                None => {
+                    breakers.push((name, Breaker::new(crate::lifecycle::policy::DEFAULT_BUDGET)));
+                    breakers.len() - 1
+                }
+            })
+        });
         Delivery {
             self_telemetry_every,
             buffer,
@@ -144,7 +193,29 @@ impl Delivery {
             no_endpoint_noted: false,
             selftel_sent: None,
             resolver,
+            breakers,
+            breaker_of,
         }
+    }
+
+    /// The flush budget (`CONTRAIL_FLUSH_BUDGET_MS`): a backend slower than it on average is
+    /// not worth the function's time.
+    pub(crate) fn set_flush_budget(&mut self, budget: Duration) {
+        for (_, b) in &mut self.breakers {
+            *b = Breaker::new(budget);
+        }
+    }
+
+    /// Whether an endpoint's breaker is open (or half-open): flushing after the runtime is
+    /// done would cost the function time for nothing, so the lifecycle does not.
+    pub(crate) fn backend_held(&self) -> bool {
+        self.breakers.iter().any(|(_, b)| b.is_held())
+    }
+
+    #[cfg(test)]
+    /// The breaker of `signal`'s endpoint.
+    pub(crate) fn breaker(&self, signal: Signal) -> Option<&Breaker> {
+        Some(&self.breakers[self.breaker_of[signal.index()]?].1)
     }
 
     /// The secrets resolver's task, once, when a header names a secret: spawn it beside the
@@ -202,13 +273,24 @@ impl Delivery {
 
     /// Export what fits before `deadline`; what is left stays buffered.
     pub(crate) async fn flush(&mut self, deadline: Instant) -> FlushOutcome {
-        self.flush_inner(deadline, false).await
+        self.flush_inner(deadline, false, None).await
+    }
+
+    /// A flush that overlaps the function's own work: requests of at most [`PIECE_BYTES`],
+    /// none started once `cut` has fired (the runtime is done), and no retry waited for after
+    /// it. It is also where a half-open endpoint is probed.
+    pub(crate) async fn flush_while_running(
+        &mut self,
+        deadline: Instant,
+        cut: &Cut,
+    ) -> FlushOutcome {
+        self.flush_inner(deadline, false, Some(cut)).await
     }
 
     /// The last flush before the process exits: like [`Delivery::flush`], and it always
     /// reports self-telemetry.
     pub(crate) async fn finish(&mut self, deadline: Instant) -> FlushOutcome {
-        self.flush_inner(deadline, true).await
+        self.flush_inner(deadline, true, None).await
     }
 
     /// Self-telemetry is reported on the first and the last flush, when something was dropped
@@ -238,6 +320,17 @@ impl Delivery {
         // The snapshot's own flush is not over yet: include the time so far.
         let mut selftel = self.selftel.clone();
         selftel.observe_flush(started.elapsed());
+        let now = Instant::now();
+        selftel.set_endpoints(
+            self.breakers
+                .iter()
+                .map(|(endpoint, b)| EndpointReport {
+                    endpoint: endpoint.clone(),
+                    state: b.state(now),
+                    health: b.health(),
+                })
+                .collect(),
+        );
         let snapshot = Item::Metrics(selftel.snapshot(
             &self.stats,
             self.buffer.held(),
@@ -249,18 +342,117 @@ impl Delivery {
         Bytes::from(buf)
     }
 
-    async fn flush_inner(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
+    /// Whether `signal` may be sent in this flush: at once if its endpoint's breaker is
+    /// closed (or in the last flush, whatever it says); after a probe answered in time if it
+    /// is half-open and the flush overlaps the function's work; else not.
+    async fn admitted(
+        &mut self,
+        signal: Signal,
+        deadline: Instant,
+        last: bool,
+        cut: Option<&Cut>,
+    ) -> bool {
+        let Some(b) = self.breaker_of[signal.index()] else {
+            return true;
+        };
+        if last {
+            return true;
+        }
+        match self.breakers[b].1.admit(Instant::now()) {
+            Admit::Send => true,
+            Admit::Hold => false,
+            // A probe costs the function nothing only while it runs.
+            Admit::Probe if cut.is_none() => false,
+            Admit::Probe => {
+                let config = self.exporter.config(signal);
+                let probe =
+                    match encode_entries(signal, Vec::new(), config.protocol, config.compression) {
+                        Ok(body) => {
+                            let mut observer = Observer {
+                                selftel: &mut self.selftel,
+                                breaker: Some(&mut self.breakers[b].1),
+                                failed: false,
+                            };
+                            self.exporter
+                                .probe(signal, body, deadline, cut, &mut observer)
+                                .await
+                        }
+                        Err(_) => Probe::Failed { retry_after: None },
+                    };
+                let breaker = &mut self.breakers[b].1;
+                breaker.on_probe(Instant::now(), probe);
+                if breaker.is_held() {
+                    false
+                } else {
+                    diag::info!(
+                        "the backend at {} answers again: exports resume",
+                        self.breakers[b].0
+                    );
+                    true
+                }
+            }
+        }
+    }
+
+    /// After `signal`'s data was sent: tell its breaker whether the flush could finish.
+    fn judge(&mut self, signal: Signal, failed: bool, sent: bool) {
+        let Some(b) = self.breaker_of[signal.index()] else {
+            return;
+        };
+        let now = Instant::now();
+        let retry_after = self
+            .exporter
+            .not_before(signal)
+            .map(|at| at.saturating_duration_since(now));
+        let (name, breaker) = &mut self.breakers[b];
+        let was_held = breaker.is_held();
+        if failed {
+            breaker.on_unfinished(now, retry_after);
+        } else if sent {
+            breaker.on_finished(now);
+        }
+        if !was_held && breaker.is_held() {
+            BREAKER.warn(format_args!(
+                "the backend at {name} could not take a flush inside its budget: data is kept and exported while the function runs or at shutdown, and the backend is probed with backoff until it answers"
+            ));
+        }
+    }
+
+    async fn flush_inner(
+        &mut self,
+        deadline: Instant,
+        last: bool,
+        cut: Option<&Cut>,
+    ) -> FlushOutcome {
         let started = Instant::now();
         let before = self.buffer.counters();
         let mut abandoned = 0;
         let mut selftel_due = self.self_telemetry_due(last);
         let mut self_telemetry_sent = false;
+        let piece = if cut.is_some_and(Cut::can_fire) {
+            PIECE_BYTES
+        } else {
+            usize::MAX
+        };
         'signals: for signal in Signal::ALL {
-            while let Some(batch) = self.buffer.take(signal) {
-                if Instant::now() >= deadline {
+            if self.buffer.queued(signal) == 0 && !(signal == Signal::Metrics && selftel_due) {
+                continue;
+            }
+            if !self.admitted(signal, deadline, last, cut).await {
+                if signal == Signal::Metrics {
+                    selftel_due = false;
+                }
+                continue;
+            }
+            let mut failed = false;
+            let mut sent = false;
+            while let Some(batch) = self.buffer.take_up_to(signal, piece) {
+                if Instant::now() >= deadline || cut.is_some_and(Cut::is_fired) {
                     self.buffer.requeue(batch);
+                    self.judge(signal, failed, sent);
                     break 'signals;
                 }
+                sent = true;
                 // Self-telemetry rides in the first metrics request rather than its own.
                 let mut chunks = batch.chunks();
                 let carries_selftel = signal == Signal::Metrics && selftel_due;
@@ -280,11 +472,18 @@ impl Delivery {
                         continue;
                     }
                 };
-                match self
+                let b = self.breaker_of[signal.index()];
+                let mut observer = Observer {
+                    selftel: &mut self.selftel,
+                    breaker: b.map(|b| &mut self.breakers[b].1),
+                    failed: false,
+                };
+                let result = self
                     .exporter
-                    .export(signal, body, deadline, &mut self.selftel)
-                    .await
-                {
+                    .export_until(signal, body, deadline, cut, &mut observer)
+                    .await;
+                failed |= observer.failed;
+                match result {
                     ExportResult::Delivered { rejected, message } => {
                         if carries_selftel {
                             selftel_due = false;
@@ -342,6 +541,7 @@ impl Delivery {
                             signal.as_str()
                         ));
                         self.buffer.requeue(batch);
+                        self.judge(signal, failed, sent);
                         continue 'signals;
                     }
                     ExportResult::Abandoned => {
@@ -350,13 +550,19 @@ impl Delivery {
                             "the backend did not answer before the flush deadline; data kept for the next flush (raise CONTRAIL_FLUSH_BUDGET_MS if this repeats)"
                         ));
                         self.buffer.requeue(batch);
+                        self.judge(signal, true, sent);
                         break 'signals;
                     }
                 }
             }
+            self.judge(signal, failed, sent);
         }
         self.warner.check(&self.stats);
-        if selftel_due && self.send_self_telemetry(deadline, started).await {
+        if selftel_due
+            && !cut.is_some_and(Cut::is_fired)
+            && self.admitted(Signal::Metrics, deadline, last, None).await
+            && self.send_self_telemetry(deadline, started).await
+        {
             self_telemetry_sent = true;
             self.selftel_sent = Some((Instant::now(), self.dropped_total()));
         }

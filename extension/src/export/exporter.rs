@@ -45,8 +45,10 @@ use crate::export::aws::secrets::reference::Piece;
 use crate::export::aws::secrets::{Lookup, Secrets};
 use crate::export::aws::sigv4::{Signer, sha256_hex};
 use crate::export::body::{self, Chunks};
+use crate::export::breaker::Probe;
 use crate::export::config::{ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};
+use crate::export::cut::{self, Cut};
 use crate::export::request::RequestTemplate;
 use crate::export::retry::{self, Backoff, Class};
 use crate::pipeline::Signal;
@@ -165,6 +167,11 @@ impl Exporter {
         &self.signals[signal.index()]
     }
 
+    /// Where `signal`'s requests go, when it has an endpoint.
+    pub(crate) fn origin(&self, signal: Signal) -> Option<&Origin> {
+        self.targets[signal.index()].as_ref().map(|(o, _)| o)
+    }
+
     pub(crate) fn has_endpoint(&self, signal: Signal) -> bool {
         self.targets[signal.index()].is_some()
     }
@@ -176,6 +183,22 @@ impl Exporter {
         signal: Signal,
         body: Chunks,
         deadline: Instant,
+        latency: &mut dyn LatencySink,
+    ) -> ExportResult {
+        self.export_until(signal, body, deadline, None, latency)
+            .await
+    }
+
+    /// Like [`Exporter::export`], and no retry is waited for once `cut` has fired (the
+    /// runtime is done): the data is then kept ([`ExportResult::Deferred`]). An attempt in
+    /// flight is not cut: its answer comes within one round trip, and cutting it could make
+    /// the backend receive its data twice (ADR 0004).
+    pub(crate) async fn export_until(
+        &mut self,
+        signal: Signal,
+        body: Chunks,
+        deadline: Instant,
+        cut: Option<&Cut>,
         latency: &mut dyn LatencySink,
     ) -> ExportResult {
         let i = signal.index();
@@ -338,7 +361,97 @@ impl Exporter {
                 }
                 return ExportResult::Deferred { reason };
             }
-            sleep_until(next).await;
+            tokio::select! {
+                () = sleep_until(next) => {}
+                () = cut::fired(cut) => {
+                    if retry_after.is_some() {
+                        self.not_before[i] = Some(next);
+                    }
+                    return ExportResult::Deferred { reason };
+                }
+            }
+        }
+    }
+
+    /// When signal's next request may go, if the backend asked to wait (`Retry-After`).
+    pub(crate) fn not_before(&self, signal: Signal) -> Option<Instant> {
+        self.not_before[signal.index()]
+    }
+
+    /// One attempt with `body` (a request without data), given up at `deadline` or when `cut`
+    /// fires: what the breaker learns about the backend. Never retried.
+    pub(crate) async fn probe(
+        &mut self,
+        signal: Signal,
+        body: Chunks,
+        deadline: Instant,
+        cut: Option<&Cut>,
+        latency: &mut dyn LatencySink,
+    ) -> Probe {
+        let i = signal.index();
+        let now = Instant::now();
+        if let Some(not_before) = self.not_before[i] {
+            if not_before > now {
+                return Probe::Failed {
+                    retry_after: Some(not_before - now),
+                };
+            }
+            self.not_before[i] = None;
+        }
+        if now >= deadline || cut.is_some_and(Cut::is_fired) {
+            return Probe::NoAnswer;
+        }
+        let payload_sha256 = self.signers[i]
+            .is_some()
+            .then(|| sha256_hex(body.iter().map(|c| c.as_ref())));
+        let extra = match self
+            .extra_headers(i, payload_sha256.as_deref(), deadline)
+            .await
+        {
+            Ok(extra) => extra,
+            Err(Missing::Never(_)) => return Probe::Failed { retry_after: None },
+            Err(Missing::NotYet(_)) => return Probe::NoAnswer,
+        };
+        let Some((origin, template)) = &self.targets[i] else {
+            return Probe::Failed { retry_after: None };
+        };
+        let attempt_deadline = (Instant::now() + self.signals[i].timeout).min(deadline);
+        Stats::add(&self.stats.export_attempts, 1);
+        let started = Instant::now();
+        let attempt = tokio::select! {
+            a = timeout_at(
+                attempt_deadline,
+                Self::attempt(&mut self.pool, signal, origin, template, &body, &extra),
+            ) => a.ok(),
+            () = cut::fired(cut) => None,
+        };
+        let elapsed = started.elapsed();
+        match attempt {
+            None => {
+                self.pool.discard_broken();
+                Stats::add(&self.stats.export_failures, 1);
+                latency.observe_export(signal, elapsed, "abandoned");
+                Probe::NoAnswer
+            }
+            Some(Attempt::Retry { retry_after, .. }) => {
+                Stats::add(&self.stats.export_failures, 1);
+                latency.observe_export(signal, elapsed, "retryable");
+                if let Some(d) = retry_after {
+                    self.not_before[i] = Some(Instant::now() + d);
+                }
+                Probe::Failed { retry_after }
+            }
+            Some(Attempt::Done(result)) => {
+                let outcome = match result {
+                    ExportResult::Delivered { .. } => "ok",
+                    _ => {
+                        Stats::add(&self.stats.export_failures, 1);
+                        "failed"
+                    }
+                };
+                latency.observe_export(signal, elapsed, outcome);
+                Probe::Answered { rtt: elapsed }
+            }
         }
     }
 

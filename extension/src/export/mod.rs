@@ -7,6 +7,8 @@
 //! | `buffer.rs` | the bounded, encoded export buffer: drop policy, batches, accounting |
 //! | `body.rs` | request bodies from buffered entries (protobuf, gzip, JSON); response bodies |
 //! | `exporter.rs` | one request, retried while the deadline allows |
+//! | `breaker.rs` | per endpoint: health, round trips, and the circuit breaker (pure) |
+//! | `cut.rs` | the stop signal of a flush that overlaps the function's work |
 //! | `retry.rs` | what an answer means (pure classification), `Retry-After`, backoff |
 //! | `request.rs` | the request of an attempt: origin-form target, `Host`, headers |
 //! | `conn.rs` | kept-alive HTTP/1.1 connections, TLS, closed at once when abandoned |
@@ -16,9 +18,11 @@
 
 pub(crate) mod aws;
 pub(crate) mod body;
+pub(crate) mod breaker;
 pub(crate) mod buffer;
 pub(crate) mod config;
 pub(crate) mod conn;
+pub(crate) mod cut;
 pub(crate) mod delivery;
 pub(crate) mod exporter;
 pub(crate) mod request;

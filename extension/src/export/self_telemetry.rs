@@ -33,6 +33,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use crate::diag;
 use crate::diag::{DropReason, FieldReason, Stats};
 use crate::export::LatencySink;
+use crate::export::breaker::{Health, State};
 use crate::export::buffer::Held;
 use crate::pipeline::Signal;
 
@@ -91,6 +92,17 @@ pub(crate) struct SelfTelemetry {
     export: Vec<((Signal, &'static str), DurationHistogram)>,
     flush: DurationHistogram,
     start_unix_nano: u64,
+    /// Each export endpoint's breaker and health, as of the snapshot.
+    endpoints: Vec<EndpointReport>,
+}
+
+/// One export endpoint in self-telemetry: its breaker's state and what was learnt about it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EndpointReport {
+    /// `host:port`.
+    pub(crate) endpoint: String,
+    pub(crate) state: State,
+    pub(crate) health: Health,
 }
 
 impl LatencySink for SelfTelemetry {
@@ -174,6 +186,108 @@ impl SelfTelemetry {
 
     pub(crate) fn observe_flush(&mut self, d: Duration) {
         self.flush.observe(d);
+    }
+
+    /// The endpoints' breakers, for the next snapshot.
+    pub(crate) fn set_endpoints(&mut self, endpoints: Vec<EndpointReport>) {
+        self.endpoints = endpoints;
+    }
+
+    /// `contrail.export.breaker.*` and `contrail.export.endpoint.*`, per endpoint.
+    fn endpoint_metrics(&self, start: u64, now: u64) -> Vec<Metric> {
+        if self.endpoints.is_empty() {
+            return Vec::new();
+        }
+        let each = |f: &dyn Fn(&EndpointReport) -> Vec<NumberDataPoint>| {
+            self.endpoints.iter().flat_map(f).collect::<Vec<_>>()
+        };
+        let at = |e: &EndpointReport| kv("endpoint", &e.endpoint);
+        let mut metrics = vec![
+            Metric {
+                name: "contrail.export.breaker.state".to_owned(),
+                description: "The export circuit breaker of each endpoint: 0 closed, 1 open, 2 half-open (probing)".to_owned(),
+                unit: "1".to_owned(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: each(&|e| {
+                        vec![int_point(
+                            vec![at(e), kv("state", e.state.as_str())],
+                            e.state.code(),
+                            start,
+                            now,
+                        )]
+                    }),
+                })),
+                ..Default::default()
+            },
+            counter(
+                "contrail.export.breaker.trips",
+                "{trip}",
+                "Times an endpoint's breaker opened (a flush could not finish inside its budget)",
+                each(&|e| vec![int_point(vec![at(e)], e.health.trips, start, now)]),
+            ),
+            counter(
+                "contrail.export.breaker.probes",
+                "{request}",
+                "Probes (export requests without data) sent to an endpoint whose breaker was open, by outcome",
+                each(&|e| {
+                    vec![
+                        int_point(
+                            vec![at(e), kv("outcome", "answered")],
+                            e.health.probes_answered,
+                            start,
+                            now,
+                        ),
+                        int_point(
+                            vec![at(e), kv("outcome", "unanswered")],
+                            e.health.probes - e.health.probes_answered,
+                            start,
+                            now,
+                        ),
+                    ]
+                }),
+            ),
+            counter(
+                "contrail.export.endpoint.attempts",
+                "{request}",
+                "Export attempts per endpoint: answered, failed (retryable answer or connection error), timed out",
+                each(&|e| {
+                    [
+                        ("answered", e.health.successes),
+                        ("failed", e.health.failures),
+                        ("timed_out", e.health.timeouts),
+                    ]
+                    .into_iter()
+                    .map(|(o, n)| int_point(vec![at(e), kv("outcome", o)], n, start, now))
+                    .collect()
+                }),
+            ),
+        ];
+        let rtts = each(&|e| {
+            e.health
+                .rtt
+                .map(|rtt| {
+                    int_point(
+                        vec![at(e)],
+                        u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX),
+                        start,
+                        now,
+                    )
+                })
+                .into_iter()
+                .collect()
+        });
+        if !rtts.is_empty() {
+            metrics.push(Metric {
+                name: "contrail.export.endpoint.rtt".to_owned(),
+                description:
+                    "Moving average of the round trips of answered export attempts, per endpoint"
+                        .to_owned(),
+                unit: "us".to_owned(),
+                data: Some(metric::Data::Gauge(Gauge { data_points: rtts })),
+                ..Default::default()
+            });
+        }
+        metrics
     }
 
     /// A snapshot of every `contrail.*` metric.
@@ -313,6 +427,7 @@ impl SelfTelemetry {
                 int_point(vec![], held.bytes as u64, start, now),
             ),
         ];
+        metrics.extend(self.endpoint_metrics(start, now));
         metrics.push(Metric {
             name: "contrail.export.duration".to_owned(),
             description: "Duration of export requests".to_owned(),

@@ -28,6 +28,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::diag;
 use crate::diag::Stats;
+use crate::export::cut::Cut;
 use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lifecycle::drain::Drain;
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
@@ -51,6 +52,9 @@ pub(crate) struct Stream {
     pub(crate) deliveries: watch::Receiver<u64>,
     /// The subscription's buffering window (`timeoutMs`).
     pub(crate) buffering: Duration,
+    /// The request id of the last `platform.runtimeDone` the listener received
+    /// (`intake::telemetry::listener::Deliveries::runtime_done`).
+    pub(crate) runtime_done: watch::Receiver<String>,
 }
 
 /// How the lifecycle ended.
@@ -226,16 +230,59 @@ impl Lifecycle {
         let mut dropped = false;
         let mut timed_out = false;
         let worker = self.worker.clone();
+        // The listener's view of runtimeDone: it sees the record before the worker maps it,
+        // so it can stop a flush that the worker is busy with.
+        let mut runtime_done_seen = self
+            .stream
+            .as_ref()
+            .filter(|s| s.platform)
+            .map(|s| s.runtime_done.clone());
+        self.policy.set_backend_held(worker.backend_held());
         let mut action = self
             .policy
             .on_invoke(now, invoke_deadline, worker.buffer_fill());
         loop {
             action = match action {
                 Action::CallNext => break,
+                // Before this request's runtimeDone is known, a flush overlaps the function's
+                // own work: it goes in pieces and stops at a piece boundary once the runtime
+                // is done, so it costs the function no time after that.
+                Action::FlushNow { deadline } if seen_at.is_none() && !dropped => {
+                    let cut = Cut::new();
+                    let rx = worker.flush_while_running(deadline, cut.clone())?;
+                    let mut cut_at = None;
+                    let reply = WorkerHandle::reply(rx, deadline);
+                    tokio::pin!(reply);
+                    let outcome = tokio::select! {
+                        outcome = &mut reply => outcome?,
+                        () = runtime_done_of(runtime_done_seen.as_mut(), &request_id) => {
+                            cut.fire();
+                            cut_at = Some(Instant::now());
+                            reply.await?
+                        }
+                    };
+                    if outcome.is_none() {
+                        diag::debug!("a flush did not finish by its deadline");
+                    }
+                    self.policy.set_backend_held(worker.backend_held());
+                    match cut_at {
+                        Some(at) => {
+                            // The runtime was done when the listener saw its runtimeDone: the
+                            // next wait for it (in end mode) ends at once, and the end flush
+                            // runs after the worker has mapped what came with it.
+                            seen_at = Some(at);
+                            self.policy.on_flush_cut(Instant::now())
+                        }
+                        None => self
+                            .policy
+                            .on_flush_done(Instant::now(), worker.buffer_fill()),
+                    }
+                }
                 Action::FlushNow { deadline } => {
                     if worker.flush(deadline).await?.is_none() {
                         diag::debug!("a flush did not finish by its deadline");
                     }
+                    self.policy.set_backend_held(worker.backend_held());
                     // A runtimeDone that arrived during the flush is reported by the next
                     // WaitForRuntimeDone step, after on_flush_done, as the policy expects.
                     if let Some(rx) = runtime_done.as_mut()
@@ -354,5 +401,18 @@ impl Lifecycle {
             }
         }
         Ok(())
+    }
+}
+
+/// Completes once the listener has received `request_id`'s `platform.runtimeDone`; never
+/// when there is no stream to tell.
+async fn runtime_done_of(seen: Option<&mut watch::Receiver<String>>, request_id: &str) {
+    match seen {
+        Some(rx) => {
+            if rx.wait_for(|id| id == request_id).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }

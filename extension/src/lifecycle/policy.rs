@@ -52,6 +52,16 @@
 //!
 //! Every mode ends with a flush inside the SHUTDOWN deadline minus [`SHUTDOWN_MARGIN`].
 //!
+//! # A held backend, and flushes cut when the runtime is done
+//!
+//! While an export endpoint's circuit breaker holds its data ([`FlushPolicy::set_backend_held`],
+//! `crate::export::breaker`, ADR 0014), every invocation starts with a flush while the function
+//! runs (the breaker probes in it when its backoff has passed) and none waits for
+//! `platform.runtimeDone`. A flush issued before the lifecycle knows the runtime is done is cut
+//! when it learns it (the lifecycle's business, not the policy's): it reports
+//! [`FlushPolicy::on_flush_cut`] instead of `on_flush_done`, which does not pause pressure
+//! flushes.
+//!
 //! # Pressure
 //!
 //! In every mode, when the export buffer is at least [`HIGH_WATER`] full (every decision that
@@ -241,6 +251,9 @@ pub(crate) struct FlushPolicy {
     pressure_flush: bool,
     /// Pressure flushes are paused until then (the last one could not relieve the buffer).
     pressure_paused_until: Option<Instant>,
+    /// An export endpoint's circuit breaker holds its data: flushing after the runtime is done
+    /// would cost the function time for nothing.
+    backend_held: bool,
 }
 
 impl FlushPolicy {
@@ -256,7 +269,17 @@ impl FlushPolicy {
             current: None,
             pressure_flush: false,
             pressure_paused_until: None,
+            backend_held: false,
         }
+    }
+
+    /// Tell the policy whether an export endpoint's circuit breaker holds its data
+    /// (`crate::export::breaker`). While it does, no invocation waits for
+    /// `platform.runtimeDone` to flush: each one starts with a flush that overlaps the
+    /// function's own work (where the breaker probes the backend when its backoff has passed)
+    /// and calls `next` when it returns.
+    pub(crate) fn set_backend_held(&mut self, held: bool) {
+        self.backend_held = held;
     }
 
     /// Whether a buffer `fill` full (held bytes ÷ bound) calls for a pressure flush at `now`.
@@ -315,6 +338,14 @@ impl FlushPolicy {
             end_flush_issued: false,
         });
         match behaviour {
+            // Whatever the mode: the only flush worth having is one while the function runs.
+            // (Without runtimeDone, `End` flushes at the start anyway, below.)
+            _ if self.backend_held
+                && now < call_next_by
+                && (behaviour == Behaviour::Periodic || self.runtime_done_available) =>
+            {
+                self.issue_flush(now, call_next_by)
+            }
             Behaviour::Periodic => {
                 if self.periodic_due(now) {
                     self.issue_flush(now, call_next_by)
@@ -390,6 +421,14 @@ impl FlushPolicy {
         self.step(now)
     }
 
+    /// A flush that overlapped the function's work was stopped because the runtime is done,
+    /// not because the backend could not keep up: what it left is for the next flush, and
+    /// pressure flushes are not paused.
+    pub(crate) fn on_flush_cut(&mut self, now: Instant) -> Action {
+        self.pressure_flush = false;
+        self.step(now)
+    }
+
     /// A SHUTDOWN event arrived: one last flush, using the whole window but the margin.
     pub(crate) fn on_shutdown(&mut self, now: Instant, shutdown_deadline: Instant) -> Action {
         self.current = None;
@@ -416,8 +455,9 @@ impl FlushPolicy {
         let Some(current) = self.current else {
             return Action::CallNext;
         };
-        if now >= current.call_next_by {
-            // No time left: what is buffered waits for the next flush.
+        if now >= current.call_next_by || self.backend_held {
+            // No time left, or the backend cannot take a flush inside the budget: what is
+            // buffered waits for the next flush.
             return self.finish();
         }
         if current.done_waiting || now >= current.stop_waiting_at {

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::config::Settings;
 use crate::diag::Stats;
 use crate::export::FlushOutcome;
+use crate::export::cut::Cut;
 use crate::export::delivery::Delivery;
 use crate::intake::receiver;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
@@ -47,6 +48,7 @@ impl Pipeline {
         let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
         let mut delivery = Delivery::new(settings.export.clone(), settings.flush.interval, stats);
         delivery.set_resource(resource.clone());
+        delivery.set_flush_budget(settings.flush.budget);
         Pipeline {
             mapper,
             delivery,
@@ -96,7 +98,7 @@ impl Stages for Pipeline {
             .push(receiver::merge_resource(payload, &self.resource));
     }
 
-    async fn flush(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
+    async fn flush(&mut self, deadline: Instant, last: bool, cut: Option<Cut>) -> FlushOutcome {
         let mut out = Signals::default();
         if last {
             self.mapper.finish(now_unix_nano(), &mut out);
@@ -106,15 +108,19 @@ impl Stages for Pipeline {
         if !out.is_empty() {
             self.delivery.push(out);
         }
-        if last {
-            self.delivery.finish(deadline).await
-        } else {
-            self.delivery.flush(deadline).await
+        match cut {
+            _ if last => self.delivery.finish(deadline).await,
+            Some(cut) => self.delivery.flush_while_running(deadline, &cut).await,
+            None => self.delivery.flush(deadline).await,
         }
     }
 
     fn buffer_fill(&self) -> f64 {
         self.delivery.buffer_fill()
+    }
+
+    fn backend_held(&self) -> bool {
+        self.delivery.backend_held()
     }
 }
 

@@ -26,6 +26,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{Instant, timeout_at};
 
 use crate::export::FlushOutcome;
+use crate::export::cut::Cut;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::InvokeEvent;
 use crate::pipeline::{Intake, OtlpPayload};
@@ -47,9 +48,20 @@ pub(crate) trait Stages {
     fn otlp(&mut self, payload: OtlpPayload);
     /// Export what is buffered, returning by `deadline`. `last` at shutdown: also give up
     /// per-invocation state that is still incomplete, so it is exported rather than lost.
-    fn flush(&mut self, deadline: Instant, last: bool) -> impl Future<Output = FlushOutcome>;
+    /// `cut`, for a flush that overlaps the function's work: stop at the next piece boundary
+    /// once it fires.
+    fn flush(
+        &mut self,
+        deadline: Instant,
+        last: bool,
+        cut: Option<Cut>,
+    ) -> impl Future<Output = FlushOutcome>;
     /// How full the export buffer is: held bytes ÷ its bound.
     fn buffer_fill(&self) -> f64;
+    /// Whether an export endpoint's circuit breaker holds its data (open or half-open).
+    fn backend_held(&self) -> bool {
+        false
+    }
 }
 
 /// What the lifecycle tells the worker.
@@ -72,6 +84,8 @@ pub(crate) enum Control {
     /// Process what is queued, then export what is buffered, returning by `deadline`.
     Flush {
         deadline: Instant,
+        /// Fired when the runtime is done, for a flush that overlaps the function's work.
+        cut: Option<Cut>,
         reply: oneshot::Sender<FlushOutcome>,
     },
     /// Like `Flush`, and the last thing asked: process and export everything still held.
@@ -104,6 +118,8 @@ struct BufferGauge {
     fill: AtomicU64,
     high_water: f64,
     pressure: Notify,
+    /// An export endpoint's breaker holds its data ([`Stages::backend_held`]).
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl BufferGauge {
@@ -146,6 +162,7 @@ pub(crate) fn channel(high_water: f64) -> (WorkerHandle, Inbox) {
         fill: AtomicU64::new(0f64.to_bits()),
         high_water,
         pressure: Notify::new(),
+        held: std::sync::atomic::AtomicBool::new(false),
     });
     (
         WorkerHandle {
@@ -198,8 +215,42 @@ impl WorkerHandle {
         deadline: Instant,
     ) -> Result<Option<FlushOutcome>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
-        self.send(Control::Flush { deadline, reply })?;
+        self.send(Control::Flush {
+            deadline,
+            cut: None,
+            reply,
+        })?;
         Self::await_reply(rx, deadline).await
+    }
+
+    /// A flush that overlaps the function's work: it stops at the next piece boundary once
+    /// `cut` fires. The reply comes back on the receiver, to await with [`WorkerHandle::reply`].
+    pub(crate) fn flush_while_running(
+        &self,
+        deadline: Instant,
+        cut: Cut,
+    ) -> Result<oneshot::Receiver<FlushOutcome>, WorkerGone> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Control::Flush {
+            deadline,
+            cut: Some(cut),
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    /// The reply of [`WorkerHandle::flush_while_running`], waited for until `deadline` (and a
+    /// grace period).
+    pub(crate) async fn reply(
+        rx: oneshot::Receiver<FlushOutcome>,
+        deadline: Instant,
+    ) -> Result<Option<FlushOutcome>, WorkerGone> {
+        Self::await_reply(rx, deadline).await
+    }
+
+    /// Whether an export endpoint's breaker holds its data, as of the last flush.
+    pub(crate) fn backend_held(&self) -> bool {
+        self.gauge.held.load(Ordering::Relaxed)
     }
 
     /// The final flush, by `deadline`.
@@ -425,7 +476,7 @@ impl<S: Stages> Worker<S> {
     }
 
     async fn handle_control(&mut self, intake: &mut mpsc::Receiver<Intake>, msg: Control) {
-        let (deadline, last, reply) = match msg {
+        let (deadline, last, cut, reply) = match msg {
             Control::Invoke(event) => return self.stages.invoke(&event),
             Control::WaitRuntimeDone { request_id, reply } => {
                 return self.tracker.runtime_done.wait(request_id, reply);
@@ -433,13 +484,20 @@ impl<S: Stages> Worker<S> {
             Control::WaitReport { request_id, reply } => {
                 return self.tracker.report.wait(request_id, reply);
             }
-            Control::Flush { deadline, reply } => (deadline, false, reply),
-            Control::Shutdown { deadline, reply } => (deadline, true, reply),
+            Control::Flush {
+                deadline,
+                cut,
+                reply,
+            } => (deadline, false, cut, reply),
+            Control::Shutdown { deadline, reply } => (deadline, true, None, reply),
         };
         self.drain(intake, deadline);
-        let outcome = self.stages.flush(deadline, last).await;
+        let outcome = self.stages.flush(deadline, last, cut).await;
         // Published before the reply: the lifecycle reads the fill when the reply arrives.
         self.gauge.publish(self.stages.buffer_fill(), false);
+        self.gauge
+            .held
+            .store(self.stages.backend_held(), Ordering::Relaxed);
         let _ = reply.send(outcome);
     }
 }

@@ -88,6 +88,10 @@ pub enum Behaviour {
     /// Close the listener and every open connection, so that connecting fails with "connection
     /// refused". Changing to any other behaviour listens again on the same port.
     Refuse,
+    /// Read the request, wait this long, then accept it as [`Behaviour::Accept`] does: a
+    /// backend that is slow to answer. A request whose client closes the connection before the
+    /// answer is neither kept nor answered (the backend processes a request as it answers it).
+    Delay(Duration),
 }
 
 /// The three OTLP signals.

@@ -50,6 +50,8 @@ pub struct Counters {
     pub over_cap: u64,
     /// Requests held right now by [`super::Behaviour::Hang`].
     pub hanging: u64,
+    /// Requests waiting right now for their answer under [`super::Behaviour::Delay`].
+    pub delayed: u64,
     /// Attempts not kept in [`Received::attempts`] because it was full.
     pub attempts_not_kept: u64,
     /// Failed writes to the JSON lines file.

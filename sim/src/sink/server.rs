@@ -251,7 +251,13 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         }
     };
 
-    let behaviour = settle_behaviour(&shared).await;
+    let mut behaviour = settle_behaviour(&shared).await;
+    if let Behaviour::Delay(delay) = behaviour {
+        // Dropped with the connection if the client goes away first.
+        let _waiting = DelayGuard::new(&shared);
+        tokio::time::sleep(delay).await;
+        behaviour = Behaviour::Accept;
+    }
     let decoded = decode_request(signal, format, encoding, &bytes);
     match behaviour {
         Behaviour::Hang | Behaviour::Refuse => {
@@ -280,7 +286,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
             }
             Ok(response)
         }
-        Behaviour::Accept => match decoded {
+        Behaviour::Accept | Behaviour::Delay(_) => match decoded {
             Err(e) => {
                 let status = match e {
                     DecodeError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -310,6 +316,23 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                 Ok(success(format))
             }
         },
+    }
+}
+
+/// Counts a request waiting under [`Behaviour::Delay`] for as long as it waits.
+struct DelayGuard<'a>(&'a Shared);
+
+impl<'a> DelayGuard<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.update(|r| r.counters.delayed += 1);
+        DelayGuard(shared)
+    }
+}
+
+impl Drop for DelayGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .update(|r| r.counters.delayed = r.counters.delayed.saturating_sub(1));
     }
 }
 

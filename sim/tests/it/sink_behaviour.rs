@@ -211,3 +211,37 @@ async fn shutdown_releases_the_port_and_held_requests() {
     let refused = TcpStream::connect(addr).await.unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
 }
+
+#[tokio::test]
+async fn delay_answers_and_keeps_late_but_keeps_nothing_whose_client_gave_up() {
+    let sink = sink::start(SinkConfig::default()).await.unwrap();
+    let url = format!("{}/v1/traces", sink.endpoint());
+    sink.set_behaviour(Behaviour::Delay(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert_eq!(post_spans(&url).await.unwrap().status, 200);
+    assert_eq!(sink.snapshot().span_count(), 2);
+
+    // A client that closes the connection while the sink waits: nothing kept.
+    sink.set_behaviour(Behaviour::Delay(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    let pending = tokio::spawn({
+        let url = url.clone();
+        async move { post_spans(&url).await.map(|a| a.status) }
+    });
+    // Wait until the request is in (its body read), then give up on it.
+    sink.wait_for(PATIENCE, |r| r.counters.delayed == 1)
+        .await
+        .unwrap();
+    pending.abort();
+    let _ = pending.await;
+    sink.wait_for(PATIENCE, |r| r.counters.delayed == 0)
+        .await
+        .unwrap();
+    sink.set_behaviour(Behaviour::Accept).await.unwrap();
+    assert_eq!(post_spans(&url).await.unwrap().status, 200);
+    let got = sink.snapshot();
+    assert_eq!(got.span_count(), 4, "the abandoned request was not kept");
+    sink.shutdown().await;
+}

@@ -54,11 +54,11 @@ pub(super) fn spans(range: std::ops::Range<u32>, name_len: usize) -> Signals {
     }
 }
 
-fn in_secs(s: u64) -> Instant {
+pub(super) fn in_secs(s: u64) -> Instant {
     Instant::now() + Duration::from_secs(s)
 }
 
-fn assert_unique(ids: &[Vec<u8>], expected: u32) {
+pub(super) fn assert_unique(ids: &[Vec<u8>], expected: u32) {
     let set: HashSet<&Vec<u8>> = ids.iter().collect();
     assert_eq!(set.len(), ids.len(), "duplicates arrived");
     assert_eq!(ids.len(), expected as usize);
@@ -67,7 +67,7 @@ fn assert_unique(ids: &[Vec<u8>], expected: u32) {
     }
 }
 
-fn trace_requests(b: &Backend) -> usize {
+pub(super) fn trace_requests(b: &Backend) -> usize {
     b.received().iter().filter(|r| r.traces.is_some()).count()
 }
 
@@ -144,13 +144,22 @@ async fn backend_down_then_up_loses_nothing_and_duplicates_nothing() {
     let outcome = d.flush(Instant::now() + Duration::from_millis(300)).await;
     assert_eq!(outcome.held.records, 10);
     assert!(Stats::get(&stats.export_failures) >= 1);
+    // The breaker is open: the next flush does not try, it keeps the data.
+    assert!(d.backend_held());
+    let attempts = Stats::get(&stats.export_attempts);
     d.push(spans(10..20, 0));
     let outcome = d.flush(Instant::now() + Duration::from_millis(200)).await;
     assert_eq!(outcome.held.records, 20);
+    assert_eq!(Stats::get(&stats.export_attempts), attempts);
 
     let b = Backend::start_at(addr, vec![]).await;
-    let outcome = d.flush(in_secs(20)).await;
+    // After the backoff, a flush while the function runs probes, then sends the data.
+    tokio::time::sleep(crate::export::breaker::BACKOFF_START).await;
+    let outcome = d
+        .flush_while_running(in_secs(20), &crate::export::cut::Cut::new())
+        .await;
     assert!(outcome.complete, "{outcome:?}");
+    assert!(!d.backend_held());
     assert_unique(&b.accepted_span_ids(), 20);
     assert_eq!(stats.dropped_total(DropReason::ExportFailed), 0);
     assert_eq!(stats.dropped_total(DropReason::BufferFull), 0);
@@ -168,8 +177,10 @@ async fn hanging_backend_is_abandoned_at_the_deadline_and_data_kept() {
     assert_eq!(Stats::get(&stats.export_abandoned), 1);
     assert_eq!(trace_requests(&b), 1);
 
-    // The backend answers again: everything arrives, once.
-    let outcome = d.flush(in_secs(20)).await;
+    // The backend answers again: the final flush sends whatever the breaker says, and
+    // everything arrives, once.
+    assert!(d.backend_held());
+    let outcome = d.finish(in_secs(20)).await;
     assert!(outcome.complete, "{outcome:?}");
     assert_unique(&b.accepted_span_ids(), 10);
     let c = d.counters();

@@ -3,6 +3,7 @@
 
 mod aws;
 mod backend;
+mod breaker;
 mod origin_form;
 mod tls;
 

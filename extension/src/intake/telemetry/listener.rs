@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::decode::decode_batch;
+use super::event::Event;
 use crate::diag::{DropReason, FieldReason, Stats};
 use crate::pipeline::{Intake, IntakeSender};
 
@@ -35,14 +36,23 @@ pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Counts the Telemetry API's deliveries: once when a POST arrives and once when its records
 /// are queued. The lifecycle watches the count at `SHUTDOWN` to tell when the stream is quiet.
+/// It also publishes the request id of the last `platform.runtimeDone` it received, as soon
+/// as its batch is queued (before the worker maps it): the lifecycle stops a flush that
+/// overlaps the function's work when the runtime is done.
 #[derive(Debug, Clone)]
-pub(crate) struct Deliveries(Arc<watch::Sender<u64>>);
+pub(crate) struct Deliveries(Arc<watch::Sender<u64>>, Arc<watch::Sender<String>>);
 
 impl Deliveries {
     /// A counter, and the receiver that sees it move.
     pub(crate) fn new() -> (Deliveries, watch::Receiver<u64>) {
         let (tx, rx) = watch::channel(0);
-        (Deliveries(Arc::new(tx)), rx)
+        let (done, _) = watch::channel(String::new());
+        (Deliveries(Arc::new(tx), Arc::new(done)), rx)
+    }
+
+    /// The request id of the last `platform.runtimeDone` received.
+    pub(crate) fn runtime_done(&self) -> watch::Receiver<String> {
+        self.1.subscribe()
     }
 
     fn touch(&self) {
@@ -117,14 +127,17 @@ impl Handler {
                 return respond(StatusCode::OK);
             }
         };
-        accept_body(&body, &self.intake);
+        if let Some(id) = accept_body(&body, &self.intake) {
+            self.deliveries.1.send_replace(id);
+        }
         self.deliveries.touch();
         respond(StatusCode::OK)
     }
 }
 
-/// Decode one POST body, count it, and offer its records to the intake queue.
-pub(crate) fn accept_body(body: &[u8], intake: &IntakeSender) {
+/// Decode one POST body, count it, and offer its records to the intake queue. Returns the
+/// request id of the last `platform.runtimeDone` among them.
+pub(crate) fn accept_body(body: &[u8], intake: &IntakeSender) -> Option<String> {
     let received = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
@@ -148,10 +161,15 @@ pub(crate) fn accept_body(body: &[u8], intake: &IntakeSender) {
     if batch.malformed > 0 {
         stats.dropped(DropReason::Malformed, batch.malformed);
     }
+    let runtime_done = batch.records.iter().rev().find_map(|r| match &r.event {
+        Event::RuntimeDone(rd) => Some(rd.request_id.clone()),
+        _ => None,
+    });
     if !batch.records.is_empty() {
         // A full queue counts the records as `intake_full` drops inside `offer`.
         let _ = intake.offer(Intake::Telemetry(batch.records));
     }
+    runtime_done
 }
 
 fn respond(status: StatusCode) -> Response<Empty<Bytes>> {

@@ -562,3 +562,132 @@ fn a_long_invocation_stops_waiting_at_the_bound_after_its_safety_flushes() {
     assert_eq!(flushes(&actions), 1, "{actions:?}");
     assert!(clock.now() < clock.origin + secs(11), "{actions:?}");
 }
+
+#[test]
+fn while_the_backend_is_held_an_end_invocation_flushes_only_while_it_runs() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    p.set_backend_held(true);
+    for _ in 0..3 {
+        let start = clock.advance(secs(60));
+        // The flush that may probe the backend goes while the function starts...
+        assert_eq!(
+            p.on_invoke(start, start + secs(3), EMPTY),
+            flush_by(start + BUDGET)
+        );
+        // ...and with the backend still held, nothing waits for runtimeDone.
+        let now = clock.advance(ms(2));
+        assert_eq!(p.on_flush_done(now, EMPTY), Action::CallNext);
+    }
+}
+
+#[test]
+fn once_the_probe_closes_the_breaker_the_end_flush_comes_back_in_the_same_invocation() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    p.set_backend_held(true);
+    let start = clock.now();
+    assert_eq!(
+        p.on_invoke(start, start + secs(3), EMPTY),
+        flush_by(start + BUDGET)
+    );
+    p.set_backend_held(false);
+    let now = clock.advance(ms(3));
+    assert_eq!(
+        p.on_flush_done(now, EMPTY),
+        wait_until(start + secs(3) - INVOKE_MARGIN)
+    );
+    let done = clock.advance(ms(40));
+    assert_eq!(p.on_runtime_done(done), flush_by(done + BUDGET));
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(2)), EMPTY),
+        Action::CallNext
+    );
+}
+
+#[test]
+fn while_the_backend_is_held_every_periodic_invocation_starts_with_a_flush() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::Periodic);
+    let start = clock.now();
+    assert!(matches!(
+        p.on_invoke(start, start + secs(3), EMPTY),
+        Action::FlushNow { .. }
+    ));
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(2)), EMPTY),
+        Action::CallNext
+    );
+    // Within the interval: no flush while the backend is healthy...
+    let start = clock.advance(ms(100));
+    assert_eq!(p.on_invoke(start, start + secs(3), EMPTY), Action::CallNext);
+    // ...one at every start while it is held (the breaker decides whether it probes).
+    p.set_backend_held(true);
+    for _ in 0..3 {
+        let start = clock.advance(ms(100));
+        assert_eq!(
+            p.on_invoke(start, start + secs(3), EMPTY),
+            flush_by(start + BUDGET)
+        );
+        assert_eq!(
+            p.on_flush_done(clock.advance(ms(1)), EMPTY),
+            Action::CallNext
+        );
+    }
+}
+
+#[test]
+fn a_pressure_flush_cut_because_the_runtime_is_done_does_not_pause_pressure() {
+    let mut clock = Clock::new();
+    let mut p = frequent_adaptive(&mut clock);
+    let fill = 0.8;
+    for _ in 0..5 {
+        let start = clock.advance(ms(500));
+        assert!(matches!(
+            p.on_invoke(start, start + secs(3), fill),
+            Action::FlushNow { .. }
+        ));
+        // Stopped at a piece boundary, the buffer still above the mark: the next start
+        // flushes again.
+        let now = clock.advance(ms(30));
+        assert_eq!(p.on_flush_cut(now), Action::CallNext);
+        assert!(p.under_pressure(now, fill));
+    }
+}
+
+#[test]
+fn a_flush_cut_in_end_mode_still_leads_to_the_end_flush() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    let start = clock.now();
+    let fill = 0.8;
+    assert_eq!(
+        p.on_invoke(start, start + secs(3), fill),
+        flush_by(start + BUDGET)
+    );
+    let now = clock.advance(ms(20));
+    assert_eq!(
+        p.on_flush_cut(now),
+        wait_until(start + secs(3) - INVOKE_MARGIN)
+    );
+    assert_eq!(p.on_runtime_done(now), flush_by(now + BUDGET));
+}
+
+#[test]
+fn without_runtime_done_a_probe_that_closes_the_breaker_does_not_start_a_wait() {
+    let mut clock = Clock::new();
+    let mut p = policy(FlushMode::End);
+    p.set_runtime_done_available(false);
+    p.set_backend_held(true);
+    let start = clock.now();
+    assert_eq!(
+        p.on_invoke(start, start + secs(3), EMPTY),
+        flush_by(start + BUDGET)
+    );
+    // The probe in that flush closed the breaker: nothing to wait for, the flush was it.
+    p.set_backend_held(false);
+    assert_eq!(
+        p.on_flush_done(clock.advance(ms(3)), EMPTY),
+        Action::CallNext
+    );
+}

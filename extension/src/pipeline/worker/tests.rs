@@ -43,7 +43,12 @@ impl Stages for Recorder {
     fn otlp(&mut self, _payload: OtlpPayload) {
         self.push("otlp".into());
     }
-    async fn flush(&mut self, _deadline: Instant, last: bool) -> FlushOutcome {
+    async fn flush(
+        &mut self,
+        _deadline: Instant,
+        last: bool,
+        _cut: Option<crate::export::cut::Cut>,
+    ) -> FlushOutcome {
         self.push(if last { "final flush" } else { "flush" }.into());
         complete()
     }
