@@ -76,6 +76,33 @@ fn a_snapstart_restore_costs_the_memory_restored() {
     assert_eq!(histogram(&run.metrics(), "aws.lambda.init.cost"), None);
 }
 
+#[test]
+fn a_restore_s_first_report_adds_its_billed_hooks() {
+    let mut run = priced();
+    run.feed(&[
+        "platform.restoreStart.json",
+        "platform.restoreRuntimeDone.json",
+        "platform.restoreReport.json",
+    ]);
+    run.invoke(NOW);
+    run.feed(&["platform.start.json", "platform.report.snapstart.json"]);
+    run.finish(NOW);
+    let m = run.metrics();
+    // 2,048 MB restored: 2 GB × $0.0001397998 = $0.0002795996; 117 ms of billed hooks at 2 GB:
+    // 0.234 GB-s × $0.0000166667 = $0.0000039000078. Once, not again at SHUTDOWN.
+    let (count, usd) = histogram(&m, "aws.lambda.restore.cost").unwrap();
+    assert_eq!(count, 1);
+    assert!(close(usd, 0.000_283_499_607_8), "{usd}");
+    // The invocation: 125 ms at 2 GB = 0.25 GB-s × $0.0000166667 + $0.0000002.
+    let (_, usd) = histogram(&m, "aws.lambda.invocation.cost").unwrap();
+    assert!(close(usd, 0.000_004_366_675), "{usd}");
+    assert_eq!(
+        histogram(&m, "aws.lambda.init.cost"),
+        None,
+        "a restore is no INIT"
+    );
+}
+
 fn at(ms: u64) -> String {
     let secs = ms / 1000;
     format!("2022-10-12T00:00:{:02}.{:03}Z", secs, ms % 1000)
