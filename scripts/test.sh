@@ -67,7 +67,9 @@ stage_demo() {
   mkdir -p target
   scripts/demo.sh --invocations 2 --quiet | tee target/demo-output.txt
   local want
-  for want in "aws.lambda.init" "handle-order" "order handled" "faas.invoke_duration" "contrail.records.exported"; do
+  for want in "aws.lambda.init" "handle-order" "order handled" "faas.invoke_duration" "contrail.records.exported" \
+    "aws.lambda.init.contrail" "aws.lambda.init.runtime" "aws.lambda.invocation.cost" "aws.lambda.init.cost" \
+    "aws.lambda.environment.utilization" "aws.lambda.environment.idle_gap"; do
     grep -q -- "$want" target/demo-output.txt || { echo "demo output lacks '$want'" >&2; return 1; }
   done
 }

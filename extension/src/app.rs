@@ -33,7 +33,7 @@ use crate::lambda_api::{Client, ErrorPhase, ExtensionId, ExtensionName, Registra
 use crate::lifecycle::policy::{FlushPolicy, FlushSettings, HIGH_WATER};
 use crate::lifecycle::{self, Degraded, Ended, Lifecycle};
 use crate::pipeline::intake_queue;
-use crate::pipeline::stages::Pipeline;
+use crate::pipeline::stages::{Pipeline, now_unix_nano};
 use crate::pipeline::worker::{self, WorkerHandle};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
@@ -68,6 +68,8 @@ pub fn main() -> ExitCode {
 
 /// The whole life of the extension. Must run inside a [`tokio::task::LocalSet`].
 pub(crate) async fn run(env: &dyn Env) -> ExitCode {
+    // Contrail's own share of init starts here (`aws.lambda.init.contrail`): one clock read.
+    let process_start_ns = now_unix_nano();
     let boot = match Bootstrap::from_env(env, ExtensionName::of_current_exe()) {
         Ok(boot) => boot,
         Err(err) => {
@@ -122,6 +124,8 @@ pub(crate) async fn run(env: &dyn Env) -> ExitCode {
 
     let api = boot.api.clone();
     let fallback_id = lifecycle.id().clone();
+    let mut lifecycle = lifecycle;
+    lifecycle.set_process_start(process_start_ns);
     let outcome = tokio::task::spawn_local(lifecycle.run()).await;
     match outcome {
         Ok((Ended::Shutdown, _, _)) => ExitCode::SUCCESS,

@@ -36,6 +36,10 @@
 //! | what is subscribed to | `intake/telemetry/subscription.rs` |
 //! | a new Telemetry API event type | `intake/telemetry/event.rs` (the model), then one file in `mapping/` |
 //! | how a record becomes a span, a metric or a log | `mapping/` (`invocation.rs`, `spans.rs`, `phases.rs`, `log_context.rs`, `platform_logs.rs`, `logs.rs`, `metrics.rs`) |
+//! | how a cost is estimated, and its price variables | `mapping/cost.rs` (pure); the list prices in `mapping/prices.rs` (shared with `contrail-sim tune`) |
+//! | how environment utilization, idle gaps and unused init are counted | `mapping/utilization.rs` (pure) |
+//! | the cold-start breakdown under the init span | `mapping/cold_start.rs` (pure); Contrail's own start and first `next` come from `app.rs` and `lifecycle/mod.rs` |
+//! | when cost and utilization are recorded | `mapping/environment.rs` |
 //! | what the local OTLP receiver accepts or answers | `intake/receiver/handler.rs` (HTTP), `intake/receiver/grpc/call.rs` (gRPC) |
 //! | how the gRPC receiver treats a connection (HTTP/2 settings, HTTP/1.1 or TLS spoken to it) | `intake/receiver/grpc/mod.rs` |
 //! | the intake queue and what a full queue does | `pipeline/queue.rs` |

@@ -11,6 +11,13 @@ use std::fmt::Write as _;
 
 use crate::report::{RunReport, Summary};
 
+// The extension's table of Lambda's list prices, compiled here too: one table, so that the
+// emulator's estimates and the extension's cost metrics never disagree. A path include rather
+// than a shared crate: the file is pure data, and neither crate is published.
+#[allow(dead_code)]
+#[path = "../../extension/src/mapping/prices.rs"]
+mod prices;
+
 /// Lambda's prices (us-east-1, the first duration tier, no free tier).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Prices {
@@ -24,10 +31,11 @@ pub struct Prices {
 
 impl Default for Prices {
     fn default() -> Self {
+        let p = prices::US_EAST_1;
         Prices {
-            x86_64_gb_s: 0.000_016_666_7,
-            arm64_gb_s: 0.000_013_333_4,
-            per_million_requests: 0.20,
+            x86_64_gb_s: p.x86_64_gb_second,
+            arm64_gb_s: p.arm64_gb_second,
+            per_million_requests: p.per_million_requests,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! | `CONTRAIL_TELEMETRY_*` | `intake::telemetry::subscription` |
 //! | `CONTRAIL_RECEIVER_*` | `intake::receiver` |
 //! | `CONTRAIL_XRAY_CONTEXT`, `CONTRAIL_MAX_PENDING_INVOCATIONS`, metrics temporality | `mapping::config` |
+//! | `CONTRAIL_PRICE_*` (a bad value is a warning: cost estimates are off, nothing else changes) | `mapping::cost` |
 //! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*` of the function | `mapping::resource` |
 //! | `OTEL_EXPORTER_OTLP_*` (and `CONTRAIL_EXPORTER_OTLP_*`), `CONTRAIL_BUFFER_MAX_BYTES` | `export::config` |
 //! | `CONTRAIL_FLUSH`, `CONTRAIL_FLUSH_INTERVAL_MS`, `CONTRAIL_FLUSH_BUDGET_MS` | `lifecycle::policy` |
@@ -40,6 +41,7 @@ use crate::intake::receiver::ReceiverConfig;
 use crate::intake::telemetry::subscription::{SchemaVersion, TelemetryConfig};
 use crate::lambda_api::{EventType, ExtensionName, RuntimeApi};
 use crate::lifecycle::policy::FlushSettings;
+use crate::mapping::cost::{Architecture, CostConfig};
 use crate::mapping::{MappingConfig, lambda_resource};
 
 /// Where the Runtime and Extensions APIs listen (`host:port`), set by Lambda.
@@ -169,7 +171,12 @@ impl Settings {
         let receiver = ReceiverConfig::from_env(env)
             .map_err(|e| errors.extend(e))
             .ok();
-        let mapping = lenient(env, MappingConfig::from_env, &mut errors, &mut warnings);
+        let mut mapping = lenient(env, MappingConfig::from_env, &mut errors, &mut warnings);
+        let (cost, cost_warnings) = CostConfig::from_env(env, Architecture::of_build());
+        warnings.extend(cost_warnings);
+        if let Some(m) = mapping.as_mut() {
+            m.cost = cost;
+        }
         let resource = lenient(env, lambda_resource, &mut errors, &mut warnings);
         let export = lenient(env, ExportConfig::from_env, &mut errors, &mut warnings);
         let flush = FlushSettings::from_env(env)

@@ -312,6 +312,7 @@ fn every_variable_constant_is_documented_in_the_readme() {
     use crate::intake::receiver::config as receiver;
     use crate::intake::telemetry::subscription as telemetry;
     use crate::lifecycle::policy as flush;
+    use crate::mapping::cost;
     use crate::mapping::{config as mapping, resource};
 
     let known = [
@@ -358,6 +359,9 @@ fn every_variable_constant_is_documented_in_the_readme() {
         credentials::CONTAINER_URI_VAR,
         credentials::CONTAINER_TOKEN_VAR,
         credentials::CONTAINER_TOKEN_FILE_VAR,
+        cost::GB_SECOND_VAR,
+        cost::PER_MILLION_REQUESTS_VAR,
+        cost::SNAPSTART_RESTORE_GB_VAR,
     ];
 
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

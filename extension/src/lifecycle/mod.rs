@@ -32,6 +32,8 @@ use crate::export::cut::Cut;
 use crate::lambda_api::{ApiError, Client, ExtensionId, InvokeEvent, NextEvent, ShutdownEvent};
 use crate::lifecycle::drain::Drain;
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
+use crate::mapping::OwnInit;
+use crate::pipeline::stages::now_unix_nano;
 use crate::pipeline::worker::{Waited, WorkerGone, WorkerHandle};
 
 /// Consecutive failed `next` calls after which the Lambda API is considered gone.
@@ -95,6 +97,9 @@ pub(crate) struct Lifecycle {
     /// that comes later shows that runtimeDone does arrive, only late.
     previous_runtime_done: Option<oneshot::Receiver<Waited>>,
     stats: Arc<Stats>,
+    /// When the process started (Unix epoch nanoseconds), until the first `next` has been
+    /// answered and the worker told.
+    process_start_ns: Option<u64>,
 }
 
 impl Lifecycle {
@@ -121,7 +126,14 @@ impl Lifecycle {
             missed_runtime_done: 0,
             previous_runtime_done: None,
             stats,
+            process_start_ns: None,
         }
+    }
+
+    /// When the process started: the first `next`'s reply then tells the worker Contrail's
+    /// own share of init (`aws.lambda.init.contrail`).
+    pub(crate) fn set_process_start(&mut self, unix_ns: u64) {
+        self.process_start_ns = Some(unix_ns);
     }
 
     pub(crate) fn id(&self) -> &ExtensionId {
@@ -166,9 +178,22 @@ impl Lifecycle {
             if let Ok(reason) = self.fatal.try_recv() {
                 return Ended::Degraded(reason);
             }
+            // One clock read, only before the first `next`.
+            let first_next_ns = self.process_start_ns.map(|_| now_unix_nano());
             let event = match self.client.next(&self.id).await {
                 Ok(event) => {
                     failures = 0;
+                    if let (Some(process_start_ns), Some(first_next_ns)) =
+                        (self.process_start_ns.take(), first_next_ns)
+                    {
+                        let own = OwnInit {
+                            process_start_ns,
+                            first_next_ns,
+                        };
+                        if let Err(gone) = self.worker.own_init(own) {
+                            return Ended::Degraded(Degraded::Worker(gone));
+                        }
+                    }
                     event
                 }
                 Err(ApiError::Invalid { reason, .. }) => {

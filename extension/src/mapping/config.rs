@@ -1,6 +1,7 @@
 //! What the mapper can be told: how to treat the X-Ray context, metric temporality, bounds.
 
 use crate::config::env::{ConfigError, Env, non_empty};
+use crate::mapping::cost::CostConfig;
 
 pub(crate) const XRAY_CONTEXT_VAR: &str = "CONTRAIL_XRAY_CONTEXT";
 pub(crate) const TEMPORALITY_VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
@@ -32,7 +33,7 @@ pub(crate) enum Temporality {
 
 /// How the mapper treats the X-Ray context, which temporality its metrics have, and how much
 /// it holds while records are missing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MappingConfig {
     pub(crate) xray_context: XrayContext,
     pub(crate) temporality: Temporality,
@@ -42,6 +43,8 @@ pub struct MappingConfig {
     /// Log records held for one invocation whose trace context is not known yet, at most.
     /// Past it, records are emitted without trace context rather than held.
     pub(crate) max_held_logs: usize,
+    /// Cost estimates: read apart by `CostConfig::from_env`, whose bad values only warn.
+    pub(crate) cost: CostConfig,
 }
 
 impl Default for MappingConfig {
@@ -51,6 +54,7 @@ impl Default for MappingConfig {
             temporality: Temporality::Cumulative,
             max_pending_invocations: 64,
             max_held_logs: 1024,
+            cost: CostConfig::default(),
         }
     }
 }

@@ -116,6 +116,7 @@ impl Mapper {
 
     pub(super) fn on_report(&mut self, report: Report, t: u64) {
         let id = report.request_id.clone();
+        let start_ns = self.pending.get(&id).and_then(|inv| inv.start_ns);
         let ctx = match self.recent_ctx(&id) {
             Some(ctx) => ctx,
             None => {
@@ -163,6 +164,7 @@ impl Mapper {
             self.metrics
                 .record(MetricId::MemorySize, size as f64 * MIB, t);
         }
+        self.account_invocation(start_ns, m, t);
         let status = effective_status(report.status.as_deref(), report.error_type.as_deref());
         self.count_status(status, t);
     }

@@ -42,6 +42,24 @@ const MEMORY_BYTES: &[f64] = &[
     10240.0 * MIB,
 ];
 /// Response sizes: up to 6 MB buffered, 200 MB streamed.
+/// Estimated costs in US dollars: a 1 ms invocation at 128 MB (about $0.0000002) to 15 minutes
+/// at 10,240 MB (about $0.15).
+const COST_USD: &[f64] = &[
+    0.000_000_25,
+    0.000_001,
+    0.000_002_5,
+    0.000_01,
+    0.000_025,
+    0.000_1,
+    0.000_25,
+    0.001,
+    0.01,
+    0.1,
+];
+/// Idle time between invocations: a millisecond to the hours an environment may be kept.
+const IDLE_S: &[f64] = &[
+    0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+];
 const RESPONSE_BYTES: &[f64] = &[
     1024.0,
     16.0 * 1024.0,
@@ -69,6 +87,15 @@ pub(super) enum MetricId {
     ExtensionOverhead,
     LogsDroppedRecords,
     LogsDroppedBytes,
+    InvocationCost,
+    InitCost,
+    RestoreCost,
+    Utilization,
+    Lifetime,
+    BusyTime,
+    EnvironmentInvocations,
+    IdleGap,
+    UnusedInit,
 }
 
 enum Kind {
@@ -182,6 +209,69 @@ const INSTRUMENTS: &[Instrument] = &[
         name: "aws.lambda.logs_dropped.bytes",
         unit: "By",
         description: "Telemetry bytes Lambda dropped (platform.logsDropped).",
+        kind: Kind::Counter,
+    },
+    Instrument {
+        id: MetricId::InvocationCost,
+        name: "aws.lambda.invocation.cost",
+        unit: "{USD}",
+        description: "Estimated cost of each invocation at list prices: billed duration × memory × price per GB-second, plus the request charge (the first invocation's billed duration holds an on-demand INIT).",
+        kind: Kind::Histogram(COST_USD),
+    },
+    Instrument {
+        id: MetricId::InitCost,
+        name: "aws.lambda.init.cost",
+        unit: "{USD}",
+        description: "Estimated cost of an on-demand INIT phase at list prices: a part of the first invocation's cost, not to be added to it.",
+        kind: Kind::Histogram(COST_USD),
+    },
+    Instrument {
+        id: MetricId::RestoreCost,
+        name: "aws.lambda.restore.cost",
+        unit: "{USD}",
+        description: "Estimated cost of a SnapStart restore at list prices: memory restored × price per GB, plus the billed restore duration.",
+        kind: Kind::Histogram(COST_USD),
+    },
+    Instrument {
+        id: MetricId::Utilization,
+        name: "aws.lambda.environment.utilization",
+        unit: "1",
+        description: "Busy time ÷ lifetime of this execution environment so far.",
+        kind: Kind::Gauge,
+    },
+    Instrument {
+        id: MetricId::Lifetime,
+        name: "aws.lambda.environment.lifetime",
+        unit: "s",
+        description: "Time since this execution environment's init or restore began, frozen time included.",
+        kind: Kind::Gauge,
+    },
+    Instrument {
+        id: MetricId::BusyTime,
+        name: "aws.lambda.environment.busy_time",
+        unit: "s",
+        description: "Time this execution environment spent in invoke phases so far.",
+        kind: Kind::Gauge,
+    },
+    Instrument {
+        id: MetricId::EnvironmentInvocations,
+        name: "aws.lambda.environment.invocations",
+        unit: "{invocation}",
+        description: "Invocations this execution environment has run so far.",
+        kind: Kind::Gauge,
+    },
+    Instrument {
+        id: MetricId::IdleGap,
+        name: "aws.lambda.environment.idle_gap",
+        unit: "s",
+        description: "Idle time before each invocation: since the previous invoke phase ended, or since init.",
+        kind: Kind::Histogram(IDLE_S),
+    },
+    Instrument {
+        id: MetricId::UnusedInit,
+        name: "aws.lambda.environment.unused_init",
+        unit: "{environment}",
+        description: "Execution environments shut down without running an invocation.",
         kind: Kind::Counter,
     },
 ];

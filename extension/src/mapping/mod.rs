@@ -18,6 +18,10 @@
 //! | `platform_logs.rs` | `platform.extension`, `telemetrySubscription`, `logsDropped`, unknown types as log records |
 //! | `logs.rs` | one log line → a log record (text formats, JSON) |
 //! | `metrics.rs` | the instruments and their aggregation |
+//! | `environment.rs` | when cost, utilization and Contrail's own init are recorded (calls into the pure modules below) |
+//! | `cost.rs`, `prices.rs` | estimated cost (pure), its variables, Lambda's list prices (shared with `contrail-sim tune`) |
+//! | `utilization.rs` | busy time ÷ lifetime of the environment, idle gaps, unused init (pure) |
+//! | `cold_start.rs` | the children of the init span: Contrail, the runtime and the function's init, the wait for extensions (pure) |
 //! | `otlp.rs` | OTLP value builders, severities, the one hash |
 //! | `config.rs`, `resource.rs`, `xray.rs` | variables, the Lambda resource, the X-Ray header and ids |
 //!
@@ -29,10 +33,16 @@
 //! | `platform.report` | child span `aws.lambda.extensionOverhead`; `faas.invoke_duration`, `faas.invocations`/`faas.errors`/`faas.timeouts`, `faas.mem_usage`, `aws.lambda.billed_duration`, `aws.lambda.memory_size`, `aws.lambda.extension_overhead`; the invocation span itself when `runtimeDone` never came |
 //! | `platform.init*` | span `aws.lambda.init` (new trace), `faas.init_duration`; the first invocation links to it |
 //! | `platform.restore*` (SnapStart) | span `aws.lambda.restore`, `aws.lambda.restore_duration`; the environment's cold start |
+//! | `platform.initStart`, `initRuntimeDone`, `initReport` + Contrail's own start and first `next` | children `aws.lambda.init.contrail`, `aws.lambda.init.runtime`, `aws.lambda.init.extensions` |
+//! | `platform.report` (+ `initReport`, a restore) with list prices | `aws.lambda.invocation.cost`, `aws.lambda.init.cost`, `aws.lambda.restore.cost` |
+//! | the phases' and invocations' times, at each flush and SHUTDOWN | `aws.lambda.environment.{utilization,busy_time,lifetime,invocations,idle_gap,unused_init}` |
 //! | `function` / `extension` | log records with the invocation's trace and span ids |
 //! | `platform.extension`, `telemetrySubscription`, `logsDropped`, unknown types | log records with `event.name` `aws.lambda.<type>` |
 
+mod cold_start;
 pub(crate) mod config;
+pub(crate) mod cost;
+mod environment;
 mod invocation;
 mod log_context;
 pub(crate) mod logs;
@@ -40,8 +50,10 @@ mod metrics;
 mod otlp;
 mod phases;
 mod platform_logs;
+mod prices;
 pub(crate) mod resource;
 mod spans;
+mod utilization;
 pub(crate) mod xray;
 
 use std::collections::{HashMap, VecDeque};
@@ -53,6 +65,7 @@ use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 
+pub(crate) use cold_start::OwnInit;
 pub use config::MappingConfig;
 pub use resource::lambda_resource;
 pub(crate) use xray::XrayHeader;
@@ -64,6 +77,7 @@ use invocation::Invocation;
 use metrics::MetricStore;
 use otlp::{kv_str, scope};
 use phases::{Phase, PhaseDurations, PhaseKind};
+use utilization::Utilization;
 use xray::IdGenerator;
 
 /// What the Extensions API `INVOKE` event says about an invocation.
@@ -113,6 +127,15 @@ pub struct Mapper {
     staged_spans: Vec<Span>,
     staged_logs: Vec<LogRecord>,
     extension_source: KeyValue,
+    /// The prices of cost estimates; `None`: no estimates.
+    prices: Option<cost::Prices>,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, for what is priced before a report says it.
+    memory_mb: Option<f64>,
+    utilization: Utilization,
+    /// Contrail's own start-up, once the lifecycle has told it; `true` once its span is out.
+    own_init: Option<(OwnInit, bool)>,
+    /// The restore's cost was recorded.
+    restore_costed: bool,
 }
 
 impl Mapper {
@@ -140,6 +163,9 @@ impl Mapper {
             .or_else(|| resource::resource_str(&resource, "service.name"))
             .unwrap_or("unknown_service")
             .to_owned();
+        let prices = config.cost.prices;
+        let memory_mb = resource::resource_int(&resource, "faas.max_memory")
+            .map(|bytes| bytes as f64 / (1024.0 * 1024.0));
         Mapper {
             metrics: MetricStore::new(config.temporality),
             config,
@@ -161,6 +187,11 @@ impl Mapper {
             staged_spans: Vec::new(),
             staged_logs: Vec::new(),
             extension_source: kv_str("aws.lambda.log.source", "extension"),
+            prices,
+            memory_mb,
+            utilization: Utilization::default(),
+            own_init: None,
+            restore_costed: false,
         }
     }
 
@@ -229,6 +260,7 @@ impl Mapper {
     pub(crate) fn collect_metrics(&mut self, now_unix_nano: u64, out: &mut Signals) {
         self.release_held();
         self.drain(out);
+        self.record_utilization(now_unix_nano, false);
         let metrics = self.metrics.collect(now_unix_nano);
         if !metrics.is_empty() {
             out.metrics.push(ResourceMetrics {
@@ -259,6 +291,8 @@ impl Mapper {
         for (_, id) in ids {
             self.retire(&id, end, false);
         }
+        self.on_shutdown_costs(end);
+        self.record_utilization(now_unix_nano, true);
         self.release_held();
         self.collect_metrics(now_unix_nano, out);
     }

@@ -13,6 +13,7 @@ use crate::mapping::metrics::MetricId;
 use crate::mapping::otlp::{fnv1a, kv_bool, kv_str, ms_to_ns};
 use crate::mapping::{Mapper, SpanCtx, resource};
 
+use super::cold_start;
 use super::spans::{child_span, span_status};
 
 /// Whether the environment's init and restore durations were recorded: each comes from its
@@ -125,6 +126,9 @@ impl Mapper {
             self.initialization_type
                 .clone_from(&start.initialization_type);
         }
+        if !snapshot {
+            self.utilization.started(t);
+        }
         let phase = self.phase_mut(PhaseKind::Init, t);
         phase.start_ns = Some(t);
         phase.snapshot = snapshot;
@@ -165,6 +169,7 @@ impl Mapper {
             self.ids.mix(fnv1a(instance.as_bytes()));
             resource::set_resource_attribute(&mut self.resource, "faas.instance", instance);
         }
+        self.utilization.started(t);
         let phase = self.phase_mut(PhaseKind::Restore, t);
         phase.start_ns = Some(t);
         phase.initialization_type = Some("snap-start".to_owned());
@@ -203,6 +208,9 @@ impl Mapper {
         if let (false, Some(ms)) = (*recorded, ms) {
             *recorded = true;
             self.metrics.record(metric, ms / 1000.0, t);
+            if kind == PhaseKind::Init {
+                self.account_init(ms, t);
+            }
         }
     }
 
@@ -240,6 +248,9 @@ impl Mapper {
             Some(d) => start.saturating_add(ms_to_ns(d)),
             None => end_info.as_ref().map_or(end_ns, |e| e.time_ns).max(start),
         };
+        if !incomplete && !phase.snapshot {
+            self.utilization.ready(end);
+        }
         let mut attributes = Vec::with_capacity(6);
         attributes.push(kv_bool(
             "faas.coldstart",
@@ -274,6 +285,14 @@ impl Mapper {
         }
         let ctx = phase.ctx;
         let mut children: Vec<Span> = Vec::new();
+        if kind == PhaseKind::Init && !phase.snapshot {
+            children = cold_start::phase_spans(
+                &ctx,
+                phase.start_ns,
+                runtime_end.map(|e| e.time_ns),
+                (!incomplete).then_some(end),
+            );
+        }
         let report_spans = if incomplete { None } else { end_info.as_ref() };
         for e in [runtime_end, report_spans].into_iter().flatten() {
             for s in &e.spans {
@@ -302,5 +321,8 @@ impl Mapper {
             ..Default::default()
         });
         self.staged_spans.extend(children);
+        if kind == PhaseKind::Init {
+            self.emit_own_init();
+        }
     }
 }

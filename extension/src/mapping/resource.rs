@@ -113,6 +113,19 @@ pub(crate) fn resource_str<'a>(resource: &'a Resource, key: &str) -> Option<&'a 
         })
 }
 
+/// The integer value of a resource attribute.
+pub(crate) fn resource_int(resource: &Resource, key: &str) -> Option<i64> {
+    resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(AnyVal::IntValue(i)) => Some(*i),
+            _ => None,
+        })
+}
+
 /// `key1=value1,key2=value2` per the OpenTelemetry resource SDK specification: entries
 /// separated by commas, blanks around keys and values ignored, values percent-encoded.
 pub(crate) fn parse_resource_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {

@@ -20,7 +20,7 @@ use crate::intake::receiver;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::{InvokeEvent, Registration};
 use crate::mapping::resource::{resource_str, set_resource_attribute};
-use crate::mapping::{InvokeInfo, Mapper};
+use crate::mapping::{InvokeInfo, Mapper, OwnInit};
 use crate::pipeline::worker::Stages;
 use crate::pipeline::{OtlpPayload, Signals};
 
@@ -57,7 +57,7 @@ impl Pipeline {
     }
 }
 
-fn now_unix_nano() -> u64 {
+pub(crate) fn now_unix_nano() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -76,6 +76,10 @@ impl Stages for Pipeline {
             now_unix_nano(),
         );
         self.delivery.prefetch();
+    }
+
+    fn own_init(&mut self, own: OwnInit) {
+        self.mapper.on_own_init(own);
     }
 
     fn telemetry(&mut self, records: Vec<TelemetryRecord>) {

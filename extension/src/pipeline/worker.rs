@@ -29,6 +29,7 @@ use crate::export::FlushOutcome;
 use crate::export::cut::Cut;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::InvokeEvent;
+use crate::mapping::OwnInit;
 use crate::pipeline::{Intake, OtlpPayload};
 
 /// How long a flush reply may come after its deadline before the caller stops waiting for it.
@@ -42,6 +43,8 @@ const REMEMBERED: usize = 64;
 pub(crate) trait Stages {
     /// An INVOKE event: the X-Ray header and deadline of a request.
     fn invoke(&mut self, event: &InvokeEvent);
+    /// Contrail's own start-up times, once its first `next` returned.
+    fn own_init(&mut self, _own: OwnInit) {}
     /// The decoded records of one Telemetry API POST.
     fn telemetry(&mut self, records: Vec<TelemetryRecord>);
     /// One request of the local OTLP receiver.
@@ -69,6 +72,8 @@ pub(crate) trait Stages {
 pub(crate) enum Control {
     /// An INVOKE event arrived.
     Invoke(InvokeEvent),
+    /// Contrail's process start and first `next` (after that `next` returned).
+    OwnInit(OwnInit),
     /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
     /// already has been), or when a `platform.logsDropped` was. The caller bounds the wait.
     WaitRuntimeDone {
@@ -181,6 +186,11 @@ impl WorkerHandle {
     /// Tell the worker about an INVOKE event.
     pub(crate) fn invoke(&self, event: InvokeEvent) -> Result<(), WorkerGone> {
         self.send(Control::Invoke(event))
+    }
+
+    /// Tell the worker when Contrail started and sent its first `next`.
+    pub(crate) fn own_init(&self, own: OwnInit) -> Result<(), WorkerGone> {
+        self.send(Control::OwnInit(own))
     }
 
     /// A receiver that completes when `request_id`'s `platform.runtimeDone` was processed, or
@@ -478,6 +488,7 @@ impl<S: Stages> Worker<S> {
     async fn handle_control(&mut self, intake: &mut mpsc::Receiver<Intake>, msg: Control) {
         let (deadline, last, cut, reply) = match msg {
             Control::Invoke(event) => return self.stages.invoke(&event),
+            Control::OwnInit(own) => return self.stages.own_init(own),
             Control::WaitRuntimeDone { request_id, reply } => {
                 return self.tracker.runtime_done.wait(request_id, reply);
             }

@@ -175,6 +175,8 @@ pub(crate) struct ReportMetrics {
     pub(crate) max_memory_used_mb: Option<u64>,
     pub(crate) init_duration_ms: Option<f64>,
     pub(crate) restore_duration_ms: Option<f64>,
+    /// SnapStart: the runtime hooks' time that is billed (`billedRestoreDurationMs`).
+    pub(crate) billed_restore_duration_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -292,6 +292,7 @@ impl Fields<'_> {
                 max_memory_used_mb: m.optional("maxMemoryUsedMB", count),
                 init_duration_ms: m.optional("initDurationMs", duration),
                 restore_duration_ms: m.optional("restoreDurationMs", duration),
+                billed_restore_duration_ms: m.optional("billedRestoreDurationMs", duration),
             },
             None => ReportMetrics::default(),
         };

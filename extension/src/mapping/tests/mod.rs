@@ -1,6 +1,7 @@
 //! The mapper over the Telemetry API fixtures: spans, logs and metrics for every rule, one
 //! file per role of the mapper.
 
+mod environment;
 mod invocation;
 mod logs;
 mod phases;
