@@ -2,5 +2,6 @@
 //! scripted OTLP backend.
 
 mod export;
+mod flood;
 mod lifecycle;
 mod support;
