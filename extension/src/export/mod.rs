@@ -7,6 +7,7 @@
 //! | `buffer.rs` | the bounded, encoded export buffer: drop policy, batches, accounting |
 //! | `body.rs` | request bodies from buffered entries (protobuf, gzip, JSON); response bodies |
 //! | `exporter.rs` | one request, retried while the deadline allows |
+//! | `failure.rs` | what went wrong beyond the status code (a reset, a stall, a name that does not resolve, a bad `Retry-After`, a huge body): named, counted, said once |
 //! | `retry.rs` | what an answer means (pure classification), `Retry-After`, backoff |
 //! | `request.rs` | the request of an attempt: origin-form target, `Host`, headers |
 //! | `conn.rs` | kept-alive HTTP/1.1 connections, TLS, closed at once when abandoned |
@@ -21,6 +22,7 @@ pub(crate) mod config;
 pub(crate) mod conn;
 pub(crate) mod delivery;
 pub(crate) mod exporter;
+pub(crate) mod failure;
 pub(crate) mod request;
 pub(crate) mod retry;
 pub(crate) mod self_telemetry;

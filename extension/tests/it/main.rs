@@ -2,6 +2,7 @@
 //! scripted OTLP backend.
 
 mod export;
+mod faults;
 mod flood;
 mod lifecycle;
 mod support;

@@ -3,6 +3,7 @@
 
 mod aws;
 mod backend;
+mod misbehaviour;
 mod origin_form;
 mod tls;
 
