@@ -253,6 +253,7 @@ impl Bench {
             // `cpu` scenario measures it under Lambda's CPU model.
             resources: ResourceModel::off(),
             send_span: false,
+            idle_gap: Duration::ZERO,
         })
         .await
     }
@@ -276,6 +277,7 @@ impl Bench {
             memory_mb: 512,
             resources: ResourceModel::off(),
             send_span: false,
+            idle_gap: Duration::ZERO,
         })
         .await
         .map(Some)
@@ -317,6 +319,7 @@ impl Bench {
             memory_mb: spec.memory_mb,
             timeout: Duration::from_secs(30),
             invocations: spec.invocations,
+            idle_gap: spec.idle_gap,
             env,
             resources: spec.resources.clone(),
             ..RunConfig::default()
@@ -382,6 +385,8 @@ pub(crate) struct RunSpec<'a> {
     pub(crate) resources: ResourceModel,
     /// The function exports one span per invocation to the extension's receiver.
     pub(crate) send_span: bool,
+    /// How long the environment stays frozen between two invocations.
+    pub(crate) idle_gap: Duration,
 }
 
 /// The report of the extension `name`.

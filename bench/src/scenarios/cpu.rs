@@ -139,6 +139,7 @@ impl Runner<'_> {
                 memory_mb,
                 resources: model(init_cpu),
                 send_span: true,
+                idle_gap: std::time::Duration::ZERO,
             })
             .await
     }

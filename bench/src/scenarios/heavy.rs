@@ -26,7 +26,7 @@ fn log_records(sink: &SinkHandle) -> usize {
 
 /// The largest value of each data point of Contrail's cumulative counter `name`, per
 /// attribute set: what Contrail last reported about itself.
-fn self_counter(sink: &SinkHandle, name: &str) -> Vec<(String, i64)> {
+pub(crate) fn self_counter(sink: &SinkHandle, name: &str) -> Vec<(String, i64)> {
     use opentelemetry_proto::tonic::common::v1::any_value;
     use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
     let mut out: Vec<(String, i64)> = Vec::new();
@@ -81,7 +81,7 @@ fn self_counter(sink: &SinkHandle, name: &str) -> Vec<(String, i64)> {
 }
 
 /// `a=1, b=2`, or `0` for nothing.
-fn counters(values: &[(String, i64)]) -> String {
+pub(crate) fn counters(values: &[(String, i64)]) -> String {
     if values.is_empty() {
         return "0".to_owned();
     }

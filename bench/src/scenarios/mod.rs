@@ -10,13 +10,16 @@
 //! | [`heavy`] | peak RSS and CPU time under heavy logging, and what reached the backend |
 //! | [`sdk`] | export time from the function's OpenTelemetry SDK to Contrail's receiver |
 //! | [`cpu`] | under Lambda's CPU model: Contrail's CPU and the durations beside the floor extension |
+//! | [`soak`] | 10,000 invocations with logs, idle gaps and freezes: RSS and descriptors first vs last, every line once, the counters |
 //!
-//! Every scenario but `cpu` runs unthrottled at 512 MB, as these figures always have.
+//! Every scenario but `cpu` runs unthrottled at 512 MB, as these figures always have. `soak`
+//! takes minutes and runs only when named (`--only soak`).
 
 pub(crate) mod cpu;
 pub(crate) mod end;
 pub(crate) mod heavy;
 pub(crate) mod sdk;
+pub(crate) mod soak;
 pub(crate) mod startup;
 pub(crate) mod steady;
 
@@ -38,6 +41,7 @@ pub(crate) enum Scenario {
     Heavy,
     Sdk,
     Cpu,
+    Soak,
 }
 
 impl Scenario {
@@ -49,6 +53,7 @@ impl Scenario {
             Scenario::Heavy => "heavy",
             Scenario::Sdk => "sdk",
             Scenario::Cpu => "cpu",
+            Scenario::Soak => "soak",
         }
     }
 }
@@ -79,6 +84,9 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
     }
     if options.runs(Scenario::Cpu) {
         cpu::run(bench, options, &sink, results).await?;
+    }
+    if options.only.contains(&Scenario::Soak) {
+        soak::run(bench, options, results).await?;
     }
     sink.shutdown().await;
     Ok(())
