@@ -254,6 +254,7 @@ impl Bench {
             resources: ResourceModel::off(),
             send_span: false,
             schedule: Schedule::Burst,
+            idle_gap: Duration::ZERO,
         })
         .await
     }
@@ -278,6 +279,7 @@ impl Bench {
             resources: ResourceModel::off(),
             send_span: false,
             schedule: Schedule::Burst,
+            idle_gap: Duration::ZERO,
         })
         .await
         .map(Some)
@@ -319,6 +321,7 @@ impl Bench {
             memory_mb: spec.memory_mb,
             timeout: Duration::from_secs(30),
             invocations: spec.invocations,
+            idle_gap: spec.idle_gap,
             env,
             resources: spec.resources.clone(),
             schedule: spec.schedule,
@@ -387,6 +390,8 @@ pub(crate) struct RunSpec<'a> {
     pub(crate) send_span: bool,
     /// When invocations start.
     pub(crate) schedule: Schedule,
+    /// How long the environment stays frozen between two invocations.
+    pub(crate) idle_gap: Duration,
 }
 
 /// The report of the extension `name`.

@@ -5,6 +5,9 @@
 //! span to it as an OpenTelemetry SDK would (OTLP/HTTP protobuf, in the invocation's trace).
 //! With `BENCH_UNIQUE_LINES` set, each line starts with [`UNIQUE_PREFIX`], the request id and
 //! its number, so that a sink can tell duplicates from repeats.
+//! With `BENCH_SAMPLES` (a file), each invocation appends the resident set (`VmRSS`, kB) and
+//! the open descriptors of the extension process named `BENCH_SAMPLE_EXTENSION`, its sibling
+//! under the emulator: the soak scenario's per-invocation figures.
 //! It starts in about a millisecond, so that the extension's own cost is not hidden behind the
 //! function's.
 //!
@@ -112,8 +115,30 @@ pub(crate) fn main() -> Result<()> {
         Ok(v) => Some(resolve(&v)?),
         Err(_) => None,
     };
+    let mut sampler = match std::env::var("BENCH_SAMPLES") {
+        Ok(path) => {
+            let name = std::env::var("BENCH_SAMPLE_EXTENSION").context("BENCH_SAMPLE_EXTENSION")?;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .with_context(|| format!("open {path}"))?;
+            Some((name, None, std::io::BufWriter::new(file)))
+        }
+        Err(_) => None,
+    };
     for n in 0u64.. {
         let next = http(addr, "GET", "/2018-06-01/runtime/invocation/next", "", &[])?;
+        if let Some((name, pid, out)) = &mut sampler {
+            let found = match *pid {
+                Some(pid) => pid,
+                None => sibling(name)?,
+            };
+            *pid = Some(found);
+            let (rss, fds) = rss_and_fds(found)?;
+            writeln!(out, "{n} {rss} {fds}")?;
+            out.flush()?;
+        }
         let request_id = next
             .header("lambda-runtime-aws-request-id")
             .ok_or_else(|| anyhow!("next: no Lambda-Runtime-Aws-Request-Id"))?
@@ -161,6 +186,41 @@ pub(crate) fn main() -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The process named `name` (its `comm`) whose parent is this process's parent.
+fn sibling(name: &str) -> Result<u32> {
+    let ppid = |pid: &str| -> Option<String> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ppid ...`: the command may hold spaces, the last `)` ends it.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split_whitespace().nth(1).map(str::to_owned)
+    };
+    let parent = ppid("self").ok_or_else(|| anyhow!("no parent"))?;
+    for entry in std::fs::read_dir("/proc")? {
+        let file_name = entry?.file_name();
+        let pid = file_name.to_string_lossy();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == name && ppid(&pid).as_deref() == Some(parent.as_str()) {
+            return Ok(pid.parse()?);
+        }
+    }
+    bail!("no process {name:?} beside this runtime")
+}
+
+/// `VmRSS` (kB) and the number of open descriptors of `pid`.
+fn rss_and_fds(pid: u32) -> Result<(u64, usize)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+    Ok((rss, fds))
 }
 
 fn resolve(host_port: &str) -> Result<SocketAddr> {

@@ -32,9 +32,9 @@ use crate::intake::{receiver, telemetry};
 use crate::lambda_api::{Client, ErrorPhase, ExtensionId, ExtensionName, Registration};
 use crate::lifecycle::policy::{FlushPolicy, FlushSettings, HIGH_WATER};
 use crate::lifecycle::{self, Degraded, Ended, Lifecycle};
-use crate::pipeline::intake_queue;
 use crate::pipeline::stages::{Pipeline, now_unix_nano};
 use crate::pipeline::worker::{self, WorkerHandle};
+use crate::pipeline::{IntakeBudget, intake_queue};
 
 /// Units (one Telemetry API POST or one receiver request each) the intake queue holds. The
 /// worker keeps up except while it flushes (bounded by the flush budget), when a few
@@ -253,6 +253,8 @@ async fn start(
             telemetry::listener::DEFAULT_MAX_BODY_BYTES,
         ),
     );
+    // One bound on the bytes of both receivers' requests in memory (ADR 0015).
+    let receiver_budget = IntakeBudget::new(settings.receiver.max_pending_bytes);
     if let Some(endpoint) = settings.receiver.endpoint {
         match TcpListener::bind(endpoint).await {
             Ok(receiver_listener) => tasks.spawn(
@@ -262,6 +264,7 @@ async fn start(
                     receiver_listener,
                     intake.leaving_free(INTAKE_CAPACITY / 2),
                     settings.receiver.clone(),
+                    receiver_budget.clone(),
                 ),
             ),
             // The telemetry pipeline works without it; the function's SDK gets connection
@@ -281,6 +284,7 @@ async fn start(
                     grpc_listener,
                     intake.leaving_free(INTAKE_CAPACITY / 2),
                     receiver::grpc::GrpcOptions::of(&settings.receiver),
+                    receiver_budget,
                 ),
             ),
             Err(err) => diag::warn!(

@@ -140,6 +140,7 @@ impl Runner<'_> {
                 resources: model(init_cpu),
                 send_span: true,
                 schedule: contrail_sim::Schedule::Burst,
+                idle_gap: std::time::Duration::ZERO,
             })
             .await
     }

@@ -81,7 +81,7 @@ pub(crate) fn self_counter(sink: &SinkHandle, name: &str) -> Vec<(String, i64)> 
 }
 
 /// `a=1, b=2`, or `0` for nothing.
-fn counters(values: &[(String, i64)]) -> String {
+pub(crate) fn counters(values: &[(String, i64)]) -> String {
     if values.is_empty() {
         return "0".to_owned();
     }

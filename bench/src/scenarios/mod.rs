@@ -11,14 +11,17 @@
 //! | [`sdk`] | export time from the function's OpenTelemetry SDK to Contrail's receiver |
 //! | [`outage`] | a sick backend for 5 s (refusing, 503, 429, slow): slow invocations, lines once; the busy path beside the floor |
 //! | [`cpu`] | under Lambda's CPU model: Contrail's CPU and the durations beside the floor extension |
+//! | [`soak`] | 10,000 invocations with logs, idle gaps and freezes: RSS and descriptors first vs last, every line once, the counters |
 //!
-//! Every scenario but `cpu` runs unthrottled at 512 MB, as these figures always have.
+//! Every scenario but `cpu` runs unthrottled at 512 MB, as these figures always have. `soak`
+//! takes minutes and runs only when named (`--only soak`).
 
 pub(crate) mod cpu;
 pub(crate) mod end;
 pub(crate) mod heavy;
 pub(crate) mod outage;
 pub(crate) mod sdk;
+pub(crate) mod soak;
 pub(crate) mod startup;
 pub(crate) mod steady;
 
@@ -41,6 +44,7 @@ pub(crate) enum Scenario {
     Sdk,
     Outage,
     Cpu,
+    Soak,
 }
 
 impl Scenario {
@@ -53,6 +57,7 @@ impl Scenario {
             Scenario::Sdk => "sdk",
             Scenario::Outage => "outage",
             Scenario::Cpu => "cpu",
+            Scenario::Soak => "soak",
         }
     }
 }
@@ -86,6 +91,9 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
     }
     if options.runs(Scenario::Cpu) {
         cpu::run(bench, options, &sink, results).await?;
+    }
+    if options.only.contains(&Scenario::Soak) {
+        soak::run(bench, options, results).await?;
     }
     sink.shutdown().await;
     Ok(())

@@ -125,6 +125,7 @@ async fn one(
         resources: ResourceModel::off(),
         send_span: false,
         schedule: Schedule::Interval(SPACING),
+        idle_gap: Duration::ZERO,
     };
     let script = async {
         tokio::time::sleep(HEALTHY_BEFORE).await;
@@ -205,6 +206,7 @@ async fn busy_beside_the_floor(bench: &Bench, results: &mut Results) -> Result<(
                     resources: ResourceModel::off(),
                     send_span: false,
                     schedule: Schedule::Burst,
+                    idle_gap: Duration::ZERO,
                 })
                 .await?;
             let mean = steady_mean(&report)?;

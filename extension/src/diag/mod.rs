@@ -15,7 +15,7 @@ mod stats;
 pub(crate) use log::{Every, Level, Once, set_level};
 pub(crate) use log::{debug, error, info, warn, write};
 pub use stats::Stats;
-pub(crate) use stats::{DropReason, FieldReason};
+pub(crate) use stats::{DropReason, ExportFault, FieldReason};
 
 // For the configuration tests, which check every variable against README.md.
 #[cfg(test)]

@@ -69,6 +69,68 @@ impl DropReason {
     }
 }
 
+/// What went wrong on the way to the backend or in its answer, beyond its status code: the
+/// `reason` of `contrail.export.faults` (`export/failure.rs`). Each is retried like any
+/// connection error while the flush budget lasts; the data is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ExportFault {
+    /// The backend's host name does not resolve.
+    UnresolvedHost,
+    /// The connection was refused or the host is unreachable.
+    ConnectFailed,
+    /// The TLS handshake failed (a certificate not trusted, a protocol mismatch).
+    TlsFailed,
+    /// The TCP connection did not complete before the attempt's time ran out.
+    StalledConnect,
+    /// The TLS handshake did not complete before the attempt's time ran out.
+    StalledTlsHandshake,
+    /// The request was sent and no answer began before the attempt's time ran out.
+    StalledResponse,
+    /// The answer began but its body did not finish before the attempt's time ran out.
+    StalledBody,
+    /// The connection was closed or reset before the answer was complete.
+    ConnectionReset,
+    /// A `Retry-After` that is neither seconds nor an HTTP date: ignored, backoff used.
+    InvalidRetryAfter,
+    /// A response body over 64 KiB: not read, the connection not reused.
+    ResponseTooLarge,
+}
+
+impl ExportFault {
+    pub(crate) const ALL: [ExportFault; 10] = [
+        ExportFault::UnresolvedHost,
+        ExportFault::ConnectFailed,
+        ExportFault::TlsFailed,
+        ExportFault::StalledConnect,
+        ExportFault::StalledTlsHandshake,
+        ExportFault::StalledResponse,
+        ExportFault::StalledBody,
+        ExportFault::ConnectionReset,
+        ExportFault::InvalidRetryAfter,
+        ExportFault::ResponseTooLarge,
+    ];
+
+    /// The value of the `reason` attribute in self-telemetry.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ExportFault::UnresolvedHost => "unresolved_host",
+            ExportFault::ConnectFailed => "connect_failed",
+            ExportFault::TlsFailed => "tls_failed",
+            ExportFault::StalledConnect => "stalled_connect",
+            ExportFault::StalledTlsHandshake => "stalled_tls_handshake",
+            ExportFault::StalledResponse => "stalled_response",
+            ExportFault::StalledBody => "stalled_body",
+            ExportFault::ConnectionReset => "connection_reset",
+            ExportFault::InvalidRetryAfter => "invalid_retry_after",
+            ExportFault::ResponseTooLarge => "response_too_large",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Why a field of a Telemetry API record was given up (its record was kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum FieldReason {
@@ -126,12 +188,21 @@ pub struct Stats {
     /// Values of Secrets Manager or SSM that a fetch failed to get (each reference, each time).
     pub(crate) secret_failures: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    faults: [AtomicU64; ExportFault::ALL.len()],
     fields_dropped: [AtomicU64; FieldReason::ALL.len()],
 }
 
 impl Stats {
     pub(crate) fn dropped(&self, reason: DropReason, records: u64) {
         self.dropped[reason.index()].fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub(crate) fn fault(&self, fault: ExportFault) {
+        self.faults[fault.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn faults_total(&self, fault: ExportFault) -> u64 {
+        self.faults[fault.index()].load(Ordering::Relaxed)
     }
 
     pub(crate) fn dropped_total(&self, reason: DropReason) -> u64 {

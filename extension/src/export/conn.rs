@@ -55,6 +55,19 @@ impl Origin {
 /// The most of a backend's response body Contrail reads.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// How far the last round trip got: where it was when it failed or ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Stage {
+    #[default]
+    Idle,
+    Resolving,
+    Connecting,
+    TlsHandshake,
+    /// Writing the request and waiting for the answer's head.
+    AwaitingResponse,
+    ReadingBody,
+}
+
 /// Why a round trip failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnError {
@@ -158,6 +171,8 @@ pub(crate) struct Response {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
+    /// The body was larger than [`MAX_RESPONSE_BYTES`] and was not read (`body` is empty).
+    pub(crate) truncated: bool,
 }
 
 /// The set of open connections (at most one per origin).
@@ -167,6 +182,7 @@ pub(crate) struct Pool {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Trusted for `https` besides the public web roots.
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    stage: Stage,
 }
 
 impl std::fmt::Debug for Pool {
@@ -233,6 +249,11 @@ impl Pool {
         Box::pin(self.round_trip(origin, request))
     }
 
+    /// How far the last round trip got (where an abandoned one stalled).
+    pub(crate) fn stage(&self) -> Stage {
+        self.stage
+    }
+
     /// Close every connection that was in use when an attempt was abandoned.
     pub(crate) fn discard_broken(&mut self) {
         self.conns.retain(|c| !c.broken);
@@ -250,6 +271,8 @@ impl Pool {
         // connection is discarded rather than reused with a request still pending on it.
         conn.broken = true;
         let Conn { sender, driver, .. } = conn;
+        let stage = &mut self.stage;
+        *stage = Stage::AwaitingResponse;
         let exchange = async {
             sender.ready().await.map_err(ConnError::NotSent)?;
             let response = match sender.try_send_request(request).await {
@@ -265,6 +288,7 @@ impl Pool {
                 }
             };
             let (parts, body) = response.into_parts();
+            *stage = Stage::ReadingBody;
             // The body only carries a partial-success count or an error message: a larger one
             // (a proxy's error page) is not read into the function's memory; the status says
             // enough, and the connection is not reused.
@@ -280,6 +304,7 @@ impl Pool {
                     status: parts.status,
                     headers: parts.headers,
                     body,
+                    truncated: !whole,
                 },
                 whole,
             ))
@@ -307,10 +332,17 @@ impl Pool {
             port: origin.port,
             source,
         };
-        let tcp = TcpStream::connect((origin.host.as_str(), origin.port))
+        self.stage = Stage::Resolving;
+        let addrs: Vec<_> = tokio::net::lookup_host((origin.host.as_str(), origin.port))
+            .await
+            .map_err(cannot_connect)?
+            .collect();
+        self.stage = Stage::Connecting;
+        let tcp = TcpStream::connect(&addrs[..])
             .await
             .map_err(cannot_connect)?;
         let _ = tcp.set_nodelay(true);
+        self.stage = Stage::TlsHandshake;
         let stream = if origin.tls {
             let config = self.tls_config()?;
             let name = rustls::pki_types::ServerName::try_from(origin.host.clone())

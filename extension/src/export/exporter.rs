@@ -36,7 +36,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use http::{HeaderName, HeaderValue, Request};
 
-use crate::diag::{DropReason, Stats};
+use crate::diag::{DropReason, ExportFault, Stats};
 use crate::export::aws::client::insert_signed;
 use crate::export::aws::config::Auth;
 use crate::export::aws::credentials::{self, CredentialsError, Provider};
@@ -49,6 +49,7 @@ use crate::export::breaker::Probe;
 use crate::export::config::{ExportConfig, SignalConfig};
 use crate::export::conn::{Origin, Pool};
 use crate::export::cut::{self, Cut};
+use crate::export::failure;
 use crate::export::request::RequestTemplate;
 use crate::export::retry::{self, Backoff, Class};
 use crate::pipeline::Signal;
@@ -255,13 +256,28 @@ impl Exporter {
             let started = Instant::now();
             let attempt = timeout_at(
                 attempt_deadline,
-                Self::attempt(&mut self.pool, signal, origin, template, &body, &extra),
+                Self::attempt(
+                    &mut self.pool,
+                    &self.stats,
+                    signal,
+                    origin,
+                    template,
+                    &body,
+                    &extra,
+                ),
             )
             .await;
             let elapsed = started.elapsed();
             let (reason, retry_after) = match attempt {
                 Err(_) => {
-                    // The attempt future was dropped mid-request: close its connection now.
+                    // The attempt future was dropped mid-request: name where it stalled, and
+                    // close its connection now.
+                    let fault = failure::stalled(self.pool.stage());
+                    failure::note(
+                        &self.stats,
+                        fault,
+                        &format_args!("no answer within {} ms", elapsed.as_millis()),
+                    );
                     self.pool.discard_broken();
                     Stats::add(&self.stats.export_abandoned, 1);
                     Stats::add(&self.stats.export_failures, 1);
@@ -421,7 +437,15 @@ impl Exporter {
         let attempt = tokio::select! {
             a = timeout_at(
                 attempt_deadline,
-                Self::attempt(&mut self.pool, signal, origin, template, &body, &extra),
+                Self::attempt(
+                    &mut self.pool,
+                    &self.stats,
+                    signal,
+                    origin,
+                    template,
+                    &body,
+                    &extra,
+                ),
             ) => a.ok(),
             () = cut::fired(cut) => None,
         };
@@ -458,6 +482,7 @@ impl Exporter {
     /// One round trip, and what its answer means ([`retry::classify`]).
     async fn attempt(
         pool: &mut Pool,
+        stats: &Stats,
         signal: Signal,
         origin: &Origin,
         template: &RequestTemplate,
@@ -474,6 +499,7 @@ impl Exporter {
         let response = match pool.send(origin, &make).await {
             Ok(r) => r,
             Err(e) => {
+                failure::note(stats, failure::of(&e, pool.stage()), &e);
                 return Attempt::Retry {
                     reason: e.to_string(),
                     retry_after: None,
@@ -481,6 +507,13 @@ impl Exporter {
             }
         };
         let status = response.status;
+        if response.truncated {
+            failure::note(
+                stats,
+                ExportFault::ResponseTooLarge,
+                &format_args!("HTTP {}", status.as_u16()),
+            );
+        }
         let message = || body::error_message(&response.headers, &response.body);
         match retry::classify(status) {
             Class::Delivered => {
@@ -490,10 +523,20 @@ impl Exporter {
                     message: partial.message,
                 })
             }
-            Class::Retryable => Attempt::Retry {
-                reason: format!("HTTP {}: {}", status.as_u16(), message()),
-                retry_after: retry::retry_after(&response.headers, SystemTime::now()),
-            },
+            Class::Retryable => {
+                if failure::invalid_retry_after(&response.headers) {
+                    let value = response.headers.get(http::header::RETRY_AFTER);
+                    failure::note(
+                        stats,
+                        ExportFault::InvalidRetryAfter,
+                        &format_args!("HTTP {}, Retry-After {value:?}", status.as_u16()),
+                    );
+                }
+                Attempt::Retry {
+                    reason: format!("HTTP {}: {}", status.as_u16(), message()),
+                    retry_after: retry::retry_after(&response.headers, SystemTime::now()),
+                }
+            }
             Class::Rejected => Attempt::Done(ExportResult::Rejected {
                 status: status.as_u16(),
                 message: message(),

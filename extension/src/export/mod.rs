@@ -9,6 +9,7 @@
 //! | `exporter.rs` | one request, retried while the deadline allows |
 //! | `breaker.rs` | per endpoint: health, round trips, and the circuit breaker (pure) |
 //! | `cut.rs` | the stop signal of a flush that overlaps the function's work |
+//! | `failure.rs` | what went wrong beyond the status code (a reset, a stall, a name that does not resolve, a bad `Retry-After`, a huge body): named, counted, said once |
 //! | `retry.rs` | what an answer means (pure classification), `Retry-After`, backoff |
 //! | `request.rs` | the request of an attempt: origin-form target, `Host`, headers |
 //! | `conn.rs` | kept-alive HTTP/1.1 connections, TLS, closed at once when abandoned |
@@ -25,6 +26,7 @@ pub(crate) mod conn;
 pub(crate) mod cut;
 pub(crate) mod delivery;
 pub(crate) mod exporter;
+pub(crate) mod failure;
 pub(crate) mod request;
 pub(crate) mod retry;
 pub(crate) mod self_telemetry;

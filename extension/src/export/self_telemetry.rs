@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use crate::diag;
-use crate::diag::{DropReason, FieldReason, Stats};
+use crate::diag::{DropReason, ExportFault, FieldReason, Stats};
 use crate::export::LatencySink;
 use crate::export::breaker::{Health, State};
 use crate::export::buffer::Held;
@@ -376,6 +376,22 @@ impl SelfTelemetry {
                 "{request}",
                 "Export requests that failed",
                 vec![int_point(vec![], get(&stats.export_failures), start, now)],
+            ),
+            counter(
+                "contrail.export.faults",
+                "{attempt}",
+                "Export attempts that failed beyond a status code (a reset, a stall, a name that does not resolve, a bad Retry-After, a huge body), by reason",
+                ExportFault::ALL
+                    .iter()
+                    .map(|r| {
+                        int_point(
+                            vec![kv("reason", r.as_str())],
+                            stats.faults_total(*r),
+                            start,
+                            now,
+                        )
+                    })
+                    .collect(),
             ),
             counter(
                 "contrail.export.abandoned",

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::diag::{DropReason, Stats};
 use crate::intake::telemetry::event::TelemetryRecord;
+use crate::pipeline::held::Held;
 use crate::pipeline::otlp::OtlpPayload;
 
 /// One unit of work for the worker.
@@ -17,8 +18,9 @@ use crate::pipeline::otlp::OtlpPayload;
 pub(crate) enum Intake {
     /// The decoded records of one Telemetry API POST, in delivery order.
     Telemetry(Vec<TelemetryRecord>),
-    /// One request of the local OTLP receiver.
-    Otlp(OtlpPayload),
+    /// One request of a local OTLP receiver, and the bytes of the receivers' budget it holds
+    /// until the worker has mapped it.
+    Otlp(OtlpPayload, Held),
 }
 
 impl Intake {
@@ -27,7 +29,7 @@ impl Intake {
     pub(crate) fn record_count(&self) -> u64 {
         match self {
             Intake::Telemetry(records) => records.len() as u64,
-            Intake::Otlp(payload) => payload.records(),
+            Intake::Otlp(payload, _) => payload.records(),
         }
     }
 }

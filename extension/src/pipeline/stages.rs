@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
 use tokio::time::Instant;
 
 use crate::config::Settings;
-use crate::diag::Stats;
+use crate::diag;
+use crate::diag::{DropReason, Stats};
 use crate::export::FlushOutcome;
 use crate::export::cut::Cut;
 use crate::export::delivery::Delivery;
@@ -30,6 +32,24 @@ pub(crate) struct Pipeline {
     delivery: Delivery,
     /// Merged into what the function's own SDK sends to the local receiver.
     resource: Resource,
+    /// The export buffer's bound, in bytes (`CONTRAIL_BUFFER_MAX_BYTES`).
+    buffer_max_bytes: usize,
+    stats: Arc<Stats>,
+}
+
+/// Bytes a resource's entry adds beyond its message: the field's tag and length prefix.
+const ENTRY_PREFIX_BYTES: usize = 6;
+
+/// The bytes `signals` take in the export buffer, which holds them encoded.
+fn wire_bytes(signals: &Signals) -> usize {
+    let spans = signals.spans.iter().map(|r| r.encoded_len());
+    let metrics = signals.metrics.iter().map(|r| r.encoded_len());
+    let logs = signals.logs.iter().map(|r| r.encoded_len());
+    spans
+        .chain(metrics)
+        .chain(logs)
+        .map(|n| n + ENTRY_PREFIX_BYTES)
+        .sum()
 }
 
 impl Pipeline {
@@ -46,13 +66,19 @@ impl Pipeline {
             set_resource_attribute(&mut resource, "cloud.account.id", account);
         }
         let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
-        let mut delivery = Delivery::new(settings.export.clone(), settings.flush.interval, stats);
+        let mut delivery = Delivery::new(
+            settings.export.clone(),
+            settings.flush.interval,
+            stats.clone(),
+        );
         delivery.set_resource(resource.clone());
         delivery.set_flush_budget(settings.flush.budget);
         Pipeline {
             mapper,
             delivery,
             resource,
+            buffer_max_bytes: settings.export.buffer_max_bytes,
+            stats,
         }
     }
 }
@@ -97,9 +123,23 @@ impl Stages for Pipeline {
         }
     }
 
+    /// The function SDK's data joins the buffer only if it fits beside what is there: over the
+    /// bound the buffer drops its oldest data, and a flood of SDK requests must not push out
+    /// the Telemetry API records buffered before it (ADR 0015). What does not fit is dropped
+    /// and counted as `buffer_full`, as the buffer would have counted what it pushed out.
     fn otlp(&mut self, payload: OtlpPayload) {
-        self.delivery
-            .push(receiver::merge_resource(payload, &self.resource));
+        let signals = receiver::merge_resource(payload, &self.resource);
+        let held = (self.delivery.buffer_fill() * self.buffer_max_bytes as f64) as usize;
+        if held.saturating_add(wire_bytes(&signals)) > self.buffer_max_bytes {
+            static FULL: diag::Once = diag::Once::new();
+            let records: u64 = signals.into_items().map(|item| item.records()).sum();
+            self.stats.dropped(DropReason::BufferFull, records);
+            FULL.warn(format_args!(
+                "receiver: the export buffer has no room for a request of the function's SDK; its records are dropped (counted as buffer_full), what is buffered is kept"
+            ));
+            return;
+        }
+        self.delivery.push(signals);
     }
 
     async fn flush(&mut self, deadline: Instant, last: bool, cut: Option<Cut>) -> FlushOutcome {

@@ -464,7 +464,8 @@ impl<S: Stages> Worker<S> {
                 // sees them.
                 self.tracker.mark(seen);
             }
-            Intake::Otlp(payload) => self.stages.otlp(payload),
+            // The bytes held go back once the payload is mapped.
+            Intake::Otlp(payload, _held) => self.stages.otlp(payload),
         }
         self.gauge.publish(self.stages.buffer_fill(), true);
     }

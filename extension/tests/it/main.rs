@@ -3,5 +3,7 @@
 
 mod breaker;
 mod export;
+mod faults;
+mod flood;
 mod lifecycle;
 mod support;

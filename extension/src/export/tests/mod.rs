@@ -4,6 +4,7 @@
 mod aws;
 mod backend;
 mod breaker;
+mod misbehaviour;
 mod origin_form;
 mod tls;
 

@@ -1,6 +1,7 @@
 //! The receiver's configuration, read from the environment.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use crate::config::env::{ConfigError, Env, non_empty};
 
@@ -11,6 +12,14 @@ pub(crate) const GRPC_ENDPOINT_VAR: &str = "CONTRAIL_RECEIVER_GRPC_ENDPOINT";
 /// The largest request accepted, in bytes, before and after gzip decompression: an OTLP/HTTP
 /// body, or the one message of an OTLP/gRPC call.
 pub(crate) const MAX_BODY_BYTES_VAR: &str = "CONTRAIL_RECEIVER_MAX_BODY_BYTES";
+/// The bytes both receivers may hold at once for the requests they read, decode and have
+/// queued (ADR 0015).
+pub(crate) const MAX_PENDING_BYTES_VAR: &str = "CONTRAIL_RECEIVER_MAX_PENDING_BYTES";
+/// The connections each receiver keeps open at once.
+pub(crate) const MAX_CONNECTIONS_VAR: &str = "CONTRAIL_RECEIVER_MAX_CONNECTIONS";
+/// How long a connection may wait without a request in progress: its first bytes, a
+/// request's headers, the next request of a kept-alive connection, the next gRPC call.
+pub(crate) const IDLE_TIMEOUT_VAR: &str = "CONTRAIL_RECEIVER_IDLE_TIMEOUT_MS";
 
 /// The OpenTelemetry SDKs' default OTLP/HTTP endpoint, on loopback only.
 pub(crate) const DEFAULT_ENDPOINT: SocketAddr =
@@ -21,7 +30,20 @@ pub(crate) const DEFAULT_GRPC_ENDPOINT: SocketAddr =
 /// 4 MiB: a batch of 512 spans with many attributes is well under 1 MiB.
 pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// 64: an SDK keeps one or a few connections per exporter.
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// 30 s: longer than the SDKs' batch schedule (5 s), so a kept-alive connection is rarely
+/// closed between two exports of a busy function.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request has to deliver its body (OTLP/HTTP) or message (OTLP/gRPC) once its
+/// headers have arrived: the SDKs' default export timeout, after which the client gave up.
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 const MIN_MAX_BODY_BYTES: usize = 1024;
+const MAX_MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
+const MAX_MAX_CONNECTIONS: usize = 4096;
+const MIN_IDLE_TIMEOUT_MS: u64 = 100;
+const MAX_IDLE_TIMEOUT_MS: u64 = 3_600_000;
 const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const OFF_WORDS: [&str; 4] = ["off", "none", "false", "disabled"];
 
@@ -34,6 +56,13 @@ pub(crate) struct ReceiverConfig {
     pub(crate) grpc_endpoint: Option<SocketAddr>,
     /// The largest body (or gRPC message) accepted, compressed or decompressed.
     pub(crate) max_body_bytes: usize,
+    /// The bytes both receivers hold at once for requests being read, decoded or queued;
+    /// never less than `max_body_bytes`.
+    pub(crate) max_pending_bytes: usize,
+    /// The connections each receiver keeps open at once; more are refused.
+    pub(crate) max_connections: usize,
+    /// How long a connection may wait without a request in progress before it is closed.
+    pub(crate) idle_timeout: Duration,
 }
 
 impl Default for ReceiverConfig {
@@ -42,6 +71,9 @@ impl Default for ReceiverConfig {
             endpoint: Some(DEFAULT_ENDPOINT),
             grpc_endpoint: Some(DEFAULT_GRPC_ENDPOINT),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_pending_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -85,6 +117,31 @@ impl ReceiverConfig {
             match parse_max_body(&value) {
                 Ok(bytes) => config.max_body_bytes = bytes,
                 Err(reason) => errors.push(ConfigError::new(MAX_BODY_BYTES_VAR, value, reason)),
+            }
+        }
+        // By default the bound follows the largest request: one of any allowed size fits.
+        config.max_pending_bytes = config.max_body_bytes;
+        if let Some(value) = non_empty(env, MAX_PENDING_BYTES_VAR) {
+            match parse_max_pending(&value, config.max_body_bytes) {
+                Ok(bytes) => config.max_pending_bytes = bytes,
+                Err(reason) => errors.push(ConfigError::new(MAX_PENDING_BYTES_VAR, value, reason)),
+            }
+        }
+        if let Some(value) = non_empty(env, MAX_CONNECTIONS_VAR) {
+            match parse_in_range(&value, 1, MAX_MAX_CONNECTIONS as u64, "connections") {
+                Ok(n) => config.max_connections = n as usize,
+                Err(reason) => errors.push(ConfigError::new(MAX_CONNECTIONS_VAR, value, reason)),
+            }
+        }
+        if let Some(value) = non_empty(env, IDLE_TIMEOUT_VAR) {
+            match parse_in_range(
+                &value,
+                MIN_IDLE_TIMEOUT_MS,
+                MAX_IDLE_TIMEOUT_MS,
+                "milliseconds",
+            ) {
+                Ok(ms) => config.idle_timeout = Duration::from_millis(ms),
+                Err(reason) => errors.push(ConfigError::new(IDLE_TIMEOUT_VAR, value, reason)),
             }
         }
 
@@ -147,5 +204,24 @@ fn parse_max_body(value: &str) -> Result<usize, String> {
         Err(format!(
             "expected {MIN_MAX_BODY_BYTES} to {MAX_MAX_BODY_BYTES} bytes"
         ))
+    }
+}
+
+fn parse_max_pending(value: &str, max_body: usize) -> Result<usize, String> {
+    let max = MAX_MAX_PENDING_BYTES.max(max_body);
+    match value.parse::<usize>() {
+        Ok(bytes) if (max_body..=max).contains(&bytes) => Ok(bytes),
+        _ => Err(format!(
+            "expected a whole number of bytes from {max_body} ({MAX_BODY_BYTES_VAR}, so that the largest request fits) to {max}"
+        )),
+    }
+}
+
+fn parse_in_range(value: &str, min: u64, max: u64, unit: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of {unit} from {min} to {max}"
+        )),
     }
 }

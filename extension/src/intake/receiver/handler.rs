@@ -1,18 +1,20 @@
 //! One OTLP/HTTP request: route, check, read, decode, queue, answer.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http::header::{ALLOW, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use prost::Message;
 
-use super::config::MAX_BODY_BYTES_VAR;
+use super::config::{BODY_TIMEOUT, MAX_BODY_BYTES_VAR, MAX_PENDING_BYTES_VAR};
 use super::payload::{self, Gunzip, QUEUE_FULL_MESSAGE};
 use crate::diag;
 use crate::diag::Stats;
 use crate::pipeline::otlp::RpcStatus;
-use crate::pipeline::{IntakeSender, OtlpPayload, Signal};
+use crate::pipeline::{Held, IntakeBudget, IntakeSender, OtlpPayload, Signal};
 
 const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
@@ -41,18 +43,49 @@ impl Refusal {
 
 /// `google.rpc.Code.INVALID_ARGUMENT`.
 const INVALID_ARGUMENT: i32 = 3;
+/// `google.rpc.Code.UNAVAILABLE`: the `Status` of a 503 (OTLP/HTTP does not read the code).
+const UNAVAILABLE: i32 = 14;
+/// `Retry-After` of a 503, in seconds (the header's unit): the bytes held are given back as
+/// soon as the worker has mapped them, in milliseconds, so the shortest wait HTTP can say.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// The whole answer to a connection over the cap, sent before reading anything: a 503 with
+/// `Retry-After` and a protobuf `Status`, then close.
+pub(super) fn too_many_connections(max: usize) -> Vec<u8> {
+    let status = RpcStatus {
+        code: UNAVAILABLE,
+        message: format!(
+            "Contrail's receiver has {max} connections open, as many as it keeps; retry shortly"
+        ),
+        details: Vec::new(),
+    }
+    .encode_to_vec();
+    let mut answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {RETRY_AFTER_SECS}\r\ncontent-type: {PROTOBUF}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&status);
+    answer
+}
 
 #[derive(Clone, Debug)]
 pub(super) struct Handler {
     intake: IntakeSender,
     max_body_bytes: usize,
+    budget: Arc<IntakeBudget>,
 }
 
 impl Handler {
-    pub(super) fn new(intake: IntakeSender, max_body_bytes: usize) -> Self {
+    pub(super) fn new(
+        intake: IntakeSender,
+        max_body_bytes: usize,
+        budget: Arc<IntakeBudget>,
+    ) -> Self {
         Handler {
             intake,
             max_body_bytes,
+            budget,
         }
     }
 
@@ -74,7 +107,7 @@ impl Handler {
             );
             response
                 .headers_mut()
-                .insert(ALLOW, http::HeaderValue::from_static("POST"));
+                .insert(ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
         let encoding = match encoding_of(request.headers()) {
@@ -94,38 +127,95 @@ impl Handler {
         request: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Refusal> {
         let gzip = gzip_of(request.headers())?;
-        if let Some(length) = content_length(request.headers())
-            && length > self.max_body_bytes as u64
-        {
+        let declared = content_length(request.headers());
+        if declared.is_some_and(|length| length > self.max_body_bytes as u64) {
             return Err(self.too_large());
         }
-        let body = Limited::new(request.into_body(), self.max_body_bytes)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<LengthLimitError>().is_some() {
-                    self.too_large()
-                } else {
-                    Refusal::new(
-                        StatusCode::BAD_REQUEST,
-                        format!("could not read the body: {e}"),
-                    )
-                }
-            })?
-            .to_bytes();
+        // The declared length is taken before anything is read: a request that cannot have
+        // it is refused with its body unread.
+        let mut held = self.budget.hold();
+        let declared = declared.map(|n| n as usize);
+        if let Some(length) = declared
+            && !held.grow(length)
+        {
+            return Err(self.busy());
+        }
+        let body = tokio::time::timeout(
+            BODY_TIMEOUT,
+            self.read_body(request.into_body(), declared, &mut held),
+        )
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {} s of the headers",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            )
+        })??;
         let body = if gzip {
-            payload::gunzip(&body, self.max_body_bytes).map_err(|e| match e {
-                Gunzip::TooLarge => self.too_large(),
-                Gunzip::Invalid(e) => {
-                    Refusal::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}"))
-                }
-            })?
+            let inflated = payload::gunzip_held(&body, self.max_body_bytes, &mut held).map_err(
+                |e| match e {
+                    Gunzip::TooLarge => self.too_large(),
+                    Gunzip::Busy => self.busy(),
+                    Gunzip::Invalid(e) => {
+                        Refusal::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}"))
+                    }
+                },
+            )?;
+            // The compressed copy is dropped here; what stays is the inflated one.
+            held.shrink_to(inflated.len());
+            inflated
         } else {
             body
         };
         let decoded = decode(signal, encoding, &body)?;
-        let rejected = payload::queue(&self.intake, decoded);
+        let rejected = payload::queue(&self.intake, decoded, held);
         Ok(success(signal, encoding, rejected))
+    }
+
+    /// Read the body within the cap, holding its bytes in the budget as they arrive (all of
+    /// them at once when they were declared).
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        declared: Option<usize>,
+        held: &mut Held,
+    ) -> Result<Bytes, Refusal> {
+        let mut out = Vec::with_capacity(declared.unwrap_or(0));
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("could not read the body: {e}"),
+                )
+            })?;
+            let Ok(chunk) = frame.into_data() else {
+                continue; // trailers carry nothing for us
+            };
+            let len = out.len() + chunk.len();
+            if len > self.max_body_bytes {
+                return Err(self.too_large());
+            }
+            if len > held.bytes() && !held.grow(len - held.bytes()) {
+                return Err(self.busy());
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The receivers hold as many bytes as they may: OTLP's "overloaded, retry later".
+    fn busy(&self) -> Refusal {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Contrail holds {} bytes of other requests, as many as it may ({MAX_PENDING_BYTES_VAR} = {}); retry shortly",
+                self.budget.used(),
+                self.budget.max()
+            ),
+        )
     }
 
     fn too_large(&self) -> Refusal {
@@ -140,8 +230,9 @@ impl Handler {
 
     fn refuse(&self, encoding: Encoding, refusal: Refusal) -> Response<Full<Bytes>> {
         self.count_refusal(refusal.status, &refusal.reason);
+        let busy = refusal.status == StatusCode::SERVICE_UNAVAILABLE;
         let status = RpcStatus {
-            code: INVALID_ARGUMENT,
+            code: if busy { UNAVAILABLE } else { INVALID_ARGUMENT },
             message: refusal.reason,
             details: Vec::new(),
         };
@@ -151,11 +242,18 @@ impl Handler {
                 serde_json::json!({"code": status.code, "message": status.message}).to_string(),
             ),
         };
-        respond(refusal.status, content_type(encoding), body)
+        let mut response = respond(refusal.status, content_type(encoding), body);
+        if busy {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 
-    /// Count a refused request; say why once, for the first one only (the rest are counted).
-    fn count_refusal(&self, status: StatusCode, reason: &str) {
+    /// Count a refused request or connection; say why once, for the first one only (the rest
+    /// are counted).
+    pub(super) fn count_refusal(&self, status: StatusCode, reason: &str) {
         static REFUSED: diag::Once = diag::Once::new();
         Stats::add(&self.stats().receiver_rejected_requests, 1);
         REFUSED.warn(format_args!(
@@ -281,6 +379,6 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -20,7 +20,7 @@ use prost::Message;
 
 use crate::diag;
 use crate::diag::Stats;
-use crate::pipeline::{Intake, IntakeSender, Offered, OtlpPayload, Signal};
+use crate::pipeline::{Held, Intake, IntakeSender, Offered, OtlpPayload, Signal};
 
 /// The `error_message` of a partial success: the queue was full.
 pub(super) const QUEUE_FULL_MESSAGE: &str =
@@ -46,19 +46,34 @@ pub(super) fn is_gzip(value: Option<&HeaderValue>) -> Result<bool, String> {
 pub(super) enum Gunzip {
     /// It inflates beyond the cap.
     TooLarge,
+    /// The receivers' budget has no room for what it inflates to.
+    Busy,
     /// It is not gzip.
     Invalid(std::io::Error),
 }
 
-/// Decompress at most `max` bytes; a body that inflates beyond that is refused, not read.
-pub(super) fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Gunzip> {
+/// Step of [`gunzip_held`]: the inflated bytes are held in the budget this much at a time.
+const INFLATE_STEP: usize = 64 * 1024;
+
+/// Decompress at most `max` bytes (a body that inflates beyond that is refused, not read),
+/// holding the inflated bytes in `held` (beside the compressed ones) as they come:
+/// a body that inflates past the budget is refused as [`Gunzip::Busy`] before it is inflated.
+pub(super) fn gunzip_held(body: &[u8], max: usize, held: &mut Held) -> Result<Bytes, Gunzip> {
+    let mut decoder = MultiGzDecoder::new(body).take(max as u64 + 1);
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
-    MultiGzDecoder::new(body)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(Gunzip::Invalid)?;
-    if out.len() > max {
-        return Err(Gunzip::TooLarge);
+    let mut step = vec![0u8; INFLATE_STEP];
+    loop {
+        let n = decoder.read(&mut step).map_err(Gunzip::Invalid)?;
+        if n == 0 {
+            break;
+        }
+        if out.len() + n > max {
+            return Err(Gunzip::TooLarge);
+        }
+        if !held.grow(n) {
+            return Err(Gunzip::Busy);
+        }
+        out.extend_from_slice(&step[..n]);
     }
     Ok(Bytes::from(out))
 }
@@ -77,9 +92,10 @@ pub(super) fn decode_protobuf(
 
 /// Count the payload's records as received and offer it to the intake queue. `Some(n)` when
 /// the queue was full: its `n` records were dropped (and counted as `intake_full`), to be
-/// reported back in `partial_success`.
-pub(super) fn queue(intake: &IntakeSender, payload: OtlpPayload) -> Option<u64> {
-    let intake_unit = Intake::Otlp(payload);
+/// reported back in `partial_success`. `held` goes with the payload until the worker has
+/// mapped it (or is given back now, when the payload is dropped).
+pub(super) fn queue(intake: &IntakeSender, payload: OtlpPayload, held: Held) -> Option<u64> {
+    let intake_unit = Intake::Otlp(payload, held);
     let records = intake_unit.record_count();
     Stats::add(&intake.stats().receiver_records, records);
     match intake.offer(intake_unit) {

@@ -2,7 +2,6 @@
 //! answer with a status in trailers.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::super::config::MAX_BODY_BYTES_VAR;
+use super::super::config::{MAX_BODY_BYTES_VAR, MAX_PENDING_BYTES_VAR};
 use super::super::payload::{self, Gunzip};
 use super::GrpcOptions;
 use super::wire::{
@@ -20,10 +19,10 @@ use super::wire::{
 };
 use crate::diag;
 use crate::diag::Stats;
-use crate::pipeline::{IntakeSender, Signal};
+use crate::pipeline::{Held, IntakeBudget, IntakeSender, Signal};
 
-/// How long a refused client should wait before it retries when the receiver is holding as
-/// many unfinished messages as it may: they are read in milliseconds on loopback.
+/// How long a refused client should wait before it retries when the receivers hold as many
+/// bytes as they may: they are mapped in milliseconds.
 pub(super) const RETRY_AFTER_BUSY: Duration = Duration::from_millis(50);
 
 /// What one call ended with, other than success.
@@ -43,19 +42,31 @@ impl Refusal {
     }
 }
 
-/// The OTLP/gRPC calls of every connection: the intake, the options, and the bytes of the
-/// messages being read right now.
+/// The OTLP/gRPC calls of every connection: the intake, the options, and the budget of the
+/// bytes of messages being read, decoded and queued (shared with the OTLP/HTTP receiver).
 #[derive(Clone, Debug)]
 pub(crate) struct Calls {
     intake: IntakeSender,
     options: GrpcOptions,
-    in_flight: Arc<InFlight>,
+    in_flight: Arc<IntakeBudget>,
 }
 
 impl Calls {
+    /// Calls with a budget of their own, of `options.in_flight_bytes`.
+    #[cfg(test)]
     pub(crate) fn new(intake: IntakeSender, options: GrpcOptions) -> Self {
+        let budget = IntakeBudget::new(options.in_flight_bytes);
+        Calls::sharing(intake, options, budget)
+    }
+
+    /// Calls that hold their messages in `budget`.
+    pub(crate) fn sharing(
+        intake: IntakeSender,
+        options: GrpcOptions,
+        budget: Arc<IntakeBudget>,
+    ) -> Self {
         Calls {
-            in_flight: Arc::new(InFlight::new(options.in_flight_bytes)),
+            in_flight: budget,
             intake,
             options,
         }
@@ -76,7 +87,7 @@ impl Calls {
     /// Bytes of unfinished messages held right now (for tests).
     #[cfg(test)]
     pub(crate) fn in_flight_bytes(&self) -> usize {
-        self.in_flight.used.load(Ordering::Relaxed)
+        self.in_flight.used()
     }
 
     /// Answer one call. Every refusal is counted and the first one said on stderr.
@@ -106,7 +117,7 @@ impl Calls {
         }
         let gzip = gzip_of(request.headers())?;
         let limit = self.options.message_timeout;
-        let (compressed, message, _held) =
+        let (compressed, message, mut held) =
             tokio::time::timeout(limit, self.read(request.into_body()))
                 .await
                 .map_err(|_| {
@@ -121,12 +132,19 @@ impl Calls {
         let message = match (compressed, gzip) {
             (false, _) => message,
             (true, true) => {
-                payload::gunzip(&message, self.options.max_message_bytes).map_err(|e| match e {
-                    Gunzip::TooLarge => self.too_large("inflates to more than"),
-                    Gunzip::Invalid(e) => {
-                        Refusal::grpc(Code::InvalidArgument, format!("invalid gzip message: {e}"))
-                    }
-                })?
+                let inflated =
+                    payload::gunzip_held(&message, self.options.max_message_bytes, &mut held)
+                        .map_err(|e| match e {
+                            Gunzip::TooLarge => self.too_large("inflates to more than"),
+                            Gunzip::Busy => self.busy(),
+                            Gunzip::Invalid(e) => Refusal::grpc(
+                                Code::InvalidArgument,
+                                format!("invalid gzip message: {e}"),
+                            ),
+                        })?;
+                // The compressed copy is dropped here; what stays is the inflated one.
+                held.shrink_to(inflated.len());
+                inflated
             }
             (true, false) => {
                 return Err(Refusal::grpc(
@@ -141,7 +159,7 @@ impl Calls {
                 format!("the message is not a valid OTLP {signal:?} export request: {e}"),
             )
         })?;
-        let rejected = payload::queue(&self.intake, decoded);
+        let rejected = payload::queue(&self.intake, decoded, held);
         let mut trailers = HeaderMap::new();
         Status::new(Code::Ok, "").write_to(&mut trailers);
         let reply = Reply::new(frame(&payload::response(signal, rejected)), Some(trailers));
@@ -150,32 +168,37 @@ impl Calls {
 
     /// Read the call's one message; what it holds stays reserved until the returned
     /// reservation is dropped.
-    async fn read(&self, mut body: Incoming) -> Result<(bool, Bytes, Reservation), Refusal> {
+    async fn read(&self, mut body: Incoming) -> Result<(bool, Bytes, Held), Refusal> {
         let mut assembler = Assembler::new(self.options.max_message_bytes);
-        let mut held = Reservation::none(&self.in_flight);
+        let mut held = self.in_flight.hold();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| Refusal::Gone)?;
             let Ok(chunk) = frame.into_data() else {
                 continue; // trailers from the client carry nothing for us
             };
             let started = assembler.push(&chunk).map_err(|e| self.malformed(e))?;
-            if let Some(prefix) = started {
-                held = self.in_flight.reserve(prefix.len).ok_or_else(|| {
-                    Refusal::Grpc(
-                        Status {
-                            code: Code::ResourceExhausted,
-                            message: format!(
-                                "Contrail is reading {} bytes of other messages, as many as it holds at once; retry shortly",
-                                self.in_flight.used.load(Ordering::Relaxed)
-                            ),
-                            retry_after: Some(RETRY_AFTER_BUSY),
-                        },
-                    )
-                })?;
+            if let Some(prefix) = started
+                && !held.grow(prefix.len)
+            {
+                return Err(self.busy());
             }
         }
         let (compressed, message) = assembler.finish().map_err(|e| self.malformed(e))?;
         Ok((compressed, message, held))
+    }
+
+    /// The receivers hold as many bytes as they may: `RESOURCE_EXHAUSTED` with `RetryInfo`,
+    /// which OTLP's exporters retry after the delay it gives.
+    fn busy(&self) -> Refusal {
+        Refusal::Grpc(Status {
+            code: Code::ResourceExhausted,
+            message: format!(
+                "Contrail holds {} bytes of other requests, as many as it may ({MAX_PENDING_BYTES_VAR} = {}); retry shortly",
+                self.in_flight.used(),
+                self.in_flight.max()
+            ),
+            retry_after: Some(RETRY_AFTER_BUSY),
+        })
     }
 
     fn malformed(&self, framing: Framing) -> Refusal {
@@ -307,56 +330,4 @@ fn gzip_of(headers: &HeaderMap) -> Result<bool, Refusal> {
             format!("unsupported grpc-encoding {text:?}: use gzip or identity"),
         )
     })
-}
-
-/// The bytes of the messages being read, against their bound: a flood of concurrent calls
-/// holds at most this much, whatever the number of streams and connections.
-#[derive(Debug)]
-struct InFlight {
-    max: usize,
-    used: AtomicUsize,
-}
-
-impl InFlight {
-    fn new(max: usize) -> Self {
-        InFlight {
-            max,
-            used: AtomicUsize::new(0),
-        }
-    }
-
-    /// Hold `n` more bytes, or `None` if that would pass the bound.
-    fn reserve(self: &Arc<Self>, n: usize) -> Option<Reservation> {
-        self.used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                used.checked_add(n).filter(|total| *total <= self.max)
-            })
-            .ok()?;
-        Some(Reservation {
-            in_flight: self.clone(),
-            n,
-        })
-    }
-}
-
-/// Bytes held for one message; given back when dropped.
-#[derive(Debug)]
-struct Reservation {
-    in_flight: Arc<InFlight>,
-    n: usize,
-}
-
-impl Reservation {
-    fn none(in_flight: &Arc<InFlight>) -> Self {
-        Reservation {
-            in_flight: in_flight.clone(),
-            n: 0,
-        }
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.in_flight.used.fetch_sub(self.n, Ordering::Relaxed);
-    }
 }

@@ -16,7 +16,7 @@
 //! | decoded, intake queue full | `OK` with `partial_success` naming the rejected records (counted as `intake_full` drops), as the OTLP/HTTP receiver does |
 //! | message over `CONTRAIL_RECEIVER_MAX_BODY_BYTES`, declared or inflated | `INVALID_ARGUMENT` (never retried) |
 //! | message does not decode, bad gzip, truncated, a bad compressed flag | `INVALID_ARGUMENT` |
-//! | the unfinished messages of all calls already hold [`GrpcOptions::in_flight_bytes`] | `RESOURCE_EXHAUSTED` with `RetryInfo` (50 ms) |
+//! | the receivers already hold [`GrpcOptions::in_flight_bytes`] of messages being read, decoded or queued (`CONTRAIL_RECEIVER_MAX_PENDING_BYTES`, shared with OTLP/HTTP) | `RESOURCE_EXHAUSTED` with `RetryInfo` (50 ms) |
 //! | the message did not arrive within [`GrpcOptions::message_timeout`] | `DEADLINE_EXCEEDED` |
 //! | no message or more than one, another method or service, not POST, an encoding other than `identity`/`gzip`, a codec other than protobuf | `UNIMPLEMENTED` |
 //! | a content type other than `application/grpc` | HTTP 415, plain text |
@@ -28,13 +28,19 @@
 //! | HTTP/1.x (an OTLP/HTTP exporter pointed here) | `HTTP/1.1 505` with a reason naming the OTLP/HTTP port, then close |
 //! | a TLS ClientHello (`https://` endpoint) | a TLS `handshake_failure` alert, then close |
 //! | nothing within [`GrpcOptions::greeting_timeout`] | close |
+//! | a connection beyond [`GrpcOptions::max_connections`] | close at once (the client's call fails `UNAVAILABLE`, which OTLP retries) |
+//!
+//! And a connection without a call in progress for [`GrpcOptions::idle_timeout`] (a kept-alive
+//! one, or one that sends its preface or a call's headers a byte at a time) is sent a GOAWAY
+//! and closed: gRPC clients reconnect for their next call.
 //!
 //! Every refusal is counted in `contrail.receiver.refused{transport=grpc}`; the first one is
 //! said on stderr. Memory stays bounded whatever a client does: at most
 //! [`MAX_CONCURRENT_STREAMS`] streams per connection (HTTP/2 refuses the rest), at most
 //! [`WINDOW`] bytes buffered unread per connection (flow control), at most
-//! [`GrpcOptions::in_flight_bytes`] of unfinished messages across all calls, and every message
-//! complete within its timeout. The receiver feeds the intake queue through the same producer
+//! [`GrpcOptions::in_flight_bytes`] of messages across all calls, until the worker has mapped
+//! them (ADR 0015), every message complete within its timeout, and at most
+//! [`GrpcOptions::max_connections`] connections. The receiver feeds the intake queue through the same producer
 //! as the OTLP/HTTP receiver, which leaves half of it to the Telemetry API.
 
 mod call;
@@ -43,21 +49,24 @@ mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 pub(crate) use self::call::Calls;
 use self::call::count_refused;
 use self::greeting::{Greeting, PREFACE, TLS_ALERT, classify, http1_refusal};
 use super::ReceiverConfig;
+use super::config::{BODY_TIMEOUT, MAX_CONNECTIONS_VAR};
 use crate::diag;
-use crate::pipeline::IntakeSender;
+use crate::intake::server::{Connections, answer_and_close};
+use crate::pipeline::{IntakeBudget, IntakeSender};
 
 /// Streams one connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`); gRPC
 /// clients queue calls beyond it, and HTTP/2 refuses streams a client opens regardless.
@@ -67,23 +76,27 @@ pub(crate) const MAX_CONCURRENT_STREAMS: u32 = 32;
 pub(crate) const WINDOW: u32 = 1024 * 1024;
 /// Request headers accepted per call (`SETTINGS_MAX_HEADER_LIST_SIZE`).
 const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
-/// After refusing a connection, how much of what the client sent is read and discarded, and
-/// for how long, so that closing does not reset the connection before the answer is read.
-const DRAIN_BYTES: usize = 64 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(1);
+/// How long a connection told to go away may take to finish: a client that never reads the
+/// GOAWAY does not hold it longer.
+const GOAWAY_TIME: Duration = Duration::from_secs(1);
 
 /// The receiver's bounds and timeouts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct GrpcOptions {
     /// The largest message, compressed or inflated (`CONTRAIL_RECEIVER_MAX_BODY_BYTES`).
     pub(crate) max_message_bytes: usize,
-    /// The bytes the unfinished messages of all calls may hold together: twice the largest
-    /// message, so one message of any allowed size always fits beside another.
+    /// The bytes the messages of all calls may hold together while they are read, decoded
+    /// and queued (`CONTRAIL_RECEIVER_MAX_PENDING_BYTES`), when the calls have a budget of
+    /// their own ([`Calls::new`]); the process shares one with OTLP/HTTP.
     pub(crate) in_flight_bytes: usize,
     /// How long a call may take to deliver its message once its headers have arrived.
     pub(crate) message_timeout: Duration,
     /// How long a new connection may take to send its first bytes.
     pub(crate) greeting_timeout: Duration,
+    /// How long a connection may stay without a call in progress.
+    pub(crate) idle_timeout: Duration,
+    /// Connections open at once (`CONTRAIL_RECEIVER_MAX_CONNECTIONS`).
+    pub(crate) max_connections: usize,
     /// The OTLP/HTTP receiver's port, named to a client that speaks HTTP/1.1 here.
     pub(crate) http_port: Option<u16>,
 }
@@ -93,41 +106,53 @@ impl GrpcOptions {
     pub(crate) fn of(config: &ReceiverConfig) -> Self {
         GrpcOptions {
             max_message_bytes: config.max_body_bytes,
-            in_flight_bytes: config.max_body_bytes.saturating_mul(2),
-            // The SDKs' default export timeout: a client that has not sent its message by
-            // then has given up.
-            message_timeout: Duration::from_secs(10),
-            greeting_timeout: Duration::from_secs(10),
+            in_flight_bytes: config.max_pending_bytes,
+            message_timeout: BODY_TIMEOUT,
+            greeting_timeout: config.idle_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.max_connections,
             http_port: config.endpoint.map(|e| e.port()),
         }
     }
 }
 
 /// Serve OTLP/gRPC on `listener` until the process ends.
-pub(crate) async fn serve(listener: TcpListener, intake: IntakeSender, options: GrpcOptions) {
-    serve_with_shutdown(listener, intake, options, std::future::pending()).await;
-}
-
-/// Serve OTLP/gRPC on `listener` until `shutdown` completes; then stop accepting, send every
-/// connection a GOAWAY, let the calls in progress finish, and return when all connections
-/// have closed. Bound the wait at the call site.
-pub(crate) async fn serve_with_shutdown<F>(
+pub(crate) async fn serve(
     listener: TcpListener,
     intake: IntakeSender,
     options: GrpcOptions,
-    shutdown: F,
-) where
-    F: Future<Output = ()>,
-{
-    serve_calls(listener, Calls::new(intake, options), shutdown).await;
+    budget: Arc<IntakeBudget>,
+) {
+    let calls = Calls::sharing(intake, options, budget);
+    serve_calls(listener, calls, std::future::pending()).await;
 }
 
-/// [`serve_with_shutdown`] with the calls made beforehand.
+/// Serve OTLP/gRPC on `listener` with `calls` until `shutdown` completes; then stop accepting,
+/// send every connection a GOAWAY, let the calls in progress finish, and return when all
+/// connections have closed. Bound the wait at the call site.
 pub(crate) async fn serve_calls<F>(listener: TcpListener, calls: Calls, shutdown: F)
 where
     F: Future<Output = ()>,
 {
-    let connect = move |stream, stop| connection(stream, calls.clone(), stop);
+    let connections = Connections::new(calls.options().max_connections);
+    let connect = move |stream, stop| {
+        let slot = connections.open();
+        if slot.is_none() {
+            count_refused(
+                calls.stats(),
+                format_args!(
+                    "closed a connection: {} are open, as many as the receiver keeps ({MAX_CONNECTIONS_VAR})",
+                    connections.max()
+                ),
+            );
+        }
+        let calls = calls.clone();
+        async move {
+            if let Some(_slot) = slot {
+                connection(stream, calls, stop).await;
+            }
+        }
+    };
     crate::intake::server::accept(listener, connect, shutdown).await;
 }
 
@@ -163,7 +188,7 @@ async fn connection(stream: TcpStream, calls: Calls, mut stop: watch::Receiver<b
                     "refused a TLS connection: the receiver is plaintext on loopback; export to an http:// endpoint (insecure)"
                 ),
             );
-            refuse(stream, &TLS_ALERT).await;
+            answer_and_close(stream, &TLS_ALERT).await;
         }
         Greeting::Other => {
             count_refused(
@@ -172,13 +197,19 @@ async fn connection(stream: TcpStream, calls: Calls, mut stop: watch::Receiver<b
                     "refused a connection that is not HTTP/2 (an OTLP/HTTP exporter pointed at the gRPC port?)"
                 ),
             );
-            refuse(stream, &http1_refusal(calls.options().http_port)).await;
+            answer_and_close(stream, &http1_refusal(calls.options().http_port)).await;
         }
     }
 }
 
 async fn serve_http2(stream: TcpStream, calls: Calls, mut stop: watch::Receiver<bool>) {
     let stats = calls.stats_handle();
+    let idle_timeout = calls.options().idle_timeout;
+    let activity = Arc::new(Mutex::new(Activity {
+        calls: 0,
+        since: Instant::now(),
+    }));
+    let watched = activity.clone();
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -190,19 +221,40 @@ async fn serve_http2(stream: TcpStream, calls: Calls, mut stop: watch::Receiver<
         .auto_date_header(false);
     let service = service_fn(move |request| {
         let calls = calls.clone();
-        async move { Ok::<_, Infallible>(calls.handle(request).await) }
+        let call = InCall::start(&watched);
+        async move {
+            let answer = calls.handle(request).await;
+            drop(call);
+            Ok::<_, Infallible>(answer)
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
-    let stopped = tokio::select! {
-        ended = connection.as_mut() => Some(ended),
-        _ = stop.wait_for(|stopped| *stopped) => None,
+    let mut idle_check = Instant::now() + idle_timeout;
+    let stopped = loop {
+        tokio::select! {
+            ended = connection.as_mut() => break Some(ended),
+            _ = stop.wait_for(|stopped| *stopped) => break None,
+            () = tokio::time::sleep_until(idle_check) => {
+                match idle_until(&activity, idle_timeout) {
+                    // Idle for the whole time: tell the client to go away.
+                    None => {
+                        diag::debug!("receiver (OTLP/gRPC): closing a connection idle for {} ms", idle_timeout.as_millis());
+                        break None;
+                    }
+                    Some(next) => idle_check = next,
+                }
+            }
+        }
     };
     let ended = match stopped {
         Some(ended) => ended,
         None => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            match tokio::time::timeout(GOAWAY_TIME, connection).await {
+                Ok(ended) => ended,
+                Err(_) => return,
+            }
         }
     };
     // A client gone only ends its connection; a protocol error HTTP/2 answered with GOAWAY
@@ -218,6 +270,50 @@ async fn serve_http2(stream: TcpStream, calls: Calls, mut stop: watch::Receiver<
     }
 }
 
+/// The calls in progress on one connection, and since when it has had none.
+#[derive(Debug)]
+struct Activity {
+    calls: usize,
+    since: Instant,
+}
+
+/// One call in progress, counted in its connection's [`Activity`] until dropped.
+struct InCall(Arc<Mutex<Activity>>);
+
+impl InCall {
+    fn start(activity: &Arc<Mutex<Activity>>) -> Self {
+        if let Ok(mut a) = activity.lock() {
+            a.calls += 1;
+        }
+        InCall(activity.clone())
+    }
+}
+
+impl Drop for InCall {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.0.lock() {
+            a.calls -= 1;
+            a.since = Instant::now();
+        }
+    }
+}
+
+/// `None` if the connection has had no call for `idle_timeout`; else when to look again (a
+/// connection with calls in progress is looked at once per `idle_timeout`, not more).
+fn idle_until(activity: &Mutex<Activity>, idle_timeout: Duration) -> Option<Instant> {
+    let now = Instant::now();
+    let Ok(a) = activity.lock() else {
+        return Some(now + idle_timeout);
+    };
+    if a.calls > 0 {
+        Some(now + idle_timeout)
+    } else if now >= a.since + idle_timeout {
+        None
+    } else {
+        Some(a.since + idle_timeout)
+    }
+}
+
 /// The reason of the GOAWAY HTTP/2 sent when it found the client breaking the protocol.
 fn protocol_error(err: &hyper::Error) -> Option<h2::Reason> {
     let h2 = std::error::Error::source(err)?.downcast_ref::<h2::Error>()?;
@@ -226,23 +322,4 @@ fn protocol_error(err: &hyper::Error) -> Option<h2::Reason> {
     } else {
         None
     }
-}
-
-/// Send `answer`, close the sending side, and read what the client still sends for a moment:
-/// closing with unread data would reset the connection and could destroy the answer.
-async fn refuse(mut stream: TcpStream, answer: &[u8]) {
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        stream.write_all(answer).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        let mut drained = 0;
-        while drained < DRAIN_BYTES {
-            match stream.read(&mut sink).await? {
-                0 => break,
-                n => drained += n,
-            }
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::intake::receiver::ReceiverConfig;
 use crate::intake::receiver::config::DEFAULT_MAX_BODY_BYTES;
@@ -75,6 +76,65 @@ fn body_cap_is_a_byte_count_within_bounds() {
         let errors = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_BODY_BYTES", value)])
             .expect_err(value);
         assert_eq!(errors[0].var, "CONTRAIL_RECEIVER_MAX_BODY_BYTES", "{value}");
+    }
+}
+
+#[test]
+fn the_byte_bound_follows_the_body_cap_and_is_never_below_it() {
+    let default = ReceiverConfig::from_env(&[("UNRELATED", "1")]).unwrap();
+    assert_eq!(default.max_pending_bytes, DEFAULT_MAX_BODY_BYTES);
+    let raised =
+        ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_BODY_BYTES", "8388608")]).unwrap();
+    assert_eq!(
+        raised.max_pending_bytes, 8_388_608,
+        "one request of any size fits"
+    );
+    let set =
+        ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_PENDING_BYTES", "16777216")]).unwrap();
+    assert_eq!(set.max_pending_bytes, 16_777_216);
+    for value in ["1048576", "lots", "-1", "300000000"] {
+        let errors = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_PENDING_BYTES", value)])
+            .expect_err(value);
+        assert_eq!(
+            errors[0].var, "CONTRAIL_RECEIVER_MAX_PENDING_BYTES",
+            "{value}"
+        );
+        assert!(
+            errors[0]
+                .reason
+                .contains("CONTRAIL_RECEIVER_MAX_BODY_BYTES"),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn connections_and_idle_timeout_are_whole_numbers_within_bounds() {
+    let default = ReceiverConfig::from_env(&[("UNRELATED", "1")]).unwrap();
+    assert_eq!(default.max_connections, 64);
+    assert_eq!(default.idle_timeout, Duration::from_secs(30));
+    let set = ReceiverConfig::from_env(&[
+        ("CONTRAIL_RECEIVER_MAX_CONNECTIONS", "8"),
+        ("CONTRAIL_RECEIVER_IDLE_TIMEOUT_MS", "500"),
+    ])
+    .unwrap();
+    assert_eq!(set.max_connections, 8);
+    assert_eq!(set.idle_timeout, Duration::from_millis(500));
+    for value in ["0", "4097", "many", "-3"] {
+        let errors = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_CONNECTIONS", value)])
+            .expect_err(value);
+        assert_eq!(
+            errors[0].var, "CONTRAIL_RECEIVER_MAX_CONNECTIONS",
+            "{value}"
+        );
+    }
+    for value in ["0", "99", "3600001", "10s"] {
+        let errors = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_IDLE_TIMEOUT_MS", value)])
+            .expect_err(value);
+        assert_eq!(
+            errors[0].var, "CONTRAIL_RECEIVER_IDLE_TIMEOUT_MS",
+            "{value}"
+        );
     }
 }
 

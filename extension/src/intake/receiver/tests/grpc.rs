@@ -37,7 +37,7 @@ async fn receiver() -> Running {
 
 fn queued(running: &mut Running) -> OtlpPayload {
     match running.intake.try_recv() {
-        Ok(Intake::Otlp(payload)) => payload,
+        Ok(Intake::Otlp(payload, _)) => payload,
         other => panic!("expected one queued OTLP payload, got {other:?}"),
     }
 }
@@ -325,7 +325,7 @@ async fn unfinished_messages_hold_at_most_the_in_flight_bound_then_refuse_with_r
         in_flight_bytes: 1000,
         ..grpc_options(1000)
     };
-    let receiver = start_grpc(8, 0, options).await;
+    let mut receiver = start_grpc(8, 0, options).await;
     let addr = receiver.addr;
     // One call declares 900 bytes and sends 100 of them.
     let (feed, body) = fed();
@@ -342,9 +342,14 @@ async fn unfinished_messages_hold_at_most_the_in_flight_bound_then_refuse_with_r
     // RetryInfo { retry_delay: Duration { nanos: 50_000_000 } }
     assert_eq!(retry, [0x0a, 0x05, 0x10, 0x80, 0xe1, 0xeb, 0x17], "50 ms");
     assert!(busy.binary("grpc-status-details-bin").is_some());
-    // A small one still fits.
-    let small = call(addr, TRACES, &[], framed(false, &traces(1).encode_to_vec())).await;
+    // A small one still fits, and holds its bytes while it waits in the intake queue.
+    let small_message = traces(1).encode_to_vec();
+    let small = call(addr, TRACES, &[], framed(false, &small_message)).await;
     assert_eq!(small.status(), Some(OK));
+    assert_eq!(receiver_in_flight(&receiver), 900 + small_message.len());
+    // Taken by the worker and dropped once mapped: given back.
+    drop(receiver.intake.try_recv().unwrap());
+    assert_eq!(receiver_in_flight(&receiver), 900);
 
     // The first one never finishes: it is cut off at the message timeout and its bytes given
     // back.

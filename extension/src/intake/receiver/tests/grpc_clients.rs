@@ -35,7 +35,7 @@ fn drain_in_background(receiver: &mut Running) -> tokio::task::JoinHandle<Draine
         let mut drained = Drained::default();
         while let Some(unit) = intake.recv().await {
             match unit {
-                Intake::Otlp(OtlpPayload::Traces(request)) => {
+                Intake::Otlp(OtlpPayload::Traces(request), _) => {
                     for span in request
                         .resource_spans
                         .iter()
@@ -46,7 +46,7 @@ fn drain_in_background(receiver: &mut Running) -> tokio::task::JoinHandle<Draine
                         drained.trace_ids.insert(hex(&span.trace_id));
                     }
                 }
-                Intake::Otlp(OtlpPayload::Metrics(request)) => drained.metric_names.extend(
+                Intake::Otlp(OtlpPayload::Metrics(request), _) => drained.metric_names.extend(
                     request
                         .resource_metrics
                         .iter()
@@ -54,7 +54,7 @@ fn drain_in_background(receiver: &mut Running) -> tokio::task::JoinHandle<Draine
                         .flat_map(|s| &s.metrics)
                         .map(|m| m.name.clone()),
                 ),
-                Intake::Otlp(OtlpPayload::Logs(request)) => {
+                Intake::Otlp(OtlpPayload::Logs(request), _) => {
                     for record in request
                         .resource_logs
                         .iter()

@@ -113,7 +113,7 @@ pub(super) fn logs(records: usize) -> ExportLogsServiceRequest {
 
 fn received(intake: &mut tokio::sync::mpsc::Receiver<Intake>) -> OtlpPayload {
     match intake.try_recv() {
-        Ok(Intake::Otlp(payload)) => payload,
+        Ok(Intake::Otlp(payload, _)) => payload,
         other => panic!("expected one queued OTLP payload, got {other:?}"),
     }
 }

@@ -1,6 +1,7 @@
 //! The local receiver over real HTTP on loopback, and what its tests share: a receiver on
 //! `127.0.0.1:0` whose intake queue the test reads.
 
+mod bounds;
 mod config;
 mod grpc;
 mod grpc_clients;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use crate::diag::Stats;
 use crate::intake::receiver::grpc::{self as grpc_receiver, GrpcOptions};
 use crate::intake::receiver::{ReceiverConfig, serve_with_shutdown};
-use crate::pipeline::{Intake, IntakeSender, intake_queue};
+use crate::pipeline::{Intake, IntakeBudget, IntakeSender, intake_queue};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -54,8 +55,28 @@ async fn start(capacity: usize, max_body_bytes: usize) -> Running {
             endpoint: listener.local_addr().ok(),
             grpc_endpoint: None,
             max_body_bytes,
+            ..ReceiverConfig::default()
         };
-        tokio::spawn(serve_with_shutdown(listener, sender, config, stop))
+        let budget = IntakeBudget::new(2 * max_body_bytes);
+        tokio::spawn(serve_with_shutdown(listener, sender, config, budget, stop))
+    })
+    .await
+}
+
+/// An OTLP/HTTP receiver configured by `config` (its endpoint set to the port it listens on),
+/// holding its requests in `budget`.
+async fn start_bounded(
+    capacity: usize,
+    config: ReceiverConfig,
+    budget: Arc<IntakeBudget>,
+) -> Running {
+    run(capacity, |listener, sender, stop| {
+        let config = ReceiverConfig {
+            endpoint: listener.local_addr().ok(),
+            grpc_endpoint: None,
+            ..config
+        };
+        tokio::spawn(serve_with_shutdown(listener, sender, config, budget, stop))
     })
     .await
 }
@@ -81,6 +102,8 @@ fn grpc_options(max: usize) -> GrpcOptions {
         in_flight_bytes: 2 * max,
         message_timeout: std::time::Duration::from_millis(500),
         greeting_timeout: std::time::Duration::from_millis(500),
+        idle_timeout: std::time::Duration::from_secs(30),
+        max_connections: 64,
         http_port: Some(4318),
     }
 }

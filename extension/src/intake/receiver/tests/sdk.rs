@@ -125,7 +125,7 @@ async fn the_python_sdk_exports_every_span_and_reports_what_an_export_costs() {
             (0u64, Vec::new(), std::collections::BTreeSet::new());
         while let Some(unit) = intake.recv().await {
             match unit {
-                Intake::Otlp(OtlpPayload::Traces(request)) => {
+                Intake::Otlp(OtlpPayload::Traces(request), _) => {
                     for span in request
                         .resource_spans
                         .iter()
@@ -136,7 +136,7 @@ async fn the_python_sdk_exports_every_span_and_reports_what_an_export_costs() {
                         trace_ids.insert(hex(&span.trace_id));
                     }
                 }
-                Intake::Otlp(OtlpPayload::Metrics(request)) => metrics.push(request),
+                Intake::Otlp(OtlpPayload::Metrics(request), _) => metrics.push(request),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -262,7 +262,7 @@ async fn the_node_sdks_otlp_json_is_decoded_field_for_field() {
     )
     .await;
     assert_eq!(answer.status, 200, "{} for {body}", answer.text());
-    let Ok(Intake::Otlp(OtlpPayload::Traces(request))) = receiver.intake.try_recv() else {
+    let Ok(Intake::Otlp(OtlpPayload::Traces(request), _)) = receiver.intake.try_recv() else {
         panic!("nothing queued")
     };
     let scope = &request.resource_spans[0].scope_spans[0];
