@@ -34,10 +34,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderName, HeaderValue};
 
 use crate::diag::{DropReason, Stats};
-use crate::export::aws::client::insert_signed;
+use crate::export::aws::client::signed_headers_of;
 use crate::export::aws::config::Auth;
 use crate::export::aws::credentials::{self, CredentialsError, Provider};
 use crate::export::aws::refusal::{self, Refusal};
@@ -500,8 +500,8 @@ impl Exporter {
         else {
             return Ok(extra);
         };
-        let probe: Request<Chunks> = template.request(Chunks::default());
-        let mut signed_headers: Vec<(&str, &str)> = probe
+        // The template's headers as sent, but for the ones this attempt replaces.
+        let mut signed_headers: Vec<(&str, &str)> = template
             .headers()
             .iter()
             .filter(|(name, _)| *name != http::header::USER_AGENT)
@@ -513,22 +513,15 @@ impl Exporter {
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
         signed_headers.extend(extra_text.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let target = probe
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
         let signed = signer.sign(
             &credentials,
             SystemTime::now(),
             "POST",
-            &target,
+            template.target(),
             &signed_headers,
             payload_sha256,
         );
-        let mut map = http::HeaderMap::new();
-        insert_signed(&mut map, &signed);
-        extra.extend(map.into_iter().filter_map(|(n, v)| Some((n?, v))));
+        extra.extend(signed_headers_of(&signed));
         Ok(extra)
     }
 }
