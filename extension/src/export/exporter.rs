@@ -117,6 +117,13 @@ enum Missing {
     Never(ExportResult),
 }
 
+/// What one export has fetched again after a refusal: each at most once per export.
+#[derive(Default)]
+struct Refreshed {
+    credentials: bool,
+    secrets: bool,
+}
+
 /// The headers one attempt adds to its template: secret values and the signature.
 type Extra = Vec<(HeaderName, HeaderValue)>;
 
@@ -192,8 +199,7 @@ impl Exporter {
             .then(|| sha256_hex(body.iter().map(|c| c.as_ref())));
         // Each at most once per export: fetch the credentials, or the secret values, again
         // after a refusal.
-        let mut credentials_refreshed = false;
-        let mut secrets_refreshed = false;
+        let mut refreshed = Refreshed::default();
         loop {
             let now = Instant::now();
             if let Some(not_before) = self.not_before[i] {
@@ -248,62 +254,17 @@ impl Exporter {
                     }
                     (format!("no answer within {} ms", timeout.as_millis()), None)
                 }
-                Ok(Attempt::Done(ExportResult::Rejected {
-                    status, message, ..
-                })) if matches!(status, 401 | 403)
-                    && !secrets_refreshed
-                    && !self.signals[i].secret_headers.is_empty()
-                    && self.secrets.is_some() =>
+                Ok(Attempt::Done(result @ ExportResult::Rejected { .. }))
+                    if self.signers[i].is_some() || self.secrets.is_some() =>
                 {
-                    // The backend refused the key: it may have been rotated.
                     Stats::add(&self.stats.export_failures, 1);
                     latency.observe_export(signal, elapsed, "failed");
-                    secrets_refreshed = true;
-                    if let Some(secrets) = &self.secrets {
-                        let mut changed = secrets.changed();
-                        changed.mark_unchanged();
-                        secrets.refresh();
-                        if timeout_at(deadline, changed.changed()).await.is_err() {
-                            return ExportResult::Deferred {
-                                reason: format!(
-                                    "HTTP {status} ({message}); fetching the secret values again"
-                                ),
-                            };
-                        }
-                    }
-                    continue;
-                }
-                Ok(Attempt::Done(ExportResult::Rejected {
-                    status,
-                    message,
-                    reason,
-                    advice,
-                })) if self.signers[i].is_some() => {
-                    Stats::add(&self.stats.export_failures, 1);
-                    latency.observe_export(signal, elapsed, "failed");
-                    match refusal::classify(status, &message) {
-                        Some(Refusal::CredentialsRefused) if !credentials_refreshed => {
-                            credentials_refreshed = true;
-                            credentials::lock(&self.credentials).await.invalidate();
-                            continue;
-                        }
-                        Some(cause) => {
-                            let service = self.signals[i].auth.service().unwrap_or_default();
-                            return ExportResult::Rejected {
-                                status,
-                                advice: Some(cause.advice(service, self.log_target(i))),
-                                reason: cause.reason(),
-                                message,
-                            };
-                        }
-                        None => {
-                            return ExportResult::Rejected {
-                                status,
-                                message,
-                                reason,
-                                advice,
-                            };
-                        }
+                    match self
+                        .after_refusal(i, result, deadline, &mut refreshed)
+                        .await
+                    {
+                        Some(result) => return result,
+                        None => continue,
                     }
                 }
                 Ok(Attempt::Done(result)) => {
@@ -424,6 +385,74 @@ impl Exporter {
                 .and_then(|(_, v)| v.to_str().ok())
         };
         Some((get("x-aws-log-group")?, get("x-aws-log-stream")?))
+    }
+
+    /// What follows a refusal of signal `i`'s attempt (`result`, a `Rejected`) when it is
+    /// signed or uses secret values: `None` to try again at once (the secret values or the
+    /// credentials were fetched again), or what the export returns. Boxed: the export loop
+    /// carries none of these waits for the signals that need neither.
+    fn after_refusal<'a>(
+        &'a mut self,
+        i: usize,
+        result: ExportResult,
+        deadline: Instant,
+        refreshed: &'a mut Refreshed,
+    ) -> Pin<Box<dyn Future<Output = Option<ExportResult>> + 'a>> {
+        Box::pin(async move {
+            let ExportResult::Rejected {
+                status,
+                message,
+                reason,
+                advice,
+            } = result
+            else {
+                return Some(result);
+            };
+            if matches!(status, 401 | 403)
+                && !refreshed.secrets
+                && !self.signals[i].secret_headers.is_empty()
+                && let Some(secrets) = &self.secrets
+            {
+                // The backend refused the key: it may have been rotated.
+                refreshed.secrets = true;
+                let mut changed = secrets.changed();
+                changed.mark_unchanged();
+                secrets.refresh();
+                if timeout_at(deadline, changed.changed()).await.is_err() {
+                    return Some(ExportResult::Deferred {
+                        reason: format!(
+                            "HTTP {status} ({message}); fetching the secret values again"
+                        ),
+                    });
+                }
+                return None;
+            }
+            if self.signers[i].is_some() {
+                match refusal::classify(status, &message) {
+                    Some(Refusal::CredentialsRefused) if !refreshed.credentials => {
+                        refreshed.credentials = true;
+                        credentials::lock(&self.credentials).await.invalidate();
+                        return None;
+                    }
+                    Some(cause) => {
+                        let service = self.signals[i].auth.service().unwrap_or_default();
+                        return Some(ExportResult::Rejected {
+                            status,
+                            advice: Some(cause.advice(service, self.log_target(i))),
+                            reason: cause.reason(),
+                            message,
+                        });
+                    }
+                    None => {}
+                }
+            }
+            Some(ExportResult::Rejected {
+                status,
+                message,
+                reason,
+                advice,
+            })
+        })
     }
 
     /// The secret values of signal `i`, waiting for them until `deadline`.
