@@ -72,6 +72,18 @@ pub(crate) enum Failure {
     Credentials(String),
 }
 
+impl Failure {
+    /// A permanent failure of a fixed code and message: one copy of the two allocations for
+    /// the answers' several such cases.
+    #[inline(never)]
+    fn permanent(code: &str, message: &str) -> Failure {
+        Failure::Permanent {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
 impl Call {
     pub(crate) fn target(&self) -> &'static str {
         match self {
@@ -183,14 +195,14 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
     let secret_value = |entry: &Value| -> Result<String, Failure> {
         match (field(entry, "SecretString"), field(entry, "SecretBinary")) {
             (Some(Value::String(s)), _) => Ok(s.clone()),
-            (_, Some(Value::String(_))) => Err(Failure::Permanent {
-                code: "SecretBinary".into(),
-                message: "the secret holds binary data, not a string".into(),
-            }),
-            _ => Err(Failure::Permanent {
-                code: "NoSecretString".into(),
-                message: "the answer has no SecretString".into(),
-            }),
+            (_, Some(Value::String(_))) => Err(Failure::permanent(
+                "SecretBinary",
+                "the secret holds binary data, not a string",
+            )),
+            _ => Err(Failure::permanent(
+                "NoSecretString",
+                "the answer has no SecretString",
+            )),
         }
     };
     match call {
@@ -226,10 +238,7 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
                 let value = field(p, "Value")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
-                    .ok_or(Failure::Permanent {
-                        code: "NoValue".into(),
-                        message: "the parameter has no value".into(),
-                    });
+                    .ok_or_else(|| Failure::permanent("NoValue", "the parameter has no value"));
                 let arn = text(p, "ARN");
                 let name = text(p, "Name");
                 found.push((format!("{arn}\n{name}"), value));
@@ -241,11 +250,10 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
             {
                 found.push((
                     name.as_str().unwrap_or_default().to_owned(),
-                    Err(Failure::Permanent {
-                        code: "ParameterNotFound".into(),
-                        message: "the parameter does not exist (GetParameters lists it as invalid)"
-                            .into(),
-                    }),
+                    Err(Failure::permanent(
+                        "ParameterNotFound",
+                        "the parameter does not exist (GetParameters lists it as invalid)",
+                    )),
                 ));
             }
         }
@@ -261,10 +269,10 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
             });
             let result = match hit {
                 Some((_, r)) => r.clone(),
-                None => Err(Failure::Permanent {
-                    code: "Missing".into(),
-                    message: "the answer does not mention it".into(),
-                }),
+                None => Err(Failure::permanent(
+                    "Missing",
+                    "the answer does not mention it",
+                )),
             };
             (arn, result)
         })
