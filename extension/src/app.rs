@@ -13,6 +13,7 @@
 //! A task that ends or panics reports on the `fatal` channel; the lifecycle then degrades to the
 //! idle loop. A panic of the lifecycle itself is caught here and degrades the same way.
 
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,6 +173,17 @@ impl Tasks {
     where
         F: Future<Output = ()> + 'static,
     {
+        self.spawn_boxed(name, fatal, Box::pin(fut));
+    }
+
+    /// [`Tasks::spawn`] on a boxed future: every task, and every task's watcher, is then of one
+    /// type, so tokio's task code is in the binary once rather than once per kind of task.
+    fn spawn_boxed(
+        &mut self,
+        name: &'static str,
+        fatal: &mpsc::UnboundedSender<Degraded>,
+        fut: Pin<Box<dyn Future<Output = ()>>>,
+    ) {
         let handle = tokio::task::spawn_local(fut);
         self.0.push(handle.abort_handle());
         let fatal = fatal.clone();
@@ -236,7 +248,7 @@ async fn start(
     let mut stages = Pipeline::new(settings, registration, stats.clone());
     // It waits for the first INVOKE (or flush) before it fetches anything.
     if let Some(resolver) = stages.take_resolver() {
-        tasks.spawn("secrets resolver", &fatal_tx, resolver.0);
+        tasks.spawn_boxed("secrets resolver", &fatal_tx, resolver.0);
     }
     tasks.spawn(
         "processing",

@@ -34,10 +34,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use http::{HeaderName, HeaderValue, Request};
+use http::{HeaderName, HeaderValue};
 
 use crate::diag::{DropReason, ExportFault, Stats};
-use crate::export::aws::client::insert_signed;
+use crate::export::aws::client::signed_headers_of;
 use crate::export::aws::config::Auth;
 use crate::export::aws::credentials::{self, CredentialsError, Provider};
 use crate::export::aws::refusal::{self, Refusal};
@@ -118,6 +118,13 @@ enum Missing {
     NotYet(String),
     /// The data cannot be sent.
     Never(ExportResult),
+}
+
+/// What one export has fetched again after a refusal: each at most once per export.
+#[derive(Default)]
+struct Refreshed {
+    credentials: bool,
+    secrets: bool,
 }
 
 /// The headers one attempt adds to its template: secret values and the signature.
@@ -216,8 +223,7 @@ impl Exporter {
             .then(|| sha256_hex(body.iter().map(|c| c.as_ref())));
         // Each at most once per export: fetch the credentials, or the secret values, again
         // after a refusal.
-        let mut credentials_refreshed = false;
-        let mut secrets_refreshed = false;
+        let mut refreshed = Refreshed::default();
         loop {
             let now = Instant::now();
             if let Some(not_before) = self.not_before[i] {
@@ -287,62 +293,17 @@ impl Exporter {
                     }
                     (format!("no answer within {} ms", timeout.as_millis()), None)
                 }
-                Ok(Attempt::Done(ExportResult::Rejected {
-                    status, message, ..
-                })) if matches!(status, 401 | 403)
-                    && !secrets_refreshed
-                    && !self.signals[i].secret_headers.is_empty()
-                    && self.secrets.is_some() =>
+                Ok(Attempt::Done(result @ ExportResult::Rejected { .. }))
+                    if self.signers[i].is_some() || self.secrets.is_some() =>
                 {
-                    // The backend refused the key: it may have been rotated.
                     Stats::add(&self.stats.export_failures, 1);
                     latency.observe_export(signal, elapsed, "failed");
-                    secrets_refreshed = true;
-                    if let Some(secrets) = &self.secrets {
-                        let mut changed = secrets.changed();
-                        changed.mark_unchanged();
-                        secrets.refresh();
-                        if timeout_at(deadline, changed.changed()).await.is_err() {
-                            return ExportResult::Deferred {
-                                reason: format!(
-                                    "HTTP {status} ({message}); fetching the secret values again"
-                                ),
-                            };
-                        }
-                    }
-                    continue;
-                }
-                Ok(Attempt::Done(ExportResult::Rejected {
-                    status,
-                    message,
-                    reason,
-                    advice,
-                })) if self.signers[i].is_some() => {
-                    Stats::add(&self.stats.export_failures, 1);
-                    latency.observe_export(signal, elapsed, "failed");
-                    match refusal::classify(status, &message) {
-                        Some(Refusal::CredentialsRefused) if !credentials_refreshed => {
-                            credentials_refreshed = true;
-                            credentials::lock(&self.credentials).await.invalidate();
-                            continue;
-                        }
-                        Some(cause) => {
-                            let service = self.signals[i].auth.service().unwrap_or_default();
-                            return ExportResult::Rejected {
-                                status,
-                                advice: Some(cause.advice(service, self.log_target(i))),
-                                reason: cause.reason(),
-                                message,
-                            };
-                        }
-                        None => {
-                            return ExportResult::Rejected {
-                                status,
-                                message,
-                                reason,
-                                advice,
-                            };
-                        }
+                    match self
+                        .after_refusal(i, result, deadline, &mut refreshed)
+                        .await
+                    {
+                        Some(result) => return result,
+                        None => continue,
                     }
                 }
                 Ok(Attempt::Done(result)) => {
@@ -582,6 +543,74 @@ impl Exporter {
         Some((get("x-aws-log-group")?, get("x-aws-log-stream")?))
     }
 
+    /// What follows a refusal of signal `i`'s attempt (`result`, a `Rejected`) when it is
+    /// signed or uses secret values: `None` to try again at once (the secret values or the
+    /// credentials were fetched again), or what the export returns. Boxed: the export loop
+    /// carries none of these waits for the signals that need neither.
+    fn after_refusal<'a>(
+        &'a mut self,
+        i: usize,
+        result: ExportResult,
+        deadline: Instant,
+        refreshed: &'a mut Refreshed,
+    ) -> Pin<Box<dyn Future<Output = Option<ExportResult>> + 'a>> {
+        Box::pin(async move {
+            let ExportResult::Rejected {
+                status,
+                message,
+                reason,
+                advice,
+            } = result
+            else {
+                return Some(result);
+            };
+            if matches!(status, 401 | 403)
+                && !refreshed.secrets
+                && !self.signals[i].secret_headers.is_empty()
+                && let Some(secrets) = &self.secrets
+            {
+                // The backend refused the key: it may have been rotated.
+                refreshed.secrets = true;
+                let mut changed = secrets.changed();
+                changed.mark_unchanged();
+                secrets.refresh();
+                if timeout_at(deadline, changed.changed()).await.is_err() {
+                    return Some(ExportResult::Deferred {
+                        reason: format!(
+                            "HTTP {status} ({message}); fetching the secret values again"
+                        ),
+                    });
+                }
+                return None;
+            }
+            if self.signers[i].is_some() {
+                match refusal::classify(status, &message) {
+                    Some(Refusal::CredentialsRefused) if !refreshed.credentials => {
+                        refreshed.credentials = true;
+                        credentials::lock(&self.credentials).await.invalidate();
+                        return None;
+                    }
+                    Some(cause) => {
+                        let service = self.signals[i].auth.service().unwrap_or_default();
+                        return Some(ExportResult::Rejected {
+                            status,
+                            advice: Some(cause.advice(service, self.log_target(i))),
+                            reason: cause.reason(),
+                            message,
+                        });
+                    }
+                    None => {}
+                }
+            }
+            Some(ExportResult::Rejected {
+                status,
+                message,
+                reason,
+                advice,
+            })
+        })
+    }
+
     /// The secret values of signal `i`, waiting for them until `deadline`.
     async fn secret_values(&self, i: usize, deadline: Instant) -> Result<Extra, Missing> {
         let wanted = &self.signals[i].secret_headers;
@@ -656,8 +685,8 @@ impl Exporter {
         else {
             return Ok(extra);
         };
-        let probe: Request<Chunks> = template.request(Chunks::default());
-        let mut signed_headers: Vec<(&str, &str)> = probe
+        // The template's headers as sent, but for the ones this attempt replaces.
+        let mut signed_headers: Vec<(&str, &str)> = template
             .headers()
             .iter()
             .filter(|(name, _)| *name != http::header::USER_AGENT)
@@ -669,22 +698,15 @@ impl Exporter {
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
         signed_headers.extend(extra_text.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let target = probe
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
         let signed = signer.sign(
             &credentials,
             SystemTime::now(),
             "POST",
-            &target,
+            template.target(),
             &signed_headers,
             payload_sha256,
         );
-        let mut map = http::HeaderMap::new();
-        insert_signed(&mut map, &signed);
-        extra.extend(map.into_iter().filter_map(|(n, v)| Some((n?, v))));
+        extra.extend(signed_headers_of(&signed));
         Ok(extra)
     }
 }

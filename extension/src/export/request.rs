@@ -52,6 +52,16 @@ impl RequestTemplate {
         })
     }
 
+    /// The headers every request of the signal carries, in the order sent.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The origin-form target: path and query.
+    pub(crate) fn target(&self) -> &str {
+        self.target.path_and_query().map_or("/", |pq| pq.as_str())
+    }
+
     /// The request of one attempt, carrying `body`.
     pub(crate) fn request(&self, body: Chunks) -> Request<Chunks> {
         let mut request = Request::new(body);

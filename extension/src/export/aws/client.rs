@@ -42,6 +42,7 @@ pub(crate) async fn call(
     );
     let body = Bytes::from(body);
     let target = HeaderValue::from_str(target).map_err(|_| ConnError::Lost)?;
+    let signed = signed_headers_of(&signed);
     let make = || {
         let mut request = Request::new(Chunks::from(body.clone()));
         *request.method_mut() = Method::POST;
@@ -53,23 +54,35 @@ pub(crate) async fn call(
             HeaderValue::from_static("application/x-amz-json-1.1"),
         );
         h.insert(HeaderName::from_static("x-amz-target"), target.clone());
-        insert_signed(h, &signed);
+        for (name, value) in &signed {
+            h.insert(name.clone(), value.clone());
+        }
         request
     };
     pool.send(&origin, &make).await
 }
 
-/// Add the headers of a signature.
-pub(crate) fn insert_signed(h: &mut http::HeaderMap, signed: &crate::export::aws::sigv4::Signed) {
-    if let Ok(v) = HeaderValue::from_str(&signed.amz_date) {
-        h.insert(HeaderName::from_static("x-amz-date"), v);
+/// The headers of a signature, in the order sent: `X-Amz-Date`, `X-Amz-Security-Token` when
+/// the credentials have one, and `Authorization`.
+pub(crate) fn signed_headers_of(
+    signed: &crate::export::aws::sigv4::Signed,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::with_capacity(3);
+    let values = [
+        (
+            HeaderName::from_static("x-amz-date"),
+            Some(signed.amz_date.as_str()),
+        ),
+        (
+            HeaderName::from_static("x-amz-security-token"),
+            signed.security_token.as_deref(),
+        ),
+        (AUTHORIZATION, Some(signed.authorization.as_str())),
+    ];
+    for (name, value) in values {
+        if let Some(Ok(v)) = value.map(HeaderValue::from_str) {
+            out.push((name, v));
+        }
     }
-    if let Some(token) = &signed.security_token
-        && let Ok(v) = HeaderValue::from_str(token)
-    {
-        h.insert(HeaderName::from_static("x-amz-security-token"), v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&signed.authorization) {
-        h.insert(AUTHORIZATION, v);
-    }
+    out
 }

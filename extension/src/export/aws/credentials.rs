@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::env::{ConfigError, Env, non_empty};
+use crate::export::aws::secrets::api::{self, text};
 use crate::export::aws::sigv4::Credentials;
 use crate::export::body::Chunks;
 use crate::export::conn::{Origin, Pool};
@@ -294,12 +295,8 @@ fn parse(body: &Bytes) -> Result<(Credentials, Option<SystemTime>), CredentialsE
     let c: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         CredentialsError::Fetch(format!("the answer is not the credentials JSON ({e})"))
     })?;
-    let field = |name: &str| {
-        c.get(name)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-    };
-    let expires = match c.get("Expiration").and_then(serde_json::Value::as_str) {
+    let field = |name: &str| text(&c, name);
+    let expires = match api::field(&c, "Expiration").and_then(serde_json::Value::as_str) {
         Some(s) => Some(
             parse_date_time(s)
                 .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))

@@ -310,14 +310,20 @@ pub(crate) fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &st
     )
 }
 
+/// HMAC-SHA256 of `data` with `key`: one copy of ring's keying and signing for the whole
+/// derivation chain, which the compiler would otherwise unroll, inlining each step.
+#[inline(never)]
+fn hmac_sha256(key: &[u8], data: &[u8]) -> hmac::Tag {
+    hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), data)
+}
+
 /// The signing key of a secret, day (`YYYYMMDD`), region and service.
 pub(crate) fn signing_key(secret: &str, day: &str, region: &str, service: &str) -> hmac::Key {
-    let mut key = hmac::Key::new(hmac::HMAC_SHA256, format!("AWS4{secret}").as_bytes());
-    for part in [day, region, service, "aws4_request"] {
-        let tag = hmac::sign(&key, part.as_bytes());
-        key = hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref());
+    let mut tag = hmac_sha256(format!("AWS4{secret}").as_bytes(), day.as_bytes());
+    for part in [region, service, "aws4_request"] {
+        tag = hmac_sha256(tag.as_ref(), part.as_bytes());
     }
-    key
+    hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref())
 }
 
 /// Hex HMAC-SHA256 of the string to sign.

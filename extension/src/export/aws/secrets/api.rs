@@ -72,6 +72,18 @@ pub(crate) enum Failure {
     Credentials(String),
 }
 
+impl Failure {
+    /// A permanent failure of a fixed code and message: one copy of the two allocations for
+    /// the answers' several such cases.
+    #[inline(never)]
+    fn permanent(code: &str, message: &str) -> Failure {
+        Failure::Permanent {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }
+    }
+}
+
 impl Call {
     pub(crate) fn target(&self) -> &'static str {
         match self {
@@ -111,19 +123,29 @@ impl Call {
     }
 }
 
+/// Field `key` of a JSON object (`None` for anything else). One copy of the map lookup for
+/// every field the answers are read by, instead of one inlined at each.
+#[inline(never)]
+pub(crate) fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()?.get(key)
+}
+
+/// The string at `key` of a JSON object, empty when it is absent or not a string.
+pub(crate) fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    field(v, key).and_then(Value::as_str).unwrap_or_default()
+}
+
 /// The code and message of an error answer, JSON or XML.
 pub(crate) fn error_code(body: &[u8]) -> (String, String) {
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
-        let raw = v
-            .get("__type")
-            .or_else(|| v.get("code"))
+        let raw = field(&v, "__type")
+            .or_else(|| field(&v, "code"))
             .and_then(Value::as_str)
             .unwrap_or("");
         let code = raw.rsplit('#').next().unwrap_or(raw);
         let code = code.split(':').next().unwrap_or(code);
-        let message = v
-            .get("message")
-            .or_else(|| v.get("Message"))
+        let message = field(&v, "message")
+            .or_else(|| field(&v, "Message"))
             .and_then(Value::as_str)
             .unwrap_or("");
         return (code.to_owned(), truncate(message));
@@ -171,55 +193,67 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
         .map_err(|e| Failure::Transient(format!("the answer is not JSON ({e})")))?;
     let mut found: Vec<(String, Result<String, Failure>)> = Vec::new();
     let secret_value = |entry: &Value| -> Result<String, Failure> {
-        match (entry.get("SecretString"), entry.get("SecretBinary")) {
+        match (field(entry, "SecretString"), field(entry, "SecretBinary")) {
             (Some(Value::String(s)), _) => Ok(s.clone()),
-            (_, Some(Value::String(_))) => Err(Failure::Permanent {
-                code: "SecretBinary".into(),
-                message: "the secret holds binary data, not a string".into(),
-            }),
-            _ => Err(Failure::Permanent {
-                code: "NoSecretString".into(),
-                message: "the answer has no SecretString".into(),
-            }),
+            (_, Some(Value::String(_))) => Err(Failure::permanent(
+                "SecretBinary",
+                "the secret holds binary data, not a string",
+            )),
+            _ => Err(Failure::permanent(
+                "NoSecretString",
+                "the answer has no SecretString",
+            )),
         }
     };
     match call {
         Call::GetSecretValue(arn) => found.push((arn.clone(), secret_value(&v))),
         Call::BatchGetSecretValue(_) => {
-            for entry in v["SecretValues"].as_array().into_iter().flatten() {
+            for entry in field(&v, "SecretValues")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 // Matched below by ARN or by name.
-                let arn = entry["ARN"].as_str().unwrap_or_default();
-                let name = entry["Name"].as_str().unwrap_or_default();
+                let arn = text(entry, "ARN");
+                let name = text(entry, "Name");
                 found.push((format!("{arn}\n{name}"), secret_value(entry)));
             }
-            for entry in v["Errors"].as_array().into_iter().flatten() {
-                let id = entry["SecretId"].as_str().unwrap_or_default().to_owned();
-                let code = entry["ErrorCode"].as_str().unwrap_or_default();
-                let message = entry["Message"].as_str().unwrap_or_default();
+            for entry in field(&v, "Errors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let id = text(entry, "SecretId").to_owned();
+                let code = text(entry, "ErrorCode");
+                let message = text(entry, "Message");
                 found.push((id, Err(classify(400, code, &truncate(message)))));
             }
         }
         Call::GetParameters(_) => {
-            for p in v["Parameters"].as_array().into_iter().flatten() {
-                let value = p["Value"]
-                    .as_str()
+            for p in field(&v, "Parameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let value = field(p, "Value")
+                    .and_then(Value::as_str)
                     .map(str::to_owned)
-                    .ok_or(Failure::Permanent {
-                        code: "NoValue".into(),
-                        message: "the parameter has no value".into(),
-                    });
-                let arn = p["ARN"].as_str().unwrap_or_default();
-                let name = p["Name"].as_str().unwrap_or_default();
+                    .ok_or_else(|| Failure::permanent("NoValue", "the parameter has no value"));
+                let arn = text(p, "ARN");
+                let name = text(p, "Name");
                 found.push((format!("{arn}\n{name}"), value));
             }
-            for name in v["InvalidParameters"].as_array().into_iter().flatten() {
+            for name in field(&v, "InvalidParameters")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 found.push((
                     name.as_str().unwrap_or_default().to_owned(),
-                    Err(Failure::Permanent {
-                        code: "ParameterNotFound".into(),
-                        message: "the parameter does not exist (GetParameters lists it as invalid)"
-                            .into(),
-                    }),
+                    Err(Failure::permanent(
+                        "ParameterNotFound",
+                        "the parameter does not exist (GetParameters lists it as invalid)",
+                    )),
                 ));
             }
         }
@@ -235,10 +269,10 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
             });
             let result = match hit {
                 Some((_, r)) => r.clone(),
-                None => Err(Failure::Permanent {
-                    code: "Missing".into(),
-                    message: "the answer does not mention it".into(),
-                }),
+                None => Err(Failure::permanent(
+                    "Missing",
+                    "the answer does not mention it",
+                )),
             };
             (arn, result)
         })
