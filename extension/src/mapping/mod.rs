@@ -18,6 +18,7 @@
 //! | `platform_logs.rs` | `platform.extension`, `telemetrySubscription`, `logsDropped`, unknown types as log records |
 //! | `logs.rs` | one log line → a log record (text formats, JSON) |
 //! | `metrics.rs` | the instruments and their aggregation |
+//! | `usage.rs` | what the environment's processes used (`intake::environment`): span attributes, events, metrics |
 //! | `otlp.rs` | OTLP value builders, severities, the one hash |
 //! | `config.rs`, `resource.rs`, `xray.rs` | variables, the Lambda resource, the X-Ray header and ids |
 //!
@@ -42,6 +43,7 @@ mod phases;
 mod platform_logs;
 pub(crate) mod resource;
 mod spans;
+mod usage;
 pub(crate) mod xray;
 
 use std::collections::{HashMap, VecDeque};
@@ -113,6 +115,8 @@ pub struct Mapper {
     staged_spans: Vec<Span>,
     staged_logs: Vec<LogRecord>,
     extension_source: KeyValue,
+    /// What the processes used by init's end, for the init span.
+    init_usage: Option<crate::intake::environment::InitUsage>,
 }
 
 impl Mapper {
@@ -161,6 +165,7 @@ impl Mapper {
             staged_spans: Vec::new(),
             staged_logs: Vec::new(),
             extension_source: kv_str("aws.lambda.log.source", "extension"),
+            init_usage: None,
         }
     }
 

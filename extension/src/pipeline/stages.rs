@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::diag::Stats;
 use crate::export::FlushOutcome;
 use crate::export::delivery::Delivery;
+use crate::intake::environment::Sampler;
 use crate::intake::receiver;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::{InvokeEvent, Registration};
@@ -29,6 +30,8 @@ pub(crate) struct Pipeline {
     delivery: Delivery,
     /// Merged into what the function's own SDK sends to the local receiver.
     resource: Resource,
+    /// `/proc` readings of the environment's processes per invocation.
+    sampler: Option<Sampler>,
 }
 
 impl Pipeline {
@@ -47,10 +50,13 @@ impl Pipeline {
         let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
         let mut delivery = Delivery::new(settings.export.clone(), settings.flush.interval, stats);
         delivery.set_resource(resource.clone());
+        // On Managed Instances no INVOKE comes, so it never reads anything.
+        let sampler = Some(Sampler::new(settings.environment.clone()));
         Pipeline {
             mapper,
             delivery,
             resource,
+            sampler,
         }
     }
 }
@@ -64,6 +70,16 @@ fn now_unix_nano() -> u64 {
 
 impl Stages for Pipeline {
     fn invoke(&mut self, event: &InvokeEvent) {
+        if let Some(sampler) = self.sampler.as_mut() {
+            let now_ns = now_unix_nano();
+            let (previous, init) = sampler.begin(&event.request_id, Instant::now(), now_ns);
+            if let Some(usage) = previous {
+                self.mapper.on_usage(usage, now_ns);
+            }
+            if let Some(init) = init {
+                self.mapper.on_init_usage(init);
+            }
+        }
         self.mapper.on_invoke(
             InvokeInfo {
                 request_id: event.request_id.clone(),
@@ -84,6 +100,18 @@ impl Stages for Pipeline {
         {
             self.delivery.restored();
         }
+        // The invocation's runtimeDone: its readings end now, before its span is made.
+        if let Some(sampler) = self.sampler.as_mut()
+            && let Some(open) = sampler.open_request()
+            && records
+                .iter()
+                .any(|r| matches!(&r.event, Event::RuntimeDone(d) if d.request_id == open))
+        {
+            let now_ns = now_unix_nano();
+            if let Some(usage) = sampler.end(now_ns) {
+                self.mapper.on_usage(usage, now_ns);
+            }
+        }
         let mut out = Signals::default();
         self.mapper.on_records(records, &mut out);
         if !out.is_empty() {
@@ -97,6 +125,9 @@ impl Stages for Pipeline {
     }
 
     async fn flush(&mut self, deadline: Instant, last: bool) -> FlushOutcome {
+        if last {
+            self.idle();
+        }
         let mut out = Signals::default();
         if last {
             self.mapper.finish(now_unix_nano(), &mut out);
@@ -115,6 +146,23 @@ impl Stages for Pipeline {
 
     fn buffer_fill(&self) -> f64 {
         self.delivery.buffer_fill()
+    }
+
+    fn idle(&mut self) {
+        let now_ns = now_unix_nano();
+        if let Some(usage) = self.sampler.as_mut().and_then(|s| s.end(now_ns)) {
+            self.mapper.on_usage(usage, now_ns);
+        }
+    }
+
+    fn sample_due(&self) -> Option<Instant> {
+        self.sampler.as_ref()?.sample_due()
+    }
+
+    fn sample(&mut self) {
+        if let Some(sampler) = self.sampler.as_mut() {
+            sampler.sample(Instant::now(), now_unix_nano());
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::export::FlushOutcome;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
@@ -50,6 +50,14 @@ pub(crate) trait Stages {
     fn flush(&mut self, deadline: Instant, last: bool) -> impl Future<Output = FlushOutcome>;
     /// How full the export buffer is: held bytes ÷ its bound.
     fn buffer_fill(&self) -> f64;
+    /// The lifecycle is about to call `next`: the invocation is over as far as it knows.
+    fn idle(&mut self) {}
+    /// When the stages want [`Stages::sample`] called (only while an invocation runs).
+    fn sample_due(&self) -> Option<Instant> {
+        None
+    }
+    /// The time of [`Stages::sample_due`] has come.
+    fn sample(&mut self) {}
 }
 
 /// What the lifecycle tells the worker.
@@ -57,6 +65,8 @@ pub(crate) trait Stages {
 pub(crate) enum Control {
     /// An INVOKE event arrived.
     Invoke(InvokeEvent),
+    /// The lifecycle is about to call `next` again.
+    Idle,
     /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
     /// already has been), or when a `platform.logsDropped` was. The caller bounds the wait.
     WaitRuntimeDone {
@@ -159,6 +169,11 @@ pub(crate) fn channel(high_water: f64) -> (WorkerHandle, Inbox) {
 impl WorkerHandle {
     fn send(&self, msg: Control) -> Result<(), WorkerGone> {
         self.tx.send(msg).map_err(|_| WorkerGone)
+    }
+
+    /// Tell the worker that the loop is about to call `next`.
+    pub(crate) fn idle(&self) -> Result<(), WorkerGone> {
+        self.send(Control::Idle)
     }
 
     /// Tell the worker about an INVOKE event.
@@ -378,6 +393,8 @@ pub(crate) async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Re
     };
     let mut intake_open = true;
     loop {
+        // Armed only while an invocation runs: nothing wakes the worker while it is idle.
+        let due = worker.stages.sample_due();
         tokio::select! {
             biased;
             msg = control.recv() => match msg {
@@ -389,6 +406,9 @@ pub(crate) async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Re
                 None => intake_open = false,
                 Some(item) => worker.process(item),
             },
+            () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                worker.stages.sample();
+            }
         }
     }
 }
@@ -427,6 +447,7 @@ impl<S: Stages> Worker<S> {
     async fn handle_control(&mut self, intake: &mut mpsc::Receiver<Intake>, msg: Control) {
         let (deadline, last, reply) = match msg {
             Control::Invoke(event) => return self.stages.invoke(&event),
+            Control::Idle => return self.stages.idle(),
             Control::WaitRuntimeDone { request_id, reply } => {
                 return self.tracker.runtime_done.wait(request_id, reply);
             }

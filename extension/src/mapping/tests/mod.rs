@@ -4,6 +4,7 @@
 mod invocation;
 mod logs;
 mod phases;
+mod usage;
 
 use std::sync::Arc;
 
