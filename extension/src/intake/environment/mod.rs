@@ -17,8 +17,11 @@
 //! 3. the function's processes are the runtime and everything it started, at most
 //!    [`MAX_PROCESSES`].
 //!
-//! The set is scanned again at the start of an invocation when a process of it has gone, or
-//! when the runtime's waited-for children time moved (the function starts subprocesses).
+//! The set is looked for again at the start of an invocation when a process of it has gone,
+//! when the runtime's waited-for children time moved, or when the namespace's last process id
+//! (`/proc/loadavg`) moved since the last look: on Lambda the sandbox has its own PID
+//! namespace, so that id moves only when something in it started a process or a thread; in
+//! the emulator it is the host's and moves all the time, so the look happens at every start.
 //! Subprocesses the function starts and waits for within one invocation are counted through
 //! their parent's children time. On Managed Instances Contrail receives no `INVOKE` and
 //! invocations run concurrently in the same processes: nothing is attributed per invocation
@@ -61,7 +64,7 @@ use tokio::time::Instant;
 use crate::config::env::{ConfigError, Env, whole_number};
 use crate::diag;
 
-pub(crate) use procfs::ByPort;
+pub use procfs::ByPort;
 use procfs::{NetDev, Stat};
 
 /// The RSS sample interval, in milliseconds; 0 turns the samples off.
@@ -86,9 +89,9 @@ const PROC: &str = "/proc";
 
 /// The sampler's variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct EnvironmentConfig {
+pub struct EnvironmentConfig {
     /// `None`: no RSS samples during invocations.
-    pub(crate) sample_interval: Option<Duration>,
+    pub sample_interval: Option<Duration>,
 }
 
 impl Default for EnvironmentConfig {
@@ -117,46 +120,54 @@ impl EnvironmentConfig {
 
 /// What one invocation used, as measured between its start and its end.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Usage {
-    pub(crate) request_id: String,
+pub struct Usage {
+    /// The invocation's request id.
+    pub request_id: String,
     /// The function's processes at the end.
-    pub(crate) processes: u32,
-    /// CPU time of the function's processes, seconds.
-    pub(crate) cpu_user: f64,
-    pub(crate) cpu_system: f64,
+    pub processes: u32,
+    /// User CPU time of the function's processes (and the children they waited for), seconds.
+    pub cpu_user: f64,
+    /// System CPU time of the function's processes, seconds.
+    pub cpu_system: f64,
     /// Contrail's own CPU time over the same span, seconds.
-    pub(crate) contrail_cpu: f64,
+    pub contrail_cpu: f64,
     /// RSS of the function's processes at the end, bytes.
-    pub(crate) rss_end: u64,
+    pub rss_end: u64,
     /// Their highest RSS during the invocation, bytes.
-    pub(crate) rss_peak: u64,
+    pub rss_peak: u64,
     /// `true`: the peak is the kernel's (`VmHWM` after a reset); `false`: the highest sample.
-    pub(crate) peak_exact: bool,
-    /// Bytes received and sent by the environment's network namespace (`lo` excluded).
-    pub(crate) net_rx: Option<u64>,
-    pub(crate) net_tx: Option<u64>,
-    pub(crate) fds: u32,
-    pub(crate) threads: u32,
+    pub peak_exact: bool,
+    /// Bytes received by the environment's network namespace (`lo` excluded).
+    pub net_rx: Option<u64>,
+    /// Bytes sent, as `net_rx`.
+    pub net_tx: Option<u64>,
+    /// Open file descriptors of the function's processes at the end.
+    pub fds: u32,
+    /// Their threads at the end.
+    pub threads: u32,
     /// Bytes used on `/tmp` at the end.
-    pub(crate) tmp_used: Option<u64>,
+    pub tmp_used: Option<u64>,
     /// Established TCP connections of the function's processes at the end, by remote port.
-    pub(crate) connections: ByPort,
+    pub connections: ByPort,
     /// Of those, the ones that were not established at the start.
-    pub(crate) opened: ByPort,
+    pub opened: ByPort,
     /// `(unix ns, RSS bytes)` during the invocation, at the sample interval.
-    pub(crate) samples: Vec<(u64, u64)>,
+    pub samples: Vec<(u64, u64)>,
 }
 
 /// What the function's processes had used by init's end (their totals since they started).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct InitUsage {
-    pub(crate) cpu_user: f64,
-    pub(crate) cpu_system: f64,
+pub struct InitUsage {
+    /// User CPU time of the function's processes since they started, seconds.
+    pub cpu_user: f64,
+    /// System CPU time, as `cpu_user`.
+    pub cpu_system: f64,
     /// Contrail's CPU since it started.
-    pub(crate) contrail_cpu: f64,
-    pub(crate) rss: u64,
+    pub contrail_cpu: f64,
+    /// Their RSS at init's end, bytes.
+    pub rss: u64,
     /// The lifetime peak (`VmHWM`) of the processes at init's end.
-    pub(crate) rss_peak: u64,
+    pub rss_peak: u64,
 }
 
 /// One followed process and its files, opened once.
@@ -189,15 +200,21 @@ struct Open {
 
 /// Reads `/proc` at the start and end of each invocation; see the module documentation.
 #[derive(Debug)]
-pub(crate) struct Sampler {
+pub struct Sampler {
     config: EnvironmentConfig,
     self_pid: u32,
+    /// Whose children are the candidates (`None`: Contrail's parent).
+    parent: Option<u32>,
     api: Option<Vec<u8>>,
     page: u64,
     tick: f64,
     procs: Vec<Proc>,
     scanned: bool,
     rescan: bool,
+    /// `/proc/loadavg`, whose last field is the last process id the namespace handed out.
+    loadavg: Option<File>,
+    /// That id when the processes were last looked for.
+    last_pid: Option<u32>,
     net_dev: Option<File>,
     tcp: Vec<File>,
     buf: Vec<u8>,
@@ -212,17 +229,33 @@ static NO_RUNTIME: diag::Once = diag::Once::new();
 static BAD_PROC: diag::Once = diag::Once::new();
 
 impl Sampler {
-    /// Nothing is read until the first invocation starts.
+    /// The sampler of this extension: the runtime is among the children of Contrail's
+    /// parent. Nothing is read until the first invocation starts.
     pub(crate) fn new(config: EnvironmentConfig) -> Sampler {
+        let api = std::env::var_os(crate::config::RUNTIME_API_VAR).map(|v| v.as_bytes().to_vec());
+        Sampler::with_scope(config, None, api)
+    }
+
+    /// A sampler that looks for the runtime among the children of `parent` (Contrail's own
+    /// parent when `None`) whose `AWS_LAMBDA_RUNTIME_API` is `api` (any, when `None`). For
+    /// the benchmark and the tests, which start the runtime themselves.
+    pub fn with_scope(
+        config: EnvironmentConfig,
+        parent: Option<u32>,
+        api: Option<Vec<u8>>,
+    ) -> Sampler {
         Sampler {
             config,
             self_pid: std::process::id(),
-            api: std::env::var_os(crate::config::RUNTIME_API_VAR).map(|v| v.as_bytes().to_vec()),
+            parent,
+            api,
             page: rustix::param::page_size() as u64,
             tick: rustix::param::clock_ticks_per_second().max(1) as f64,
             procs: Vec::new(),
             scanned: false,
             rescan: false,
+            loadavg: None,
+            last_pid: None,
             net_dev: None,
             tcp: Vec::new(),
             buf: Vec::with_capacity(4096),
@@ -233,18 +266,18 @@ impl Sampler {
     }
 
     /// The request being measured.
-    pub(crate) fn open_request(&self) -> Option<&str> {
+    pub fn open_request(&self) -> Option<&str> {
         self.open.as_ref().map(|o| o.request_id.as_str())
     }
 
     /// When the next RSS sample is due (`None` outside invocations).
-    pub(crate) fn sample_due(&self) -> Option<Instant> {
+    pub fn sample_due(&self) -> Option<Instant> {
         self.open.as_ref()?.next_sample
     }
 
     /// An invocation started. Returns the init figures on the first call. An invocation
     /// still open (its end never came) is ended first and returned.
-    pub(crate) fn begin(
+    pub fn begin(
         &mut self,
         request_id: &str,
         now: Instant,
@@ -252,8 +285,10 @@ impl Sampler {
     ) -> (Option<Usage>, Option<InitUsage>) {
         let previous = self.end(now_ns);
         let first = !self.scanned;
-        if first || self.rescan {
+        let last_pid = self.last_pid();
+        if first || self.rescan || last_pid != self.last_pid {
             self.discover();
+            self.last_pid = last_pid;
         }
         let mut init = None;
         let mut cpu = Vec::with_capacity(self.procs.len());
@@ -321,7 +356,7 @@ impl Sampler {
     }
 
     /// Take one RSS sample (called by the worker when [`Sampler::sample_due`] passed).
-    pub(crate) fn sample(&mut self, now: Instant, now_ns: u64) {
+    pub fn sample(&mut self, now: Instant, now_ns: u64) {
         let mut total = 0;
         for p in &self.procs {
             if let Some(pages) = read_text(&p.statm, &mut self.buf).and_then(procfs::parse_statm) {
@@ -345,7 +380,7 @@ impl Sampler {
     }
 
     /// The invocation ended: what it used. `None` when none is open.
-    pub(crate) fn end(&mut self, now_ns: u64) -> Option<Usage> {
+    pub fn end(&mut self, now_ns: u64) -> Option<Usage> {
         let open = self.open.take()?;
         let _ = now_ns;
         let mut usage = Usage {
@@ -417,6 +452,16 @@ impl Sampler {
         Some(usage)
     }
 
+    /// The last process id handed out in this PID namespace (`/proc/loadavg`): when it moved,
+    /// a process or thread was started since the last look.
+    fn last_pid(&mut self) -> Option<u32> {
+        if self.loadavg.is_none() {
+            self.loadavg = File::open(Path::new(PROC).join("loadavg")).ok();
+        }
+        let text = read_text(self.loadavg.as_ref()?, &mut self.buf)?;
+        procfs::parse_loadavg_last_pid(text)
+    }
+
     fn note_unreadable(&mut self, n: u64) {
         self.unreadable += n;
         BAD_PROC.warn(format_args!(
@@ -428,13 +473,14 @@ impl Sampler {
     fn discover(&mut self) {
         self.scanned = true;
         self.rescan = false;
-        self.procs.clear();
+        let mut known = std::mem::take(&mut self.procs);
         let proc = Path::new(PROC);
-        let Some(parent) = read_file(&proc.join("self/stat"))
-            .as_deref()
-            .and_then(|t| procfs::parse_stat(&String::from_utf8_lossy(t)))
-            .map(|s| s.ppid)
-        else {
+        let Some(parent) = self.parent.or_else(|| {
+            read_file(&proc.join("self/stat"))
+                .as_deref()
+                .and_then(|t| procfs::parse_stat(&String::from_utf8_lossy(t)))
+                .map(|s| s.ppid)
+        }) else {
             return;
         };
         let mut roots = Vec::new();
@@ -454,7 +500,15 @@ impl Sampler {
             if self.procs.len() >= MAX_PROCESSES {
                 break;
             }
-            if let Some(p) = open_proc(pid) {
+            if queue.get(..i - 1).is_some_and(|seen| seen.contains(&pid)) {
+                continue;
+            }
+            // A process still followed keeps its open files.
+            let p = match known.iter().position(|p| p.pid == pid) {
+                Some(at) => Some(known.swap_remove(at)),
+                None => open_proc(pid),
+            };
+            if let Some(p) = p {
                 self.procs.push(p);
                 self.children_of(pid, &mut queue);
             }

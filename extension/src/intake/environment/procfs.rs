@@ -199,8 +199,19 @@ pub(crate) fn parse_children(text: &str, out: &mut Vec<u32>) -> u32 {
     bad
 }
 
+/// The last field of `/proc/loadavg` (`0.10 0.20 0.30 1/234 5678`): the last process id handed
+/// out in the reader's PID namespace.
+pub(crate) fn parse_loadavg_last_pid(text: &str) -> Option<u32> {
+    let mut fields = text.split_ascii_whitespace();
+    let running = fields.nth(3)?;
+    if !running.contains('/') {
+        return None;
+    }
+    fields.next()?.parse().ok()
+}
+
 /// Established connections counted by remote port.
-pub(crate) type ByPort = BTreeMap<u16, u32>;
+pub type ByPort = BTreeMap<u16, u32>;
 
 #[cfg(test)]
 mod tests;

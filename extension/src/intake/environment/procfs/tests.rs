@@ -121,3 +121,14 @@ fn children_skip_bad_ids() {
     assert_eq!(parse_children("12 13 x 15 \n", &mut out), 1);
     assert_eq!(out, vec![12, 13, 15]);
 }
+
+#[test]
+fn loadavg_gives_the_last_pid() {
+    assert_eq!(
+        parse_loadavg_last_pid("0.52 0.58 0.59 2/1234 56789\n"),
+        Some(56789)
+    );
+    assert_eq!(parse_loadavg_last_pid("0.52 0.58 0.59 2/1234\n"), None);
+    assert_eq!(parse_loadavg_last_pid("0.52 0.58 0.59 21234 56789\n"), None);
+    assert_eq!(parse_loadavg_last_pid(""), None);
+}
