@@ -221,9 +221,16 @@ pub struct Sampler {
     open: Option<Open>,
     /// The established sockets of the function at the end of the previous invocation.
     last_sockets: Option<HashSet<u64>>,
+    /// The last reading of the TCP tables: the function's sockets then, and which of them
+    /// were established (inode, remote port).
+    table: Option<TcpReading>,
     /// Lines or files that could not be read, for Contrail's own diagnostics.
     unreadable: u64,
 }
+
+/// The function's sockets at a reading of the TCP tables, and those of them that were
+/// established: (inode, remote port).
+type TcpReading = (HashSet<u64>, Vec<(u64, u16)>);
 
 static NO_RUNTIME: diag::Once = diag::Once::new();
 static BAD_PROC: diag::Once = diag::Once::new();
@@ -261,6 +268,7 @@ impl Sampler {
             buf: Vec::with_capacity(4096),
             open: None,
             last_sockets: None,
+            table: None,
             unreadable: 0,
         }
     }
@@ -596,23 +604,40 @@ impl Sampler {
     }
 
     /// The established connections whose socket is in `sockets`: `each(inode, remote port)`.
+    ///
+    /// The kernel walks its whole connection hash table for each read of `/proc/net/tcp`
+    /// (milliseconds on a large host), so the tables are read only when the function's sockets
+    /// are not the ones of the last reading; otherwise that reading's answer stands.
     fn established(&mut self, sockets: &HashSet<u64>, mut each: impl FnMut(u64, u16)) {
         if sockets.is_empty() {
             return;
         }
-        let mut bad = 0;
-        for f in &self.tcp {
-            if read_all(f, &mut self.buf, MAX_TABLE_BYTES).is_err() {
-                continue;
-            }
-            bad += procfs::parse_tcp(&String::from_utf8_lossy(&self.buf), |c| {
-                if sockets.contains(&c.inode) {
-                    each(c.inode, c.remote_port);
+        if self
+            .table
+            .as_ref()
+            .is_none_or(|(known, _)| known != sockets)
+        {
+            let mut found = Vec::new();
+            let mut bad = 0;
+            for f in &self.tcp {
+                if read_all(f, &mut self.buf, MAX_TABLE_BYTES).is_err() {
+                    continue;
                 }
-            });
+                bad += procfs::parse_tcp(&String::from_utf8_lossy(&self.buf), |c| {
+                    if sockets.contains(&c.inode) {
+                        found.push((c.inode, c.remote_port));
+                    }
+                });
+            }
+            if bad > 0 {
+                self.note_unreadable(bad.into());
+            }
+            self.table = Some((sockets.clone(), found));
         }
-        if bad > 0 {
-            self.note_unreadable(bad.into());
+        if let Some((_, found)) = &self.table {
+            for (inode, port) in found {
+                each(*inode, *port);
+            }
         }
     }
 }
@@ -648,21 +673,25 @@ fn read_file(path: &Path) -> Option<Vec<u8>> {
     std::fs::read(path).ok()
 }
 
-/// Read a whole `/proc` file from offset 0 into `buf` (at most `max` bytes).
+/// Read a whole `/proc` file from offset 0 into `buf` (at most `max` bytes). Until a read
+/// returns nothing: the network tables answer a page at a time, so a short read is not the end.
 fn read_all(f: &File, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
     buf.clear();
     let mut off = 0;
+    let mut chunk = 16 * 1024;
     loop {
-        if buf.len() + 4096 > max {
+        let want = chunk.min(max.saturating_sub(off));
+        if want == 0 {
             return Ok(());
         }
-        buf.resize(off + 4096, 0);
+        buf.resize(off + want, 0);
         let n = f.read_at(buf.get_mut(off..).unwrap_or_default(), off as u64)?;
         off += n;
         buf.truncate(off);
         if n == 0 {
             return Ok(());
         }
+        chunk = (chunk * 2).min(256 * 1024);
     }
 }
 
