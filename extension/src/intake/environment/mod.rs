@@ -177,6 +177,35 @@ struct Proc {
     stat: File,
     statm: File,
     status: File,
+    /// `/proc/PID/fd`, opened once: its entries are listed again (rewound) at each walk and
+    /// their links read relative to it.
+    fd_dir: Option<FdDir>,
+}
+
+/// An open `/proc/PID/fd` and its entry reader.
+struct FdDir {
+    fd: rustix::fd::OwnedFd,
+    entries: rustix::fs::Dir,
+}
+
+impl std::fmt::Debug for FdDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FdDir")
+    }
+}
+
+impl FdDir {
+    fn open(pid: u32) -> Option<FdDir> {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            format!("{PROC}/{pid}/fd"),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        let entries = rustix::fs::Dir::read_from(&fd).ok()?;
+        Some(FdDir { fd, entries })
+    }
 }
 
 /// The readings at the start of an invocation.
@@ -586,17 +615,29 @@ impl Sampler {
     /// have in all.
     fn function_sockets(&mut self, out: &mut HashSet<u64>) -> u32 {
         let mut fds = 0;
-        for p in &self.procs {
-            let dir = format!("{PROC}/{}/fd", p.pid);
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+        let mut link = Vec::with_capacity(64);
+        for p in &mut self.procs {
+            let Some(dir) = p.fd_dir.as_mut() else {
                 continue;
             };
-            for entry in entries.flatten().take(MAX_FDS) {
+            dir.entries.rewind();
+            let mut seen = 0;
+            while let Some(Ok(entry)) = dir.entries.next() {
+                let name = entry.file_name();
+                if name.to_bytes().first() == Some(&b'.') {
+                    continue;
+                }
+                seen += 1;
+                if seen > MAX_FDS {
+                    break;
+                }
                 fds += 1;
-                if let Ok(link) = std::fs::read_link(entry.path())
-                    && let Some(inode) = procfs::socket_inode(link.as_os_str().as_bytes())
+                if let Ok(target) = rustix::fs::readlinkat(&dir.fd, name, std::mem::take(&mut link))
                 {
-                    out.insert(inode);
+                    if let Some(inode) = procfs::socket_inode(target.as_bytes()) {
+                        out.insert(inode);
+                    }
+                    link = target.into_bytes();
                 }
             }
         }
@@ -649,6 +690,7 @@ fn open_proc(pid: u32) -> Option<Proc> {
         stat: File::open(format!("{base}/stat")).ok()?,
         statm: File::open(format!("{base}/statm")).ok()?,
         status: File::open(format!("{base}/status")).ok()?,
+        fd_dir: FdDir::open(pid),
     })
 }
 
@@ -695,8 +737,17 @@ fn read_all(f: &File, buf: &mut Vec<u8>, max: usize) -> io::Result<()> {
     }
 }
 
+/// A file of one record (`stat`, `statm`, `status`, `loadavg`): the kernel writes it whole
+/// into one read that is large enough, so a read that did not fill the buffer is all of it.
 fn read_text<'a>(f: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
-    read_all(f, buf, 64 * 1024).ok()?;
+    const ONE_READ: usize = 4096;
+    buf.clear();
+    buf.resize(ONE_READ, 0);
+    let n = f.read_at(buf, 0).ok()?;
+    buf.truncate(n);
+    if n == ONE_READ {
+        read_all(f, buf, 64 * 1024).ok()?;
+    }
     if buf.is_empty() {
         // A process that has exited reads as empty.
         return None;
