@@ -103,10 +103,9 @@ pub(super) fn usage_attributes(
         established.into(),
     ));
     attributes.push(kv_u64("aws.lambda.connections.opened", opened.into()));
-    let end = usage.samples.last().map_or(0, |(t, _)| *t);
     for (port, n) in &usage.connections {
         events.push(SpanEvent {
-            time_unix_nano: end,
+            time_unix_nano: usage.end_ns,
             name: "aws.lambda.connections".to_owned(),
             attributes: vec![
                 kv_int("server.port", i64::from(*port)),

@@ -153,6 +153,8 @@ pub struct Usage {
     pub opened: ByPort,
     /// `(unix ns, RSS bytes)` during the invocation, at the sample interval.
     pub samples: Vec<(u64, u64)>,
+    /// When the end was read, unix ns.
+    pub end_ns: u64,
 }
 
 /// What the function's processes had used by init's end (their totals since they started).
@@ -419,9 +421,9 @@ impl Sampler {
     /// The invocation ended: what it used. `None` when none is open.
     pub fn end(&mut self, now_ns: u64) -> Option<Usage> {
         let open = self.open.take()?;
-        let _ = now_ns;
         let mut usage = Usage {
             request_id: open.request_id,
+            end_ns: now_ns,
             samples: open.samples,
             peak_exact: open.peak_reset,
             ..Usage::default()

@@ -22,6 +22,7 @@ fn usage() -> Usage {
         connections: [(443, 1), (5432, 3)].into_iter().collect(),
         opened: [(5432, 2)].into_iter().collect(),
         samples: vec![(NOW + 1, 50 << 20), (NOW + 2, 90 << 20)],
+        end_ns: NOW + 3,
     }
 }
 
@@ -103,6 +104,13 @@ fn readings_become_attributes_and_events_of_the_invocation_span() {
         })
         .collect();
     assert_eq!(ports, vec![(443, 1, 0), (5432, 3, 2)]);
+    assert!(
+        s.events
+            .iter()
+            .filter(|e| e.name == "aws.lambda.connections")
+            .all(|e| e.time_unix_nano == NOW + 3),
+        "the connections are as of the end"
+    );
 }
 
 #[test]
