@@ -412,10 +412,14 @@ impl Sampler {
                 keep = !keep;
                 keep
             });
-            open.interval = open.interval.saturating_mul(2);
+            open.interval = open
+                .interval
+                .saturating_mul(2)
+                .min(Duration::from_millis(MAX_SAMPLE_INTERVAL_MS));
         }
         open.samples.push((now_ns, total));
-        open.next_sample = Some(now + open.interval);
+        // No timer when the instant cannot be represented (it would never come anyway).
+        open.next_sample = now.checked_add(open.interval);
     }
 
     /// The invocation ended: what it used. `None` when none is open.

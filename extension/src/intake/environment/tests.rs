@@ -54,3 +54,19 @@ fn samples_are_bounded_and_cover_the_whole_invocation() {
     );
     assert!(s.end(2).is_none());
 }
+
+#[test]
+fn the_doubling_interval_stays_bounded_however_many_samples() {
+    let mut s = Sampler::new(EnvironmentConfig {
+        sample_interval: Some(Duration::from_millis(1)),
+    });
+    s.scanned = true;
+    let start = Instant::now();
+    let _ = s.begin("r", start, 0);
+    for i in 0..20_000u64 {
+        s.sample(start, i);
+    }
+    let due = s.sample_due().expect("still armed");
+    assert!(due <= start + Duration::from_millis(MAX_SAMPLE_INTERVAL_MS));
+    assert!(s.end(1).expect("open").samples.len() <= MAX_SAMPLES);
+}
