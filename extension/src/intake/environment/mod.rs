@@ -1,6 +1,6 @@
 //! What the execution environment's processes use, read from `/proc`: CPU time, memory,
 //! network bytes, file descriptors, threads, `/tmp` and outbound TCP connections, per
-//! invocation. The decisions and their cost: `docs/adr/0014-proc-readings.md`.
+//! invocation. The decisions and their cost: `docs/adr/0016-proc-readings.md`.
 //!
 //! # Which processes are the function's
 //!
