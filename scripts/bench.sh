@@ -17,6 +17,13 @@ cargo build --release -p contrail -p contrail-sim -p contrail-sample-rust -p con
 
 step "hot paths (criterion, short runs)"
 cargo bench -p contrail --bench pipeline -- --quick
+# The /proc readings in a PID namespace of their own, as on Lambda (needs root; without it, in
+# the host's, where some iterations look for the processes again).
+if unshare --pid --fork --mount-proc true 2>/dev/null; then
+  unshare --pid --fork --mount-proc cargo bench -p contrail --bench environment -- --quick
+else
+  cargo bench -p contrail --bench environment -- --quick
+fi
 
 # The whole-process runs measure the binary users run, the layer's static musl build, when it
 # can be built here (cargo-lambda and zig, see scripts/install-test-deps.sh); otherwise the

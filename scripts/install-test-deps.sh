@@ -10,8 +10,9 @@ mkdir -p "$tools"
 log() { printf '[install] %s\n' "$*" >&2; }
 
 # Debian packages: native build of the Node runtime client, qemu for the arm64 smoke test,
-# openssl for the test certificates of the https export test.
-apt_pkgs=(autoconf automake libtool cmake g++ make unzip zip qemu-user-static binutils openssl)
+# openssl for the test certificates of the https export test, PostgreSQL for the connection
+# counts of tests/tests/resources.rs.
+apt_pkgs=(autoconf automake libtool cmake g++ make unzip zip qemu-user-static binutils openssl postgresql)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

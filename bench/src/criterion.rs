@@ -1,5 +1,5 @@
 //! The hot-path figures criterion left in `target/criterion` (`cargo bench -p contrail --bench
-//! pipeline`), as throughput in records per second.
+//! pipeline`, `--bench environment`), as throughput in records per second.
 
 use std::path::Path;
 
@@ -11,6 +11,8 @@ use crate::report::{Results, Row};
 const RECORDS_PER_S: f64 = 100_000.0;
 /// The budget on signing one export request with SigV4 (its body's hash included), one core.
 const SIGN_NS: f64 = 20_000.0;
+/// The budget on the `/proc` readings of one invocation, the processes known (issue 13).
+const ENVIRONMENT_NS: f64 = 20_000.0;
 
 /// Throughput figures criterion left in `target/criterion`.
 pub(crate) struct CriterionRow {
@@ -24,7 +26,13 @@ pub(crate) struct CriterionRow {
 pub(crate) fn read(root: &Path, results: &mut Results) -> Result<Vec<CriterionRow>> {
     let base = root.join("target/criterion");
     let mut rows = Vec::new();
-    let groups = ["telemetry_text", "telemetry_json", "receiver", "sigv4"];
+    let groups = [
+        "telemetry_text",
+        "telemetry_json",
+        "receiver",
+        "sigv4",
+        "environment",
+    ];
     for group in groups {
         let Ok(entries) = std::fs::read_dir(base.join(group)) else {
             continue;
@@ -71,6 +79,30 @@ pub(crate) fn read(root: &Path, results: &mut Results) -> Result<Vec<CriterionRo
             "≤ 20 µs",
             Some(r.median_ns <= SIGN_NS),
         ));
+    }
+    if let Some(r) = rows.iter().find(|r| r.id == "environment/invocation") {
+        results.rows.push(Row::new(
+            "`/proc` readings of one invocation, start and end, processes known, one core (`environment/invocation`, `cargo bench -p contrail --bench environment`)",
+            format!("{:.1} µs", r.median_ns / 1000.0),
+            "≤ 20 µs",
+            Some(r.median_ns <= ENVIRONMENT_NS),
+        ));
+    }
+    for (id, what) in [
+        (
+            "environment/first_invocation",
+            "`/proc` readings of an invocation that looks for the processes (the first; every one in the emulator)",
+        ),
+        ("environment/sample", "one RSS sample during an invocation"),
+    ] {
+        if let Some(r) = rows.iter().find(|r| r.id == id) {
+            results.rows.push(Row::new(
+                format!("{what} (`{id}`)"),
+                format!("{:.1} µs", r.median_ns / 1000.0),
+                "—",
+                None,
+            ));
+        }
     }
     if rows.is_empty() {
         results.notes.push(

@@ -50,6 +50,7 @@
 //! | the request line, `Host` and headers of an export | `export/request.rs` |
 //! | SigV4, credentials, AWS endpoint limits and refusals, secrets from Secrets Manager/SSM | `export/aws/` |
 //! | connections and TLS | `export/conn.rs` |
+//! | what is read from `/proc` of the function's processes (CPU, memory, connections), and which processes are the function's | `intake/environment/` (`procfs.rs` parses, `mod.rs` discovers and reads); its span attributes and metrics in `mapping/usage.rs` |
 //! | when to flush | `lifecycle/policy.rs` (pure; its variables too) |
 //! | what happens after an internal failure | `lifecycle/degrade.rs` |
 //! | a drop reason or a self-telemetry metric | `diag/stats.rs`, `export/self_telemetry.rs` |
@@ -93,6 +94,7 @@ pub use export::{
     Batch, Buffer, Chunks, Compression, DEFAULT_BUFFER_MAX_BYTES, EncodeError, MAX_REQUEST_BYTES,
     Protocol, encode_entries,
 };
+pub use intake::environment::{ByPort, EnvironmentConfig, InitUsage, Sampler, Usage};
 pub use intake::receiver::merge_resource;
 pub use intake::telemetry::{DecodedBatch, FieldDrops, TelemetryRecord, decode_batch};
 pub use mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from order import handle_order
+from resources import use_resources
 
 # Where Contrail's receiver listens: the same variable Contrail reads, so both agree. The
 # exporters name it explicitly because OTEL_EXPORTER_OTLP_ENDPOINT, when set (as the emulator's
@@ -52,7 +53,9 @@ def handler(event, context):
     # The X-Ray header of this invocation (awslambdaric sets _X_AMZN_TRACE_ID per invocation).
     token = otel_context.attach(propagator.extract({}))
     try:
-        return handle_order(tracer, orders, event, context.aws_request_id)
+        done = use_resources(event, context.aws_request_id)
+        result = handle_order(tracer, orders, event, context.aws_request_id)
+        return {**result, **done} if done else result
     finally:
         otel_context.detach(token)
         # Export this invocation's spans and metrics now, before the environment can freeze.

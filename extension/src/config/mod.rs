@@ -24,6 +24,7 @@
 //! | `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*` of the function | `mapping::resource` |
 //! | `OTEL_EXPORTER_OTLP_*` (and `CONTRAIL_EXPORTER_OTLP_*`), `CONTRAIL_BUFFER_MAX_BYTES` | `export::config` |
 //! | `CONTRAIL_FLUSH`, `CONTRAIL_FLUSH_INTERVAL_MS`, `CONTRAIL_FLUSH_BUDGET_MS` | `lifecycle::policy` |
+//! | `CONTRAIL_RSS_SAMPLE_INTERVAL_MS` | `intake::environment` |
 //!
 //! The rule: a value Lambda itself would refuse, or one that changes what is collected, is fatal
 //! (failing the init with a message naming the variable is clearer than running differently
@@ -37,6 +38,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use crate::config::env::{ConfigError, Env, non_empty};
 use crate::diag::Level;
 use crate::export::config::ExportConfig;
+use crate::intake::environment::EnvironmentConfig;
 use crate::intake::receiver::ReceiverConfig;
 use crate::intake::telemetry::subscription::{SchemaVersion, TelemetryConfig};
 use crate::lambda_api::{EventType, ExtensionName, RuntimeApi};
@@ -147,6 +149,8 @@ pub(crate) struct Settings {
     pub(crate) export: ExportConfig,
     /// When to flush.
     pub(crate) flush: FlushSettings,
+    /// What is read from `/proc` of the environment's processes.
+    pub(crate) environment: EnvironmentConfig,
     /// The function's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `AWS_*`).
     pub(crate) resource: Resource,
 }
@@ -182,7 +186,18 @@ impl Settings {
         let flush = FlushSettings::from_env(env)
             .map_err(|e| errors.extend(e))
             .ok();
-        match (telemetry, receiver, mapping, export, flush, resource) {
+        let environment = EnvironmentConfig::from_env(env)
+            .map_err(|e| errors.extend(e))
+            .ok();
+        match (
+            telemetry,
+            receiver,
+            mapping,
+            export,
+            flush,
+            resource,
+            environment,
+        ) {
             (
                 Some(telemetry),
                 Some(receiver),
@@ -190,6 +205,7 @@ impl Settings {
                 Some(export),
                 Some(flush),
                 Some(resource),
+                Some(environment),
             ) if errors.is_empty() => Ok(Parsed {
                 warnings,
                 value: Settings {
@@ -199,6 +215,7 @@ impl Settings {
                     mapping,
                     export,
                     flush,
+                    environment,
                     resource,
                 },
             }),

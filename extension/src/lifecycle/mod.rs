@@ -369,6 +369,8 @@ impl Lifecycle {
         if self.platform_telemetry {
             self.note_runtime_done(seen_at.is_some(), timed_out, runtime_done);
         }
+        // Ends the invocation's /proc readings if runtimeDone did not.
+        self.worker.idle()?;
         Ok(())
     }
 

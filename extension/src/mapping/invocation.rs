@@ -37,6 +37,8 @@ pub(super) struct Invocation {
     /// Status already counted in faas.invocations / errors / timeouts.
     pub(super) counted: bool,
     pub(super) held: Vec<LogRecord>,
+    /// What the environment's processes used (`intake::environment`).
+    pub(super) usage: Option<Box<crate::intake::environment::Usage>>,
 }
 
 impl Invocation {
@@ -57,6 +59,7 @@ impl Invocation {
             span_emitted: false,
             counted: false,
             held: Vec::new(),
+            usage: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::config::Temporality;
+use super::otlp::{kv_int, kv_str};
 
 /// `faas.invoke_duration` boundaries from the conventions, extended to Lambda's 15-minute limit.
 const DURATION_S: &[f64] = &[
@@ -96,7 +97,46 @@ pub(super) enum MetricId {
     EnvironmentInvocations,
     IdleGap,
     UnusedInit,
+    CpuUser,
+    CpuSystem,
+    ContrailCpu,
+    MemoryPeak,
+    NetReceive,
+    NetTransmit,
+    TmpUsage,
+    ConnectionsOpened,
 }
+
+/// The one attribute of a series whose instrument shares its name with others (the series of
+/// one metric, next to each other in [`INSTRUMENTS`]).
+fn series_attribute(id: MetricId) -> Option<(&'static str, &'static str)> {
+    match id {
+        MetricId::CpuUser => Some(("cpu.mode", "user")),
+        MetricId::CpuSystem => Some(("cpu.mode", "system")),
+        MetricId::NetReceive => Some(("network.io.direction", "receive")),
+        MetricId::NetTransmit => Some(("network.io.direction", "transmit")),
+        _ => None,
+    }
+}
+
+/// CPU time per invocation: a millisecond to minutes.
+const CPU_S: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+];
+/// Network bytes per invocation.
+const NET_BYTES: &[f64] = &[
+    0.0,
+    1024.0,
+    16.0 * 1024.0,
+    256.0 * 1024.0,
+    MIB,
+    16.0 * MIB,
+    256.0 * MIB,
+    1024.0 * MIB,
+];
+/// Remote ports followed by `aws.lambda.connections`, at most; connections to others are
+/// counted under port 0.
+pub(super) const MAX_PORTS: usize = 32;
 
 enum Kind {
     Counter,
@@ -274,7 +314,68 @@ const INSTRUMENTS: &[Instrument] = &[
         description: "Execution environments shut down without running an invocation.",
         kind: Kind::Counter,
     },
+    Instrument {
+        id: MetricId::CpuUser,
+        name: "faas.cpu_usage",
+        unit: "s",
+        description: "CPU time of the function's processes per invocation, by cpu.mode (/proc).",
+        kind: Kind::Histogram(CPU_S),
+    },
+    Instrument {
+        id: MetricId::CpuSystem,
+        name: "faas.cpu_usage",
+        unit: "s",
+        description: "CPU time of the function's processes per invocation, by cpu.mode (/proc).",
+        kind: Kind::Histogram(CPU_S),
+    },
+    Instrument {
+        id: MetricId::ContrailCpu,
+        name: "aws.lambda.contrail.cpu_usage",
+        unit: "s",
+        description: "Contrail's own CPU time per invocation.",
+        kind: Kind::Histogram(OVERHEAD_S),
+    },
+    Instrument {
+        id: MetricId::MemoryPeak,
+        name: "aws.lambda.function.memory.peak",
+        unit: "By",
+        description: "Highest RSS of the function's processes during each invocation (/proc).",
+        kind: Kind::Histogram(MEMORY_BYTES),
+    },
+    Instrument {
+        id: MetricId::NetReceive,
+        name: "faas.net_io",
+        unit: "By",
+        description: "Network bytes of the environment per invocation, lo excluded, by network.io.direction.",
+        kind: Kind::Histogram(NET_BYTES),
+    },
+    Instrument {
+        id: MetricId::NetTransmit,
+        name: "faas.net_io",
+        unit: "By",
+        description: "Network bytes of the environment per invocation, lo excluded, by network.io.direction.",
+        kind: Kind::Histogram(NET_BYTES),
+    },
+    Instrument {
+        id: MetricId::TmpUsage,
+        name: "aws.lambda.tmp.usage",
+        unit: "By",
+        description: "Bytes used on /tmp at the end of the last invocation.",
+        kind: Kind::Gauge,
+    },
+    Instrument {
+        id: MetricId::ConnectionsOpened,
+        name: "aws.lambda.connections.opened",
+        unit: "{connection}",
+        description: "TCP connections the function's processes opened during invocations (still established at their end).",
+        kind: Kind::Counter,
+    },
 ];
+
+/// `aws.lambda.connections`: established TCP connections of the function's processes at the
+/// end of the last invocation, one series per remote port (`server.port`).
+const CONNECTIONS_NAME: &str = "aws.lambda.connections";
+const CONNECTIONS_DESCRIPTION: &str = "Established TCP connections of the function's processes at the end of the last invocation, by remote port (server.port; 0: any other port once 32 are followed).";
 
 #[derive(Debug, Clone, Default)]
 struct Series {
@@ -296,6 +397,10 @@ pub(super) struct MetricStore {
     temporality: Temporality,
     series: Vec<Series>,
     last_collect_ns: Option<u64>,
+    /// `aws.lambda.connections`: per remote port, the count and its time; a port seen once
+    /// stays (at 0 when no connection to it is left), at most [`MAX_PORTS`].
+    ports: std::collections::BTreeMap<u16, (u64, u64)>,
+    ports_dirty: bool,
 }
 
 impl MetricStore {
@@ -313,7 +418,32 @@ impl MetricStore {
                 })
                 .collect(),
             last_collect_ns: None,
+            ports: std::collections::BTreeMap::new(),
+            ports_dirty: false,
         }
+    }
+
+    /// The established connections at the end of an invocation, by remote port.
+    pub(super) fn record_connections(
+        &mut self,
+        by_port: &std::collections::BTreeMap<u16, u32>,
+        time_ns: u64,
+    ) {
+        for (count, _) in self.ports.values_mut() {
+            *count = 0;
+        }
+        for (port, n) in by_port {
+            let port = if self.ports.contains_key(port) || self.ports.len() < MAX_PORTS {
+                *port
+            } else {
+                0
+            };
+            self.ports.entry(port).or_default().0 += u64::from(*n);
+        }
+        for (_, t) in self.ports.values_mut() {
+            *t = time_ns;
+        }
+        self.ports_dirty = true;
     }
 
     fn series(&mut self, id: MetricId) -> Option<(&Instrument, &mut Series)> {
@@ -363,7 +493,7 @@ impl MetricStore {
             AggregationTemporality::Cumulative
         } as i32;
         let previous = self.last_collect_ns;
-        let mut out = Vec::new();
+        let mut out: Vec<Metric> = Vec::new();
         for (instrument, s) in INSTRUMENTS.iter().zip(self.series.iter_mut()) {
             let Some(first_ns) = s.first_ns else {
                 continue;
@@ -409,13 +539,23 @@ impl MetricStore {
                     aggregation_temporality: temporality,
                 }),
             };
-            out.push(Metric {
-                name: instrument.name.to_owned(),
-                description: instrument.description.to_owned(),
-                unit: instrument.unit.to_owned(),
-                data: Some(data),
-                ..Default::default()
-            });
+            let data = with_attribute(data, series_attribute(instrument.id));
+            match out.last_mut() {
+                // A series of the metric just pushed (same name): one more data point.
+                Some(last)
+                    if series_attribute(instrument.id).is_some()
+                        && last.name == instrument.name =>
+                {
+                    merge_points(last, data);
+                }
+                _ => out.push(Metric {
+                    name: instrument.name.to_owned(),
+                    description: instrument.description.to_owned(),
+                    unit: instrument.unit.to_owned(),
+                    data: Some(data),
+                    ..Default::default()
+                }),
+            }
             s.dirty = false;
             if delta {
                 let buckets = std::mem::take(&mut s.buckets);
@@ -425,8 +565,66 @@ impl MetricStore {
                 };
             }
         }
+        if !self.ports.is_empty() && (self.ports_dirty || !delta) {
+            out.push(Metric {
+                name: CONNECTIONS_NAME.to_owned(),
+                description: CONNECTIONS_DESCRIPTION.to_owned(),
+                unit: "{connection}".to_owned(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: self
+                        .ports
+                        .iter()
+                        .map(|(port, (count, t))| NumberDataPoint {
+                            attributes: vec![kv_int("server.port", i64::from(*port))],
+                            time_unix_nano: *t,
+                            value: Some(number_data_point::Value::AsInt(*count as i64)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                })),
+                ..Default::default()
+            });
+            self.ports_dirty = false;
+        }
         self.last_collect_ns = Some(now_ns);
         out
+    }
+}
+
+/// Give every data point of `data` the series' attribute.
+fn with_attribute(mut data: metric::Data, attr: Option<(&str, &str)>) -> metric::Data {
+    let Some((key, value)) = attr else {
+        return data;
+    };
+    match &mut data {
+        metric::Data::Sum(s) => s
+            .data_points
+            .iter_mut()
+            .for_each(|p| p.attributes.push(kv_str(key, value))),
+        metric::Data::Gauge(g) => g
+            .data_points
+            .iter_mut()
+            .for_each(|p| p.attributes.push(kv_str(key, value))),
+        metric::Data::Histogram(h) => h
+            .data_points
+            .iter_mut()
+            .for_each(|p| p.attributes.push(kv_str(key, value))),
+        _ => {}
+    }
+    data
+}
+
+/// Append the data points of `data` to `metric` (both of the same kind).
+fn merge_points(metric: &mut Metric, data: metric::Data) {
+    match (&mut metric.data, data) {
+        (Some(metric::Data::Sum(a)), metric::Data::Sum(b)) => a.data_points.extend(b.data_points),
+        (Some(metric::Data::Gauge(a)), metric::Data::Gauge(b)) => {
+            a.data_points.extend(b.data_points)
+        }
+        (Some(metric::Data::Histogram(a)), metric::Data::Histogram(b)) => {
+            a.data_points.extend(b.data_points)
+        }
+        _ => {}
     }
 }
 

@@ -22,6 +22,7 @@
 //! | `cost.rs`, `prices.rs` | estimated cost (pure), its variables, Lambda's list prices (shared with `contrail-sim tune`) |
 //! | `utilization.rs` | busy time ÷ lifetime of the environment, idle gaps, unused init (pure) |
 //! | `cold_start.rs` | the children of the init span: Contrail, the runtime and the function's init, the wait for extensions (pure) |
+//! | `usage.rs` | what the environment's processes used (`intake::environment`): span attributes, events, metrics |
 //! | `otlp.rs` | OTLP value builders, severities, the one hash |
 //! | `config.rs`, `resource.rs`, `xray.rs` | variables, the Lambda resource, the X-Ray header and ids |
 //!
@@ -54,6 +55,7 @@ mod prices;
 pub(crate) mod resource;
 mod spans;
 mod utilization;
+mod usage;
 pub(crate) mod xray;
 
 use std::collections::{HashMap, VecDeque};
@@ -136,6 +138,8 @@ pub struct Mapper {
     own_init: Option<(OwnInit, bool)>,
     /// The restore's cost was recorded.
     restore_costed: bool,
+    /// What the processes used by init's end, for the init span.
+    init_usage: Option<crate::intake::environment::InitUsage>,
 }
 
 impl Mapper {
@@ -192,6 +196,7 @@ impl Mapper {
             utilization: Utilization::default(),
             own_init: None,
             restore_costed: false,
+            init_usage: None,
         }
     }
 

@@ -265,6 +265,9 @@ impl Mapper {
         if phase.snapshot {
             attributes.push(kv_bool("aws.lambda.snapstart.snapshot", true));
         }
+        if let (PhaseKind::Init, Some(usage)) = (kind, &self.init_usage) {
+            super::usage::init_attributes(usage, &mut attributes);
+        }
         // The report's status wins; the runtime's is the fallback.
         let runtime_end = phase.runtime_done.as_ref();
         let status_text = end_info

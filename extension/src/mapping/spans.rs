@@ -100,6 +100,10 @@ impl Mapper {
         if let Some(xray) = inv.xray_link {
             links.push(link(&xray, vec![kv_str("aws.lambda.link", "xray")]));
         }
+        let mut events = Vec::new();
+        if let Some(usage) = &inv.usage {
+            super::usage::usage_attributes(usage, &mut attributes, &mut events);
+        }
         let mut children = Vec::new();
         if let Some((_, d)) = runtime_done {
             for span in &d.spans {
@@ -114,6 +118,7 @@ impl Mapper {
             start_time_unix_nano: start,
             end_time_unix_nano: end,
             attributes,
+            events,
             links,
             status,
             ..Default::default()

@@ -18,6 +18,7 @@ use crate::diag::{DropReason, Stats};
 use crate::export::FlushOutcome;
 use crate::export::cut::Cut;
 use crate::export::delivery::Delivery;
+use crate::intake::environment::Sampler;
 use crate::intake::receiver;
 use crate::intake::telemetry::event::{Event, TelemetryRecord};
 use crate::lambda_api::{InvokeEvent, Registration};
@@ -35,6 +36,8 @@ pub(crate) struct Pipeline {
     /// The export buffer's bound, in bytes (`CONTRAIL_BUFFER_MAX_BYTES`).
     buffer_max_bytes: usize,
     stats: Arc<Stats>,
+    /// `/proc` readings of the environment's processes per invocation.
+    sampler: Option<Sampler>,
 }
 
 /// Bytes a resource's entry adds beyond its message: the field's tag and length prefix.
@@ -73,12 +76,15 @@ impl Pipeline {
         );
         delivery.set_resource(resource.clone());
         delivery.set_flush_budget(settings.flush.budget);
+        // On Managed Instances no INVOKE comes, so it never reads anything.
+        let sampler = Some(Sampler::new(settings.environment.clone()));
         Pipeline {
             mapper,
             delivery,
             resource,
             buffer_max_bytes: settings.export.buffer_max_bytes,
             stats,
+            sampler,
         }
     }
 }
@@ -92,6 +98,16 @@ pub(crate) fn now_unix_nano() -> u64 {
 
 impl Stages for Pipeline {
     fn invoke(&mut self, event: &InvokeEvent) {
+        if let Some(sampler) = self.sampler.as_mut() {
+            let now_ns = now_unix_nano();
+            let (previous, init) = sampler.begin(&event.request_id, Instant::now(), now_ns);
+            if let Some(usage) = previous {
+                self.mapper.on_usage(usage, now_ns);
+            }
+            if let Some(init) = init {
+                self.mapper.on_init_usage(init);
+            }
+        }
         self.mapper.on_invoke(
             InvokeInfo {
                 request_id: event.request_id.clone(),
@@ -115,6 +131,18 @@ impl Stages for Pipeline {
             .any(|r| matches!(r.event, Event::RestoreStart(_)))
         {
             self.delivery.restored();
+        }
+        // The invocation's runtimeDone: its readings end now, before its span is made.
+        if let Some(sampler) = self.sampler.as_mut()
+            && let Some(open) = sampler.open_request()
+            && records
+                .iter()
+                .any(|r| matches!(&r.event, Event::RuntimeDone(d) if d.request_id == open))
+        {
+            let now_ns = now_unix_nano();
+            if let Some(usage) = sampler.end(now_ns) {
+                self.mapper.on_usage(usage, now_ns);
+            }
         }
         let mut out = Signals::default();
         self.mapper.on_records(records, &mut out);
@@ -143,6 +171,9 @@ impl Stages for Pipeline {
     }
 
     async fn flush(&mut self, deadline: Instant, last: bool, cut: Option<Cut>) -> FlushOutcome {
+        if last {
+            self.idle();
+        }
         let mut out = Signals::default();
         if last {
             self.mapper.finish(now_unix_nano(), &mut out);
@@ -165,6 +196,23 @@ impl Stages for Pipeline {
 
     fn backend_held(&self) -> bool {
         self.delivery.backend_held()
+    }
+
+    fn idle(&mut self) {
+        let now_ns = now_unix_nano();
+        if let Some(usage) = self.sampler.as_mut().and_then(|s| s.end(now_ns)) {
+            self.mapper.on_usage(usage, now_ns);
+        }
+    }
+
+    fn sample_due(&self) -> Option<Instant> {
+        self.sampler.as_ref()?.sample_due()
+    }
+
+    fn sample(&mut self) {
+        if let Some(sampler) = self.sampler.as_mut() {
+            sampler.sample(Instant::now(), now_unix_nano());
+        }
     }
 }
 

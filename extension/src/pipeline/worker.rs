@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, sleep_until, timeout_at};
 
 use crate::export::FlushOutcome;
 use crate::export::cut::Cut;
@@ -65,6 +65,14 @@ pub(crate) trait Stages {
     fn backend_held(&self) -> bool {
         false
     }
+    /// The lifecycle is about to call `next`: the invocation is over as far as it knows.
+    fn idle(&mut self) {}
+    /// When the stages want [`Stages::sample`] called (only while an invocation runs).
+    fn sample_due(&self) -> Option<Instant> {
+        None
+    }
+    /// The time of [`Stages::sample_due`] has come.
+    fn sample(&mut self) {}
 }
 
 /// What the lifecycle tells the worker.
@@ -74,6 +82,8 @@ pub(crate) enum Control {
     Invoke(InvokeEvent),
     /// Contrail's process start and first `next` (after that `next` returned).
     OwnInit(OwnInit),
+    /// The lifecycle is about to call `next` again.
+    Idle,
     /// Answer when `platform.runtimeDone` of `request_id` has been processed (at once if it
     /// already has been), or when a `platform.logsDropped` was. The caller bounds the wait.
     WaitRuntimeDone {
@@ -181,6 +191,11 @@ pub(crate) fn channel(high_water: f64) -> (WorkerHandle, Inbox) {
 impl WorkerHandle {
     fn send(&self, msg: Control) -> Result<(), WorkerGone> {
         self.tx.send(msg).map_err(|_| WorkerGone)
+    }
+
+    /// Tell the worker that the loop is about to call `next`.
+    pub(crate) fn idle(&self) -> Result<(), WorkerGone> {
+        self.send(Control::Idle)
     }
 
     /// Tell the worker about an INVOKE event.
@@ -439,6 +454,8 @@ pub(crate) async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Re
     };
     let mut intake_open = true;
     loop {
+        // Armed only while an invocation runs: nothing wakes the worker while it is idle.
+        let due = worker.stages.sample_due();
         tokio::select! {
             biased;
             msg = control.recv() => match msg {
@@ -450,6 +467,9 @@ pub(crate) async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Re
                 None => intake_open = false,
                 Some(item) => worker.process(item),
             },
+            () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                worker.stages.sample();
+            }
         }
     }
 }
@@ -490,6 +510,7 @@ impl<S: Stages> Worker<S> {
         let (deadline, last, cut, reply) = match msg {
             Control::Invoke(event) => return self.stages.invoke(&event),
             Control::OwnInit(own) => return self.stages.own_init(own),
+            Control::Idle => return self.stages.idle(),
             Control::WaitRuntimeDone { request_id, reply } => {
                 return self.tracker.runtime_done.wait(request_id, reply);
             }

@@ -2,6 +2,7 @@
 //! scripted OTLP backend.
 
 mod breaker;
+mod environment;
 mod export;
 mod faults;
 mod flood;

@@ -5,6 +5,7 @@ mod environment;
 mod invocation;
 mod logs;
 mod phases;
+mod usage;
 
 use std::sync::Arc;
 
