@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 ARGS ?=
 
-.PHONY: help install check test e2e layer sam demo bench ci
+.PHONY: help install check test e2e layer sam demo fuzz bench ci
 
 help: ## list the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z0-9-]*:.*## / { printf "  make %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -31,8 +31,11 @@ sam: ## check template.yaml and sam build it, offline
 demo: ## the README's main command (ARGS: contrail-sim run options)
 	scripts/demo.sh $(ARGS)
 
+fuzz: ## the fuzz targets, 5 s each (ARGS: scripts/fuzz.sh options, e.g. --runs 10000000 mapper)
+	scripts/fuzz.sh $(ARGS)
+
 bench: ## the benchmarks, written to docs/BENCHMARKS.md (ARGS: contrail-bench options)
 	scripts/bench.sh $(ARGS)
 
-ci: ## the whole suite, as CI runs it (.ci/run): install check layer sam demo e2e
+ci: ## the whole suite, as CI runs it (.ci/run): install check layer sam demo e2e fuzz
 	scripts/test.sh

@@ -29,6 +29,15 @@ for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
   rustup target list --installed | grep -qx "$t" || { log "rustup target add $t"; rustup target add "$t" >/dev/null; }
 done
 
+# cargo-fuzz, for the fuzz stage (docs/FUZZING.md), only where the nightly toolchain is: it
+# cannot be installed offline, and scripts/fuzz.sh says so and skips the fuzzing without it.
+cargo_fuzz_version=0.13.1
+if cargo +nightly --version >/dev/null 2>&1 &&
+  ! cargo +nightly fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $cargo_fuzz_version"; then
+  log "cargo install cargo-fuzz $cargo_fuzz_version"
+  cargo install -q cargo-fuzz --version "$cargo_fuzz_version" --locked
+fi
+
 # Python: one virtual environment for the collector, the runtime client, the SDK and the SAM tools.
 venv="$tools/venv"
 if [ ! -x "$venv/bin/python" ]; then

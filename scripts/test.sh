@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The test suite, in stages that also run one by one (the root Makefile names each).
 #
-#   scripts/test.sh                 the whole suite: install check layer sam demo e2e (what CI
+#   scripts/test.sh                 the whole suite: install check layer sam demo e2e fuzz (what CI
 #                                   runs through .ci/run, and `make ci`)
 #   scripts/test.sh STAGE...        only these stages, in the order given
 #
 # | stage   | what it runs                                                         | needs          |
 # |---------|----------------------------------------------------------------------|----------------|
 # | install | scripts/install-test-deps.sh: pinned tools into .tools/              | network, root  |
-# | check   | cargo fmt --check, clippy -D warnings, cargo doc -D warnings         | cargo          |
+# | check   | cargo fmt --check, clippy -D warnings (also with feature `fuzzing`), | cargo          |
+# |         | cargo doc -D warnings                                                |                |
 # | unit    | plain `cargo test`: what needs outside tools is left ignored         | cargo          |
 # | layer   | both layer zips built (layer/build.sh) and checked (layer/check.sh)  | install        |
 # | sam     | scripts/check-sam.sh: the template's names, cfn-lint, sam validate   | install        |
@@ -16,15 +17,18 @@
 # | demo    | scripts/demo.sh, two invocations, and a look at what it printed      | cargo          |
 # | e2e     | every test of the workspace, the ignored ones included, against the  | install        |
 # |         | shipped x86_64 binary; fails if any test is still left ignored       |                |
+# | fuzz    | the seed corpora through the fuzz targets' entry points (cargo test, | cargo; nightly |
+# |         | feature `fuzzing`), then scripts/fuzz.sh: each target 5 s; without  | and cargo-fuzz |
+# |         | nightly or cargo-fuzz the fuzzing says why and is skipped            | for fuzzing    |
 # | bench   | scripts/bench.sh, which writes docs/BENCHMARKS.md (not in the suite) | install        |
 #
-# The last line counts the tests of the unit and e2e stages: passed, failed, ignored.
+# The last line counts the tests of the unit, e2e and fuzz stages: passed, failed, ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-suite=(install check layer sam demo e2e)
-stages=(install check unit layer sam demo e2e bench)
+suite=(install check layer sam demo e2e fuzz)
+stages=(install check unit layer sam demo e2e fuzz bench)
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -46,6 +50,8 @@ stage_check() {
   cargo fmt --all -- --check
   step "lints"
   cargo clippy --workspace --all-targets --locked -- -D warnings
+  # The fuzz targets' entry points, built only with this feature.
+  cargo clippy -p contrail --all-targets --features fuzzing --locked -- -D warnings
   step "docs"
   RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 }
@@ -116,6 +122,13 @@ stage_e2e() {
     grep -E '^test .* \.\.\. ignored' target/test-e2e.txt >&2 || true
     return 1
   fi
+}
+
+stage_fuzz() {
+  # On stable: every committed seed still matches the fixtures and passes its target.
+  run_tests fuzz-seeds -p contrail --features fuzzing --lib fuzzing::
+  # On nightly with cargo-fuzz: a few seconds of each target (docs/FUZZING.md).
+  scripts/fuzz.sh --seconds 5
 }
 
 stage_bench() {

@@ -83,6 +83,10 @@ mod lifecycle;
 mod diag;
 // Wiring: start-up order and the tasks.
 mod app;
+// The fuzz targets' entry points (`fuzz/`), only with the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 
 // The public surface: what the `contrail` binary and the criterion bench
 // (`benches/pipeline.rs`) use. Everything else is private to the crate and tested from inside.

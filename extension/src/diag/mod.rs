@@ -17,6 +17,7 @@ pub(crate) use log::{debug, error, info, warn, write};
 pub use stats::Stats;
 pub(crate) use stats::{DropReason, ExportFault, FieldReason};
 
-// For the configuration tests, which check every variable against README.md.
-#[cfg(test)]
+// For the configuration tests, which check every variable against README.md, and the
+// configuration fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use log::LOG_LEVEL_VAR;

@@ -54,8 +54,8 @@ mod platform_logs;
 mod prices;
 pub(crate) mod resource;
 mod spans;
-mod utilization;
 mod usage;
+mod utilization;
 pub(crate) mod xray;
 
 use std::collections::{HashMap, VecDeque};

@@ -37,7 +37,7 @@ impl XrayHeader {
         header
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     /// The header form of these parts (only those present).
     pub(crate) fn to_header_value(self) -> String {
         let mut parts = Vec::with_capacity(3);
@@ -69,7 +69,7 @@ fn parse_root(root: &str) -> Option<[u8; 16]> {
     (id != [0; 16]).then_some(id)
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 /// The X-Ray `Root` form of an OpenTelemetry trace id.
 pub(crate) fn format_root(trace_id: &[u8; 16]) -> String {
     let h = hex(trace_id);
@@ -101,7 +101,7 @@ fn hex_val(c: u8) -> Option<u8> {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 /// Lower-case hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

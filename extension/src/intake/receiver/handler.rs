@@ -382,3 +382,38 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
+
+/// The body decoding of [`Handler::accept`] without the request around it, for the fuzz target
+/// `receiver_body` (`crate::fuzzing`): the inflated body within `max` bytes, then its decoded
+/// payload; `Err` carries the status and the reason the request would be refused with.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_body(
+    signal: Signal,
+    json: bool,
+    gzip: bool,
+    body: Bytes,
+    max: usize,
+) -> Result<OtlpPayload, (StatusCode, String)> {
+    use crate::pipeline::IntakeBudget;
+
+    let encoding = if json {
+        Encoding::Json
+    } else {
+        Encoding::Protobuf
+    };
+    let body = if gzip {
+        match payload::gunzip_held(&body, max, &mut IntakeBudget::new(max).hold()) {
+            Ok(inflated) => {
+                assert!(inflated.len() <= max, "inflated past the cap");
+                inflated
+            }
+            Err(Gunzip::TooLarge | Gunzip::Busy) => {
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, String::new()));
+            }
+            Err(Gunzip::Invalid(e)) => return Err((StatusCode::BAD_REQUEST, e.to_string())),
+        }
+    } else {
+        body
+    };
+    decode(signal, encoding, &body).map_err(|r| (r.status, r.reason))
+}

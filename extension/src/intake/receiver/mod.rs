@@ -50,6 +50,8 @@ use crate::intake::server::{self, Limits};
 use crate::pipeline::{IntakeBudget, IntakeSender};
 
 pub(crate) use config::{ENDPOINT_VAR, GRPC_ENDPOINT_VAR, ReceiverConfig};
+#[cfg(feature = "fuzzing")]
+pub(crate) use handler::decode_body;
 pub use resource::merge_resource;
 
 /// Serve OTLP/HTTP on `listener` until the process ends.

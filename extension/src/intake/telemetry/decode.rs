@@ -58,6 +58,12 @@ pub struct DecodedBatch {
 /// malformed record; a body that breaks off mid-way keeps the records before the break and
 /// counts one more malformed record for the rest. A record whose `time` is missing or not a
 /// time is given the time it arrived.
+///
+/// An element that `serde_json` cannot read at all (invalid UTF-8 in a string, an escape of a
+/// lone surrogate, a number out of range, nesting past its depth limit) stops the walk; the
+/// elements after it are then found by their brackets (`split_elements`) and decoded one by
+/// one, so that it costs only itself. The common case, a body without such an element, is
+/// read once.
 pub fn decode_batch(body: &[u8], received_unix_nano: u64) -> DecodedBatch {
     let mut batch = DecodedBatch::default();
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -67,9 +73,95 @@ pub fn decode_batch(body: &[u8], received_unix_nano: u64) -> DecodedBatch {
     };
     let complete = seed.deserialize(&mut de).is_ok() && de.end().is_ok();
     if !complete {
-        batch.malformed += 1;
+        recover(body, received_unix_nano, &mut batch);
     }
     batch
+}
+
+/// After a walk that stopped early: count the element it stopped at, decode each complete
+/// element after it alone, and count one more for a body that breaks off or is not an array.
+fn recover(body: &[u8], received_unix_nano: u64, batch: &mut DecodedBatch) {
+    // Every element the walk read was kept or counted: the next one is where it stopped.
+    let read = batch.records.len() as u64 + batch.malformed;
+    let Some(split) = split_elements(body) else {
+        batch.malformed += 1;
+        return;
+    };
+    let mut rest = split
+        .elements
+        .into_iter()
+        .skip(usize::try_from(read).unwrap_or(usize::MAX));
+    if rest.next().is_some() {
+        batch.malformed += 1;
+    }
+    for element in rest {
+        let mut de = serde_json::Deserializer::from_slice(element);
+        match Envelope::deserialize(&mut de) {
+            Ok(envelope) if de.end().is_ok() => batch.push(envelope, received_unix_nano),
+            _ => batch.malformed += 1,
+        }
+    }
+    if !split.closed {
+        batch.malformed += 1;
+    }
+}
+
+/// The top-level elements of a JSON array, found by brackets and string quotes alone.
+#[derive(Debug, PartialEq)]
+struct Split<'a> {
+    /// Each complete element's bytes, surrounding whitespace included.
+    elements: Vec<&'a [u8]>,
+    /// Whether the array closed, with nothing but whitespace after it.
+    closed: bool,
+}
+
+/// Split a body that starts as a JSON array into its elements; `None` when it does not start
+/// with `[`. Nothing is validated inside an element: that is the decoder's work.
+fn split_elements(body: &[u8]) -> Option<Split<'_>> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    if body[start] != b'[' {
+        return None;
+    }
+    let mut elements = Vec::new();
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut from = start + 1;
+    for (i, &b) in body.iter().enumerate().skip(start + 1) {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' if depth > 0 => depth -= 1,
+            b',' if depth == 0 => {
+                elements.push(&body[from..i]);
+                from = i + 1;
+            }
+            b']' => {
+                let last = &body[from..i];
+                // `[]` and `[ ]` have no element; `[1,]` has an empty one.
+                if !elements.is_empty() || last.iter().any(|b| !b.is_ascii_whitespace()) {
+                    elements.push(last);
+                }
+                let closed = body[i + 1..].iter().all(u8::is_ascii_whitespace);
+                return Some(Split { elements, closed });
+            }
+            b'}' => break,
+            _ => {}
+        }
+    }
+    Some(Split {
+        elements,
+        closed: false,
+    })
 }
 
 struct BatchSeed<'a> {
@@ -97,19 +189,26 @@ impl<'de> Visitor<'de> for BatchSeed<'_> {
             self.batch.records.reserve(n);
         }
         while let Some(envelope) = seq.next_element::<Envelope<'de>>()? {
-            let mut drops = FieldDrops::default();
-            match envelope.into_record(self.received_unix_nano, &mut drops) {
-                Some(record) => {
-                    if matches!(record.event, Event::Unknown { .. }) {
-                        self.batch.unknown += 1;
-                    }
-                    self.batch.fields_dropped.add(drops);
-                    self.batch.records.push(record);
-                }
-                None => self.batch.malformed += 1,
-            }
+            self.batch.push(envelope, self.received_unix_nano);
         }
         Ok(())
+    }
+}
+
+impl DecodedBatch {
+    /// Keep the envelope's record, or count it as malformed.
+    fn push(&mut self, envelope: Envelope<'_>, received_unix_nano: u64) {
+        let mut drops = FieldDrops::default();
+        match envelope.into_record(received_unix_nano, &mut drops) {
+            Some(record) => {
+                if matches!(record.event, Event::Unknown { .. }) {
+                    self.unknown += 1;
+                }
+                self.fields_dropped.add(drops);
+                self.records.push(record);
+            }
+            None => self.malformed += 1,
+        }
     }
 }
 
@@ -377,6 +476,67 @@ mod tests {
             batch.records[0].event,
             Event::Function(LogLine::Text("tab\there \u{e9}".into()))
         );
+    }
+
+    /// Found by the `telemetry_batch` fuzz target: one element that `serde_json` cannot read
+    /// at all (here invalid UTF-8 in a time) stopped the walk, and the records after it were
+    /// lost as one malformed record.
+    #[test]
+    fn an_unreadable_element_costs_only_itself() {
+        let good = |text: &str| {
+            format!(r#"{{"time":"2022-10-12T00:03:50.000Z","type":"function","record":"{text}"}}"#)
+        };
+        let deep = [[b'['; 200], [b']'; 200]].concat();
+        let unreadable: [&[u8]; 4] = [
+            b"{\"time\":\"\x92\x96t a time\",\"type\":\"function\",\"record\":\"x\"}",
+            br#"{"time":"2022-10-12T00:03:50.000Z","type":"function","record":"\ud800"}"#,
+            br#"{"time":1e999,"type":"function","record":"x"}"#,
+            &deep,
+        ];
+        for bad in unreadable {
+            let mut body = format!("[{},", good("a")).into_bytes();
+            body.extend_from_slice(bad);
+            body.extend_from_slice(format!(",{}, 17 ,{}]", good("b"), good("c,]}")).as_bytes());
+            let batch = decode_batch(&body, RECEIVED);
+            let texts: Vec<_> = batch.records.iter().map(|r| r.event.clone()).collect();
+            let label = String::from_utf8_lossy(bad);
+            assert_eq!(
+                texts,
+                ["a", "b", "c,]}"]
+                    .map(|t| Event::Function(LogLine::Text(t.into())))
+                    .to_vec(),
+                "{label}"
+            );
+            // The unreadable element and the 17.
+            assert_eq!(batch.malformed, 2, "{label}");
+        }
+    }
+
+    #[test]
+    fn after_an_unreadable_element_a_break_still_counts_once() {
+        let body = b"[{\"type\":\"function\",\"record\":\"\xff\"},{\"type\":\"function\",\"record\":\"ok\"},{\"type\":\"func";
+        let batch = decode_batch(body, RECEIVED);
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.malformed, 2);
+        let trailing = b"[{\"type\":\"function\",\"record\":\"\xff\"},{\"type\":\"function\",\"record\":\"ok\"}] x";
+        let batch = decode_batch(trailing, RECEIVED);
+        assert_eq!((batch.records.len(), batch.malformed), (1, 2));
+    }
+
+    #[test]
+    fn elements_are_split_by_brackets_outside_strings() {
+        let split = split_elements(br#" [ {"a":"],}\"{"} , [1,[2]] ,"x",] "#).unwrap();
+        assert_eq!(
+            split.elements,
+            [&br#" {"a":"],}\"{"} "#[..], b" [1,[2]] ", br#""x""#, b""]
+        );
+        assert!(split.closed);
+        assert_eq!(split_elements(b"[]").unwrap().elements.len(), 0);
+        assert!(!split_elements(b"[1,2").unwrap().closed);
+        assert!(!split_elements(b"[1}").unwrap().closed);
+        assert!(!split_elements(b"[1] 2").unwrap().closed);
+        assert_eq!(split_elements(b" {}"), None);
+        assert_eq!(split_elements(b""), None);
     }
 
     #[test]

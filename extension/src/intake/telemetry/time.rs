@@ -116,12 +116,13 @@ pub(crate) fn parse_time_str(s: &str) -> Option<u64> {
 }
 
 /// An epoch number in seconds, milliseconds, microseconds or nanoseconds, told apart by its
-/// magnitude, in nanoseconds.
+/// magnitude, in nanoseconds. `None` for a number whose nanoseconds overflow a `u64` (after
+/// the year 2554).
 pub(crate) fn epoch_nanos(n: u64) -> Option<u64> {
     let nanos = match n {
         0..100_000_000_000 => n.checked_mul(1_000_000_000)?,
-        100_000_000_000..100_000_000_000_000 => n * 1_000_000,
-        100_000_000_000_000..100_000_000_000_000_000 => n * 1_000,
+        100_000_000_000..100_000_000_000_000 => n.checked_mul(1_000_000)?,
+        100_000_000_000_000..100_000_000_000_000_000 => n.checked_mul(1_000)?,
         _ => n,
     };
     (nanos >= EPOCH_FLOOR_SECS * 1_000_000_000).then_some(nanos)
@@ -205,6 +206,32 @@ pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `telemetry_batch` fuzz target: milliseconds and microseconds past the
+    /// year 2554 overflowed the multiplication (a panic with overflow checks, a wrapped,
+    /// wrong time without them).
+    #[test]
+    fn epoch_numbers_past_u64_nanoseconds_are_not_times() {
+        for n in [
+            18_446_744_073_710,
+            99_999_999_999_999,
+            18_446_744_073_709_552,
+            40_443_333_333_333_333,
+            99_999_999_999_999_999,
+        ] {
+            assert_eq!(epoch_nanos(n), None, "{n}");
+            assert_eq!(parse_time_str(&n.to_string()), None, "{n}");
+        }
+        // The largest of each magnitude that fits.
+        assert_eq!(
+            epoch_nanos(18_446_744_073_709),
+            Some(18_446_744_073_709_000_000)
+        );
+        assert_eq!(
+            epoch_nanos(18_446_744_073_709_551),
+            Some(18_446_744_073_709_551_000)
+        );
+    }
 
     #[test]
     fn civil_from_days_inverts_days_from_civil() {

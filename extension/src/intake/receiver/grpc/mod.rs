@@ -323,3 +323,41 @@ fn protocol_error(err: &hyper::Error) -> Option<h2::Reason> {
         None
     }
 }
+
+/// The message of a call whose DATA frames are `chunks`, read as [`Calls`] reads it: framed,
+/// inflated within `max` bytes when flagged compressed, decoded. For the fuzz target
+/// `receiver_body` (`crate::fuzzing`); `Err` says why the call would be refused.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_message<'a>(
+    signal: crate::pipeline::Signal,
+    chunks: impl IntoIterator<Item = &'a [u8]>,
+    max: usize,
+) -> Result<crate::pipeline::OtlpPayload, String> {
+    use super::payload::{self, Gunzip};
+    use crate::pipeline::IntakeBudget;
+
+    let mut assembler = wire::Assembler::new(max);
+    for chunk in chunks {
+        if let Some(prefix) = assembler.push(chunk).map_err(|e| format!("{e:?}"))? {
+            assert!(
+                prefix.len <= max,
+                "a declared length past the cap was taken"
+            );
+        }
+    }
+    let (compressed, message) = assembler.finish().map_err(|e| format!("{e:?}"))?;
+    assert!(message.len() <= max, "a message past the cap was assembled");
+    let message = if compressed {
+        match payload::gunzip_held(&message, max, &mut IntakeBudget::new(max).hold()) {
+            Ok(inflated) => {
+                assert!(inflated.len() <= max, "inflated past the cap");
+                inflated
+            }
+            Err(Gunzip::TooLarge | Gunzip::Busy) => return Err("inflates past the cap".to_owned()),
+            Err(Gunzip::Invalid(e)) => return Err(format!("invalid gzip message: {e}")),
+        }
+    } else {
+        message
+    };
+    payload::decode_protobuf(signal, &message).map_err(|e| e.to_string())
+}
