@@ -20,6 +20,8 @@ use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -165,8 +167,8 @@ impl Backend {
             .collect()
     }
 
-    /// Names of every metric in requests answered with 2xx.
-    pub fn accepted_metric_names(&self) -> Vec<String> {
+    /// Every metric in requests answered with 2xx.
+    pub fn accepted_metrics(&self) -> Vec<Metric> {
         self.received()
             .into_iter()
             .filter(|r| (200..300).contains(&r.answered))
@@ -174,7 +176,26 @@ impl Backend {
             .flat_map(|m| m.resource_metrics)
             .flat_map(|rm| rm.scope_metrics)
             .flat_map(|sm| sm.metrics)
+            .collect()
+    }
+
+    /// Names of every metric in requests answered with 2xx.
+    pub fn accepted_metric_names(&self) -> Vec<String> {
+        self.accepted_metrics()
+            .into_iter()
             .map(|m| m.name)
+            .collect()
+    }
+
+    /// Every log record in requests answered with 2xx.
+    pub fn accepted_log_records(&self) -> Vec<LogRecord> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.answered))
+            .filter_map(|r| r.logs)
+            .flat_map(|l| l.resource_logs)
+            .flat_map(|rl| rl.scope_logs)
+            .flat_map(|sl| sl.log_records)
             .collect()
     }
 }

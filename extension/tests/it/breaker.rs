@@ -54,24 +54,12 @@ fn batch(records: Vec<String>) -> String {
 /// How many times each function line reached the backend (accepted requests only).
 fn line_counts(backend: &Backend) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for logs in backend
-        .received()
-        .into_iter()
-        .filter(|r| (200..300).contains(&r.answered))
-        .filter_map(|r| r.logs)
-    {
-        for record in logs
-            .resource_logs
-            .into_iter()
-            .flat_map(|rl| rl.scope_logs)
-            .flat_map(|sl| sl.log_records)
+    for record in backend.accepted_log_records() {
+        if let Some(any_value::Value::StringValue(s)) = record.body.and_then(|b| b.value)
+            && s.starts_with("line ")
         {
-            if let Some(any_value::Value::StringValue(s)) = record.body.and_then(|b| b.value)
-                && s.starts_with("line ")
-            {
-                let key = s.split(' ').take(3).collect::<Vec<_>>().join(" ");
-                *counts.entry(key).or_insert(0) += 1;
-            }
+            let key = s.split(' ').take(3).collect::<Vec<_>>().join(" ");
+            *counts.entry(key).or_insert(0) += 1;
         }
     }
     counts
@@ -80,13 +68,8 @@ fn line_counts(backend: &Backend) -> HashMap<String, usize> {
 /// The last reported value of `contrail.records.dropped{reason}`.
 fn dropped_reported(backend: &Backend, reason: &str) -> Option<i64> {
     backend
-        .received()
+        .accepted_metrics()
         .into_iter()
-        .filter(|r| (200..300).contains(&r.answered))
-        .filter_map(|r| r.metrics)
-        .flat_map(|m| m.resource_metrics)
-        .flat_map(|rm| rm.scope_metrics)
-        .flat_map(|sm| sm.metrics)
         .filter(|m| m.name == "contrail.records.dropped")
         .filter_map(|m| match m.data {
             Some(metric::Data::Sum(sum)) => Some(sum.data_points),

@@ -50,13 +50,8 @@ async fn invocations_against(script: Vec<Reply>) -> (String, Vec<String>) {
     let status = ext.wait_exit(deadline).await;
     assert_eq!(status.code(), Some(0), "stderr:\n{}", ext.stderr());
     let lines = backend
-        .received()
+        .accepted_log_records()
         .into_iter()
-        .filter(|r| r.answered == 200)
-        .filter_map(|r| r.logs)
-        .flat_map(|l| l.resource_logs)
-        .flat_map(|rl| rl.scope_logs)
-        .flat_map(|sl| sl.log_records)
         .filter_map(|lr| lr.body.and_then(|b| b.value))
         .map(|v| format!("{v:?}"))
         .filter(|v| v.contains("line of invocation"))

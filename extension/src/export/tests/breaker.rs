@@ -38,13 +38,8 @@ fn throttled(retry_after_s: u64) -> Reply {
 
 /// The metrics named `name` among what the backend accepted.
 fn metrics_named(b: &Backend, name: &str) -> Vec<Metric> {
-    b.received()
+    b.accepted_metrics()
         .into_iter()
-        .filter(|r| (200..300).contains(&r.answered))
-        .filter_map(|r| r.metrics)
-        .flat_map(|m| m.resource_metrics)
-        .flat_map(|rm| rm.scope_metrics)
-        .flat_map(|sm| sm.metrics)
         .filter(|m| m.name == name)
         .collect()
 }
