@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokio::time::Instant;
 
-use contrail::{EnvironmentConfig, Sampler};
+use contrail::{Connections, EnvironmentConfig, Sampler};
 
 const API: &str = "127.0.0.1:9999";
 
@@ -36,6 +36,7 @@ fn sampler() -> Sampler {
     Sampler::with_scope(
         EnvironmentConfig {
             sample_interval: Some(Duration::from_millis(250)),
+            connections: Connections::Always,
         },
         Some(std::process::id()),
         Some(API.as_bytes().to_vec()),

@@ -98,7 +98,7 @@ pub use export::{
     Batch, Buffer, Chunks, Compression, DEFAULT_BUFFER_MAX_BYTES, EncodeError, MAX_REQUEST_BYTES,
     Protocol, encode_entries,
 };
-pub use intake::environment::{ByPort, EnvironmentConfig, InitUsage, Sampler, Usage};
+pub use intake::environment::{ByPort, Connections, EnvironmentConfig, InitUsage, Sampler, Usage};
 pub use intake::receiver::merge_resource;
 pub use intake::telemetry::{DecodedBatch, FieldDrops, TelemetryRecord, decode_batch};
 pub use mapping::{InvokeInfo, Mapper, MappingConfig, lambda_resource};

@@ -347,6 +347,7 @@ fn every_variable_constant_is_documented_in_the_readme() {
         flush::FLUSH_BUDGET_VAR,
         flush::RUNTIME_DONE_WAIT_VAR,
         crate::intake::environment::SAMPLE_INTERVAL_VAR,
+        crate::intake::environment::CONNECTIONS_VAR,
         aws::AUTH_VAR,
         aws::SIGV4_REGION_VAR,
         aws::SIGV4_SERVICE_VAR,

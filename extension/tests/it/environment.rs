@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::Duration;
 
-use contrail::{EnvironmentConfig, Sampler};
+use contrail::{Connections, EnvironmentConfig, Sampler};
 use tokio::time::Instant;
 
 const API: &str = "127.0.0.1:9999";
@@ -99,6 +99,8 @@ fn the_runtime_is_found_and_only_its_connections_and_cpu_are_counted() {
     let mut sampler = Sampler::with_scope(
         EnvironmentConfig {
             sample_interval: Some(Duration::from_millis(250)),
+            // This host's connection table costs milliseconds per read, which `auto` declines.
+            connections: Connections::Always,
         },
         Some(std::process::id()),
         Some(API.as_bytes().to_vec()),

@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::env::{ConfigError, Env, whole_number};
+use crate::config::env::{ConfigError, Env, non_empty, whole_number};
 use crate::diag;
 
 pub use procfs::ByPort;
@@ -76,6 +76,14 @@ const MAX_SAMPLE_INTERVAL_MS: u64 = 900_000;
 /// Samples kept per invocation. When full, every other one is dropped and the interval
 /// doubles, so a long invocation is still covered end to end.
 pub(crate) const MAX_SAMPLES: usize = 256;
+/// Whether established connections are read from the TCP tables: `auto` (the default), `always`
+/// or `off`.
+pub(crate) const CONNECTIONS_VAR: &str = "CONTRAIL_CONNECTIONS";
+/// In `auto`, a reading of the TCP tables that costs Contrail more CPU than this turns the
+/// readings off. The kernel walks its whole connection hash table for each read, and that table
+/// is sized by the machine's memory: a few thousand buckets in a Lambda environment (tens of
+/// microseconds), 262,144 on a 24 GB host running the emulator (about 3.5 ms per table).
+const TABLE_CPU_LIMIT: Duration = Duration::from_millis(1);
 /// The function's processes followed, at most.
 pub(crate) const MAX_PROCESSES: usize = 64;
 /// Descriptors of one process looked at for sockets, at most.
@@ -92,28 +100,67 @@ const PROC: &str = "/proc";
 pub struct EnvironmentConfig {
     /// `None`: no RSS samples during invocations.
     pub sample_interval: Option<Duration>,
+    /// When the TCP tables are read for the function's connections.
+    pub connections: Connections,
+}
+
+/// [`CONNECTIONS_VAR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Connections {
+    /// Read them until one reading costs more than [`TABLE_CPU_LIMIT`] of CPU; then say so
+    /// once and stop.
+    #[default]
+    Auto,
+    /// Read them whatever they cost.
+    Always,
+    /// Never read them: no connection figures.
+    Off,
 }
 
 impl Default for EnvironmentConfig {
     fn default() -> Self {
         EnvironmentConfig {
             sample_interval: Some(DEFAULT_SAMPLE_INTERVAL),
+            connections: Connections::Auto,
         }
     }
 }
 
 impl EnvironmentConfig {
-    /// Read [`SAMPLE_INTERVAL_VAR`]; a bad value is fatal (it changes what is collected).
+    /// Read [`SAMPLE_INTERVAL_VAR`] and [`CONNECTIONS_VAR`]; a bad value is fatal (it changes
+    /// what is collected).
     pub(crate) fn from_env(env: &dyn Env) -> Result<EnvironmentConfig, Vec<ConfigError>> {
-        match whole_number(env, SAMPLE_INTERVAL_VAR, 0, MAX_SAMPLE_INTERVAL_MS) {
-            Ok(None) => Ok(EnvironmentConfig::default()),
-            Ok(Some(0)) => Ok(EnvironmentConfig {
-                sample_interval: None,
-            }),
-            Ok(Some(ms)) => Ok(EnvironmentConfig {
-                sample_interval: Some(Duration::from_millis(ms)),
-            }),
-            Err(e) => Err(vec![e]),
+        let mut errors = Vec::new();
+        let sample_interval =
+            match whole_number(env, SAMPLE_INTERVAL_VAR, 0, MAX_SAMPLE_INTERVAL_MS) {
+                Ok(None) => Some(DEFAULT_SAMPLE_INTERVAL),
+                Ok(Some(0)) => None,
+                Ok(Some(ms)) => Some(Duration::from_millis(ms)),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            };
+        let connections = match non_empty(env, CONNECTIONS_VAR).as_deref() {
+            None | Some("auto") => Connections::Auto,
+            Some("always") => Connections::Always,
+            Some("off") => Connections::Off,
+            Some(other) => {
+                errors.push(ConfigError::new(
+                    CONNECTIONS_VAR,
+                    other,
+                    "expected auto, always or off",
+                ));
+                Connections::Auto
+            }
+        };
+        if errors.is_empty() {
+            Ok(EnvironmentConfig {
+                sample_interval,
+                connections,
+            })
+        } else {
+            Err(errors)
         }
     }
 }
@@ -265,6 +312,7 @@ type TcpReading = (HashSet<u64>, Vec<(u64, u16)>);
 
 static NO_RUNTIME: diag::Once = diag::Once::new();
 static BAD_PROC: diag::Once = diag::Once::new();
+static TABLES_COSTLY: diag::Once = diag::Once::new();
 
 impl Sampler {
     /// The sampler of this extension: the runtime is among the children of Contrail's
@@ -656,7 +704,7 @@ impl Sampler {
     /// (milliseconds on a large host), so the tables are read only when the function's sockets
     /// are not the ones of the last reading; otherwise that reading's answer stands.
     fn established(&mut self, sockets: &HashSet<u64>, mut each: impl FnMut(u64, u16)) {
-        if sockets.is_empty() {
+        if sockets.is_empty() || self.config.connections == Connections::Off {
             return;
         }
         if self
@@ -666,6 +714,7 @@ impl Sampler {
         {
             let mut found = Vec::new();
             let mut bad = 0;
+            let started = thread_cpu();
             for f in &self.tcp {
                 if read_all(f, &mut self.buf, MAX_TABLE_BYTES).is_err() {
                     continue;
@@ -678,6 +727,14 @@ impl Sampler {
             }
             if bad > 0 {
                 self.note_unreadable(bad.into());
+            }
+            let cost = thread_cpu().saturating_sub(started);
+            if self.config.connections == Connections::Auto && cost > TABLE_CPU_LIMIT {
+                TABLES_COSTLY.warn(format_args!(
+                    "reading the TCP tables cost {} µs of CPU (the kernel walks a connection table sized by this machine's memory): connections are no longer read; {CONNECTIONS_VAR}=always reads them anyway",
+                    cost.as_micros()
+                ));
+                self.config.connections = Connections::Off;
             }
             self.table = Some((sockets.clone(), found));
         }
@@ -707,6 +764,15 @@ fn reset_peak(pid: u32) -> bool {
         .open(format!("{PROC}/{pid}/clear_refs"))
         .and_then(|mut f| f.write_all(b"5"))
         .is_ok()
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 fn contrail_cpu_ns() -> Option<u64> {

@@ -28,9 +28,47 @@ fn interval_defaults_and_zero_turns_samples_off() {
 }
 
 #[test]
+fn connections_default_to_auto_and_a_bad_value_is_named() {
+    let env: [(&str, &str); 0] = [];
+    assert_eq!(
+        EnvironmentConfig::from_env(&env).unwrap().connections,
+        Connections::Auto
+    );
+    for (value, want) in [
+        ("auto", Connections::Auto),
+        ("always", Connections::Always),
+        ("off", Connections::Off),
+    ] {
+        let env = [(CONNECTIONS_VAR, value)];
+        assert_eq!(
+            EnvironmentConfig::from_env(&env).unwrap().connections,
+            want
+        );
+    }
+    let env = [(CONNECTIONS_VAR, "sometimes"), (SAMPLE_INTERVAL_VAR, "fast")];
+    let errors = EnvironmentConfig::from_env(&env).unwrap_err();
+    let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
+    assert_eq!(vars, [SAMPLE_INTERVAL_VAR, CONNECTIONS_VAR]);
+}
+
+#[test]
+fn connections_off_reads_no_table() {
+    let mut s = Sampler::new(EnvironmentConfig {
+        sample_interval: None,
+        connections: Connections::Off,
+    });
+    let sockets: HashSet<u64> = [1, 2].into_iter().collect();
+    let mut seen = 0;
+    s.established(&sockets, |_, _| seen += 1);
+    assert_eq!(seen, 0);
+    assert!(s.table.is_none(), "no reading was taken");
+}
+
+#[test]
 fn samples_are_bounded_and_cover_the_whole_invocation() {
     let mut s = Sampler::new(EnvironmentConfig {
         sample_interval: Some(Duration::from_millis(10)),
+        connections: Connections::Always,
     });
     // No processes are followed (none discovered): the sampler still keeps its bounds.
     s.scanned = true;
@@ -59,6 +97,7 @@ fn samples_are_bounded_and_cover_the_whole_invocation() {
 fn the_doubling_interval_stays_bounded_however_many_samples() {
     let mut s = Sampler::new(EnvironmentConfig {
         sample_interval: Some(Duration::from_millis(1)),
+        connections: Connections::Always,
     });
     s.scanned = true;
     let start = Instant::now();
