@@ -40,12 +40,12 @@ fn connections_default_to_auto_and_a_bad_value_is_named() {
         ("off", Connections::Off),
     ] {
         let env = [(CONNECTIONS_VAR, value)];
-        assert_eq!(
-            EnvironmentConfig::from_env(&env).unwrap().connections,
-            want
-        );
+        assert_eq!(EnvironmentConfig::from_env(&env).unwrap().connections, want);
     }
-    let env = [(CONNECTIONS_VAR, "sometimes"), (SAMPLE_INTERVAL_VAR, "fast")];
+    let env = [
+        (CONNECTIONS_VAR, "sometimes"),
+        (SAMPLE_INTERVAL_VAR, "fast"),
+    ];
     let errors = EnvironmentConfig::from_env(&env).unwrap_err();
     let vars: Vec<&str> = errors.iter().map(|e| e.var.as_str()).collect();
     assert_eq!(vars, [SAMPLE_INTERVAL_VAR, CONNECTIONS_VAR]);
