@@ -104,10 +104,10 @@ pub struct EnvironmentConfig {
     pub connections: Connections,
 }
 
-/// [`CONNECTIONS_VAR`].
+/// `CONTRAIL_CONNECTIONS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Connections {
-    /// Read them until one reading costs more than [`TABLE_CPU_LIMIT`] of CPU; then say so
+    /// Read them until one reading costs more than 1 ms of CPU; then say so
     /// once and stop.
     #[default]
     Auto,
