@@ -49,41 +49,34 @@
 //! | network bytes | `/proc/self/net/dev`, every interface but `lo` |
 //! | `/tmp` used | `statvfs("/tmp")`: on Lambda `/tmp` is a file system of its own, so blocks used are what the function wrote there, at the cost of one system call (a walk would cost one per file) |
 
+mod config;
+mod discover;
 mod procfs;
+mod sockets;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::env::{ConfigError, Env, non_empty, whole_number};
 use crate::diag;
 
+pub(crate) use config::CONNECTIONS_VAR;
+use config::MAX_SAMPLE_INTERVAL_MS;
+pub use config::{Connections, EnvironmentConfig};
+#[cfg(test)]
+pub(crate) use config::{DEFAULT_SAMPLE_INTERVAL, SAMPLE_INTERVAL_VAR};
 pub use procfs::ByPort;
 use procfs::{NetDev, Stat};
 
-/// The RSS sample interval, in milliseconds; 0 turns the samples off.
-pub(crate) const SAMPLE_INTERVAL_VAR: &str = "CONTRAIL_RSS_SAMPLE_INTERVAL_MS";
-/// One sample reads a `statm` per process (about 2 µs each); at 250 ms that is under
-/// 0.01 ms of CPU per second of invocation, and an invocation of one second gets 4 samples.
-pub(crate) const DEFAULT_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
-const MAX_SAMPLE_INTERVAL_MS: u64 = 900_000;
 /// Samples kept per invocation. When full, every other one is dropped and the interval
 /// doubles, so a long invocation is still covered end to end.
 pub(crate) const MAX_SAMPLES: usize = 256;
-/// Whether established connections are read from the TCP tables: `auto` (the default), `always`
-/// or `off`.
-pub(crate) const CONNECTIONS_VAR: &str = "CONTRAIL_CONNECTIONS";
-/// In `auto`, a reading of the TCP tables that costs Contrail more CPU than this turns the
-/// readings off. The kernel walks its whole connection hash table for each read, and that table
-/// is sized by the machine's memory: a few thousand buckets in a Lambda environment (tens of
-/// microseconds), 262,144 on a 24 GB host running the emulator (about 3.5 ms per table).
-const TABLE_CPU_LIMIT: Duration = Duration::from_millis(1);
 /// The function's processes followed, at most.
 pub(crate) const MAX_PROCESSES: usize = 64;
 /// Descriptors of one process looked at for sockets, at most.
@@ -94,76 +87,6 @@ const MAX_TABLE_BYTES: usize = 4 << 20;
 const EXTENSIONS_DIR: &[u8] = b"/opt/extensions/";
 const TMP: &str = "/tmp";
 const PROC: &str = "/proc";
-
-/// The sampler's variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvironmentConfig {
-    /// `None`: no RSS samples during invocations.
-    pub sample_interval: Option<Duration>,
-    /// When the TCP tables are read for the function's connections.
-    pub connections: Connections,
-}
-
-/// `CONTRAIL_CONNECTIONS`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Connections {
-    /// Read them until one reading costs more than 1 ms of CPU; then say so
-    /// once and stop.
-    #[default]
-    Auto,
-    /// Read them whatever they cost.
-    Always,
-    /// Never read them: no connection figures.
-    Off,
-}
-
-impl Default for EnvironmentConfig {
-    fn default() -> Self {
-        EnvironmentConfig {
-            sample_interval: Some(DEFAULT_SAMPLE_INTERVAL),
-            connections: Connections::Auto,
-        }
-    }
-}
-
-impl EnvironmentConfig {
-    /// Read [`SAMPLE_INTERVAL_VAR`] and [`CONNECTIONS_VAR`]; a bad value is fatal (it changes
-    /// what is collected).
-    pub(crate) fn from_env(env: &dyn Env) -> Result<EnvironmentConfig, Vec<ConfigError>> {
-        let mut errors = Vec::new();
-        let sample_interval =
-            match whole_number(env, SAMPLE_INTERVAL_VAR, 0, MAX_SAMPLE_INTERVAL_MS) {
-                Ok(None) => Some(DEFAULT_SAMPLE_INTERVAL),
-                Ok(Some(0)) => None,
-                Ok(Some(ms)) => Some(Duration::from_millis(ms)),
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
-            };
-        let connections = match non_empty(env, CONNECTIONS_VAR).as_deref() {
-            None | Some("auto") => Connections::Auto,
-            Some("always") => Connections::Always,
-            Some("off") => Connections::Off,
-            Some(other) => {
-                errors.push(ConfigError::new(
-                    CONNECTIONS_VAR,
-                    other,
-                    "expected auto, always or off",
-                ));
-                Connections::Auto
-            }
-        };
-        if errors.is_empty() {
-            Ok(EnvironmentConfig {
-                sample_interval,
-                connections,
-            })
-        } else {
-            Err(errors)
-        }
-    }
-}
 
 /// What one invocation used, as measured between its start and its end.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -310,9 +233,7 @@ pub struct Sampler {
 /// established: (inode, remote port).
 type TcpReading = (HashSet<u64>, Vec<(u64, u16)>);
 
-static NO_RUNTIME: diag::Once = diag::Once::new();
 static BAD_PROC: diag::Once = diag::Once::new();
-static TABLES_COSTLY: diag::Once = diag::Once::new();
 
 impl Sampler {
     /// The sampler of this extension: the runtime is among the children of Contrail's
@@ -543,116 +464,11 @@ impl Sampler {
         Some(usage)
     }
 
-    /// The last process id handed out in this PID namespace (`/proc/loadavg`): when it moved,
-    /// a process or thread was started since the last look.
-    fn last_pid(&mut self) -> Option<u32> {
-        if self.loadavg.is_none() {
-            self.loadavg = File::open(Path::new(PROC).join("loadavg")).ok();
-        }
-        let text = read_text(self.loadavg.as_ref()?, &mut self.buf)?;
-        procfs::parse_loadavg_last_pid(text)
-    }
-
     fn note_unreadable(&mut self, n: u64) {
         self.unreadable += n;
         BAD_PROC.warn(format_args!(
             "some /proc lines of the function's processes could not be parsed; their figures are left out"
         ));
-    }
-
-    /// Find the function's processes (see the module documentation) and open their files.
-    fn discover(&mut self) {
-        self.scanned = true;
-        self.rescan = false;
-        let mut known = std::mem::take(&mut self.procs);
-        let proc = Path::new(PROC);
-        let Some(parent) = self.parent.or_else(|| {
-            read_file(&proc.join("self/stat"))
-                .as_deref()
-                .and_then(|t| procfs::parse_stat(&String::from_utf8_lossy(t)))
-                .map(|s| s.ppid)
-        }) else {
-            return;
-        };
-        let mut roots = Vec::new();
-        self.children_of(parent, &mut roots);
-        roots.retain(|pid| *pid != self.self_pid && self.is_runtime(*pid));
-        if roots.is_empty() {
-            NO_RUNTIME.warn(format_args!(
-                "the runtime's process was not found among Contrail's siblings; per-invocation CPU, memory and connections are not reported"
-            ));
-            return;
-        }
-        // The runtime and everything it started, breadth first, bounded.
-        let mut queue = roots;
-        let mut i = 0;
-        while let Some(pid) = queue.get(i).copied() {
-            i += 1;
-            if self.procs.len() >= MAX_PROCESSES {
-                break;
-            }
-            if queue.get(..i - 1).is_some_and(|seen| seen.contains(&pid)) {
-                continue;
-            }
-            // A process still followed keeps its open files.
-            let p = match known.iter().position(|p| p.pid == pid) {
-                Some(at) => Some(known.swap_remove(at)),
-                None => open_proc(pid),
-            };
-            if let Some(p) = p {
-                self.procs.push(p);
-                self.children_of(pid, &mut queue);
-            }
-        }
-        if self.net_dev.is_none() {
-            self.net_dev = File::open(proc.join("self/net/dev")).ok();
-            self.tcp = ["self/net/tcp", "self/net/tcp6"]
-                .iter()
-                .filter_map(|f| File::open(proc.join(f)).ok())
-                .collect();
-        }
-    }
-
-    fn children_of(&mut self, pid: u32, out: &mut Vec<u32>) {
-        let Ok(tasks) = std::fs::read_dir(format!("{PROC}/{pid}/task")) else {
-            return;
-        };
-        for task in tasks.flatten() {
-            let Some(text) = read_file(&task.path().join("children")) else {
-                continue;
-            };
-            let bad = procfs::parse_children(&String::from_utf8_lossy(&text), out);
-            if bad > 0 {
-                self.note_unreadable(bad.into());
-            }
-        }
-    }
-
-    fn is_runtime(&self, pid: u32) -> bool {
-        if let Ok(exe) = std::fs::read_link(format!("{PROC}/{pid}/exe"))
-            && exe.as_os_str().as_bytes().starts_with(EXTENSIONS_DIR)
-        {
-            return false;
-        }
-        if let Some(cmdline) = read_file(&PathBuf::from(format!("{PROC}/{pid}/cmdline")))
-            && cmdline
-                .split(|b| *b == 0)
-                .take(2)
-                .any(|arg| arg.starts_with(EXTENSIONS_DIR))
-        {
-            return false;
-        }
-        let Some(environ) = read_file(&PathBuf::from(format!("{PROC}/{pid}/environ"))) else {
-            return false;
-        };
-        procfs::environ_value(&environ, "_HANDLER").is_some()
-            && match &self.api {
-                Some(api) => {
-                    procfs::environ_value(&environ, crate::config::RUNTIME_API_VAR)
-                        == Some(api.as_slice())
-                }
-                None => true,
-            }
     }
 
     fn read_net_dev(&mut self) -> Option<NetDev> {
@@ -663,86 +479,6 @@ impl Sampler {
             self.note_unreadable(n.bad_lines.into());
         }
         Some(n)
-    }
-
-    /// The socket inodes the function's processes hold; returns how many descriptors they
-    /// have in all.
-    fn function_sockets(&mut self, out: &mut HashSet<u64>) -> u32 {
-        let mut fds = 0;
-        let mut link = Vec::with_capacity(64);
-        for p in &mut self.procs {
-            let Some(dir) = p.fd_dir.as_mut() else {
-                continue;
-            };
-            dir.entries.rewind();
-            let mut seen = 0;
-            while let Some(Ok(entry)) = dir.entries.next() {
-                let name = entry.file_name();
-                if name.to_bytes().first() == Some(&b'.') {
-                    continue;
-                }
-                seen += 1;
-                if seen > MAX_FDS {
-                    break;
-                }
-                fds += 1;
-                if let Ok(target) = rustix::fs::readlinkat(&dir.fd, name, std::mem::take(&mut link))
-                {
-                    if let Some(inode) = procfs::socket_inode(target.as_bytes()) {
-                        out.insert(inode);
-                    }
-                    link = target.into_bytes();
-                }
-            }
-        }
-        fds
-    }
-
-    /// The established connections whose socket is in `sockets`: `each(inode, remote port)`.
-    ///
-    /// The kernel walks its whole connection hash table for each read of `/proc/net/tcp`
-    /// (milliseconds on a large host), so the tables are read only when the function's sockets
-    /// are not the ones of the last reading; otherwise that reading's answer stands.
-    fn established(&mut self, sockets: &HashSet<u64>, mut each: impl FnMut(u64, u16)) {
-        if sockets.is_empty() || self.config.connections == Connections::Off {
-            return;
-        }
-        if self
-            .table
-            .as_ref()
-            .is_none_or(|(known, _)| known != sockets)
-        {
-            let mut found = Vec::new();
-            let mut bad = 0;
-            let started = thread_cpu();
-            for f in &self.tcp {
-                if read_all(f, &mut self.buf, MAX_TABLE_BYTES).is_err() {
-                    continue;
-                }
-                bad += procfs::parse_tcp(&String::from_utf8_lossy(&self.buf), |c| {
-                    if sockets.contains(&c.inode) {
-                        found.push((c.inode, c.remote_port));
-                    }
-                });
-            }
-            if bad > 0 {
-                self.note_unreadable(bad.into());
-            }
-            let cost = thread_cpu().saturating_sub(started);
-            if self.config.connections == Connections::Auto && cost > TABLE_CPU_LIMIT {
-                TABLES_COSTLY.warn(format_args!(
-                    "reading the TCP tables cost {} µs of CPU (the kernel walks a connection table sized by this machine's memory): connections are no longer read; {CONNECTIONS_VAR}=always reads them anyway",
-                    cost.as_micros()
-                ));
-                self.config.connections = Connections::Off;
-            }
-            self.table = Some((sockets.clone(), found));
-        }
-        if let Some((_, found)) = &self.table {
-            for (inode, port) in found {
-                each(*inode, *port);
-            }
-        }
     }
 }
 
@@ -764,15 +500,6 @@ fn reset_peak(pid: u32) -> bool {
         .open(format!("{PROC}/{pid}/clear_refs"))
         .and_then(|mut f| f.write_all(b"5"))
         .is_ok()
-}
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
 }
 
 fn contrail_cpu_ns() -> Option<u64> {
