@@ -35,7 +35,7 @@
 //! | a configuration variable | the owning component's `from_env` (listed in `config/mod.rs`), and `README.md` (a test checks) |
 //! | what is subscribed to | `intake/telemetry/subscription.rs` |
 //! | a new Telemetry API event type | `intake/telemetry/event.rs` (the model), then one file in `mapping/` |
-//! | how a record becomes a span, a metric or a log | `mapping/` (`invocation.rs`, `spans.rs`, `phases.rs`, `log_context.rs`, `platform_logs.rs`, `logs.rs`, `metrics.rs`) |
+//! | how a record becomes a span, a metric or a log | `mapping/` (`invocation.rs`, `spans.rs`, `phases.rs`, `log_context.rs`, `platform_logs.rs`, `logs.rs`, `instruments.rs`, `metrics.rs`) |
 //! | how a cost is estimated, and its price variables | `mapping/cost.rs` (pure); the list prices in `mapping/prices.rs` (shared with `contrail-sim tune`) |
 //! | how environment utilization, idle gaps and unused init are counted | `mapping/utilization.rs` (pure) |
 //! | the cold-start breakdown under the init span | `mapping/cold_start.rs` (pure); Contrail's own start and first `next` come from `app.rs` and `lifecycle/mod.rs` |

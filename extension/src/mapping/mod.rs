@@ -17,7 +17,8 @@
 //! | `log_context.rs` | the trace context of log lines, held until it is known |
 //! | `platform_logs.rs` | `platform.extension`, `telemetrySubscription`, `logsDropped`, unknown types as log records |
 //! | `logs.rs` | one log line → a log record (text formats, JSON) |
-//! | `metrics.rs` | the instruments and their aggregation |
+//! | `instruments.rs` | the instruments: name, unit, description, kind, histogram boundaries |
+//! | `metrics.rs` | their aggregation, read at each flush |
 //! | `environment.rs` | when cost, utilization and Contrail's own init are recorded (calls into the pure modules below) |
 //! | `cost.rs`, `prices.rs` | estimated cost (pure), its variables, Lambda's list prices (shared with `contrail-sim tune`) |
 //! | `utilization.rs` | busy time ÷ lifetime of the environment, idle gaps, unused init (pure) |
@@ -44,6 +45,7 @@ mod cold_start;
 pub(crate) mod config;
 pub(crate) mod cost;
 mod environment;
+mod instruments;
 mod invocation;
 mod log_context;
 pub(crate) mod logs;
