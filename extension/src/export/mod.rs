@@ -7,6 +7,7 @@
 //! | `buffer.rs` | the bounded, encoded export buffer: drop policy, batches, accounting |
 //! | `body.rs` | request bodies from buffered entries (protobuf, gzip, JSON); response bodies |
 //! | `exporter.rs` | one request, retried while the deadline allows |
+//! | `exporter/signed.rs` | its AWS side: secret values in headers, credentials, what follows a refusal of either |
 //! | `breaker.rs` | per endpoint: health, round trips, and the circuit breaker (pure) |
 //! | `cut.rs` | the stop signal of a flush that overlaps the function's work |
 //! | `failure.rs` | what went wrong beyond the status code (a reset, a stall, a name that does not resolve, a bad `Retry-After`, a huge body): named, counted, said once |
