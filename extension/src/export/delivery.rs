@@ -27,8 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
@@ -44,10 +43,12 @@ use crate::export::buffer::BufferCounters;
 use crate::export::buffer::{Buffer, Held};
 use crate::export::config::ExportConfig;
 use crate::export::cut::Cut;
-use crate::export::self_telemetry::{DropWarner, EndpointReport, SelfTelemetry};
+use crate::export::self_telemetry::{DropWarner, SelfTelemetry};
 use crate::export::{ExportResult, Exporter, LatencySink};
+use crate::pipeline::Signal;
 use crate::pipeline::Signals;
-use crate::pipeline::{Item, Signal};
+
+mod self_report;
 
 /// What one flush did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -293,55 +294,6 @@ impl Delivery {
         self.flush_inner(deadline, true, None).await
     }
 
-    /// Self-telemetry is reported on the first and the last flush, when something was dropped
-    /// since the last report, and otherwise once per flush interval: not on every flush, where
-    /// in `end` mode it would cost a request per invocation.
-    fn self_telemetry_due(&self, last: bool) -> bool {
-        if !self.exporter.has_endpoint(Signal::Metrics) {
-            return false;
-        }
-        match self.selftel_sent {
-            None => true,
-            Some((at, dropped)) => {
-                last || dropped != self.dropped_total() || at.elapsed() >= self.self_telemetry_every
-            }
-        }
-    }
-
-    fn dropped_total(&self) -> u64 {
-        DropReason::ALL
-            .iter()
-            .map(|r| self.stats.dropped_total(*r))
-            .sum()
-    }
-
-    /// The self-telemetry snapshot as one encoded `resource_metrics` entry.
-    fn self_telemetry_entry(&self, started: Instant) -> Bytes {
-        // The snapshot's own flush is not over yet: include the time so far.
-        let mut selftel = self.selftel.clone();
-        selftel.observe_flush(started.elapsed());
-        let now = Instant::now();
-        selftel.set_endpoints(
-            self.breakers
-                .iter()
-                .map(|(endpoint, b)| EndpointReport {
-                    endpoint: endpoint.clone(),
-                    state: b.state(now),
-                    health: b.health(),
-                })
-                .collect(),
-        );
-        let snapshot = Item::Metrics(selftel.snapshot(
-            &self.stats,
-            self.buffer.held(),
-            self.resource.clone(),
-            SystemTime::now(),
-        ));
-        let mut buf = Vec::new();
-        snapshot.encode_field_into(&mut buf);
-        Bytes::from(buf)
-    }
-
     /// Whether `signal` may be sent in this flush: at once if its endpoint's breaker is
     /// closed (or in the last flush, whatever it says); after a probe answered in time if it
     /// is half-open and the flush overlaps the function's work; else not.
@@ -579,26 +531,6 @@ impl Delivery {
             self_telemetry_sent,
             duration,
         }
-    }
-
-    /// Self-telemetry in a request of its own, when no metrics request carried it.
-    async fn send_self_telemetry(&mut self, deadline: Instant, started: Instant) -> bool {
-        let signal = Signal::Metrics;
-        if Instant::now() >= deadline {
-            return false;
-        }
-        let entry = self.self_telemetry_entry(started);
-        let config = self.exporter.config(signal);
-        let Ok(body) = encode_entries(signal, vec![entry], config.protocol, config.compression)
-        else {
-            return false;
-        };
-        matches!(
-            self.exporter
-                .export(signal, body, deadline, &mut self.selftel)
-                .await,
-            ExportResult::Delivered { .. }
-        )
     }
 
     fn note_no_endpoint(&mut self) {

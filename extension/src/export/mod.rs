@@ -4,6 +4,7 @@
 //! | file | role |
 //! |---|---|
 //! | `delivery.rs` | [`delivery::Delivery`]: push (never blocks), flush by a deadline, the last flush |
+//! | `delivery/self_report.rs` | when the self-telemetry snapshot is due, the snapshot, its own request |
 //! | `buffer.rs` | the bounded, encoded export buffer: drop policy, batches, accounting |
 //! | `body.rs` | request bodies from buffered entries (protobuf, gzip, JSON); response bodies |
 //! | `exporter.rs` | one request, retried while the deadline allows |
