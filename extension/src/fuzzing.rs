@@ -265,60 +265,8 @@ pub fn xray_header(data: &[u8]) {
 fn variables() -> &'static [String] {
     static VARS: OnceLock<Vec<String>> = OnceLock::new();
     VARS.get_or_init(|| {
-        use crate::config::{INITIALIZATION_TYPE_VAR, RUNTIME_API_VAR};
-        use crate::diag::LOG_LEVEL_VAR;
-        use crate::export::aws::config as aws;
         use crate::export::aws::credentials;
         use crate::export::config as export;
-        use crate::intake::receiver::config as receiver;
-        use crate::intake::telemetry::subscription as telemetry;
-        use crate::lifecycle::policy as flush;
-        use crate::mapping::{config as mapping, resource};
-        // Left out: OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE and
-        // AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE name files to read.
-        let mut vars: Vec<String> = [
-            RUNTIME_API_VAR,
-            INITIALIZATION_TYPE_VAR,
-            LOG_LEVEL_VAR,
-            telemetry::TELEMETRY_PORT_VAR,
-            telemetry::TELEMETRY_TYPES_VAR,
-            telemetry::TELEMETRY_MAX_ITEMS_VAR,
-            telemetry::TELEMETRY_MAX_BYTES_VAR,
-            telemetry::TELEMETRY_TIMEOUT_MS_VAR,
-            receiver::ENDPOINT_VAR,
-            receiver::GRPC_ENDPOINT_VAR,
-            receiver::MAX_BODY_BYTES_VAR,
-            mapping::XRAY_CONTEXT_VAR,
-            mapping::TEMPORALITY_VAR,
-            mapping::MAX_PENDING_VAR,
-            resource::RESOURCE_ATTRIBUTES_VAR,
-            resource::SERVICE_NAME_VAR,
-            export::BUFFER_MAX_BYTES_VAR,
-            flush::FLUSH_VAR,
-            flush::FLUSH_INTERVAL_VAR,
-            flush::FLUSH_BUDGET_VAR,
-            flush::RUNTIME_DONE_WAIT_VAR,
-            aws::AUTH_VAR,
-            aws::SIGV4_REGION_VAR,
-            aws::SIGV4_SERVICE_VAR,
-            aws::LOG_GROUP_VAR,
-            aws::LOG_STREAM_VAR,
-            aws::ENDPOINT_URL_VAR,
-            aws::ENDPOINT_URL_SECRETS_MANAGER_VAR,
-            aws::ENDPOINT_URL_SSM_VAR,
-            aws::REGION_VAR,
-            aws::FUNCTION_NAME_VAR,
-            "AWS_LAMBDA_FUNCTION_VERSION",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            credentials::ACCESS_KEY_ID_VAR,
-            credentials::SECRET_ACCESS_KEY_VAR,
-            credentials::SESSION_TOKEN_VAR,
-            credentials::CONTAINER_URI_VAR,
-            credentials::CONTAINER_TOKEN_VAR,
-        ]
-        .iter()
-        .map(|v| (*v).to_owned())
-        .collect();
         let exporter = [
             export::ENDPOINT_VAR,
             export::HEADERS_VAR,
@@ -326,6 +274,22 @@ fn variables() -> &'static [String] {
             export::COMPRESSION_VAR,
             export::PROTOCOL_VAR,
         ];
+        // Left out: OTEL_EXPORTER_OTLP_[{SIGNAL}_]CERTIFICATE and
+        // AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE name files to read; the exporter's variables
+        // come below under every name they take.
+        let skipped = [
+            export::CERTIFICATE_VAR,
+            credentials::CONTAINER_TOKEN_FILE_VAR,
+        ];
+        let mut vars: Vec<String> = crate::config::VARIABLES
+            .iter()
+            .filter(|v| !skipped.contains(v) && !exporter.contains(v))
+            .chain(&[
+                "AWS_LAMBDA_FUNCTION_VERSION",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            ])
+            .map(|v| (*v).to_owned())
+            .collect();
         for var in exporter {
             let suffix = var.trim_start_matches("OTEL_EXPORTER_OTLP_");
             for signal in ["", "TRACES_", "METRICS_", "LOGS_"] {
@@ -378,7 +342,7 @@ pub fn config(data: &[u8]) {
     // A header's error names it after the variable: `..._HEADERS (x-api-key)`.
     let known = |var: &str| {
         let var = var.split(" (").next().unwrap_or(var);
-        vars.iter().any(|v| v == var) || var.ends_with("_CERTIFICATE")
+        vars.iter().any(|v| v == var)
     };
     match Settings::from_env(&env) {
         Ok(parsed) => {

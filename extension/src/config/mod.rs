@@ -287,5 +287,74 @@ pub(crate) fn error_message(errors: &[ConfigError]) -> String {
     msg
 }
 
+/// Every variable Contrail reads that has a `*_VAR` constant, for the test that checks the
+/// sources hold no other and the README documents each, and for the `config` fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) const VARIABLES: &[&str] = {
+    use crate::diag::LOG_LEVEL_VAR;
+    use crate::export::aws::config as aws;
+    use crate::export::aws::credentials;
+    use crate::export::config as export;
+    use crate::intake::receiver::config as receiver;
+    use crate::intake::telemetry::subscription as telemetry;
+    use crate::lifecycle::policy as flush;
+    use crate::mapping::cost;
+    use crate::mapping::{config as mapping, resource};
+
+    &[
+        RUNTIME_API_VAR,
+        INITIALIZATION_TYPE_VAR,
+        LOG_LEVEL_VAR,
+        telemetry::TELEMETRY_PORT_VAR,
+        telemetry::TELEMETRY_TYPES_VAR,
+        telemetry::TELEMETRY_MAX_ITEMS_VAR,
+        telemetry::TELEMETRY_MAX_BYTES_VAR,
+        telemetry::TELEMETRY_TIMEOUT_MS_VAR,
+        receiver::ENDPOINT_VAR,
+        receiver::GRPC_ENDPOINT_VAR,
+        receiver::MAX_BODY_BYTES_VAR,
+        receiver::MAX_PENDING_BYTES_VAR,
+        receiver::MAX_CONNECTIONS_VAR,
+        receiver::IDLE_TIMEOUT_VAR,
+        mapping::XRAY_CONTEXT_VAR,
+        mapping::TEMPORALITY_VAR,
+        mapping::MAX_PENDING_VAR,
+        resource::RESOURCE_ATTRIBUTES_VAR,
+        resource::SERVICE_NAME_VAR,
+        export::ENDPOINT_VAR,
+        export::HEADERS_VAR,
+        export::TIMEOUT_VAR,
+        export::COMPRESSION_VAR,
+        export::CERTIFICATE_VAR,
+        export::PROTOCOL_VAR,
+        export::BUFFER_MAX_BYTES_VAR,
+        flush::FLUSH_VAR,
+        flush::FLUSH_INTERVAL_VAR,
+        flush::FLUSH_BUDGET_VAR,
+        flush::RUNTIME_DONE_WAIT_VAR,
+        crate::intake::environment::SAMPLE_INTERVAL_VAR,
+        crate::intake::environment::CONNECTIONS_VAR,
+        aws::AUTH_VAR,
+        aws::SIGV4_REGION_VAR,
+        aws::SIGV4_SERVICE_VAR,
+        aws::LOG_GROUP_VAR,
+        aws::LOG_STREAM_VAR,
+        aws::ENDPOINT_URL_VAR,
+        aws::ENDPOINT_URL_SECRETS_MANAGER_VAR,
+        aws::ENDPOINT_URL_SSM_VAR,
+        aws::REGION_VAR,
+        aws::FUNCTION_NAME_VAR,
+        credentials::ACCESS_KEY_ID_VAR,
+        credentials::SECRET_ACCESS_KEY_VAR,
+        credentials::SESSION_TOKEN_VAR,
+        credentials::CONTAINER_URI_VAR,
+        credentials::CONTAINER_TOKEN_VAR,
+        credentials::CONTAINER_TOKEN_FILE_VAR,
+        cost::GB_SECOND_VAR,
+        cost::PER_MILLION_REQUESTS_VAR,
+        cost::SNAPSTART_RESTORE_GB_VAR,
+    ]
+};
+
 #[cfg(test)]
 mod tests;

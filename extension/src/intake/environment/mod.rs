@@ -67,10 +67,12 @@ use tokio::time::Instant;
 use crate::diag;
 
 pub(crate) use config::CONNECTIONS_VAR;
-use config::MAX_SAMPLE_INTERVAL_MS;
-pub use config::{Connections, EnvironmentConfig};
 #[cfg(test)]
-pub(crate) use config::{DEFAULT_SAMPLE_INTERVAL, SAMPLE_INTERVAL_VAR};
+use config::DEFAULT_SAMPLE_INTERVAL;
+use config::MAX_SAMPLE_INTERVAL_MS;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use config::SAMPLE_INTERVAL_VAR;
+pub use config::{Connections, EnvironmentConfig};
 pub use procfs::ByPort;
 use procfs::{NetDev, Stat};
 
