@@ -434,7 +434,13 @@ impl Delivery {
                     .exporter
                     .export_until(signal, body, deadline, cut, &mut observer)
                     .await;
-                failed |= observer.failed;
+                // A failed attempt counts only when the export did not recover from it
+                // inside this flush: a retry that delivered is a healthy backend.
+                failed |= observer.failed
+                    && matches!(
+                        result,
+                        ExportResult::Deferred { .. } | ExportResult::Abandoned
+                    );
                 match result {
                     ExportResult::Delivered { rejected, message } => {
                         if carries_selftel {

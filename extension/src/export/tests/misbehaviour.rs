@@ -211,6 +211,8 @@ async fn a_reset_once_is_retried_in_the_same_flush() {
     assert!(outcome.complete, "{outcome:?}");
     assert_eq!(outcome.exported, 10);
     assert_eq!(stats.faults_total(ExportFault::ConnectionReset), 1);
+    // A failure the same flush recovered from is not one that holds the backend.
+    assert!(!d.backend_held(), "{outcome:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
