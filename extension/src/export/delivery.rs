@@ -329,8 +329,12 @@ impl Delivery {
                                 .probe(signal, body, deadline, cut, &mut observer)
                                 .await
                         }
-                        Err(_) => Probe::Failed { retry_after: None },
+                        Err(_) => Some(Probe::Failed { retry_after: None }),
                     };
+                // Not sent: the breaker stays as it is, and so does the data.
+                let Some(probe) = probe else {
+                    return false;
+                };
                 let breaker = &mut self.breakers[b].1;
                 breaker.on_probe(Instant::now(), probe);
                 if breaker.is_held() {

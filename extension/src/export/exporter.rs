@@ -353,7 +353,9 @@ impl Exporter {
     }
 
     /// One attempt with `body` (a request without data), given up at `deadline` or when `cut`
-    /// fires: what the breaker learns about the backend. Never retried.
+    /// fires: what the breaker learns about the backend. Never retried. `None` when it was not
+    /// sent (a `Retry-After` not passed yet, the deadline or the cut already come, the secret
+    /// values not fetched yet): then there is nothing to learn.
     pub(crate) async fn probe(
         &mut self,
         signal: Signal,
@@ -361,19 +363,17 @@ impl Exporter {
         deadline: Instant,
         cut: Option<&Cut>,
         latency: &mut dyn LatencySink,
-    ) -> Probe {
+    ) -> Option<Probe> {
         let i = signal.index();
         let now = Instant::now();
         if let Some(not_before) = self.not_before[i] {
             if not_before > now {
-                return Probe::Failed {
-                    retry_after: Some(not_before - now),
-                };
+                return None;
             }
             self.not_before[i] = None;
         }
         if now >= deadline || cut.is_some_and(Cut::is_fired) {
-            return Probe::NoAnswer;
+            return None;
         }
         let payload_sha256 = self.signers[i]
             .is_some()
@@ -383,11 +383,11 @@ impl Exporter {
             .await
         {
             Ok(extra) => extra,
-            Err(Missing::Never(_)) => return Probe::Failed { retry_after: None },
-            Err(Missing::NotYet(_)) => return Probe::NoAnswer,
+            Err(Missing::Never(_)) => return Some(Probe::Failed { retry_after: None }),
+            Err(Missing::NotYet(_)) => return None,
         };
         let Some((origin, template)) = &self.targets[i] else {
-            return Probe::Failed { retry_after: None };
+            return Some(Probe::Failed { retry_after: None });
         };
         let attempt_deadline = (Instant::now() + self.signals[i].timeout).min(deadline);
         Stats::add(&self.stats.export_attempts, 1);
@@ -413,7 +413,7 @@ impl Exporter {
                 self.pool.discard_broken();
                 Stats::add(&self.stats.export_failures, 1);
                 latency.observe_export(signal, elapsed, "abandoned");
-                Probe::NoAnswer
+                Some(Probe::NoAnswer)
             }
             Some(Attempt::Retry { retry_after, .. }) => {
                 Stats::add(&self.stats.export_failures, 1);
@@ -421,7 +421,7 @@ impl Exporter {
                 if let Some(d) = retry_after {
                     self.not_before[i] = Some(Instant::now() + d);
                 }
-                Probe::Failed { retry_after }
+                Some(Probe::Failed { retry_after })
             }
             Some(Attempt::Done(result)) => {
                 let outcome = match result {
@@ -432,7 +432,7 @@ impl Exporter {
                     }
                 };
                 latency.observe_export(signal, elapsed, outcome);
-                Probe::Answered { rtt: elapsed }
+                Some(Probe::Answered { rtt: elapsed })
             }
         }
     }

@@ -78,6 +78,14 @@ async fn retry_after_opens_it_and_no_request_goes_before_it_has_passed() {
     assert_eq!(trace_requests(&b), 1);
 
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // A flush whose runtime is already done sends no probe, and the breaker learns nothing.
+    let done = Cut::new();
+    done.fire();
+    d.flush_while_running(in_secs(20), &done).await;
+    assert_eq!(trace_requests(&b), 1);
+    assert!(d.backend_held());
+    assert_eq!(d.breaker(Signal::Traces).unwrap().health().probes, 0);
+
     let outcome = d.flush_while_running(in_secs(20), &Cut::new()).await;
     assert!(outcome.complete, "{outcome:?}");
     assert!(!d.backend_held());
