@@ -57,7 +57,7 @@ pub(crate) struct ReceiverConfig {
     /// The largest body (or gRPC message) accepted, compressed or decompressed.
     pub(crate) max_body_bytes: usize,
     /// The bytes both receivers hold at once for requests being read, decoded or queued;
-    /// never less than `max_body_bytes`.
+    /// never less than [`pending_floor`] of `max_body_bytes`.
     pub(crate) max_pending_bytes: usize,
     /// The connections each receiver keeps open at once; more are refused.
     pub(crate) max_connections: usize,
@@ -71,7 +71,7 @@ impl Default for ReceiverConfig {
             endpoint: Some(DEFAULT_ENDPOINT),
             grpc_endpoint: Some(DEFAULT_GRPC_ENDPOINT),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_pending_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_pending_bytes: pending_floor(DEFAULT_MAX_BODY_BYTES),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
@@ -120,7 +120,7 @@ impl ReceiverConfig {
             }
         }
         // By default the bound follows the largest request: one of any allowed size fits.
-        config.max_pending_bytes = config.max_body_bytes;
+        config.max_pending_bytes = pending_floor(config.max_body_bytes);
         if let Some(value) = non_empty(env, MAX_PENDING_BYTES_VAR) {
             match parse_max_pending(&value, config.max_body_bytes) {
                 Ok(bytes) => config.max_pending_bytes = bytes,
@@ -207,12 +207,19 @@ fn parse_max_body(value: &str) -> Result<usize, String> {
     }
 }
 
+/// The least byte bound that lets one request of the largest size in alone: a gzip body is
+/// held compressed while it inflates, so its two copies (each at most the cap) are held at once.
+fn pending_floor(max_body: usize) -> usize {
+    max_body.saturating_mul(2)
+}
+
 fn parse_max_pending(value: &str, max_body: usize) -> Result<usize, String> {
-    let max = MAX_MAX_PENDING_BYTES.max(max_body);
+    let min = pending_floor(max_body);
+    let max = MAX_MAX_PENDING_BYTES.max(min);
     match value.parse::<usize>() {
-        Ok(bytes) if (max_body..=max).contains(&bytes) => Ok(bytes),
+        Ok(bytes) if (min..=max).contains(&bytes) => Ok(bytes),
         _ => Err(format!(
-            "expected a whole number of bytes from {max_body} ({MAX_BODY_BYTES_VAR}, so that the largest request fits) to {max}"
+            "expected a whole number of bytes from {min} (twice {MAX_BODY_BYTES_VAR}, so that the largest request fits with its inflated copy) to {max}"
         )),
     }
 }

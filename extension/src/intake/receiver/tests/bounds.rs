@@ -181,6 +181,43 @@ async fn a_gzip_body_holds_what_it_inflates_to_and_is_refused_when_that_does_not
 }
 
 #[tokio::test]
+async fn a_gzip_request_of_the_largest_size_fits_alone_with_the_default_bound() {
+    let cap = 65_536;
+    let config =
+        ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_BODY_BYTES", "65536")]).unwrap();
+    // A span name of hex digits from a small generator: it inflates to just under the cap and
+    // compresses only to about half, so both copies together are well past the cap.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut request = traces(1);
+    request.resource_spans[0].scope_spans[0].spans[0].name = (0..cap - 1_000)
+        .map(|_| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            char::from_digit(((x >> 60) & 0xf) as u32, 16).unwrap()
+        })
+        .collect();
+    let inflated = request.encode_to_vec();
+    let body = gzip(&inflated);
+    assert!(inflated.len() <= cap && body.len() <= cap);
+    assert!(inflated.len() + body.len() > cap);
+
+    let budget = IntakeBudget::new(config.max_pending_bytes);
+    let mut receiver = start_bounded(8, config, budget.clone()).await;
+    let ok = contrail_testkit::http::send(
+        receiver.addr,
+        "POST",
+        "/v1/traces",
+        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
+        body,
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    // What it holds while queued is its decoded form's bytes, given back once mapped.
+    drop(receiver.intake.try_recv().unwrap());
+    assert_eq!(budget.used(), 0);
+    receiver.stop().await;
+}
+
+#[tokio::test]
 async fn a_connection_over_the_cap_is_answered_503_and_closed_and_a_freed_place_is_reused() {
     let budget = IntakeBudget::new(1024);
     let config = ReceiverConfig {

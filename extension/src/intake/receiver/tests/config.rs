@@ -80,19 +80,19 @@ fn body_cap_is_a_byte_count_within_bounds() {
 }
 
 #[test]
-fn the_byte_bound_follows_the_body_cap_and_is_never_below_it() {
+fn the_byte_bound_follows_the_body_cap_and_is_never_below_twice_it() {
     let default = ReceiverConfig::from_env(&[("UNRELATED", "1")]).unwrap();
-    assert_eq!(default.max_pending_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(default.max_pending_bytes, 2 * DEFAULT_MAX_BODY_BYTES);
     let raised =
         ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_BODY_BYTES", "8388608")]).unwrap();
     assert_eq!(
-        raised.max_pending_bytes, 8_388_608,
-        "one request of any size fits"
+        raised.max_pending_bytes, 16_777_216,
+        "one request of any size fits, with its inflated copy"
     );
     let set =
         ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_PENDING_BYTES", "16777216")]).unwrap();
     assert_eq!(set.max_pending_bytes, 16_777_216);
-    for value in ["1048576", "lots", "-1", "300000000"] {
+    for value in ["1048576", "4194304", "8388607", "lots", "-1", "300000000"] {
         let errors = ReceiverConfig::from_env(&[("CONTRAIL_RECEIVER_MAX_PENDING_BYTES", value)])
             .expect_err(value);
         assert_eq!(
