@@ -265,7 +265,8 @@ impl Mapper {
         if phase.snapshot {
             attributes.push(kv_bool("aws.lambda.snapstart.snapshot", true));
         }
-        if let (PhaseKind::Init, Some(usage)) = (kind, &self.init_usage) {
+        // A restored environment's snapshot init ran elsewhere: these readings are not its.
+        if let (PhaseKind::Init, false, Some(usage)) = (kind, phase.snapshot, &self.init_usage) {
             super::usage::init_attributes(usage, &mut attributes);
         }
         // The report's status wins; the runtime's is the fallback.

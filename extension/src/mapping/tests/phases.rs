@@ -7,6 +7,15 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 #[test]
 fn snapstart_restore_is_the_cold_start() {
     let mut run = Run::new();
+    // What this environment's processes used: not the snapshot's init, which ran elsewhere.
+    run.mapper
+        .on_init_usage(crate::intake::environment::InitUsage {
+            cpu_user: 0.5,
+            cpu_system: 0.1,
+            contrail_cpu: 0.01,
+            rss: 50 << 20,
+            rss_peak: 60 << 20,
+        });
     let snapshot_init = br#"[
         {"time":"2022-10-01T09:00:00.000Z","type":"platform.initStart","record":{"initializationType":"snap-start","phase":"init"}},
         {"time":"2022-10-01T09:00:01.000Z","type":"platform.initRuntimeDone","record":{"initializationType":"snap-start","phase":"init","status":"success"}},
@@ -28,6 +37,10 @@ fn snapstart_restore_is_the_cold_start() {
     assert_eq!(
         attr(&init.attributes, "faas.coldstart"),
         Some(&Value::BoolValue(false))
+    );
+    assert_eq!(
+        attr(&init.attributes, "aws.lambda.function.cpu.user_time"),
+        None
     );
     let restore = span(&all, "aws.lambda.restore");
     assert_eq!(
