@@ -83,6 +83,9 @@ pub(crate) struct CostConfig {
     /// `None`: no cost is estimated (no documented price for the region and none given, or a
     /// price variable was not valid).
     pub(crate) prices: Option<Prices>,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, for what is priced before a report gives the memory
+    /// (`None` when unset or not a whole number of megabytes, which the resource reports).
+    pub(crate) memory_mb: Option<f64>,
 }
 
 fn price(env: &dyn Env, var: &str) -> Result<Option<f64>, ConfigError> {
@@ -106,13 +109,23 @@ impl CostConfig {
     /// by the default in silence), and so does a region without documented prices where the
     /// variables do not give them.
     pub(crate) fn from_env(env: &dyn Env, arch: Architecture) -> (CostConfig, Vec<ConfigError>) {
+        let memory_mb = non_empty(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .and_then(|mb| mb.parse::<u32>().ok())
+            .filter(|mb| *mb > 0)
+            .map(f64::from);
         let mut warnings = Vec::new();
         let mut read = |var| price(env, var).map_err(|e| warnings.push(e)).ok().flatten();
         let gb_second = read(GB_SECOND_VAR);
         let per_million = read(PER_MILLION_REQUESTS_VAR);
         let restore = read(SNAPSTART_RESTORE_GB_VAR);
         if !warnings.is_empty() {
-            return (CostConfig { prices: None }, warnings);
+            return (
+                CostConfig {
+                    prices: None,
+                    memory_mb,
+                },
+                warnings,
+            );
         }
         let region = non_empty(env, REGION);
         let documented = region
@@ -143,7 +156,7 @@ impl CostConfig {
                 None
             }
         };
-        (CostConfig { prices }, warnings)
+        (CostConfig { prices, memory_mb }, warnings)
     }
 }
 
@@ -178,6 +191,20 @@ pub(crate) fn restore_cost(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_priced_before_a_report_is_the_function_s_configured_memory() {
+        let env = [("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769")];
+        let (config, _) = CostConfig::from_env(&env, Architecture::X86_64);
+        assert_eq!(config.memory_mb, Some(1769.0));
+        for bad in ["lots", "0", "-128"] {
+            let env = [("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", bad)];
+            assert_eq!(
+                CostConfig::from_env(&env, Architecture::X86_64).0.memory_mb,
+                None
+            );
+        }
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-15_f64.max(b.abs() * 1e-9)

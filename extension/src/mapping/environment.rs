@@ -46,10 +46,13 @@ impl Mapper {
                 self.metrics.record(MetricId::IdleGap, gap as f64 / 1e9, t);
             }
         }
-        let Some(prices) = self.prices else {
+        let Some(prices) = self.config.cost.prices else {
             return;
         };
-        let memory = m.memory_size_mb.map(|mb| mb as f64).or(self.memory_mb);
+        let memory = m
+            .memory_size_mb
+            .map(|mb| mb as f64)
+            .or(self.config.cost.memory_mb);
         let Some(memory) = memory else {
             return;
         };
@@ -72,7 +75,11 @@ impl Mapper {
                 self.initialization_type.as_deref(),
                 None | Some("on-demand")
             );
-        if let (true, Some(prices), Some(memory)) = (on_demand, self.prices, self.memory_mb) {
+        if let (true, Some(prices), Some(memory)) = (
+            on_demand,
+            self.config.cost.prices,
+            self.config.cost.memory_mb,
+        ) {
             self.metrics
                 .record(MetricId::InitCost, cost::init_cost(&prices, ms, memory), t);
         }
@@ -107,7 +114,9 @@ impl Mapper {
         }
         if self.restore.is_some() && !self.restore_costed {
             self.restore_costed = true;
-            if let (Some(prices), Some(memory)) = (self.prices, self.memory_mb) {
+            if let (Some(prices), Some(memory)) =
+                (self.config.cost.prices, self.config.cost.memory_mb)
+            {
                 if let Some(usd) = cost::restore_cost(&prices, memory, None) {
                     self.metrics.record(MetricId::RestoreCost, usd, end_ns);
                 }

@@ -131,10 +131,6 @@ pub struct Mapper {
     staged_spans: Vec<Span>,
     staged_logs: Vec<LogRecord>,
     extension_source: KeyValue,
-    /// The prices of cost estimates; `None`: no estimates.
-    prices: Option<cost::Prices>,
-    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, for what is priced before a report says it.
-    memory_mb: Option<f64>,
     utilization: Utilization,
     /// Contrail's own start-up, once the lifecycle has told it; `true` once its span is out.
     own_init: Option<(OwnInit, bool)>,
@@ -169,9 +165,6 @@ impl Mapper {
             .or_else(|| resource::resource_str(&resource, "service.name"))
             .unwrap_or("unknown_service")
             .to_owned();
-        let prices = config.cost.prices;
-        let memory_mb = resource::resource_int(&resource, "faas.max_memory")
-            .map(|bytes| bytes as f64 / (1024.0 * 1024.0));
         Mapper {
             metrics: MetricStore::new(config.temporality),
             config,
@@ -193,8 +186,6 @@ impl Mapper {
             staged_spans: Vec::new(),
             staged_logs: Vec::new(),
             extension_source: kv_str("aws.lambda.log.source", "extension"),
-            prices,
-            memory_mb,
             utilization: Utilization::default(),
             own_init: None,
             restore_costed: false,

@@ -100,27 +100,16 @@ pub(crate) fn set_resource_attribute(resource: &mut Resource, key: &str, value: 
     }
 }
 
-/// The value of a resource attribute.
-fn resource_value<'a>(resource: &'a Resource, key: &str) -> Option<&'a AnyVal> {
-    resource
-        .attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
-}
-
 /// The string value of a resource attribute.
 pub(crate) fn resource_str<'a>(resource: &'a Resource, key: &str) -> Option<&'a str> {
-    match resource_value(resource, key)? {
-        AnyVal::StringValue(s) => Some(s.as_str()),
-        _ => None,
-    }
-}
-
-/// The integer value of a resource attribute.
-pub(crate) fn resource_int(resource: &Resource, key: &str) -> Option<i64> {
-    match resource_value(resource, key)? {
-        AnyVal::IntValue(i) => Some(*i),
+    let value = resource
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?;
+    match &value.value {
+        Some(AnyVal::StringValue(s)) => Some(s.as_str()),
         _ => None,
     }
 }

@@ -10,8 +10,11 @@ const DAY: u64 = 1_665_532_800_000_000_000;
 const MS: u64 = 1_000_000;
 
 fn priced() -> Run {
-    let (cost, warnings) =
-        CostConfig::from_env(&[("AWS_REGION", "us-east-1")], Architecture::X86_64);
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+    ];
+    let (cost, warnings) = CostConfig::from_env(&env, Architecture::X86_64);
     assert!(warnings.is_empty());
     Run::with(MappingConfig {
         cost,
