@@ -37,7 +37,7 @@ pub(crate) struct Pipeline {
     buffer_max_bytes: usize,
     stats: Arc<Stats>,
     /// `/proc` readings of the environment's processes per invocation.
-    sampler: Option<Sampler>,
+    sampler: Sampler,
 }
 
 /// Bytes a resource's entry adds beyond its message: the field's tag and length prefix.
@@ -77,7 +77,7 @@ impl Pipeline {
         delivery.set_resource(resource.clone());
         delivery.set_flush_budget(settings.flush.budget);
         // On Managed Instances no INVOKE comes, so it never reads anything.
-        let sampler = Some(Sampler::new(settings.environment.clone()));
+        let sampler = Sampler::new(settings.environment.clone());
         Pipeline {
             mapper,
             delivery,
@@ -98,15 +98,15 @@ pub(crate) fn now_unix_nano() -> u64 {
 
 impl Stages for Pipeline {
     fn invoke(&mut self, event: &InvokeEvent) {
-        if let Some(sampler) = self.sampler.as_mut() {
-            let now_ns = now_unix_nano();
-            let (previous, init) = sampler.begin(&event.request_id, Instant::now(), now_ns);
-            if let Some(usage) = previous {
-                self.mapper.on_usage(usage, now_ns);
-            }
-            if let Some(init) = init {
-                self.mapper.on_init_usage(init);
-            }
+        let now_ns = now_unix_nano();
+        let (previous, init) = self
+            .sampler
+            .begin(&event.request_id, Instant::now(), now_ns);
+        if let Some(usage) = previous {
+            self.mapper.on_usage(usage, now_ns);
+        }
+        if let Some(init) = init {
+            self.mapper.on_init_usage(init);
         }
         self.mapper.on_invoke(
             InvokeInfo {
@@ -133,16 +133,12 @@ impl Stages for Pipeline {
             self.delivery.restored();
         }
         // The invocation's runtimeDone: its readings end now, before its span is made.
-        if let Some(sampler) = self.sampler.as_mut()
-            && let Some(open) = sampler.open_request()
+        if let Some(open) = self.sampler.open_request()
             && records
                 .iter()
                 .any(|r| matches!(&r.event, Event::RuntimeDone(d) if d.request_id == open))
         {
-            let now_ns = now_unix_nano();
-            if let Some(usage) = sampler.end(now_ns) {
-                self.mapper.on_usage(usage, now_ns);
-            }
+            self.idle();
         }
         let mut out = Signals::default();
         self.mapper.on_records(records, &mut out);
@@ -200,19 +196,17 @@ impl Stages for Pipeline {
 
     fn idle(&mut self) {
         let now_ns = now_unix_nano();
-        if let Some(usage) = self.sampler.as_mut().and_then(|s| s.end(now_ns)) {
+        if let Some(usage) = self.sampler.end(now_ns) {
             self.mapper.on_usage(usage, now_ns);
         }
     }
 
     fn sample_due(&self) -> Option<Instant> {
-        self.sampler.as_ref()?.sample_due()
+        self.sampler.sample_due()
     }
 
     fn sample(&mut self) {
-        if let Some(sampler) = self.sampler.as_mut() {
-            sampler.sample(Instant::now(), now_unix_nano());
-        }
+        self.sampler.sample(Instant::now(), now_unix_nano());
     }
 }
 

@@ -29,14 +29,9 @@ impl Sampler {
         self.rescan = false;
         let mut known = std::mem::take(&mut self.procs);
         let proc = Path::new(PROC);
-        let Some(parent) = self.parent.or_else(|| {
-            read_file(&proc.join("self/stat"))
-                .as_deref()
-                .and_then(|t| procfs::parse_stat(&String::from_utf8_lossy(t)))
-                .map(|s| s.ppid)
-        }) else {
-            return;
-        };
+        let parent = self
+            .parent
+            .unwrap_or_else(std::os::unix::process::parent_id);
         let mut roots = Vec::new();
         self.children_of(parent, &mut roots);
         roots.retain(|pid| *pid != self.self_pid && self.is_runtime(*pid));

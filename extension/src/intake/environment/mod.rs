@@ -306,18 +306,16 @@ impl Sampler {
         let mut rss = 0;
         let mut hwm = 0;
         let mut gone = false;
-        for i in 0..self.procs.len() {
-            let Some(p) = self.procs.get(i) else { break };
-            let pid = p.pid;
+        for p in &self.procs {
             match read_stat(&p.stat, &mut self.buf) {
                 Some(s) => {
-                    cpu.push((pid, s.utime + s.cutime, s.stime + s.cstime));
+                    cpu.push((p.pid, s.utime + s.cutime, s.stime + s.cstime));
                     children_ticks += s.cutime + s.cstime;
                     rss += s.rss_pages * self.page;
                 }
                 None => gone = true,
             }
-            if first && let Some(p) = self.procs.get(i) {
+            if first {
                 hwm += read_status(&p.status, &mut self.buf).hwm.unwrap_or(0);
             }
         }
@@ -504,12 +502,17 @@ fn reset_peak(pid: u32) -> bool {
         .is_ok()
 }
 
+/// CPU time of `clock` (this process, or the calling thread).
+fn cpu_time(clock: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(clock);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
 fn contrail_cpu_ns() -> Option<u64> {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    u64::try_from(t.tv_sec)
-        .ok()?
-        .checked_mul(1_000_000_000)?
-        .checked_add(u64::try_from(t.tv_nsec).ok()?)
+    u64::try_from(cpu_time(rustix::time::ClockId::ProcessCPUTime).as_nanos()).ok()
 }
 
 fn read_file(path: &Path) -> Option<Vec<u8>> {

@@ -97,10 +97,6 @@ impl Sampler {
 }
 
 /// CPU time of the calling thread.
-pub(super) fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
+fn thread_cpu() -> Duration {
+    super::cpu_time(rustix::time::ClockId::ThreadCPUTime)
 }
