@@ -482,7 +482,8 @@ impl Exporter {
                 })
             }
             Class::Retryable => {
-                if failure::invalid_retry_after(&response.headers) {
+                let retry_after = retry::retry_after(&response.headers, SystemTime::now());
+                if failure::invalid_retry_after(&response.headers, retry_after) {
                     let value = response.headers.get(http::header::RETRY_AFTER);
                     failure::note(
                         stats,
@@ -492,7 +493,7 @@ impl Exporter {
                 }
                 Attempt::Retry {
                     reason: format!("HTTP {}: {}", status.as_u16(), message()),
-                    retry_after: retry::retry_after(&response.headers, SystemTime::now()),
+                    retry_after,
                 }
             }
             Class::Rejected => Attempt::Done(ExportResult::Rejected {

@@ -8,7 +8,7 @@
 //! counted under its [`ExportFault`] (`contrail.export.faults{reason}`) and said once on stderr,
 //! the first time that reason happens.
 
-use std::time::SystemTime;
+use std::time::Duration;
 
 use http::HeaderMap;
 
@@ -50,10 +50,10 @@ pub(crate) fn of(error: &ConnError, stage: Stage) -> ExportFault {
     }
 }
 
-/// Whether `headers` carry a `Retry-After` that cannot be read (it is then ignored).
-pub(crate) fn invalid_retry_after(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::RETRY_AFTER)
-        && crate::export::retry::retry_after(headers, SystemTime::now()).is_none()
+/// Whether `headers` carry a `Retry-After` that cannot be read (it is then ignored), given
+/// what [`crate::export::retry::retry_after`] read of them.
+pub(crate) fn invalid_retry_after(headers: &HeaderMap, read: Option<Duration>) -> bool {
+    read.is_none() && headers.contains_key(http::header::RETRY_AFTER)
 }
 
 /// Count `fault`; say it, with `detail`, the first time it happens. Returns whether it was said.
@@ -99,6 +99,7 @@ fn consequence(fault: ExportFault) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn every_stage_of_a_stall_has_its_reason() {
@@ -117,12 +118,15 @@ mod tests {
 
     #[test]
     fn a_retry_after_that_does_not_parse_is_invalid_and_an_absent_one_is_not() {
+        let invalid = |h: &HeaderMap| {
+            invalid_retry_after(h, crate::export::retry::retry_after(h, SystemTime::now()))
+        };
         let mut headers = HeaderMap::new();
-        assert!(!invalid_retry_after(&headers));
+        assert!(!invalid(&headers));
         headers.insert(http::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert!(invalid_retry_after(&headers));
+        assert!(invalid(&headers));
         headers.insert(http::header::RETRY_AFTER, "3".parse().unwrap());
-        assert!(!invalid_retry_after(&headers));
+        assert!(!invalid(&headers));
     }
 
     #[test]
