@@ -24,7 +24,6 @@ const MEMORY_BYTES: &[f64] = &[
     8192.0 * MIB,
     10240.0 * MIB,
 ];
-/// Response sizes: up to 6 MB buffered, 200 MB streamed.
 /// Estimated costs in US dollars: a 1 ms invocation at 128 MB (about $0.0000002) to 15 minutes
 /// at 10,240 MB (about $0.15).
 const COST_USD: &[f64] = &[
@@ -43,6 +42,7 @@ const COST_USD: &[f64] = &[
 const IDLE_S: &[f64] = &[
     0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
 ];
+/// Response sizes: up to 6 MB buffered, 200 MB streamed.
 const RESPONSE_BYTES: &[f64] = &[
     1024.0,
     16.0 * 1024.0,

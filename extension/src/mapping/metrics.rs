@@ -1,5 +1,7 @@
-//! The metrics Contrail derives from platform reports: a fixed set of instruments without
-//! attributes (one series each), aggregated here and read at each flush.
+//! The metrics Contrail derives from platform reports and the environment's readings: a fixed
+//! set of instruments (`instruments.rs`), one series each except the few that share a name and
+//! differ by one attribute (`cpu.mode`, `network.io.direction`) and `aws.lambda.connections`
+//! (a series per `server.port`), aggregated here and read at each flush.
 //!
 //! Names follow the OpenTelemetry FaaS metric conventions where one exists (`faas.*`), and
 //! `aws.lambda.*` otherwise.
