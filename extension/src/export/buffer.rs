@@ -425,6 +425,11 @@ impl Buffer {
         self.counters
     }
 
+    /// Bytes that can join the buffer without dropping anything held.
+    pub(crate) fn room(&self) -> usize {
+        self.max_bytes.saturating_sub(self.total_bytes())
+    }
+
     fn total_bytes(&self) -> usize {
         self.queued_bytes.iter().sum::<usize>() + self.in_flight_bytes
     }

@@ -45,8 +45,7 @@ use crate::export::config::ExportConfig;
 use crate::export::cut::Cut;
 use crate::export::self_telemetry::{DropWarner, SelfTelemetry};
 use crate::export::{ExportResult, Exporter, LatencySink};
-use crate::pipeline::Signal;
-use crate::pipeline::Signals;
+use crate::pipeline::{Item, Signal, Signals};
 
 mod self_report;
 
@@ -243,16 +242,37 @@ impl Delivery {
     /// Buffer `signals`. Never blocks. Over the bound the oldest data is dropped and counted;
     /// a signal without an endpoint is dropped and counted as `no_endpoint`.
     pub(crate) fn push(&mut self, signals: Signals) {
-        for item in signals.into_items() {
-            let signal = item.signal();
-            if self.exporter.has_endpoint(signal) {
-                self.buffer.push_item(item);
-            } else {
-                let records = item.records();
-                self.stats.dropped(DropReason::NoEndpoint, records);
-                self.note_no_endpoint();
-            }
+        for item in self.sendable(signals) {
+            self.buffer.push_item(item);
         }
+    }
+
+    /// Like [`Delivery::push`], for data that must not push out what is buffered: when the
+    /// items that have an endpoint do not fit beside it, nothing is pushed, and the records
+    /// of those items are returned for the caller to count.
+    pub(crate) fn push_if_room(&mut self, signals: Signals) -> Option<u64> {
+        let items = self.sendable(signals);
+        let bytes: usize = items.iter().map(Item::wire_len).sum();
+        if bytes > self.buffer.room() {
+            return Some(items.iter().map(Item::records).sum());
+        }
+        for item in items {
+            self.buffer.push_item(item);
+        }
+        None
+    }
+
+    /// The items of `signals` whose signal has an endpoint; the records of the others are
+    /// counted as `no_endpoint`.
+    fn sendable(&mut self, signals: Signals) -> Vec<Item> {
+        let (sendable, unsendable): (Vec<Item>, Vec<Item>) = signals
+            .into_items()
+            .partition(|item| self.exporter.has_endpoint(item.signal()));
+        for item in unsendable {
+            self.stats.dropped(DropReason::NoEndpoint, item.records());
+            self.note_no_endpoint();
+        }
+        sendable
     }
 
     /// How full the buffer is: held bytes ÷ its bound.

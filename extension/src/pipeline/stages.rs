@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use prost::Message;
 use tokio::time::Instant;
 
 use crate::config::Settings;
@@ -33,26 +32,9 @@ pub(crate) struct Pipeline {
     delivery: Delivery,
     /// Merged into what the function's own SDK sends to the local receiver.
     resource: Resource,
-    /// The export buffer's bound, in bytes (`CONTRAIL_BUFFER_MAX_BYTES`).
-    buffer_max_bytes: usize,
     stats: Arc<Stats>,
     /// `/proc` readings of the environment's processes per invocation.
     sampler: Sampler,
-}
-
-/// Bytes a resource's entry adds beyond its message: the field's tag and length prefix.
-const ENTRY_PREFIX_BYTES: usize = 6;
-
-/// The bytes `signals` take in the export buffer, which holds them encoded.
-fn wire_bytes(signals: &Signals) -> usize {
-    let spans = signals.spans.iter().map(|r| r.encoded_len());
-    let metrics = signals.metrics.iter().map(|r| r.encoded_len());
-    let logs = signals.logs.iter().map(|r| r.encoded_len());
-    spans
-        .chain(metrics)
-        .chain(logs)
-        .map(|n| n + ENTRY_PREFIX_BYTES)
-        .sum()
 }
 
 impl Pipeline {
@@ -82,7 +64,6 @@ impl Pipeline {
             mapper,
             delivery,
             resource,
-            buffer_max_bytes: settings.export.buffer_max_bytes,
             stats,
             sampler,
         }
@@ -153,17 +134,13 @@ impl Stages for Pipeline {
     /// and counted as `buffer_full`, as the buffer would have counted what it pushed out.
     fn otlp(&mut self, payload: OtlpPayload) {
         let signals = receiver::merge_resource(payload, &self.resource);
-        let held = (self.delivery.buffer_fill() * self.buffer_max_bytes as f64) as usize;
-        if held.saturating_add(wire_bytes(&signals)) > self.buffer_max_bytes {
+        if let Some(records) = self.delivery.push_if_room(signals) {
             static FULL: diag::Once = diag::Once::new();
-            let records: u64 = signals.into_items().map(|item| item.records()).sum();
             self.stats.dropped(DropReason::BufferFull, records);
             FULL.warn(format_args!(
                 "receiver: the export buffer has no room for a request of the function's SDK; its records are dropped (counted as buffer_full), what is buffered is kept"
             ));
-            return;
         }
-        self.delivery.push(signals);
     }
 
     async fn flush(&mut self, deadline: Instant, last: bool, cut: Option<Cut>) -> FlushOutcome {

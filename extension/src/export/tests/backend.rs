@@ -357,6 +357,33 @@ async fn buffer_overflow_is_counted_and_reported_as_self_telemetry() {
     }
 }
 
+#[test]
+fn push_if_room_keeps_what_is_held_and_returns_what_did_not_fit() {
+    let (mut d, stats) = delivery(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("CONTRAIL_BUFFER_MAX_BYTES", "65536"),
+    ]);
+    // About 200 bytes per span: 200 fit, another 200 do not fit beside them.
+    assert_eq!(d.push_if_room(spans(0..200, 150)), None);
+    let held = d.held();
+    assert_eq!(held.records, 200);
+    assert_eq!(d.push_if_room(spans(200..400, 150)), Some(200));
+    assert_eq!(d.held(), held, "what was held is kept whole");
+    // The caller counts what was returned; nothing was counted here.
+    assert_eq!(stats.dropped_total(DropReason::BufferFull), 0);
+    // What fits in the room left still joins.
+    assert_eq!(d.push_if_room(spans(400..401, 0)), None);
+    assert_eq!(d.held().records, 201);
+}
+
+#[test]
+fn push_if_room_counts_a_signal_without_an_endpoint_as_no_endpoint() {
+    let (mut d, stats) = delivery(&[]);
+    assert_eq!(d.push_if_room(spans(0..5, 0)), None);
+    assert_eq!(stats.dropped_total(DropReason::NoEndpoint), 5);
+    assert_eq!(d.held().records, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_an_endpoint_data_is_dropped_and_counted() {
     let (mut d, stats) = delivery(&[]);
