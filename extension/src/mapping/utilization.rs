@@ -8,10 +8,16 @@
 //!   would for a container that stays up.
 //! - Busy time is the union of the invoke phases: each from its `platform.start` for the
 //!   report's `durationMs` (which holds the extensions' time after the response). Init is not
-//!   busy time: a container has its own start-up.
+//!   busy time: a container has its own start-up. Overlapping phases (Managed Instances)
+//!   count once, in whatever order their reports arrive: the last [`STRETCHES_KEPT`] busy
+//!   stretches are kept to subtract the overlap; a report overlapping only older ones counts
+//!   whole.
 //! - An idle gap is the time from the end of the previous invoke phase (or of init) to the start
 //!   of the next.
 //! - An environment that shuts down without an invocation had an init that was never used.
+
+/// Busy stretches kept to count overlapping invocations once.
+pub(super) const STRETCHES_KEPT: usize = 32;
 
 /// What is known of one environment's life so far.
 #[derive(Debug, Default, Clone)]
@@ -20,6 +26,8 @@ pub(super) struct Utilization {
     /// The end of the last invoke phase, or of init before the first: where idle time starts.
     idle_since_ns: Option<u64>,
     busy_ns: u64,
+    /// The latest busy stretches, disjoint and by start: `(start, end)` in nanoseconds.
+    stretches: Vec<(u64, u64)>,
     invocations: u64,
     /// Something happened since [`Utilization::take_changed`] was last called.
     changed: bool,
@@ -67,16 +75,34 @@ impl Utilization {
         let end = start_ns.saturating_add(duration_ns);
         self.invocations += 1;
         self.changed = true;
-        let (gap, busy) = match self.idle_since_ns {
-            // Overlapping invocations (Managed Instances): only the time past the busy
-            // stretch already counted.
-            Some(idle) if start_ns < idle => (None, end.saturating_sub(idle)),
-            Some(idle) => (Some(start_ns - idle), duration_ns),
-            None => (None, duration_ns),
+        let gap = match self.idle_since_ns {
+            Some(idle) if start_ns >= idle => Some(start_ns - idle),
+            _ => None,
         };
+        let busy = self.cover(start_ns, end);
         self.busy_ns = self.busy_ns.saturating_add(busy);
         self.idle_since_ns = Some(self.idle_since_ns.map_or(end, |i| i.max(end)));
         gap
+    }
+
+    /// Add `[start, end)` to the busy stretches; returns the nanoseconds no stretch covered.
+    fn cover(&mut self, start: u64, end: u64) -> u64 {
+        let mut new = end - start;
+        let (mut from, mut to) = (start, end);
+        self.stretches.retain(|&(s, e)| {
+            if e < start || s > end {
+                return true;
+            }
+            new -= e.min(end).saturating_sub(s.max(start));
+            (from, to) = (from.min(s), to.max(e));
+            false
+        });
+        let at = self.stretches.partition_point(|&(s, _)| s < from);
+        self.stretches.insert(at, (from, to));
+        if self.stretches.len() > STRETCHES_KEPT {
+            self.stretches.remove(0);
+        }
+        new
     }
 
     /// The figures at `now_ns`; `None` before the environment's start is known.
@@ -158,6 +184,36 @@ mod tests {
         let s = u.at(150 * MS).unwrap();
         assert!((s.busy_s - 0.15).abs() < 1e-12);
         assert!((s.utilization - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn overlapping_invocations_count_once_whatever_order_their_reports_come_in() {
+        // A runs 0–1,000 ms; B (100–200) and C (300–1,200) run beside it. Reports come as
+        // the invocations end: B, then A, then C. The union is 0–1,200 ms.
+        let mut u = Utilization::default();
+        u.started(0);
+        u.invocation(100 * MS, 100 * MS);
+        u.invocation(0, 1_000 * MS);
+        u.invocation(300 * MS, 900 * MS);
+        assert!((u.at(2 * S).unwrap().busy_s - 1.2).abs() < 1e-12);
+        // D (1,500–1,600) leaves a gap; E (1,100–1,550) bridges it.
+        u.invocation(1_500 * MS, 100 * MS);
+        u.invocation(1_100 * MS, 450 * MS);
+        assert!((u.at(2 * S).unwrap().busy_s - 1.6).abs() < 1e-12);
+        assert_eq!(u.stretches, vec![(0, 1_600 * MS)]);
+    }
+
+    #[test]
+    fn the_stretches_kept_are_bounded() {
+        let mut u = Utilization::default();
+        for i in 0..10 * STRETCHES_KEPT as u64 {
+            u.invocation(i * S, MS);
+        }
+        assert_eq!(u.stretches.len(), STRETCHES_KEPT);
+        assert!((u.at(10_000 * S).unwrap().busy_s - 0.32).abs() < 1e-9);
+        // A report overlapping only a forgotten stretch counts whole.
+        u.invocation(0, MS);
+        assert!((u.at(10_000 * S).unwrap().busy_s - 0.321).abs() < 1e-9);
     }
 
     #[test]
