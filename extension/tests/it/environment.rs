@@ -166,6 +166,42 @@ fn the_runtime_is_found_and_only_its_connections_and_cpu_are_counted() {
 }
 
 #[test]
+fn a_connection_the_server_closed_stops_counting_within_a_second() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (close, closed) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        closed.recv().unwrap();
+        drop(stream);
+    });
+    // An API address of its own: the other tests' runtimes run beside this one.
+    let api = "127.0.0.1:9997";
+    let mut runtime = Shell::start(&[("_HANDLER", "app.handler"), ("AWS_LAMBDA_RUNTIME_API", api)]);
+    runtime.run("true");
+    let mut sampler = Sampler::with_scope(
+        EnvironmentConfig {
+            sample_interval: None,
+            connections: Connections::Always,
+        },
+        Some(std::process::id()),
+        Some(api.as_bytes().to_vec()),
+    );
+    let _ = sampler.begin("r1", Instant::now(), now_ns());
+    runtime.run(&format!("exec 3<>/dev/tcp/127.0.0.1/{port}"));
+    let usage = sampler.end(now_ns()).expect("open");
+    assert_eq!(usage.connections.get(&port), Some(&1), "{usage:?}");
+
+    // The server closes it; the runtime keeps its descriptor (CLOSE_WAIT).
+    close.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(1_100));
+    let _ = sampler.begin("r2", Instant::now(), now_ns());
+    let usage = sampler.end(now_ns()).expect("open");
+    assert!(usage.connections.is_empty(), "{usage:?}");
+    assert!(usage.fds >= 4, "the socket is still held: {usage:?}");
+}
+
+#[test]
 fn without_a_runtime_nothing_is_attributed() {
     let mut sampler = Sampler::with_scope(
         EnvironmentConfig::default(),

@@ -231,9 +231,15 @@ pub struct Sampler {
     unreadable: u64,
 }
 
-/// The function's sockets at a reading of the TCP tables, and those of them that were
-/// established: (inode, remote port).
-type TcpReading = (HashSet<u64>, Vec<(u64, u16)>);
+/// One reading of the TCP tables.
+#[derive(Debug)]
+struct TcpReading {
+    /// The function's sockets then.
+    sockets: HashSet<u64>,
+    /// Those of them that were established: (inode, remote port).
+    established: Vec<(u64, u16)>,
+    at: std::time::Instant,
+}
 
 static BAD_PROC: diag::Once = diag::Once::new();
 

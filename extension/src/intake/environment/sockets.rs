@@ -3,7 +3,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::{CONNECTIONS_VAR, Connections, MAX_FDS, MAX_TABLE_BYTES, Sampler, procfs, read_all};
+use super::{
+    CONNECTIONS_VAR, Connections, MAX_FDS, MAX_TABLE_BYTES, Sampler, TcpReading, procfs, read_all,
+};
 use crate::diag;
 
 /// In `auto`, a reading of the TCP tables that costs Contrail more CPU than this turns the
@@ -11,6 +13,9 @@ use crate::diag;
 /// is sized by the machine's memory: a few thousand buckets in a Lambda environment (tens of
 /// microseconds), 262,144 on a 24 GB host running the emulator (about 3.5 ms per table).
 const TABLE_CPU_LIMIT: Duration = Duration::from_millis(1);
+
+/// How long a reading of the TCP tables stands while the function's sockets stay the same.
+pub(super) const TABLE_REUSE: Duration = Duration::from_secs(1);
 
 static TABLES_COSTLY: diag::Once = diag::Once::new();
 
@@ -51,17 +56,18 @@ impl Sampler {
     /// The established connections whose socket is in `sockets`: `each(inode, remote port)`.
     ///
     /// The kernel walks its whole connection hash table for each read of `/proc/net/tcp`
-    /// (milliseconds on a large host), so the tables are read only when the function's sockets
-    /// are not the ones of the last reading; otherwise that reading's answer stands.
+    /// (milliseconds on a large host), so while the function's sockets are the ones of the
+    /// last reading, that reading's answer stands for [`TABLE_REUSE`]: a connection the
+    /// server closed (its socket still open in the function, in CLOSE_WAIT) stops counting
+    /// within that time.
     pub(super) fn established(&mut self, sockets: &HashSet<u64>, mut each: impl FnMut(u64, u16)) {
         if sockets.is_empty() || self.config.connections == Connections::Off {
             return;
         }
-        if self
-            .table
-            .as_ref()
-            .is_none_or(|(known, _)| known != sockets)
-        {
+        let now = std::time::Instant::now();
+        if self.table.as_ref().is_none_or(|last| {
+            last.sockets != *sockets || now.duration_since(last.at) >= TABLE_REUSE
+        }) {
             let mut found = Vec::new();
             let mut bad = 0;
             let started = thread_cpu();
@@ -86,10 +92,14 @@ impl Sampler {
                 ));
                 self.config.connections = Connections::Off;
             }
-            self.table = Some((sockets.clone(), found));
+            self.table = Some(TcpReading {
+                sockets: sockets.clone(),
+                established: found,
+                at: now,
+            });
         }
-        if let Some((_, found)) = &self.table {
-            for (inode, port) in found {
+        if let Some(last) = &self.table {
+            for (inode, port) in &last.established {
                 each(*inode, *port);
             }
         }
