@@ -56,7 +56,7 @@ mod sockets;
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -154,6 +154,9 @@ struct Proc {
     /// `/proc/PID/fd`, opened once: its entries are listed again (rewound) at each walk and
     /// their links read relative to it.
     fd_dir: Option<FdDir>,
+    /// `/proc/PID/clear_refs`, opened for writing once; `None` once opening or a write was
+    /// refused, so a refusal costs one attempt, not one per invocation.
+    clear_refs: Option<File>,
 }
 
 /// An open `/proc/PID/fd` and its entry reader.
@@ -339,7 +342,7 @@ impl Sampler {
                 rss_peak: hwm.max(rss),
             });
         }
-        let peak_reset = !self.procs.is_empty() && self.procs.iter().all(|p| reset_peak(p.pid));
+        let peak_reset = !self.procs.is_empty() && self.procs.iter_mut().all(Proc::reset_peak);
         let net = self.read_net_dev();
         let sockets = if self.last_sockets.is_none() {
             let mut sockets = HashSet::new();
@@ -496,16 +499,25 @@ fn open_proc(pid: u32) -> Option<Proc> {
         statm: File::open(format!("{base}/statm")).ok()?,
         status: File::open(format!("{base}/status")).ok()?,
         fd_dir: FdDir::open(pid),
+        clear_refs: OpenOptions::new()
+            .write(true)
+            .open(format!("{base}/clear_refs"))
+            .ok(),
     })
 }
 
-/// Reset the process's `VmHWM` to its current RSS; `false` when that is not permitted.
-fn reset_peak(pid: u32) -> bool {
-    OpenOptions::new()
-        .write(true)
-        .open(format!("{PROC}/{pid}/clear_refs"))
-        .and_then(|mut f| f.write_all(b"5"))
-        .is_ok()
+impl Proc {
+    /// Reset the process's `VmHWM` to its current RSS; `false` when that is not permitted.
+    fn reset_peak(&mut self) -> bool {
+        let written = self
+            .clear_refs
+            .as_ref()
+            .is_some_and(|f| f.write_all_at(b"5", 0).is_ok());
+        if !written {
+            self.clear_refs = None;
+        }
+        written
+    }
 }
 
 /// CPU time of `clock` (this process, or the calling thread).
