@@ -44,7 +44,7 @@ use crate::export::buffer::{Buffer, Held};
 use crate::export::config::ExportConfig;
 use crate::export::cut::Cut;
 use crate::export::self_telemetry::{DropWarner, SelfTelemetry};
-use crate::export::{ExportResult, Exporter, LatencySink};
+use crate::export::{ExportResult, Exporter, LatencySink, Outcome};
 use crate::pipeline::{Item, Signal, Signals};
 
 mod self_report;
@@ -103,12 +103,14 @@ struct Observer<'a> {
 }
 
 impl LatencySink for Observer<'_> {
-    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: &'static str) {
+    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: Outcome) {
         self.selftel.observe_export(signal, latency, outcome);
         let attempt = match outcome {
-            "ok" | "failed" => breaker::Attempt::Answered,
-            "retryable" => breaker::Attempt::Failed,
-            _ => breaker::Attempt::TimedOut,
+            Outcome::Ok | Outcome::Failed => breaker::Attempt::Answered,
+            Outcome::Retryable => breaker::Attempt::Failed,
+            Outcome::Abandoned => breaker::Attempt::TimedOut,
+            // The runtime was done: nothing learned of the backend.
+            Outcome::Cut => return,
         };
         if attempt != breaker::Attempt::Answered {
             self.failed = true;

@@ -74,13 +74,40 @@ pub(crate) enum ExportResult {
     Abandoned,
 }
 
+/// How one export request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Answered with success.
+    Ok,
+    /// Answered with a refusal that is not retried.
+    Failed,
+    /// Answered with a retryable status, or the connection failed.
+    Retryable,
+    /// No answer by its deadline: given up.
+    Abandoned,
+    /// A probe given up because the runtime was done first: it tells nothing of the backend.
+    Cut,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Retryable => "retryable",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Cut => "cut",
+        }
+    }
+}
+
 /// Export latency observations, for self-telemetry.
 pub(crate) trait LatencySink {
-    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: &'static str);
+    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: Outcome);
 }
 
 impl LatencySink for () {
-    fn observe_export(&mut self, _: Signal, _: Duration, _: &'static str) {}
+    fn observe_export(&mut self, _: Signal, _: Duration, _: Outcome) {}
 }
 
 /// Sends export requests. One per process; owns the kept-alive connections.
@@ -107,6 +134,16 @@ enum Attempt {
         reason: String,
         retry_after: Option<Duration>,
     },
+}
+
+/// What one request came to ([`Exporter::send_once`]).
+enum Sent {
+    /// Answered after `rtt`.
+    Answer(Attempt, Duration),
+    /// No answer by the attempt's deadline.
+    NoAnswer,
+    /// The runtime was done first.
+    Cut,
 }
 
 /// What the headers of an attempt could not get.
@@ -250,51 +287,22 @@ impl Exporter {
                 Err(Missing::Never(result)) => return result,
                 Err(Missing::NotYet(reason)) => return ExportResult::Deferred { reason },
             };
-            let Some((origin, template)) = &self.targets[i] else {
+            let Some(sent) = self
+                .send_once(signal, &body, &extra, attempt_deadline, None, latency)
+                .await
+            else {
                 return ExportResult::Failed {
                     reason: format!("no endpoint configured for {}", signal.as_str()),
                 };
             };
-            Stats::add(&self.stats.export_attempts, 1);
-            let started = Instant::now();
-            let attempt = timeout_at(
-                attempt_deadline,
-                Self::attempt(
-                    &mut self.pool,
-                    &self.stats,
-                    signal,
-                    origin,
-                    template,
-                    &body,
-                    &extra,
-                ),
-            )
-            .await;
-            let elapsed = started.elapsed();
-            let (reason, retry_after) = match attempt {
-                Err(_) => {
-                    // The attempt future was dropped mid-request: name where it stalled, and
-                    // close its connection now.
-                    let fault = failure::stalled(self.pool.stage());
-                    failure::note(
-                        &self.stats,
-                        fault,
-                        &format_args!("no answer within {} ms", elapsed.as_millis()),
-                    );
-                    self.pool.discard_broken();
-                    Stats::add(&self.stats.export_abandoned, 1);
-                    Stats::add(&self.stats.export_failures, 1);
-                    latency.observe_export(signal, elapsed, "abandoned");
-                    if attempt_deadline >= deadline {
-                        return ExportResult::Abandoned;
-                    }
+            let (reason, retry_after) = match sent {
+                Sent::NoAnswer if attempt_deadline >= deadline => return ExportResult::Abandoned,
+                Sent::NoAnswer | Sent::Cut => {
                     (format!("no answer within {} ms", timeout.as_millis()), None)
                 }
-                Ok(Attempt::Done(result @ ExportResult::Rejected { .. }))
+                Sent::Answer(Attempt::Done(result @ ExportResult::Rejected { .. }), _)
                     if self.signers[i].is_some() || self.secrets.is_some() =>
                 {
-                    Stats::add(&self.stats.export_failures, 1);
-                    latency.observe_export(signal, elapsed, "failed");
                     match self
                         .after_refusal(i, result, deadline, &mut refreshed)
                         .await
@@ -303,25 +311,14 @@ impl Exporter {
                         None => continue,
                     }
                 }
-                Ok(Attempt::Done(result)) => {
-                    let outcome = match &result {
-                        ExportResult::Delivered { .. } => "ok",
-                        _ => {
-                            Stats::add(&self.stats.export_failures, 1);
-                            "failed"
-                        }
-                    };
-                    latency.observe_export(signal, elapsed, outcome);
-                    return result;
-                }
-                Ok(Attempt::Retry {
-                    reason,
-                    retry_after,
-                }) => {
-                    Stats::add(&self.stats.export_failures, 1);
-                    latency.observe_export(signal, elapsed, "retryable");
-                    (reason, retry_after)
-                }
+                Sent::Answer(Attempt::Done(result), _) => return result,
+                Sent::Answer(
+                    Attempt::Retry {
+                        reason,
+                        retry_after,
+                    },
+                    _,
+                ) => (reason, retry_after),
             };
             let delay = match retry_after {
                 Some(d) => d,
@@ -355,7 +352,8 @@ impl Exporter {
     /// One attempt with `body` (a request without data), given up at `deadline` or when `cut`
     /// fires: what the breaker learns about the backend. Never retried. `None` when it was not
     /// sent (a `Retry-After` not passed yet, the deadline or the cut already come, the secret
-    /// values not fetched yet): then there is nothing to learn.
+    /// values not fetched yet) or the cut came before the answer: then there is nothing to
+    /// learn.
     pub(crate) async fn probe(
         &mut self,
         signal: Signal,
@@ -386,55 +384,81 @@ impl Exporter {
             Err(Missing::Never(_)) => return Some(Probe::Failed { retry_after: None }),
             Err(Missing::NotYet(_)) => return None,
         };
-        let Some((origin, template)) = &self.targets[i] else {
+        let attempt_deadline = (Instant::now() + self.signals[i].timeout).min(deadline);
+        let Some(sent) = self
+            .send_once(signal, &body, &extra, attempt_deadline, cut, latency)
+            .await
+        else {
             return Some(Probe::Failed { retry_after: None });
         };
-        let attempt_deadline = (Instant::now() + self.signals[i].timeout).min(deadline);
-        Stats::add(&self.stats.export_attempts, 1);
-        let started = Instant::now();
-        let attempt = tokio::select! {
-            a = timeout_at(
-                attempt_deadline,
-                Self::attempt(
-                    &mut self.pool,
-                    &self.stats,
-                    signal,
-                    origin,
-                    template,
-                    &body,
-                    &extra,
-                ),
-            ) => a.ok(),
-            () = cut::fired(cut) => None,
-        };
-        let elapsed = started.elapsed();
-        match attempt {
-            None => {
-                self.pool.discard_broken();
-                Stats::add(&self.stats.export_failures, 1);
-                latency.observe_export(signal, elapsed, "abandoned");
-                Some(Probe::NoAnswer)
-            }
-            Some(Attempt::Retry { retry_after, .. }) => {
-                Stats::add(&self.stats.export_failures, 1);
-                latency.observe_export(signal, elapsed, "retryable");
+        match sent {
+            Sent::Cut => None,
+            Sent::NoAnswer => Some(Probe::NoAnswer),
+            Sent::Answer(Attempt::Retry { retry_after, .. }, _) => {
                 if let Some(d) = retry_after {
                     self.not_before[i] = Some(Instant::now() + d);
                 }
                 Some(Probe::Failed { retry_after })
             }
-            Some(Attempt::Done(result)) => {
-                let outcome = match result {
-                    ExportResult::Delivered { .. } => "ok",
-                    _ => {
-                        Stats::add(&self.stats.export_failures, 1);
-                        "failed"
-                    }
-                };
-                latency.observe_export(signal, elapsed, outcome);
-                Some(Probe::Answered { rtt: elapsed })
-            }
+            Sent::Answer(Attempt::Done(_), rtt) => Some(Probe::Answered { rtt }),
         }
+    }
+
+    /// One request to `signal`'s endpoint, given up at `attempt_deadline` or when `cut` fires
+    /// (a request with data is never cut: the backend may have taken it, ADR 0004). Counted
+    /// and observed here, whatever came of it; `None` when the signal has no endpoint.
+    async fn send_once(
+        &mut self,
+        signal: Signal,
+        body: &Chunks,
+        extra: &Extra,
+        attempt_deadline: Instant,
+        cut: Option<&Cut>,
+        latency: &mut dyn LatencySink,
+    ) -> Option<Sent> {
+        let (origin, template) = self.targets[signal.index()].as_ref()?;
+        Stats::add(&self.stats.export_attempts, 1);
+        let started = Instant::now();
+        let attempt = tokio::select! {
+            a = timeout_at(
+                attempt_deadline,
+                Self::attempt(&mut self.pool, &self.stats, signal, origin, template, body, extra),
+            ) => Some(a),
+            () = cut::fired(cut) => None,
+        };
+        let elapsed = started.elapsed();
+        let (sent, outcome) = match attempt {
+            None => {
+                self.pool.discard_broken();
+                (Sent::Cut, Outcome::Cut)
+            }
+            Some(Err(_)) => {
+                // The attempt future was dropped mid-request: name where it stalled, and
+                // close its connection now.
+                let fault = failure::stalled(self.pool.stage());
+                failure::note(
+                    &self.stats,
+                    fault,
+                    &format_args!("no answer within {} ms", elapsed.as_millis()),
+                );
+                self.pool.discard_broken();
+                Stats::add(&self.stats.export_abandoned, 1);
+                (Sent::NoAnswer, Outcome::Abandoned)
+            }
+            Some(Ok(attempt)) => {
+                let outcome = match &attempt {
+                    Attempt::Done(ExportResult::Delivered { .. }) => Outcome::Ok,
+                    Attempt::Done(_) => Outcome::Failed,
+                    Attempt::Retry { .. } => Outcome::Retryable,
+                };
+                (Sent::Answer(attempt, elapsed), outcome)
+            }
+        };
+        if !matches!(outcome, Outcome::Ok | Outcome::Cut) {
+            Stats::add(&self.stats.export_failures, 1);
+        }
+        latency.observe_export(signal, elapsed, outcome);
+        Some(sent)
     }
 
     /// One round trip, and what its answer means ([`retry::classify`]).

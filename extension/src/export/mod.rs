@@ -37,7 +37,7 @@ pub use body::{Chunks, EncodeError, encode_entries};
 pub use buffer::{Batch, Buffer};
 pub use config::{Compression, DEFAULT_BUFFER_MAX_BYTES, MAX_REQUEST_BYTES, Protocol};
 pub(crate) use delivery::FlushOutcome;
-pub(crate) use exporter::{ExportResult, Exporter, LatencySink};
+pub(crate) use exporter::{ExportResult, Exporter, LatencySink, Outcome};
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@
 //! | `contrail.export.requests` | counter | `{request}` | |
 //! | `contrail.export.failures` | counter | `{request}` | |
 //! | `contrail.export.abandoned` | counter | `{request}` | |
-//! | `contrail.export.duration` | histogram | `ms` | `signal`, `outcome` = `ok` \| `failed` \| `retryable` \| `abandoned` |
+//! | `contrail.export.duration` | histogram | `ms` | `signal`, `outcome` = `ok` \| `failed` \| `retryable` \| `abandoned` \| `cut` (a probe the runtime's end stopped) |
 //! | `contrail.flush.duration` | histogram | `ms` | |
 //! | `contrail.post_runtime.duration` | counter | `ms` | |
 //! | `contrail.platform.dropped.records` / `.bytes` | counter | `{record}` / `By` | |
@@ -33,6 +33,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use crate::diag;
 use crate::diag::{DropReason, ExportFault, FieldReason, Stats};
 use crate::export::LatencySink;
+use crate::export::Outcome;
 use crate::export::breaker::{Health, State};
 use crate::export::buffer::Held;
 use crate::pipeline::Signal;
@@ -89,7 +90,7 @@ impl DurationHistogram {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SelfTelemetry {
     /// Keyed by (signal, outcome).
-    export: Vec<((Signal, &'static str), DurationHistogram)>,
+    export: Vec<((Signal, Outcome), DurationHistogram)>,
     flush: DurationHistogram,
     start_unix_nano: u64,
     /// Each export endpoint's breaker and health, as of the snapshot.
@@ -106,7 +107,7 @@ pub(crate) struct EndpointReport {
 }
 
 impl LatencySink for SelfTelemetry {
-    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: &'static str) {
+    fn observe_export(&mut self, signal: Signal, latency: Duration, outcome: Outcome) {
         match self
             .export
             .iter_mut()
@@ -454,7 +455,10 @@ impl SelfTelemetry {
                     .iter()
                     .map(|((signal, outcome), h)| {
                         h.point(
-                            vec![kv("signal", signal.as_str()), kv("outcome", outcome)],
+                            vec![
+                                kv("signal", signal.as_str()),
+                                kv("outcome", outcome.as_str()),
+                            ],
                             start,
                             now,
                         )

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::backend::{assert_unique, in_secs, spans, trace_requests};
 use super::delivery;
-use crate::diag::{DropReason, Stats};
+use crate::diag::{DropReason, ExportFault, Stats};
 use crate::export::breaker::{BACKOFF_START, State};
 use crate::export::cut::Cut;
 use crate::export::delivery::PIECE_BYTES;
@@ -130,6 +130,41 @@ async fn a_probe_that_fails_keeps_it_open_and_nothing_is_sent_until_one_is_answe
     assert_unique(&b.accepted_span_ids(), 10);
     let health = d.breaker(Signal::Traces).unwrap().health();
     assert_eq!((health.probes, health.probes_answered), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_the_runtime_outlasts_teaches_the_breaker_nothing() {
+    let b = Backend::start(vec![throttled(1), Reply::Hang]).await;
+    let (mut d, stats) = delivery(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &b.endpoint())]);
+    d.push(spans(0..10, 0));
+    d.flush(Instant::now() + Duration::from_millis(200)).await;
+    assert!(d.backend_held());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (failures, before) = (
+        Stats::get(&stats.export_failures),
+        d.breaker(Signal::Traces).unwrap().health(),
+    );
+
+    // The probe hangs; the runtime is done 200 ms later and the probe is given up.
+    let cut = Cut::new();
+    let done = cut.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        done.fire();
+    });
+    let outcome = d.flush_while_running(in_secs(20), &cut).await;
+    assert_eq!(outcome.held.records, 10);
+    assert_eq!(trace_requests(&b), 2, "the probe was sent");
+    assert!(d.backend_held());
+    assert_eq!(d.breaker(Signal::Traces).unwrap().health(), before);
+    assert_eq!(Stats::get(&stats.export_failures), failures);
+    assert_eq!(Stats::get(&stats.export_abandoned), 0);
+    assert_eq!(stats.faults_total(ExportFault::StalledResponse), 0);
+
+    // Still half-open: the next flush probes at once, is answered, and sends the data.
+    let outcome = d.flush_while_running(in_secs(20), &Cut::new()).await;
+    assert!(outcome.complete, "{outcome:?}");
+    assert_unique(&b.accepted_span_ids(), 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
