@@ -453,9 +453,16 @@ pub(crate) async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Re
         gauge,
     };
     let mut intake_open = true;
+    // One timer for the samples, moved when their due time changes, not made anew for each
+    // message.
+    let sample_timer = sleep_until(Instant::now());
+    tokio::pin!(sample_timer);
     loop {
         // Armed only while an invocation runs: nothing wakes the worker while it is idle.
         let due = worker.stages.sample_due();
+        if let Some(due) = due.filter(|d| *d != sample_timer.deadline()) {
+            sample_timer.as_mut().reset(due);
+        }
         tokio::select! {
             biased;
             msg = control.recv() => match msg {
@@ -467,7 +474,7 @@ pub(crate) async fn run<S: Stages>(stages: S, inbox: Inbox, mut intake: mpsc::Re
                 None => intake_open = false,
                 Some(item) => worker.process(item),
             },
-            () = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+            () = &mut sample_timer, if due.is_some() => {
                 worker.stages.sample();
             }
         }
