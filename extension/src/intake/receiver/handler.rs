@@ -155,18 +155,13 @@ impl Handler {
             )
         })??;
         let body = if gzip {
-            let inflated = payload::gunzip_held(&body, self.max_body_bytes, &mut held).map_err(
-                |e| match e {
-                    Gunzip::TooLarge => self.too_large(),
-                    Gunzip::Busy => self.busy(),
-                    Gunzip::Invalid(e) => {
-                        Refusal::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}"))
-                    }
-                },
-            )?;
-            // The compressed copy is dropped here; what stays is the inflated one.
-            held.shrink_to(inflated.len());
-            inflated
+            payload::gunzip_held(body, self.max_body_bytes, &mut held).map_err(|e| match e {
+                Gunzip::TooLarge => self.too_large(),
+                Gunzip::Busy => self.busy(),
+                Gunzip::Invalid(e) => {
+                    Refusal::new(StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}"))
+                }
+            })?
         } else {
             body
         };
@@ -402,7 +397,7 @@ pub(crate) fn decode_body(
         Encoding::Protobuf
     };
     let body = if gzip {
-        match payload::gunzip_held(&body, max, &mut IntakeBudget::new(max).hold()) {
+        match payload::gunzip_held(body, max, &mut IntakeBudget::new(max).hold()) {
             Ok(inflated) => {
                 assert!(inflated.len() <= max, "inflated past the cap");
                 inflated

@@ -58,7 +58,15 @@ const INFLATE_STEP: usize = 64 * 1024;
 /// Decompress at most `max` bytes (a body that inflates beyond that is refused, not read),
 /// holding the inflated bytes in `held` (beside the compressed ones) as they come:
 /// a body that inflates past the budget is refused as [`Gunzip::Busy`] before it is inflated.
-pub(super) fn gunzip_held(body: &[u8], max: usize, held: &mut Held) -> Result<Bytes, Gunzip> {
+/// The compressed body is dropped here, and `held` then holds the inflated bytes alone.
+pub(super) fn gunzip_held(body: Bytes, max: usize, held: &mut Held) -> Result<Bytes, Gunzip> {
+    let inflated = inflate(&body, max, held)?;
+    drop(body);
+    held.shrink_to(inflated.len());
+    Ok(inflated)
+}
+
+fn inflate(body: &[u8], max: usize, held: &mut Held) -> Result<Bytes, Gunzip> {
     let mut decoder = MultiGzDecoder::new(body).take(max as u64 + 1);
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
     let mut step = vec![0u8; INFLATE_STEP];

@@ -132,19 +132,16 @@ impl Calls {
         let message = match (compressed, gzip) {
             (false, _) => message,
             (true, true) => {
-                let inflated =
-                    payload::gunzip_held(&message, self.options.max_message_bytes, &mut held)
-                        .map_err(|e| match e {
-                            Gunzip::TooLarge => self.too_large("inflates to more than"),
-                            Gunzip::Busy => self.busy(),
-                            Gunzip::Invalid(e) => Refusal::grpc(
-                                Code::InvalidArgument,
-                                format!("invalid gzip message: {e}"),
-                            ),
-                        })?;
-                // The compressed copy is dropped here; what stays is the inflated one.
-                held.shrink_to(inflated.len());
-                inflated
+                payload::gunzip_held(message, self.options.max_message_bytes, &mut held).map_err(
+                    |e| match e {
+                        Gunzip::TooLarge => self.too_large("inflates to more than"),
+                        Gunzip::Busy => self.busy(),
+                        Gunzip::Invalid(e) => Refusal::grpc(
+                            Code::InvalidArgument,
+                            format!("invalid gzip message: {e}"),
+                        ),
+                    },
+                )?
             }
             (true, false) => {
                 return Err(Refusal::grpc(

@@ -348,7 +348,7 @@ pub(crate) fn decode_message<'a>(
     let (compressed, message) = assembler.finish().map_err(|e| format!("{e:?}"))?;
     assert!(message.len() <= max, "a message past the cap was assembled");
     let message = if compressed {
-        match payload::gunzip_held(&message, max, &mut IntakeBudget::new(max).hold()) {
+        match payload::gunzip_held(message, max, &mut IntakeBudget::new(max).hold()) {
             Ok(inflated) => {
                 assert!(inflated.len() <= max, "inflated past the cap");
                 inflated
