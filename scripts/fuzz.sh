@@ -16,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-targets=(telemetry_batch mapper receiver_body xray_header config backend_response)
+all=(telemetry_batch mapper receiver_body xray_header config backend_response)
+targets=("${all[@]}")
 limit=(-max_total_time=5)
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,7 +45,7 @@ mkdir -p "$target_dir" fuzz/logs fuzz/artifacts
 bin="$target_dir/x86_64-unknown-linux-gnu/release"
 
 for t in "${targets[@]}"; do
-  [ -x "$bin/$t" ] || { echo "fuzz: no target $t (one of: telemetry_batch mapper receiver_body xray_header config backend_response)" >&2; exit 2; }
+  [ -x "$bin/$t" ] || { echo "fuzz: no target $t (one of: ${all[*]})" >&2; exit 2; }
   mkdir -p "fuzz/corpus/$t"
   seeds=("fuzz/seeds/$t")
   [ "$t" != telemetry_batch ] || seeds=(extension/tests/fixtures/telemetry)

@@ -48,6 +48,8 @@ use crate::mapping::{MappingConfig, lambda_resource};
 
 /// Where the Runtime and Extensions APIs listen (`host:port`), set by Lambda.
 pub(crate) const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
+/// The function's region, set by Lambda.
+pub(crate) const REGION_VAR: &str = "AWS_REGION";
 /// How the environment was initialized, set by Lambda.
 pub(crate) const INITIALIZATION_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 
@@ -342,7 +344,7 @@ pub(crate) const VARIABLES: &[&str] = {
         aws::ENDPOINT_URL_VAR,
         aws::ENDPOINT_URL_SECRETS_MANAGER_VAR,
         aws::ENDPOINT_URL_SSM_VAR,
-        aws::REGION_VAR,
+        REGION_VAR,
         aws::FUNCTION_NAME_VAR,
         credentials::ACCESS_KEY_ID_VAR,
         credentials::SECRET_ACCESS_KEY_VAR,

@@ -20,6 +20,7 @@
 //! The architecture is the one Contrail was built for: a layer carries one binary per
 //! architecture, and the function runs on the same one.
 
+use crate::config::REGION_VAR;
 use crate::config::env::{ConfigError, Env, non_empty};
 
 use super::prices::{RegionPrices, region_prices};
@@ -27,8 +28,6 @@ use super::prices::{RegionPrices, region_prices};
 pub(crate) const GB_SECOND_VAR: &str = "CONTRAIL_PRICE_GB_SECOND";
 pub(crate) const PER_MILLION_REQUESTS_VAR: &str = "CONTRAIL_PRICE_PER_MILLION_REQUESTS";
 pub(crate) const SNAPSTART_RESTORE_GB_VAR: &str = "CONTRAIL_PRICE_SNAPSTART_RESTORE_GB";
-/// Set by Lambda; `mapping::resource` documents it.
-const REGION: &str = "AWS_REGION";
 
 /// The largest price a variable may give: far above any Lambda price, so that a value in the
 /// wrong unit (cents, per hour) is refused rather than believed.
@@ -127,7 +126,7 @@ impl CostConfig {
                 warnings,
             );
         }
-        let region = non_empty(env, REGION);
+        let region = non_empty(env, REGION_VAR);
         let documented = region
             .as_deref()
             .and_then(region_prices)
@@ -147,7 +146,7 @@ impl CostConfig {
             (None, _, _) if region.is_none() => None,
             (None, _, _) => {
                 warnings.push(ConfigError::new(
-                    REGION,
+                    REGION_VAR,
                     region.unwrap_or_default(),
                     format!(
                         "Contrail has no documented Lambda prices for this region; set {GB_SECOND_VAR} and {PER_MILLION_REQUESTS_VAR} for cost estimates (they are off)"
@@ -211,7 +210,7 @@ mod tests {
     }
 
     fn us_east_1_x86() -> Prices {
-        CostConfig::from_env(&[(REGION, "us-east-1")], Architecture::X86_64)
+        CostConfig::from_env(&[(REGION_VAR, "us-east-1")], Architecture::X86_64)
             .0
             .prices
             .unwrap()
@@ -230,7 +229,7 @@ mod tests {
 
     #[test]
     fn arm64_has_its_own_duration_price_and_the_same_request_price() {
-        let (c, w) = CostConfig::from_env(&[(REGION, "eu-west-1")], Architecture::Arm64);
+        let (c, w) = CostConfig::from_env(&[(REGION_VAR, "eu-west-1")], Architecture::Arm64);
         assert!(w.is_empty());
         let p = c.prices.unwrap();
         // 0.06 GB-s × $0.0000133334 = $0.000000800004, + $0.0000002.
@@ -268,7 +267,7 @@ mod tests {
     #[test]
     fn variables_override_the_documented_prices() {
         let env = [
-            (REGION, "us-east-1"),
+            (REGION_VAR, "us-east-1"),
             (GB_SECOND_VAR, "0.00001"),
             (PER_MILLION_REQUESTS_VAR, "0.25"),
             (SNAPSTART_RESTORE_GB_VAR, "0.0002"),
@@ -283,15 +282,15 @@ mod tests {
 
     #[test]
     fn a_region_without_documented_prices_needs_both_variables() {
-        let (c, w) = CostConfig::from_env(&[(REGION, "ap-east-1")], Architecture::X86_64);
+        let (c, w) = CostConfig::from_env(&[(REGION_VAR, "ap-east-1")], Architecture::X86_64);
         assert_eq!(c.prices, None);
         assert_eq!(w.len(), 1);
-        assert_eq!(w[0].var, REGION);
+        assert_eq!(w[0].var, REGION_VAR);
         assert!(w[0].reason.contains(GB_SECOND_VAR), "{}", w[0]);
         let (c, w) = CostConfig::from_env(&[], Architecture::X86_64);
         assert_eq!((c.prices, w.len()), (None, 0), "no region: not on Lambda");
         let env = [
-            (REGION, "ap-east-1"),
+            (REGION_VAR, "ap-east-1"),
             (GB_SECOND_VAR, "0.0000229"),
             (PER_MILLION_REQUESTS_VAR, "0.28"),
         ];
@@ -304,7 +303,7 @@ mod tests {
     #[test]
     fn a_bad_price_turns_estimates_off_with_a_warning_per_variable() {
         for bad in ["-0.1", "free", "NaN", "inf", "1e9"] {
-            let env = [(REGION, "us-east-1"), (GB_SECOND_VAR, bad)];
+            let env = [(REGION_VAR, "us-east-1"), (GB_SECOND_VAR, bad)];
             let (c, w) = CostConfig::from_env(&env, Architecture::X86_64);
             assert_eq!(c.prices, None, "{bad}");
             assert_eq!(w.len(), 1, "{bad}");
@@ -316,7 +315,7 @@ mod tests {
             assert!(w[0].reason.contains("cost estimates are off"));
         }
         let env = [
-            (REGION, "us-east-1"),
+            (REGION_VAR, "us-east-1"),
             (PER_MILLION_REQUESTS_VAR, "lots"),
             (SNAPSTART_RESTORE_GB_VAR, "-1"),
         ];

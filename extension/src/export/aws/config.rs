@@ -19,6 +19,7 @@
 
 use http::Uri;
 
+use crate::config::REGION_VAR;
 use crate::config::env::{ConfigError, Env, non_empty};
 use crate::export::config::MAX_REQUEST_BYTES;
 use crate::pipeline::Signal;
@@ -31,7 +32,6 @@ pub(crate) const LOG_STREAM_VAR: &str = "CONTRAIL_CLOUDWATCH_LOG_STREAM";
 pub(crate) const ENDPOINT_URL_VAR: &str = "AWS_ENDPOINT_URL";
 pub(crate) const ENDPOINT_URL_SECRETS_MANAGER_VAR: &str = "AWS_ENDPOINT_URL_SECRETS_MANAGER";
 pub(crate) const ENDPOINT_URL_SSM_VAR: &str = "AWS_ENDPOINT_URL_SSM";
-pub(crate) const REGION_VAR: &str = "AWS_REGION";
 pub(crate) const FUNCTION_NAME_VAR: &str = "AWS_LAMBDA_FUNCTION_NAME";
 
 /// The default log stream.
