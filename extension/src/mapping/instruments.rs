@@ -134,6 +134,7 @@ pub(super) struct Instrument {
     pub(super) kind: Kind,
 }
 
+/// Every instrument, in [`MetricId`] order: `INSTRUMENTS[id as usize]` is `id`'s.
 pub(super) const INSTRUMENTS: &[Instrument] = &[
     Instrument {
         id: MetricId::InvokeDuration,
@@ -358,3 +359,20 @@ pub(super) const INSTRUMENTS: &[Instrument] = &[
 /// end of the last invocation, one series per remote port (`server.port`).
 pub(super) const CONNECTIONS_NAME: &str = "aws.lambda.connections";
 pub(super) const CONNECTIONS_DESCRIPTION: &str = "Established TCP connections of the function's processes at the end of the last invocation, by remote port (server.port; 0: any other port once 32 are followed).";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_instrument_sits_at_its_id() {
+        for (i, instrument) in INSTRUMENTS.iter().enumerate() {
+            assert_eq!(instrument.id as usize, i, "{}", instrument.name);
+        }
+        assert_eq!(
+            INSTRUMENTS.len(),
+            MetricId::ConnectionsOpened as usize + 1,
+            "the last id is the last instrument"
+        );
+    }
+}
