@@ -9,7 +9,7 @@ use crate::mapping::metrics::MetricId;
 use crate::mapping::otlp::ms_to_ns;
 
 use super::cold_start::{OwnInit, own_span};
-use super::cost;
+use super::cost::{self, Prices};
 
 impl Mapper {
     /// Contrail's own start-up, told by the lifecycle once its first `next` has returned. Its
@@ -60,11 +60,17 @@ impl Mapper {
             let usd = cost::invocation_cost(&prices, billed, memory);
             self.metrics.record(MetricId::InvocationCost, usd, t);
         }
-        if self.restore.is_some() && !self.restore_costed {
-            self.restore_costed = true;
-            if let Some(usd) = cost::restore_cost(&prices, memory, m.billed_restore_duration_ms) {
-                self.metrics.record(MetricId::RestoreCost, usd, t);
-            }
+        self.cost_restore(&prices, memory, m.billed_restore_duration_ms, t);
+    }
+
+    /// The restore's cost, once per restored environment.
+    fn cost_restore(&mut self, prices: &Prices, memory: f64, billed_ms: Option<f64>, t: u64) {
+        if self.restore.is_none() || self.restore_costed {
+            return;
+        }
+        self.restore_costed = true;
+        if let Some(usd) = cost::restore_cost(prices, memory, billed_ms) {
+            self.metrics.record(MetricId::RestoreCost, usd, t);
         }
     }
 
@@ -112,15 +118,9 @@ impl Mapper {
         if self.utilization.unused() {
             self.metrics.record(MetricId::UnusedInit, 1.0, end_ns);
         }
-        if self.restore.is_some() && !self.restore_costed {
-            self.restore_costed = true;
-            if let (Some(prices), Some(memory)) =
-                (self.config.cost.prices, self.config.cost.memory_mb)
-            {
-                if let Some(usd) = cost::restore_cost(&prices, memory, None) {
-                    self.metrics.record(MetricId::RestoreCost, usd, end_ns);
-                }
-            }
+        if let (Some(prices), Some(memory)) = (self.config.cost.prices, self.config.cost.memory_mb)
+        {
+            self.cost_restore(&prices, memory, None, end_ns);
         }
     }
 }
