@@ -337,13 +337,19 @@ impl Pool {
             .await
             .map_err(cannot_connect)?
             .collect();
+        if addrs.is_empty() {
+            return Err(cannot_connect(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the name resolves to no address",
+            )));
+        }
         self.stage = Stage::Connecting;
         let tcp = TcpStream::connect(&addrs[..])
             .await
             .map_err(cannot_connect)?;
         let _ = tcp.set_nodelay(true);
-        self.stage = Stage::TlsHandshake;
         let stream = if origin.tls {
+            self.stage = Stage::TlsHandshake;
             let config = self.tls_config()?;
             let name = rustls::pki_types::ServerName::try_from(origin.host.clone())
                 .map_err(|e| ConnError::Tls(format!("invalid server name: {e}")))?;
