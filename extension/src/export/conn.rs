@@ -299,15 +299,12 @@ impl Pool {
                     Err(_) => (Bytes::new(), false),
                 },
             };
-            Ok((
-                Response {
-                    status: parts.status,
-                    headers: parts.headers,
-                    body,
-                    truncated: !whole,
-                },
-                whole,
-            ))
+            Ok(Response {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+                truncated: !whole,
+            })
         };
         let (result, driver_done) = {
             tokio::pin!(exchange);
@@ -317,13 +314,13 @@ impl Pool {
                 _ = driver.as_mut() => (exchange.await, true),
             }
         };
-        let keep = matches!(result, Ok((_, true))) && !driver_done && !sender.is_closed();
+        let keep = matches!(&result, Ok(r) if !r.truncated) && !driver_done && !sender.is_closed();
         conn.broken = !keep;
         conn.last_used = Instant::now();
         if !keep {
             self.conns.remove(index);
         }
-        result.map(|(response, _)| response)
+        result
     }
 
     async fn connect(&mut self, origin: &Origin) -> Result<usize, ConnError> {
