@@ -1,10 +1,12 @@
-//! One signed call to an AWS JSON 1.1 API (Secrets Manager, SSM), on a pool of its own.
+//! One signed call to an AWS JSON 1.1 API (Secrets Manager, SSM), on a pool of its own, and
+//! the field lookups its answers (and the credentials endpoint's) are read by.
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderName};
 use http::{HeaderValue, Method, Request, Uri};
+use serde_json::Value;
 
 use crate::export::aws::sigv4::{Credentials, Signer, sha256_hex};
 use crate::export::body::Chunks;
@@ -85,4 +87,16 @@ pub(crate) fn signed_headers_of(
         }
     }
     out
+}
+
+/// Field `key` of a JSON object (`None` for anything else). One copy of the map lookup for
+/// every field the answers are read by, instead of one inlined at each.
+#[inline(never)]
+pub(crate) fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()?.get(key)
+}
+
+/// The string at `key` of a JSON object, empty when it is absent or not a string.
+pub(crate) fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    field(v, key).and_then(Value::as_str).unwrap_or_default()
 }

@@ -26,7 +26,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio::time::{Instant, timeout_at};
 
 use crate::config::env::{ConfigError, Env, non_empty};
-use crate::export::aws::secrets::api::{self, text};
+use crate::export::aws::client::{field, text};
 use crate::export::aws::sigv4::Credentials;
 use crate::export::body::Chunks;
 use crate::export::conn::{Origin, Pool};
@@ -295,8 +295,8 @@ fn parse(body: &Bytes) -> Result<(Credentials, Option<SystemTime>), CredentialsE
     let c: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         CredentialsError::Fetch(format!("the answer is not the credentials JSON ({e})"))
     })?;
-    let field = |name: &str| text(&c, name);
-    let expires = match api::field(&c, "Expiration").and_then(serde_json::Value::as_str) {
+    let string = |name: &str| text(&c, name);
+    let expires = match field(&c, "Expiration").and_then(serde_json::Value::as_str) {
         Some(s) => Some(
             parse_date_time(s)
                 .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns))
@@ -306,13 +306,13 @@ fn parse(body: &Bytes) -> Result<(Credentials, Option<SystemTime>), CredentialsE
         ),
         None => None,
     };
-    let (access_key_id, secret_access_key) = (field("AccessKeyId"), field("SecretAccessKey"));
+    let (access_key_id, secret_access_key) = (string("AccessKeyId"), string("SecretAccessKey"));
     if access_key_id.is_empty() || secret_access_key.is_empty() {
         return Err(CredentialsError::Fetch(
             "the answer has no AccessKeyId or SecretAccessKey".into(),
         ));
     }
-    let token = field("Token");
+    let token = string("Token");
     Ok((
         Credentials::new(
             access_key_id,

@@ -15,6 +15,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::export::aws::client::{field, text};
 use crate::export::body::truncate;
 
 /// Codes AWS SDKs treat as throttling.
@@ -121,18 +122,6 @@ impl Call {
             Call::BatchGetSecretValue(arns) | Call::GetParameters(arns) => arns.clone(),
         }
     }
-}
-
-/// Field `key` of a JSON object (`None` for anything else). One copy of the map lookup for
-/// every field the answers are read by, instead of one inlined at each.
-#[inline(never)]
-pub(crate) fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.as_object()?.get(key)
-}
-
-/// The string at `key` of a JSON object, empty when it is absent or not a string.
-pub(crate) fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    field(v, key).and_then(Value::as_str).unwrap_or_default()
 }
 
 /// The code and message of an error answer, JSON or XML.
