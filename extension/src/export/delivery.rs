@@ -1,11 +1,11 @@
 //! Delivery: the export buffer, the exporter and self-telemetry behind one small API.
 //!
 //! ```text
-//! let config = ExportConfig::from_env(&ProcessEnv)?;         // every bad variable reported
-//! let mut delivery = Delivery::new(config, interval, stats); // no I/O, no TLS set-up
-//! delivery.set_resource(resource);                           // resource of self-telemetry
-//! delivery.push(signals);                                    // never blocks; drops are counted
-//! let outcome = delivery.flush(deadline).await;              // returns by `deadline`
+//! let config = ExportConfig::from_env(&ProcessEnv)?;  // every bad variable reported
+//! let mut delivery = Delivery::new(config, interval, budget, stats); // no I/O, no TLS
+//! delivery.set_resource(resource);                    // resource of self-telemetry
+//! delivery.push(signals);                             // never blocks; drops are counted
+//! let outcome = delivery.flush(deadline).await;       // returns by `deadline`
 //! ```
 //!
 //! The worker (`crate::pipeline::worker`) owns the `Delivery` next to the mapper: it pushes
@@ -141,9 +141,12 @@ static ADVISED: [diag::Once; DropReason::ALL.len()] =
 impl Delivery {
     /// `self_telemetry_every`: how often self-telemetry is reported when nothing else makes it
     /// due (the flush interval).
+    /// `flush_budget` is `CONTRAIL_FLUSH_BUDGET_MS`: a backend slower than it on average is
+    /// not worth the function's time (its breaker opens).
     pub(crate) fn new(
         config: ExportConfig,
         self_telemetry_every: Duration,
+        flush_budget: Duration,
         stats: Arc<Stats>,
     ) -> Self {
         let mut buffer = Buffer::new(
@@ -179,7 +182,7 @@ impl Delivery {
             Some(match breakers.iter().position(|(n, _)| *n == name) {
                 Some(i) => i,
                 None => {
-                    breakers.push((name, Breaker::new(crate::lifecycle::policy::DEFAULT_BUDGET)));
+                    breakers.push((name, Breaker::new(flush_budget)));
                     breakers.len() - 1
                 }
             })
@@ -197,14 +200,6 @@ impl Delivery {
             resolver,
             breakers,
             breaker_of,
-        }
-    }
-
-    /// The flush budget (`CONTRAIL_FLUSH_BUDGET_MS`): a backend slower than it on average is
-    /// not worth the function's time.
-    pub(crate) fn set_flush_budget(&mut self, budget: Duration) {
-        for (_, b) in &mut self.breakers {
-            *b = Breaker::new(budget);
         }
     }
 

@@ -54,10 +54,10 @@ impl Pipeline {
         let mut delivery = Delivery::new(
             settings.export.clone(),
             settings.flush.interval,
+            settings.flush.budget,
             stats.clone(),
         );
         delivery.set_resource(resource.clone());
-        delivery.set_flush_budget(settings.flush.budget);
         // On Managed Instances no INVOKE comes, so it never reads anything.
         let sampler = Sampler::new(settings.environment.clone());
         Pipeline {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::diag::Stats;
 use crate::export::config::ExportConfig;
 use crate::export::delivery::Delivery;
-use crate::lifecycle::policy::DEFAULT_INTERVAL;
+use crate::lifecycle::policy::{DEFAULT_BUDGET, DEFAULT_INTERVAL};
 
 /// A delivery configured by `vars` (as the environment would), and its counters.
 fn delivery(vars: &[(&str, &str)]) -> (Delivery, Arc<Stats>) {
@@ -25,7 +25,7 @@ fn delivery(vars: &[(&str, &str)]) -> (Delivery, Arc<Stats>) {
     let config = ExportConfig::from_env(&env).unwrap();
     let stats = Arc::new(Stats::default());
     (
-        Delivery::new(config, DEFAULT_INTERVAL, stats.clone()),
+        Delivery::new(config, DEFAULT_INTERVAL, DEFAULT_BUDGET, stats.clone()),
         stats,
     )
 }
