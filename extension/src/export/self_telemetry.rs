@@ -93,8 +93,6 @@ pub(crate) struct SelfTelemetry {
     export: Vec<((Signal, Outcome), DurationHistogram)>,
     flush: DurationHistogram,
     start_unix_nano: u64,
-    /// Each export endpoint's breaker and health, as of the snapshot.
-    endpoints: Vec<EndpointReport>,
 }
 
 /// One export endpoint in self-telemetry: its breaker's state and what was learnt about it.
@@ -189,18 +187,13 @@ impl SelfTelemetry {
         self.flush.observe(d);
     }
 
-    /// The endpoints' breakers, for the next snapshot.
-    pub(crate) fn set_endpoints(&mut self, endpoints: Vec<EndpointReport>) {
-        self.endpoints = endpoints;
-    }
-
     /// `contrail.export.breaker.*` and `contrail.export.endpoint.*`, per endpoint.
-    fn endpoint_metrics(&self, start: u64, now: u64) -> Vec<Metric> {
-        if self.endpoints.is_empty() {
+    fn endpoint_metrics(endpoints: &[EndpointReport], start: u64, now: u64) -> Vec<Metric> {
+        if endpoints.is_empty() {
             return Vec::new();
         }
         let each = |f: &dyn Fn(&EndpointReport) -> Vec<NumberDataPoint>| {
-            self.endpoints.iter().flat_map(f).collect::<Vec<_>>()
+            endpoints.iter().flat_map(f).collect::<Vec<_>>()
         };
         let at = |e: &EndpointReport| kv("endpoint", &e.endpoint);
         let mut metrics = vec![
@@ -296,6 +289,7 @@ impl SelfTelemetry {
         &self,
         stats: &Stats,
         held: Held,
+        endpoints: &[EndpointReport],
         resource: Option<Resource>,
         now: SystemTime,
     ) -> ResourceMetrics {
@@ -444,7 +438,7 @@ impl SelfTelemetry {
                 int_point(vec![], held.bytes as u64, start, now),
             ),
         ];
-        metrics.extend(self.endpoint_metrics(start, now));
+        metrics.extend(Self::endpoint_metrics(endpoints, start, now));
         metrics.push(Metric {
             name: "contrail.export.duration".to_owned(),
             description: "Duration of export requests".to_owned(),
@@ -549,7 +543,7 @@ mod tests {
         stats.fields_dropped(FieldReason::InvalidTime, 2);
         stats.fields_dropped(FieldReason::Missing, 1);
         let snapshot =
-            SelfTelemetry::new().snapshot(&stats, Held::default(), None, SystemTime::now());
+            SelfTelemetry::new().snapshot(&stats, Held::default(), &[], None, SystemTime::now());
         let metric = snapshot.scope_metrics[0]
             .metrics
             .iter()

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::Delivery;
+use super::{Delivery, Observer};
 use crate::diag::DropReason;
 use crate::export::ExportResult;
 use crate::export::body::encode_entries;
@@ -42,19 +42,19 @@ impl Delivery {
         let mut selftel = self.selftel.clone();
         selftel.observe_flush(started.elapsed());
         let now = Instant::now();
-        selftel.set_endpoints(
-            self.breakers
-                .iter()
-                .map(|(endpoint, b)| EndpointReport {
-                    endpoint: endpoint.clone(),
-                    state: b.state(now),
-                    health: b.health(),
-                })
-                .collect(),
-        );
+        let endpoints: Vec<EndpointReport> = self
+            .breakers
+            .iter()
+            .map(|(endpoint, b)| EndpointReport {
+                endpoint: endpoint.clone(),
+                state: b.state(now),
+                health: b.health(),
+            })
+            .collect();
         let snapshot = Item::Metrics(selftel.snapshot(
             &self.stats,
             self.buffer.held(),
+            &endpoints,
             self.resource.clone(),
             SystemTime::now(),
         ));
@@ -62,7 +62,9 @@ impl Delivery {
         snapshot.encode_field_into(&mut buf);
         Bytes::from(buf)
     }
-    /// Self-telemetry in a request of its own, when no metrics request carried it.
+
+    /// Self-telemetry in a request of its own, when no metrics request carried it. Its
+    /// attempts count toward the endpoint's health like any other.
     pub(super) async fn send_self_telemetry(
         &mut self,
         deadline: Instant,
@@ -78,11 +80,21 @@ impl Delivery {
         else {
             return false;
         };
-        matches!(
-            self.exporter
-                .export(signal, body, deadline, &mut self.selftel)
-                .await,
-            ExportResult::Delivered { .. }
-        )
+        let mut observer = Observer {
+            selftel: &mut self.selftel,
+            breaker: self.breaker_of[signal.index()].map(|b| &mut self.breakers[b].1),
+            failed: false,
+        };
+        let result = self
+            .exporter
+            .export(signal, body, deadline, &mut observer)
+            .await;
+        let failed = observer.failed
+            && matches!(
+                result,
+                ExportResult::Deferred { .. } | ExportResult::Abandoned
+            );
+        self.judge(signal, failed, true);
+        matches!(result, ExportResult::Delivered { .. })
     }
 }
