@@ -298,9 +298,11 @@ impl Lifecycle {
                             seen_at = Some(at);
                             self.policy.on_flush_cut(Instant::now())
                         }
-                        None => self
-                            .policy
-                            .on_flush_done(Instant::now(), worker.buffer_fill()),
+                        None => {
+                            take_answer(&mut runtime_done, &mut seen_at, &mut dropped);
+                            self.policy
+                                .on_flush_done(Instant::now(), worker.buffer_fill())
+                        }
                     }
                 }
                 Action::FlushNow { deadline } => {
@@ -308,20 +310,7 @@ impl Lifecycle {
                         diag::debug!("a flush did not finish by its deadline");
                     }
                     self.policy.set_backend_held(worker.backend_held());
-                    // A runtimeDone that arrived during the flush is reported by the next
-                    // WaitForRuntimeDone step, after on_flush_done, as the policy expects.
-                    if let Some(rx) = runtime_done.as_mut()
-                        && seen_at.is_none()
-                    {
-                        match rx.try_recv() {
-                            Ok(Waited::Seen) => seen_at = Some(Instant::now()),
-                            Ok(Waited::Dropped) => {
-                                runtime_done = None;
-                                dropped = true;
-                            }
-                            Err(_) => {}
-                        }
-                    }
+                    take_answer(&mut runtime_done, &mut seen_at, &mut dropped);
                     self.policy
                         .on_flush_done(Instant::now(), worker.buffer_fill())
                 }
@@ -428,6 +417,31 @@ impl Lifecycle {
             }
         }
         Ok(())
+    }
+}
+
+/// After a flush: the worker's answer to the wait for runtimeDone, if it came meanwhile. It is
+/// reported by the next `WaitForRuntimeDone` step, after `on_flush_done`, as the policy
+/// expects.
+fn take_answer(
+    runtime_done: &mut Option<oneshot::Receiver<Waited>>,
+    seen_at: &mut Option<Instant>,
+    dropped: &mut bool,
+) {
+    let Some(rx) = runtime_done.as_mut() else {
+        return;
+    };
+    if seen_at.is_some() {
+        return;
+    }
+    match rx.try_recv() {
+        Ok(Waited::Seen) => *seen_at = Some(Instant::now()),
+        Ok(Waited::Dropped) => {
+            *runtime_done = None;
+            *dropped = true;
+        }
+        // Not yet; or the worker is gone, which the next wait reports.
+        Err(_) => {}
     }
 }
 
