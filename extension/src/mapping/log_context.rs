@@ -10,7 +10,7 @@ use crate::mapping::{Mapper, SpanCtx};
 
 impl Mapper {
     pub(super) fn on_log(&mut self, line: LogLine, t: u64, extension: bool) {
-        let parsed = parse_log(line, t);
+        let parsed = parse_log(line, t, self.current.as_deref());
         let mut record = parsed.record;
         if extension {
             record.attributes.push(self.extension_source.clone());

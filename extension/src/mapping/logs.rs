@@ -27,7 +27,8 @@ use super::otlp::{any, json_to_any, push_json_attribute};
 use crate::intake::telemetry::event::LogLine;
 use crate::intake::telemetry::time::{parse_date_time, parse_time_value};
 
-/// A log record and the request id the line itself names, if any.
+/// A log record and the request id the line itself names, if any (a text line that names
+/// `current` gives `None`: the caller has that id already).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ParsedLog {
     pub(crate) record: LogRecord,
@@ -35,14 +36,15 @@ pub(crate) struct ParsedLog {
 }
 
 /// Build the log record of one line. `record_time` is the envelope's time (when Lambda
-/// captured the line): the observed time, and the time if the line carries none.
-pub(crate) fn parse_log(line: LogLine, record_time: u64) -> ParsedLog {
+/// captured the line): the observed time, and the time if the line carries none. `current` is
+/// the invocation running now, which most lines name.
+pub(crate) fn parse_log(line: LogLine, record_time: u64, current: Option<&str>) -> ParsedLog {
     match line {
         LogLine::Text(text) => match json_object(&text) {
             // A structured logger writing JSON lines under the Text log format: Lambda delivers
             // them as strings, but they carry the same fields as JSON-format records.
             Some(map) => parse_json_record(map, Some(text), record_time),
-            None => parse_text_record(text, record_time),
+            None => parse_text_record(text, record_time, current),
         },
         LogLine::Json(map) => parse_json_record(map, None, record_time),
     }
@@ -60,7 +62,7 @@ fn json_object(text: &str) -> Option<Map<String, Value>> {
     }
 }
 
-fn parse_text_record(text: String, record_time: u64) -> ParsedLog {
+fn parse_text_record(mut text: String, record_time: u64, current: Option<&str>) -> ParsedLog {
     let parsed = parse_text(&text);
     let mut record = LogRecord {
         time_unix_nano: parsed.timestamp.unwrap_or(record_time),
@@ -73,18 +75,28 @@ fn parse_text_record(text: String, record_time: u64) -> ParsedLog {
             record.severity_text = level.to_owned();
         }
     }
-    let request_id = parsed.request_id.map(str::to_owned);
-    let body = if parsed.message.len() == text.len() {
-        let mut text = text;
-        truncate_newline(&mut text);
-        text
-    } else {
-        let mut m = parsed.message.to_owned();
-        truncate_newline(&mut m);
-        m
-    };
-    record.body = any(AnyVal::StringValue(body));
+    let request_id = parsed
+        .request_id
+        .filter(|id| Some(*id) != current)
+        .map(str::to_owned);
+    // The message is a part of the line: the line's own string becomes the body, cut to it
+    // in place rather than copied.
+    let message = subslice(&text, parsed.message);
+    text.truncate(message.end);
+    text.replace_range(..message.start, "");
+    truncate_newline(&mut text);
+    record.body = any(AnyVal::StringValue(text));
     ParsedLog { record, request_id }
+}
+
+/// Where `part`, a slice of `whole`, lies in it (all of it, if `part` is not one).
+fn subslice(whole: &str, part: &str) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+    if start <= whole.len() && part.len() <= whole.len() - start {
+        start..start + part.len()
+    } else {
+        0..whole.len()
+    }
 }
 
 fn truncate_newline(s: &mut String) {
@@ -352,7 +364,7 @@ mod tests {
         let line = format!(
             "{{\"timestamp\":\"2024-01-01T12:00:00.123456Z\",\"level\":\"WARN\",\"message\":\"low stock\",\"requestId\":\"{ID}\",\"sku\":\"A-1\"}}\n"
         );
-        let parsed = parse_log(LogLine::Text(line), 7);
+        let parsed = parse_log(LogLine::Text(line), 7, None);
         assert_eq!(parsed.request_id.as_deref(), Some(ID));
         assert_eq!(parsed.record.time_unix_nano, 1_704_110_400_123_456_000);
         assert_eq!(parsed.record.severity_number, SeverityNumber::Warn as i32);
@@ -360,10 +372,31 @@ mod tests {
 
         // Braces that are not one JSON object stay text.
         for text in ["{not json}", "{\"a\":1} trailing", "[1,2]"] {
-            let parsed = parse_log(LogLine::Text(text.to_owned()), 7);
+            let parsed = parse_log(LogLine::Text(text.to_owned()), 7, None);
             assert_eq!(parsed.record.time_unix_nano, 7, "{text}");
             assert!(parsed.record.attributes.is_empty(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_text_line_keeps_its_message_and_names_only_another_invocation() {
+        let line = |id: &str| format!("2024-01-01T12:00:00.123Z\t{id}\tINFO\tcharged €12\r\n");
+        let body = |p: &ParsedLog| match p.record.body.as_ref().and_then(|b| b.value.clone()) {
+            Some(AnyVal::StringValue(s)) => s,
+            other => panic!("{other:?}"),
+        };
+        // The running invocation's own id is not copied out: the caller has it.
+        let own = parse_log(LogLine::Text(line(ID)), 7, Some(ID));
+        assert_eq!(own.request_id, None);
+        assert_eq!(body(&own), "charged €12");
+        let other = "0f2c-other";
+        let named = parse_log(LogLine::Text(line(other)), 7, Some(ID));
+        assert_eq!(named.request_id.as_deref(), Some(other));
+        assert_eq!(body(&named), "charged €12");
+        // A line in no known format is its own body, whole.
+        let plain = parse_log(LogLine::Text("just words\n".to_owned()), 7, Some(ID));
+        assert_eq!(plain.request_id, None);
+        assert_eq!(body(&plain), "just words");
     }
 
     #[test]
