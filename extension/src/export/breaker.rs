@@ -7,21 +7,22 @@
 //!            a flush could not finish inside its budget          backoff passed
 //!   Closed ───────────────────────────────────────────▶ Open ─────────────────▶ HalfOpen
 //!     ▲         (kept data: retryable answers, no answer,        ▲                  │
-//!     │          Retry-After past the deadline)                  │ probe failed,    │
-//!     │                                                          │ cut, or no answer│
+//!     │          Retry-After past the deadline)                  │ probe failed     │
+//!     │                                                          │ or no answer     │
 //!     │                                                          └──────────────────┤
 //!     └──────────────────────────────── probe answered inside the budget ───────────┘
 //! ```
 //!
 //! - **Closed**: exports run as they always have (end-of-invocation flushes included).
 //! - **Open**: no data is sent to the endpoint until `retry_at`, except in the final flush at
-//!   `SHUTDOWN`; the lifecycle stops flushing after the runtime is done ([`Breaker::admit`]
-//!   answers [`Admit::Hold`]). Data stays buffered under the buffer's bound.
+//!   `SHUTDOWN`; the lifecycle stops flushing after the runtime is done. Data stays buffered
+//!   under the buffer's bound.
 //! - **HalfOpen** (`now >= retry_at`): the next flush that overlaps the function's own work
 //!   sends one probe, an export request with no data (nothing to lose if it is cut, nothing to
 //!   duplicate), in a single attempt. Answered inside the budget: Closed, and the same flush
-//!   goes on with the data. Anything else: Open again, the backoff doubled (from
-//!   [`BACKOFF_START`] to [`BACKOFF_MAX`]), and never shorter than a `Retry-After`.
+//!   goes on with the data. Refused, failed or unanswered: Open again, the backoff doubled
+//!   (from [`BACKOFF_START`] to [`BACKOFF_MAX`]), and never shorter than a `Retry-After`. Cut
+//!   because the runtime was done first: still half-open (nothing was learnt).
 
 use std::time::Duration;
 
@@ -32,8 +33,6 @@ pub(crate) const BACKOFF_START: Duration = Duration::from_millis(250);
 /// The longest wait between two probes: a probe costs one small request while the function
 /// runs, so a recovered backend is found within this long.
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
-/// Flushes in a row that could not finish inside their budget before the breaker opens.
-pub(crate) const TRIP_AFTER: u32 = 1;
 /// Weight of the newest round trip in the moving average.
 pub(crate) const RTT_WEIGHT: f64 = 0.25;
 
@@ -62,17 +61,6 @@ impl State {
             State::HalfOpen => "half_open",
         }
     }
-}
-
-/// What an export to the endpoint may do now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admit {
-    /// Closed: send the data.
-    Send,
-    /// Half-open: send a probe first, and the data only if it is answered.
-    Probe,
-    /// Open: keep the data, send nothing.
-    Hold,
 }
 
 /// How one export attempt (a request and its answer) ended, for the health estimate.
@@ -118,8 +106,6 @@ pub(crate) struct Breaker {
     budget: Duration,
     /// `Some` while open: when the next probe may go, and the backoff that led there.
     open: Option<(Instant, Duration)>,
-    /// Flushes in a row that could not finish.
-    unfinished: u32,
     health: Health,
 }
 
@@ -129,11 +115,12 @@ impl Breaker {
         Breaker {
             budget,
             open: None,
-            unfinished: 0,
             health: Health::default(),
         }
     }
 
+    /// What an export may do now: closed, send the data; half-open, send a probe first, and
+    /// the data only if it is answered; open, keep the data and send nothing.
     pub(crate) fn state(&self, now: Instant) -> State {
         match self.open {
             None => State::Closed,
@@ -158,14 +145,6 @@ impl Breaker {
         self.open.map(|(at, _)| at)
     }
 
-    pub(crate) fn admit(&self, now: Instant) -> Admit {
-        match self.state(now) {
-            State::Closed => Admit::Send,
-            State::HalfOpen => Admit::Probe,
-            State::Open => Admit::Hold,
-        }
-    }
-
     /// One export attempt ended after `elapsed`.
     pub(crate) fn observe(&mut self, attempt: Attempt, elapsed: Duration) {
         match attempt {
@@ -188,23 +167,18 @@ impl Breaker {
     pub(crate) fn on_finished(&mut self, now: Instant) {
         if self.open.is_some() {
             self.open = None;
-            self.unfinished = 0;
             return;
         }
-        match self.health.rtt {
-            Some(rtt) if rtt > self.budget => self.trip(now, None),
-            _ => self.unfinished = 0,
+        if self.health.rtt.is_some_and(|rtt| rtt > self.budget) {
+            self.trip(now, None);
         }
     }
 
-    /// A flush could not finish the endpoint's data inside its budget: answers that ask to
-    /// retry, no answer, or a `Retry-After` ending `retry_after` from `now`.
+    /// A flush could not finish the endpoint's data inside its budget (answers that ask to
+    /// retry, no answer, or a `Retry-After` ending `retry_after` from `now`): one such flush
+    /// opens the breaker, since the next would cost the function as much.
     pub(crate) fn on_unfinished(&mut self, now: Instant, retry_after: Option<Duration>) {
-        if self.open.is_some() {
-            return;
-        }
-        self.unfinished = self.unfinished.saturating_add(1);
-        if self.unfinished >= TRIP_AFTER {
+        if self.open.is_none() {
             self.trip(now, retry_after);
         }
     }
@@ -217,7 +191,6 @@ impl Breaker {
             Probe::Answered { rtt } if rtt <= self.budget => {
                 self.health.probes_answered += 1;
                 self.open = None;
-                self.unfinished = 0;
             }
             Probe::Answered { .. } | Probe::NoAnswer => {
                 if matches!(probe, Probe::Answered { .. }) {
@@ -233,7 +206,6 @@ impl Breaker {
 
     fn trip(&mut self, now: Instant, retry_after: Option<Duration>) {
         self.health.trips += 1;
-        self.unfinished = 0;
         self.reopen(now, BACKOFF_START, retry_after);
     }
 
@@ -258,15 +230,15 @@ mod tests {
     fn a_flush_that_cannot_finish_opens_it_and_holds_exports_until_the_backoff() {
         let t0 = Instant::now();
         let mut b = Breaker::new(BUDGET);
-        assert_eq!(b.admit(t0), Admit::Send);
+        assert_eq!(b.state(t0), State::Closed);
         b.on_finished(t0);
         assert_eq!(b.state(t0), State::Closed);
 
         b.on_unfinished(t0, None);
         assert_eq!(b.state(t0), State::Open);
         assert!(b.is_held());
-        assert_eq!(b.admit(t0 + BACKOFF_START - ms(1)), Admit::Hold);
-        assert_eq!(b.admit(t0 + BACKOFF_START), Admit::Probe);
+        assert_eq!(b.state(t0 + BACKOFF_START - ms(1)), State::Open);
+        assert_eq!(b.state(t0 + BACKOFF_START), State::HalfOpen);
         assert_eq!(b.state(t0 + BACKOFF_START), State::HalfOpen);
         assert_eq!(b.health().trips, 1);
     }
@@ -279,11 +251,11 @@ mod tests {
         let mut now = t0 + BACKOFF_START;
         let mut waits = Vec::new();
         for _ in 0..8 {
-            assert_eq!(b.admit(now), Admit::Probe);
+            assert_eq!(b.state(now), State::HalfOpen);
             b.on_probe(now, Probe::Failed { retry_after: None });
             let at = b.retry_at().unwrap_or(now);
             waits.push(at - now);
-            assert_eq!(b.admit(at - ms(1)), Admit::Hold);
+            assert_eq!(b.state(at - ms(1)), State::Open);
             now = at;
         }
         assert_eq!(
@@ -295,7 +267,7 @@ mod tests {
         b.on_probe(now, Probe::Answered { rtt: ms(3) });
         assert_eq!(b.state(now), State::Closed);
         assert!(!b.is_held());
-        assert_eq!(b.admit(now), Admit::Send);
+        assert_eq!(b.state(now), State::Closed);
         let h = b.health();
         assert_eq!((h.probes, h.probes_answered, h.trips), (9, 1, 1));
 

@@ -37,7 +37,7 @@ use crate::diag::{DropReason, Stats};
 use crate::export::aws::credentials::Provider;
 use crate::export::aws::secrets::{self, Secrets};
 use crate::export::body::encode_entries;
-use crate::export::breaker::{self, Admit, Breaker, Probe};
+use crate::export::breaker::{self, Breaker, Probe, State};
 #[cfg(test)]
 use crate::export::buffer::BufferCounters;
 use crate::export::buffer::{Buffer, Held};
@@ -327,12 +327,12 @@ impl Delivery {
         if last {
             return true;
         }
-        match self.breakers[b].1.admit(Instant::now()) {
-            Admit::Send => true,
-            Admit::Hold => false,
+        match self.breakers[b].1.state(Instant::now()) {
+            State::Closed => true,
+            State::Open => false,
             // A probe costs the function nothing only while it runs.
-            Admit::Probe if cut.is_none() => false,
-            Admit::Probe => {
+            State::HalfOpen if cut.is_none() => false,
+            State::HalfOpen => {
                 let config = self.exporter.config(signal);
                 let probe =
                     match encode_entries(signal, Vec::new(), config.protocol, config.compression) {
