@@ -407,7 +407,7 @@ impl Delivery {
         } else {
             usize::MAX
         };
-        'signals: for signal in Signal::ALL {
+        for signal in Signal::ALL {
             if self.buffer.queued(signal) == 0 && !(signal == Signal::Metrics && selftel_due) {
                 continue;
             }
@@ -419,11 +419,15 @@ impl Delivery {
             }
             let mut failed = false;
             let mut sent = false;
-            while let Some(batch) = self.buffer.take_up_to(signal, piece) {
+            // Whether the flush stops here (its time is up, or the backend did not answer), or
+            // goes on with the next signal.
+            let stop = loop {
+                let Some(batch) = self.buffer.take_up_to(signal, piece) else {
+                    break false;
+                };
                 if Instant::now() >= deadline || cut.is_some_and(Cut::is_fired) {
                     self.buffer.requeue(batch);
-                    self.judge(signal, failed, sent);
-                    break 'signals;
+                    break true;
                 }
                 sent = true;
                 // Self-telemetry rides in the first metrics request rather than its own.
@@ -520,8 +524,7 @@ impl Delivery {
                             signal.as_str()
                         ));
                         self.buffer.requeue(batch);
-                        self.judge(signal, failed, sent);
-                        continue 'signals;
+                        break false;
                     }
                     ExportResult::Abandoned => {
                         abandoned += 1;
@@ -529,12 +532,15 @@ impl Delivery {
                             "the backend did not answer before the flush deadline; data kept for the next flush (raise CONTRAIL_FLUSH_BUDGET_MS if this repeats)"
                         ));
                         self.buffer.requeue(batch);
-                        self.judge(signal, true, sent);
-                        break 'signals;
+                        failed = true;
+                        break true;
                     }
                 }
-            }
+            };
             self.judge(signal, failed, sent);
+            if stop {
+                break;
+            }
         }
         self.warner.check(&self.stats);
         if selftel_due
