@@ -89,11 +89,14 @@ fn parse_text_record(mut text: String, record_time: u64, current: Option<&str>) 
     ParsedLog { record, request_id }
 }
 
-/// Where `part`, a slice of `whole`, lies in it (all of it, if `part` is not one).
+/// Where `part`, a slice of `whole`, lies in it (if it is not one: nothing when it is empty,
+/// else all of `whole`).
 fn subslice(whole: &str, part: &str) -> std::ops::Range<usize> {
     let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
     if start <= whole.len() && part.len() <= whole.len() - start {
         start..start + part.len()
+    } else if part.is_empty() {
+        whole.len()..whole.len()
     } else {
         0..whole.len()
     }
@@ -236,10 +239,13 @@ pub(crate) fn parse_text(line: &str) -> TextParts<'_> {
     // Node.js / .NET: TIMESTAMP\tREQUEST_ID\tLEVEL\tMESSAGE (or without the level)
     if let Some((first, rest)) = line.split_once('\t') {
         if let Some(ts) = parse_date_time(first) {
-            let (id, rest) = rest.split_once('\t').unwrap_or((rest, ""));
+            // An empty message is the empty slice at the line's end, as every part is a slice
+            // of the line (the body is cut from the line in place).
+            let end = &line[line.len()..];
+            let (id, rest) = rest.split_once('\t').unwrap_or((rest, end));
             let (level, message) = match rest.split_once('\t') {
                 Some((level, msg)) if severity_number(level).is_some() => (Some(level), msg),
-                _ if severity_number(rest.trim_end()).is_some() => (Some(rest.trim_end()), ""),
+                _ if severity_number(rest.trim_end()).is_some() => (Some(rest.trim_end()), end),
                 _ => (None, rest),
             };
             return TextParts {
@@ -393,6 +399,14 @@ mod tests {
         let named = parse_log(LogLine::Text(line(other)), 7, Some(ID));
         assert_eq!(named.request_id.as_deref(), Some(other));
         assert_eq!(body(&named), "charged €12");
+        // A level and no message: an empty body, not the line.
+        for line in [
+            format!("2024-01-01T12:00:00.123Z\t{ID}\tERROR\n"),
+            format!("2024-01-01T12:00:00.123Z\t{ID}"),
+        ] {
+            let parsed = parse_log(LogLine::Text(line.clone()), 7, Some(ID));
+            assert_eq!(body(&parsed), "", "{line:?}");
+        }
         // A line in no known format is its own body, whole.
         let plain = parse_log(LogLine::Text("just words\n".to_owned()), 7, Some(ID));
         assert_eq!(plain.request_id, None);
