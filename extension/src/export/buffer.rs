@@ -277,19 +277,45 @@ impl Buffer {
 
     /// Add one item. Returns the number of records dropped to make room (or the item's own).
     pub fn push_item(&mut self, item: Item) -> u64 {
-        // The encoded length is a walk over every record: taken once for an item that fits
-        // one batch (the usual case), and once per piece for one that is split.
-        let i = item.signal().index();
-        let bytes = item.wire_len();
-        if bytes <= self.batch_bytes[i] && item.records() <= self.batch_records[i] {
-            return self.push_piece(item, bytes);
-        }
         let mut dropped = 0;
-        for piece in split(item, self.batch_bytes[i], self.batch_records[i]) {
-            let bytes = piece.wire_len();
-            dropped += self.push_piece(piece, bytes);
-        }
+        self.pieces(item, |buffer, piece, bytes| {
+            dropped += buffer.push_piece(piece, bytes);
+        });
         dropped
+    }
+
+    /// Add `items` only if all of them fit beside what is held, dropping nothing to make room
+    /// (the pieces they are split into counted, with their own wrappers). `Err` with their
+    /// records when they do not fit: nothing was added, and the caller counts them.
+    pub(crate) fn push_if_room(&mut self, items: Vec<Item>) -> Result<(), u64> {
+        let mut pieces = Vec::with_capacity(items.len());
+        for item in items {
+            self.pieces(item, |_, piece, bytes| pieces.push((piece, bytes)));
+        }
+        let bytes: usize = pieces.iter().map(|(_, bytes)| bytes).sum();
+        if bytes > self.max_bytes.saturating_sub(self.total_bytes()) {
+            return Err(pieces.iter().map(|(piece, _)| piece.records()).sum());
+        }
+        for (piece, bytes) in pieces {
+            self.push_piece(piece, bytes);
+        }
+        Ok(())
+    }
+
+    /// `item` in pieces that each fit one batch of its signal, each with its
+    /// [`Item::wire_len`]. The encoded length is a walk over every record: taken once for an
+    /// item that fits one batch (the usual case), and once per piece for one that is split.
+    fn pieces(&mut self, item: Item, mut each: impl FnMut(&mut Self, Item, usize)) {
+        let i = item.signal().index();
+        let (max_bytes, max_records) = (self.batch_bytes[i], self.batch_records[i]);
+        let bytes = item.wire_len();
+        if bytes <= max_bytes && item.records() <= max_records {
+            return each(self, item, bytes);
+        }
+        for piece in split(item, max_bytes, max_records) {
+            let bytes = piece.wire_len();
+            each(self, piece, bytes);
+        }
     }
 
     /// Queue one piece that fits a batch, `bytes` being its [`Item::wire_len`].
@@ -423,11 +449,6 @@ impl Buffer {
 
     pub(crate) fn counters(&self) -> BufferCounters {
         self.counters
-    }
-
-    /// Bytes that can join the buffer without dropping anything held.
-    pub(crate) fn room(&self) -> usize {
-        self.max_bytes.saturating_sub(self.total_bytes())
     }
 
     fn total_bytes(&self) -> usize {

@@ -249,14 +249,7 @@ impl Delivery {
     /// of those items are returned for the caller to count.
     pub(crate) fn push_if_room(&mut self, signals: Signals) -> Option<u64> {
         let items = self.sendable(signals);
-        let bytes: usize = items.iter().map(Item::wire_len).sum();
-        if bytes > self.buffer.room() {
-            return Some(items.iter().map(Item::records).sum());
-        }
-        for item in items {
-            self.buffer.push_item(item);
-        }
-        None
+        self.buffer.push_if_room(items).err()
     }
 
     /// The items of `signals` whose signal has an endpoint; the records of the others are

@@ -303,3 +303,45 @@ fn batches_are_kept_encoded_and_their_body_is_the_export_request() {
     assert_eq!(batch.items().count(), 2);
     buffer.ack(batch, 0);
 }
+
+#[test]
+fn push_if_room_counts_the_pieces_an_item_is_split_into() {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+
+    let stats = Arc::new(Stats::default());
+    let mut buffer = Buffer::new(16_384, 16_384, stats.clone());
+    // One span per batch: each piece repeats the resource, 300 bytes of attributes.
+    buffer.set_limits(Signal::Traces, 16_384, 1);
+    let item = |ids: std::ops::Range<u64>| {
+        let Item::Spans(mut rs) = spans_item(ids, 20, 1) else {
+            unreachable!()
+        };
+        rs.resource = Some(Resource {
+            attributes: vec![KeyValue {
+                key: "service.name".to_owned(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("x".repeat(300))),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        Item::Spans(rs)
+    };
+    // Held: 40 spans of one piece each, about 14 KB.
+    for id in 0..40 {
+        assert_eq!(buffer.push_item(item(id..id + 1)), 0);
+    }
+    let held = buffer.held();
+    let room = 16_384 - held.bytes;
+    // Ten spans in one item: whole, they would fit the room; in pieces they do not.
+    let ten = item(100..110);
+    assert!(ten.wire_len() <= room, "{} > {room}", ten.wire_len());
+    assert_eq!(buffer.push_if_room(vec![ten]), Err(10));
+    assert_eq!(buffer.held(), held, "nothing added, nothing pushed out");
+    assert_eq!(stats.dropped_total(DropReason::BufferFull), 0);
+    // One span in pieces fits.
+    assert_eq!(buffer.push_if_room(vec![item(200..201)]), Ok(()));
+    assert_eq!(buffer.held().records, held.records + 1);
+}
