@@ -239,7 +239,6 @@ mod tests {
         assert!(b.is_held());
         assert_eq!(b.state(t0 + BACKOFF_START - ms(1)), State::Open);
         assert_eq!(b.state(t0 + BACKOFF_START), State::HalfOpen);
-        assert_eq!(b.state(t0 + BACKOFF_START), State::HalfOpen);
         assert_eq!(b.health().trips, 1);
     }
 
@@ -267,7 +266,6 @@ mod tests {
         b.on_probe(now, Probe::Answered { rtt: ms(3) });
         assert_eq!(b.state(now), State::Closed);
         assert!(!b.is_held());
-        assert_eq!(b.state(now), State::Closed);
         let h = b.health();
         assert_eq!((h.probes, h.probes_answered, h.trips), (9, 1, 1));
 

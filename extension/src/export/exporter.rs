@@ -297,8 +297,12 @@ impl Exporter {
             };
             let (reason, retry_after) = match sent {
                 Sent::NoAnswer if attempt_deadline >= deadline => return ExportResult::Abandoned,
-                Sent::NoAnswer | Sent::Cut => {
-                    (format!("no answer within {} ms", timeout.as_millis()), None)
+                Sent::NoAnswer => (format!("no answer within {} ms", timeout.as_millis()), None),
+                // Not asked for here (a request with data is never cut); kept, not retried.
+                Sent::Cut => {
+                    return ExportResult::Deferred {
+                        reason: "the runtime was done".to_owned(),
+                    };
                 }
                 Sent::Answer(Attempt::Done(result @ ExportResult::Rejected { .. }), _)
                     if self.signers[i].is_some() || self.secrets.is_some() =>

@@ -13,7 +13,8 @@
 //!   stretches are kept to subtract the overlap; a report overlapping only older ones counts
 //!   whole.
 //! - An idle gap is the time from the end of the previous invoke phase (or of init) to the start
-//!   of the next.
+//!   of the next, as the reports arrive: with overlapping invocations (Managed Instances) a
+//!   late report of an earlier invocation gives no gap.
 //! - An environment that shuts down without an invocation had an init that was never used.
 
 /// Busy stretches kept to count overlapping invocations once.

@@ -342,6 +342,8 @@ impl Sampler {
                 rss_peak: hwm.max(rss),
             });
         }
+        // The peak is exact only if every process's was reset; after one refuses, the others
+        // need not be (the peak then comes from the samples).
         let peak_reset = !self.procs.is_empty() && self.procs.iter_mut().all(Proc::reset_peak);
         let net = self.read_net_dev();
         let sockets = if self.last_sockets.is_none() {
