@@ -13,7 +13,7 @@ use contrail_testkit::otlp_backend::{Backend, Reply};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 
-use crate::support::{Extension, FakeLambda, NEXT, SUBSCRIBE, Script, destination_port, post_json};
+use crate::support::{Extension, FakeLambda, NEXT, Script, listening, post_json};
 
 fn throttled(retry_after_s: u64) -> Reply {
     Reply::Status(
@@ -109,9 +109,7 @@ async fn while_the_breaker_is_open_invocations_do_not_wait_and_held_data_arrives
             ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
         ],
     );
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
-    fake.wait_for(NEXT, 1).await;
+    let port = listening(&fake).await;
 
     // 1: the end flush gets the 429, whose Retry-After ends past the invocation's deadline.
     fake.push_invoke("req-1", Duration::from_secs(2));
@@ -193,9 +191,7 @@ async fn what_the_bound_drops_while_the_breaker_is_open_is_counted_under_buffer_
             ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
         ],
     );
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
-    fake.wait_for(NEXT, 1).await;
+    let port = listening(&fake).await;
 
     fake.push_invoke("req-1", Duration::from_secs(1));
     let mut records = lines("req-1", 5, 0);

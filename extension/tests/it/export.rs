@@ -13,9 +13,7 @@ use prost::Message;
 
 use std::time::Duration;
 
-use crate::support::{
-    Extension, FakeLambda, NEXT, SUBSCRIBE, Script, destination_port, post, post_json,
-};
+use crate::support::{Extension, FakeLambda, NEXT, Script, listening, post, post_json};
 use backend::Backend;
 
 const TRACE_ID_HEX: &str = "5759e988bd862e3fe1be46a994272793";
@@ -50,9 +48,7 @@ async fn invocation_telemetry_is_exported_before_the_next_call_and_the_rest_at_s
             ("AWS_REGION", "eu-west-1"),
         ],
     );
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
-    fake.wait_for(NEXT, 1).await;
+    let port = listening(&fake).await;
 
     fake.push_invoke("req-1", Duration::from_secs(30));
     // The function's SDK exports a span to the local receiver while it runs.
@@ -220,9 +216,7 @@ async fn records_delivered_after_shutdown_are_received_and_exported() {
             ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
         ],
     );
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
-    fake.wait_for(NEXT, 1).await;
+    let port = listening(&fake).await;
     fake.push_invoke("req-last", Duration::from_secs(30));
     tokio::time::sleep(Duration::from_millis(50)).await;
     post_json(

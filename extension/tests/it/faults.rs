@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use contrail_testkit::otlp_backend::{Backend, Reply};
 
-use crate::support::{Extension, FakeLambda, NEXT, SUBSCRIBE, Script, destination_port, post_json};
+use crate::support::{Extension, FakeLambda, NEXT, Script, listening, post_json};
 
 const INVOCATIONS: usize = 3;
 
@@ -29,9 +29,7 @@ async fn invocations_against(script: Vec<Reply>) -> (String, Vec<String>) {
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "250"),
         ],
     );
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
-    fake.wait_for(NEXT, 1).await;
+    let port = listening(&fake).await;
     for i in 0..INVOCATIONS {
         let id = format!("req-{i}");
         fake.push_invoke(&id, Duration::from_secs(30));

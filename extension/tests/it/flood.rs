@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use prost::Message;
 use tokio::net::TcpStream;
 
-use crate::support::{Extension, FakeLambda, NEXT, SUBSCRIBE, Script, destination_port, post_json};
+use crate::support::{Extension, FakeLambda, NEXT, Script, listening, post_json};
 
 /// The default `CONTRAIL_RECEIVER_MAX_BODY_BYTES`, and so the default byte bound.
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -164,9 +164,7 @@ async fn a_flood_of_maximum_size_requests_stays_in_the_byte_bound_and_never_hold
         ],
     );
     let pid = ext.child.id();
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
-    fake.wait_for(NEXT, 1).await;
+    let port = listening(&fake).await;
     let (idle_rss, _) = memory_kb(pid);
 
     fake.push_invoke("req-flood", Duration::from_secs(60));

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    EXTENSION_ID, Extension, FakeLambda, INIT_ERROR, NEXT, REGISTER, SUBSCRIBE, Script,
-    destination_port, post_json,
+    EXTENSION_ID, Extension, FakeLambda, INIT_ERROR, NEXT, REGISTER, SUBSCRIBE, Script, listening,
+    post_json,
 };
 
 /// Lambda's shutdown window with external extensions.
@@ -101,9 +101,7 @@ async fn registers_under_the_name_it_was_installed_as() {
 async fn handles_invocations_then_shutdown() {
     let fake = FakeLambda::start(Script::default()).await;
     let mut ext = Extension::spawn(&fake, "contrail", &[("CONTRAIL_LOG_LEVEL", "info")]);
-    fake.wait_for(NEXT, 1).await;
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
+    let port = listening(&fake).await;
 
     fake.push_invoke("req-1", Duration::from_secs(30));
     // The runtime finishes: platform.runtimeDone for this request.
@@ -160,9 +158,7 @@ async fn a_drop_reported_while_waiting_for_runtime_done_ends_the_wait() {
             ("CONTRAIL_RUNTIME_DONE_WAIT_MS", "600000"),
         ],
     );
-    fake.wait_for(NEXT, 1).await;
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
+    let port = listening(&fake).await;
     fake.push_invoke("req-dropped", Duration::from_secs(600));
     // Lambda delivers an invocation's records one buffering window (25 ms or more) after the
     // invocation started, when the extension has long had its INVOKE: so here.
@@ -192,9 +188,7 @@ async fn the_wait_for_a_runtime_done_that_never_comes_is_bounded() {
             ("CONTRAIL_RUNTIME_DONE_WAIT_MS", "1000"),
         ],
     );
-    fake.wait_for(NEXT, 1).await;
-    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
-    let port = destination_port(&subscribe.json());
+    let port = listening(&fake).await;
     fake.push_invoke("req-lost", Duration::from_secs(600));
     let status = post_json(
         port,

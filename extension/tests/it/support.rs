@@ -359,6 +359,15 @@ impl Drop for Extension {
     }
 }
 
+/// Once the extension has subscribed and called `next` for the first time: the port of its
+/// Telemetry API listener.
+pub async fn listening(fake: &FakeLambda) -> u16 {
+    let subscribe = fake.wait_for(SUBSCRIBE, 1).await.remove(0);
+    let port = destination_port(&subscribe.json());
+    fake.wait_for(NEXT, 1).await;
+    port
+}
+
 /// The port of a subscription's `http://sandbox.localdomain:PORT/` destination.
 pub fn destination_port(subscription: &serde_json::Value) -> u16 {
     let uri = subscription["destination"]["URI"].as_str().unwrap();
