@@ -83,7 +83,9 @@ fn parse_text_record(mut text: String, record_time: u64, current: Option<&str>) 
     // in place rather than copied.
     let message = subslice(&text, parsed.message);
     text.truncate(message.end);
-    text.replace_range(..message.start, "");
+    if message.start > 0 {
+        text.replace_range(..message.start, "");
+    }
     truncate_newline(&mut text);
     record.body = any(AnyVal::StringValue(text));
     ParsedLog { record, request_id }
