@@ -16,14 +16,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::handler::traces;
-use super::{Running, grpc_options, start_bounded, start_grpc, wait_until};
+use super::{
+    PROTOBUF, Running, grpc_options, post_gzip_protobuf, start_bounded, start_grpc, wait_until,
+};
 use crate::diag::Stats;
 use crate::intake::receiver::ReceiverConfig;
 use crate::intake::receiver::grpc::GrpcOptions;
 use crate::pipeline::IntakeBudget;
 use crate::pipeline::otlp::RpcStatus;
 
-const PROTOBUF: &str = "application/x-protobuf";
 /// A guard against a test that would hang, not a measurement: every wait below ends on an
 /// event (an answer, a close) long before it.
 const GUARD: Duration = Duration::from_secs(10);
@@ -167,14 +168,7 @@ async fn a_gzip_body_holds_what_it_inflates_to_and_is_refused_when_that_does_not
     // A few dozen bytes on the wire, 500 inflated: 600 + 500 is past the bound.
     let bomb = gzip(&[0u8; 500]);
     assert!(bomb.len() < 100);
-    let busy = contrail_testkit::http::send(
-        addr,
-        "POST",
-        "/v1/traces",
-        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
-        bomb,
-    )
-    .await;
+    let busy = post_gzip_protobuf(addr, "/v1/traces", bomb).await;
     assert_eq!(busy.status, 503);
     wait_until(|| budget.used() == 600).await;
     receiver.stop().await;
@@ -202,14 +196,7 @@ async fn a_gzip_request_of_the_largest_size_fits_alone_with_the_default_bound() 
 
     let budget = IntakeBudget::new(config.max_pending_bytes);
     let mut receiver = start_bounded(8, config, budget.clone()).await;
-    let ok = contrail_testkit::http::send(
-        receiver.addr,
-        "POST",
-        "/v1/traces",
-        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
-        body,
-    )
-    .await;
+    let ok = post_gzip_protobuf(receiver.addr, "/v1/traces", body).await;
     assert_eq!(ok.status, 200);
     // What it holds while queued is its decoded form's bytes, given back once mapped.
     drop(receiver.intake.try_recv().unwrap());

@@ -4,7 +4,7 @@
 
 use contrail_testkit::http::{gzip, post, send};
 
-use super::start;
+use super::{PROTOBUF, post_gzip_protobuf, start};
 use crate::diag::{DropReason, Stats};
 use crate::pipeline::otlp::RpcStatus;
 use crate::pipeline::{Intake, OtlpPayload};
@@ -26,7 +26,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-const PROTOBUF: &str = "application/x-protobuf";
 const JSON: &str = "application/json";
 const CAP: usize = 64 * 1024;
 
@@ -144,14 +143,8 @@ async fn protobuf_traces_are_queued_and_answered_with_an_empty_protobuf_response
 async fn gzip_protobuf_metrics_and_logs_are_decompressed_and_queued() {
     let mut receiver = start(8, CAP).await;
     let metrics = gauge_metrics(4);
-    let answer = send(
-        receiver.addr,
-        "POST",
-        "/v1/metrics",
-        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
-        gzip(&metrics.encode_to_vec()),
-    )
-    .await;
+    let answer =
+        post_gzip_protobuf(receiver.addr, "/v1/metrics", gzip(&metrics.encode_to_vec())).await;
     assert_eq!(answer.status, 200);
     ExportMetricsServiceResponse::decode(answer.body.clone()).unwrap();
     assert_eq!(
@@ -312,14 +305,7 @@ async fn an_undecodable_body_gets_400_with_a_reason_in_the_request_encoding() {
 #[tokio::test]
 async fn a_body_that_is_not_gzip_gets_400() {
     let receiver = start(8, CAP).await;
-    let answer = send(
-        receiver.addr,
-        "POST",
-        "/v1/traces",
-        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
-        traces(1).encode_to_vec(),
-    )
-    .await;
+    let answer = post_gzip_protobuf(receiver.addr, "/v1/traces", traces(1).encode_to_vec()).await;
     assert_eq!(answer.status, 400);
     let status = RpcStatus::decode(answer.body.clone()).unwrap();
     assert!(
@@ -330,11 +316,9 @@ async fn a_body_that_is_not_gzip_gets_400() {
 
     // A gzip stream cut in half.
     let whole = gzip(&traces(20).encode_to_vec());
-    let answer = send(
+    let answer = post_gzip_protobuf(
         receiver.addr,
-        "POST",
         "/v1/traces",
-        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
         whole[..whole.len() / 2].to_vec(),
     )
     .await;
@@ -356,14 +340,7 @@ async fn a_body_over_the_cap_gets_413_before_and_after_decompression() {
     // Small on the wire, too large once inflated.
     let bomb = gzip(&vec![0u8; cap * 100]);
     assert!(bomb.len() < cap);
-    let answer = send(
-        receiver.addr,
-        "POST",
-        "/v1/traces",
-        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
-        bomb,
-    )
-    .await;
+    let answer = post_gzip_protobuf(receiver.addr, "/v1/traces", bomb).await;
     assert_eq!(answer.status, 413);
 
     // Chunked, so the size is only known while reading.

@@ -139,6 +139,25 @@ where
     }
 }
 
+const PROTOBUF: &str = "application/x-protobuf";
+
+/// POST `body`, gzip-encoded OTLP protobuf as its headers say (whatever it really is), to
+/// `path`.
+async fn post_gzip_protobuf(
+    addr: SocketAddr,
+    path: &str,
+    body: Vec<u8>,
+) -> contrail_testkit::http::Answer {
+    contrail_testkit::http::send(
+        addr,
+        "POST",
+        path,
+        &[("content-type", PROTOBUF), ("content-encoding", "gzip")],
+        body,
+    )
+    .await
+}
+
 /// Wait until `done()` holds, checking every few milliseconds; fail after 5 s.
 async fn wait_until(mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
