@@ -284,10 +284,7 @@ fn variables() -> &'static [String] {
         let mut vars: Vec<String> = crate::config::VARIABLES
             .iter()
             .filter(|v| !skipped.contains(v) && !exporter.contains(v))
-            .chain(&[
-                "AWS_LAMBDA_FUNCTION_VERSION",
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-            ])
+            .chain(&["AWS_LAMBDA_FUNCTION_VERSION"])
             .map(|v| (*v).to_owned())
             .collect();
         for var in exporter {

@@ -50,6 +50,8 @@ use crate::mapping::{MappingConfig, lambda_resource};
 pub(crate) const RUNTIME_API_VAR: &str = "AWS_LAMBDA_RUNTIME_API";
 /// The function's region, set by Lambda.
 pub(crate) const REGION_VAR: &str = "AWS_REGION";
+/// The function's memory in megabytes, set by Lambda.
+pub(crate) const MEMORY_SIZE_VAR: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 /// How the environment was initialized, set by Lambda.
 pub(crate) const INITIALIZATION_TYPE_VAR: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 
@@ -289,6 +291,20 @@ pub(crate) fn error_message(errors: &[ConfigError]) -> String {
     msg
 }
 
+/// The function's memory (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`) in megabytes: `None` when unset,
+/// an error when it is not a whole, positive number of megabytes that fits in bytes.
+pub(crate) fn memory_size_mb(env: &dyn Env) -> Option<Result<i64, ConfigError>> {
+    let mb = non_empty(env, MEMORY_SIZE_VAR)?;
+    Some(match mb.parse::<i64>() {
+        Ok(n) if n > 0 && n <= i64::MAX / (1024 * 1024) => Ok(n),
+        _ => Err(ConfigError::new(
+            MEMORY_SIZE_VAR,
+            mb,
+            "expected a whole number of megabytes",
+        )),
+    })
+}
+
 /// Every variable Contrail reads that has a `*_VAR` constant, for the test that checks the
 /// sources hold no other and the README documents each, and for the `config` fuzz target.
 #[cfg(any(test, feature = "fuzzing"))]
@@ -345,6 +361,7 @@ pub(crate) const VARIABLES: &[&str] = {
         aws::ENDPOINT_URL_SECRETS_MANAGER_VAR,
         aws::ENDPOINT_URL_SSM_VAR,
         REGION_VAR,
+        MEMORY_SIZE_VAR,
         aws::FUNCTION_NAME_VAR,
         credentials::ACCESS_KEY_ID_VAR,
         credentials::SECRET_ACCESS_KEY_VAR,

@@ -20,8 +20,8 @@
 //! The architecture is the one Contrail was built for: a layer carries one binary per
 //! architecture, and the function runs on the same one.
 
-use crate::config::REGION_VAR;
 use crate::config::env::{ConfigError, Env, non_empty};
+use crate::config::{REGION_VAR, memory_size_mb};
 
 use super::prices::{RegionPrices, region_prices};
 
@@ -108,10 +108,7 @@ impl CostConfig {
     /// by the default in silence), and so does a region without documented prices where the
     /// variables do not give them.
     pub(crate) fn from_env(env: &dyn Env, arch: Architecture) -> (CostConfig, Vec<ConfigError>) {
-        let memory_mb = non_empty(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-            .and_then(|mb| mb.parse::<u32>().ok())
-            .filter(|mb| *mb > 0)
-            .map(f64::from);
+        let memory_mb = memory_size_mb(env).and_then(Result::ok).map(|mb| mb as f64);
         let mut warnings = Vec::new();
         let mut read = |var| price(env, var).map_err(|e| warnings.push(e)).ok().flatten();
         let gb_second = read(GB_SECOND_VAR);

@@ -6,6 +6,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::otlp::{kv_int, kv_str};
 use crate::config::env::{ConfigError, Env, non_empty, percent_decode};
+use crate::config::memory_size_mb;
 
 pub(crate) const RESOURCE_ATTRIBUTES_VAR: &str = "OTEL_RESOURCE_ATTRIBUTES";
 pub(crate) const SERVICE_NAME_VAR: &str = "OTEL_SERVICE_NAME";
@@ -39,17 +40,10 @@ pub fn lambda_resource(env: &dyn Env) -> Result<Resource, Vec<ConfigError>> {
     if let Some(version) = non_empty(env, "AWS_LAMBDA_FUNCTION_VERSION") {
         attributes.push(kv_str("faas.version", version));
     }
-    if let Some(mb) = non_empty(env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
-        match mb.parse::<i64>() {
-            Ok(n) if n > 0 && n <= i64::MAX / (1024 * 1024) => {
-                attributes.push(kv_int("faas.max_memory", n * 1024 * 1024));
-            }
-            _ => errors.push(ConfigError::new(
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-                mb,
-                "expected a whole number of megabytes",
-            )),
-        }
+    match memory_size_mb(env) {
+        Some(Ok(mb)) => attributes.push(kv_int("faas.max_memory", mb * 1024 * 1024)),
+        Some(Err(e)) => errors.push(e),
+        None => {}
     }
     if let Some(raw) = non_empty(env, RESOURCE_ATTRIBUTES_VAR) {
         match parse_resource_attributes(&raw) {
