@@ -239,8 +239,10 @@ impl Delivery {
     /// Buffer `signals`. Never blocks. Over the bound the oldest data is dropped and counted;
     /// a signal without an endpoint is dropped and counted as `no_endpoint`.
     pub(crate) fn push(&mut self, signals: Signals) {
-        for item in self.sendable(signals) {
-            self.buffer.push_item(item);
+        for item in signals.into_items() {
+            if self.sendable(&item) {
+                self.buffer.push_item(item);
+            }
         }
     }
 
@@ -248,21 +250,22 @@ impl Delivery {
     /// items that have an endpoint do not fit beside it, nothing is pushed, and the records
     /// of those items are returned for the caller to count.
     pub(crate) fn push_if_room(&mut self, signals: Signals) -> Option<u64> {
-        let items = self.sendable(signals);
+        let items: Vec<Item> = signals
+            .into_items()
+            .filter(|item| self.sendable(item))
+            .collect();
         self.buffer.push_if_room(items).err()
     }
 
-    /// The items of `signals` whose signal has an endpoint; the records of the others are
-    /// counted as `no_endpoint`.
-    fn sendable(&mut self, signals: Signals) -> Vec<Item> {
-        let (sendable, unsendable): (Vec<Item>, Vec<Item>) = signals
-            .into_items()
-            .partition(|item| self.exporter.has_endpoint(item.signal()));
-        for item in unsendable {
-            self.stats.dropped(DropReason::NoEndpoint, item.records());
-            self.note_no_endpoint();
+    /// Whether `item`'s signal has an endpoint; if not, its records are counted as
+    /// `no_endpoint`.
+    fn sendable(&mut self, item: &Item) -> bool {
+        if self.exporter.has_endpoint(item.signal()) {
+            return true;
         }
-        sendable
+        self.stats.dropped(DropReason::NoEndpoint, item.records());
+        self.note_no_endpoint();
+        false
     }
 
     /// How full the buffer is: held bytes ÷ its bound.
