@@ -136,8 +136,22 @@ async fn bench_main(options: &Options) -> Result<()> {
     sizes::measure(&bench, options, &mut results)?;
     let criterion = criterion::read(&options.root, &mut results)?;
 
-    let markdown = report::render(options, &bench, &results, &criterion, started.elapsed())?;
     let out = options.out();
+    // A missing file has nothing to keep; any other failure to read it must not lose it.
+    let old = match std::fs::read_to_string(&out) {
+        Ok(old) => old,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("read {}", out.display())),
+    };
+    let kept = report::kept_sections(&old);
+    let markdown = report::render(
+        options,
+        &bench,
+        &results,
+        &criterion,
+        started.elapsed(),
+        &kept,
+    )?;
     std::fs::write(&out, markdown).with_context(|| format!("write {}", out.display()))?;
     eprintln!("bench: wrote {}", out.display());
     Ok(())

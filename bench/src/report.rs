@@ -63,13 +63,35 @@ fn utc_now() -> String {
     format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02} UTC")
 }
 
-/// The whole of `docs/BENCHMARKS.md`.
+/// The sections the report writes; every other `## ` section of the file it replaces (the
+/// before-and-after records of tuning changes, added by hand) is kept, in its order, after them.
+const GENERATED: [&str; 3] = ["Budgets", "How", "Hot paths (criterion, one core)"];
+
+/// The sections of `old` (an earlier `docs/BENCHMARKS.md`) that the report does not write,
+/// from each `## ` heading to the next.
+pub(crate) fn kept_sections(old: &str) -> String {
+    let mut kept = String::new();
+    let mut keep = false;
+    for line in old.split_inclusive('\n') {
+        if let Some(heading) = line.strip_prefix("## ") {
+            keep = !GENERATED.contains(&heading.trim_end());
+        }
+        if keep {
+            kept.push_str(line);
+        }
+    }
+    kept
+}
+
+/// The whole of `docs/BENCHMARKS.md`: the report, then what `kept` holds (see
+/// [`kept_sections`]).
 pub(crate) fn render(
     options: &Options,
     bench: &Bench,
     results: &Results,
     criterion: &[CriterionRow],
     elapsed: Duration,
+    kept: &str,
 ) -> Result<String> {
     let Machine {
         cpus,
@@ -81,7 +103,9 @@ pub(crate) fn render(
     writeln!(s)?;
     writeln!(
         s,
-        "Written by `{}` on {}. Do not edit by hand: run the command again.",
+        "Written by `{}` on {}. Do not edit the sections up to the criterion table: run the \
+         command again. The sections after it are dated records of tuning changes, measured \
+         before and after, which a new run keeps.",
         options.command,
         utc_now()
     )?;
@@ -108,7 +132,7 @@ pub(crate) fn render(
         )?;
     }
     writeln!(s)?;
-    writeln!(s, "## Budgets")?;
+    writeln!(s, "## {}", GENERATED[0])?;
     writeln!(s)?;
     writeln!(s, "| measure | figure | budget | |")?;
     writeln!(s, "|---|---|---|---|")?;
@@ -125,13 +149,13 @@ pub(crate) fn render(
         )?;
     }
     writeln!(s)?;
-    writeln!(s, "## How")?;
+    writeln!(s, "## {}", GENERATED[1])?;
     writeln!(s)?;
     for note in &results.notes {
         writeln!(s, "- {note}")?;
     }
     writeln!(s)?;
-    writeln!(s, "## Hot paths (criterion, one core)")?;
+    writeln!(s, "## {}", GENERATED[2])?;
     writeln!(s)?;
     if criterion.is_empty() {
         writeln!(s, "Not run.")?;
@@ -157,5 +181,27 @@ pub(crate) fn render(
             )?;
         }
     }
+    if !kept.is_empty() {
+        writeln!(s)?;
+        s.push_str(kept);
+    }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::kept_sections;
+
+    #[test]
+    fn hand_written_sections_survive_a_new_report() {
+        let old = "# Benchmarks\n\nWritten by x.\n\n## Budgets\n\n| a |\n\n## How\n\n- b\n\n\
+                   ## A tuning change: before and after\n\n| c |\n\n### Detail\n\nd\n\n\
+                   ## Hot paths (criterion, one core)\n\n| e |\n\n## Another change\n\nf\n";
+        assert_eq!(
+            kept_sections(old),
+            "## A tuning change: before and after\n\n| c |\n\n### Detail\n\nd\n\n\
+             ## Another change\n\nf\n"
+        );
+        assert_eq!(kept_sections("# Benchmarks\n\n## Budgets\n\n| a |\n"), "");
+    }
 }
