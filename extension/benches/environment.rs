@@ -37,6 +37,7 @@ fn sampler() -> Sampler {
         EnvironmentConfig {
             sample_interval: Some(Duration::from_millis(250)),
             connections: Connections::Always,
+            ..EnvironmentConfig::default()
         },
         Some(std::process::id()),
         Some(API.as_bytes().to_vec()),

@@ -99,8 +99,10 @@ fn the_runtime_is_found_and_only_its_connections_and_cpu_are_counted() {
     let mut sampler = Sampler::with_scope(
         EnvironmentConfig {
             sample_interval: Some(Duration::from_millis(250)),
-            // This host's connection table costs milliseconds per read, which `auto` declines.
+            // `auto` stops reading after a reading over its limit, which this host's large
+            // connection table can cost; the test needs every reading.
             connections: Connections::Always,
+            ..EnvironmentConfig::default()
         },
         Some(std::process::id()),
         Some(API.as_bytes().to_vec()),
@@ -183,6 +185,7 @@ fn a_connection_the_server_closed_stops_counting_within_a_second() {
         EnvironmentConfig {
             sample_interval: None,
             connections: Connections::Always,
+            ..EnvironmentConfig::default()
         },
         Some(std::process::id()),
         Some(api.as_bytes().to_vec()),

@@ -28,7 +28,6 @@ impl Sampler {
         self.scanned = true;
         self.rescan = false;
         let mut known = std::mem::take(&mut self.procs);
-        let proc = Path::new(PROC);
         let parent = self
             .parent
             .unwrap_or_else(std::os::unix::process::parent_id);
@@ -62,7 +61,13 @@ impl Sampler {
                 self.children_of(pid, &mut queue);
             }
         }
+        self.open_tables();
+    }
+
+    /// Open the namespace's network tables, once.
+    pub(super) fn open_tables(&mut self) {
         if self.net_dev.is_none() {
+            let proc = Path::new(PROC);
             self.net_dev = File::open(proc.join("self/net/dev")).ok();
             self.tcp = ["self/net/tcp", "self/net/tcp6"]
                 .iter()

@@ -45,13 +45,14 @@
 //! | RSS end, samples | `/proc/PID/status` `VmRSS` (end), `/proc/PID/statm` (samples) |
 //! | threads | `/proc/PID/stat` field 20 |
 //! | file descriptors, sockets | `/proc/PID/fd` entries and their `socket:[inode]` links |
-//! | connections | `/proc/self/net/tcp` and `tcp6`, ESTABLISHED, whose inode one of the function's descriptors holds |
+//! | connections | the kernel's socket diagnostics (`NETLINK_SOCK_DIAG`), else `/proc/self/net/tcp` and `tcp6`: ESTABLISHED TCP sockets whose inode one of the function's descriptors holds |
 //! | network bytes | `/proc/self/net/dev`, every interface but `lo` |
 //! | `/tmp` used | `statvfs("/tmp")`: on Lambda `/tmp` is a file system of its own, so blocks used are what the function wrote there, at the cost of one system call (a walk would cost one per file) |
 
 mod config;
 mod discover;
 mod procfs;
+mod sock_diag;
 mod sockets;
 
 use std::collections::HashSet;
@@ -222,7 +223,12 @@ pub struct Sampler {
     /// That id when the processes were last looked for.
     last_pid: Option<u32>,
     net_dev: Option<File>,
+    /// `/proc/self/net/tcp` and `tcp6`, read when the socket diagnostics cannot be.
     tcp: Vec<File>,
+    /// The socket diagnostics, opened at the first reading of connections.
+    diag: Option<sock_diag::SockDiag>,
+    /// They were refused or failed once: `tcp` is read.
+    diag_failed: bool,
     buf: Vec<u8>,
     open: Option<Open>,
     /// The established sockets of the function at the end of the previous invocation.
@@ -276,6 +282,8 @@ impl Sampler {
             last_pid: None,
             net_dev: None,
             tcp: Vec::new(),
+            diag: None,
+            diag_failed: false,
             buf: Vec::with_capacity(4096),
             open: None,
             last_sockets: None,

@@ -3,21 +3,19 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use rustix::net::AddressFamily;
+
+use super::sock_diag::{DiagError, SockDiag};
 use super::{
     CONNECTIONS_VAR, Connections, MAX_FDS, MAX_TABLE_BYTES, Sampler, TcpReading, procfs, read_all,
 };
 use crate::diag;
 
-/// In `auto`, a reading of the TCP tables that costs Contrail more CPU than this turns the
-/// readings off. The kernel walks its whole connection hash table for each read, and that table
-/// is sized by the machine's memory: a few thousand buckets in a Lambda environment (tens of
-/// microseconds), 262,144 on a 24 GB host running the emulator (about 3.5 ms per table).
-const TABLE_CPU_LIMIT: Duration = Duration::from_millis(1);
-
 /// How long a reading of the TCP tables stands while the function's sockets stay the same.
 pub(super) const TABLE_REUSE: Duration = Duration::from_secs(1);
 
 static TABLES_COSTLY: diag::Once = diag::Once::new();
+static DIAG_REFUSED: diag::Once = diag::Once::new();
 
 impl Sampler {
     /// The socket inodes the function's processes hold; returns how many descriptors they
@@ -71,15 +69,18 @@ impl Sampler {
             let mut found = Vec::new();
             let mut bad = 0;
             let started = thread_cpu();
-            for f in &self.tcp {
-                if read_all(f, &mut self.buf, MAX_TABLE_BYTES).is_err() {
-                    continue;
+            let mut keep = |c: procfs::TcpConn| {
+                if sockets.contains(&c.inode) {
+                    found.push((c.inode, c.remote_port));
                 }
-                bad += procfs::parse_tcp(&String::from_utf8_lossy(&self.buf), |c| {
-                    if sockets.contains(&c.inode) {
-                        found.push((c.inode, c.remote_port));
+            };
+            if !self.read_diag(&mut keep) {
+                for f in &self.tcp {
+                    if read_all(f, &mut self.buf, MAX_TABLE_BYTES).is_err() {
+                        continue;
                     }
-                });
+                    bad += procfs::parse_tcp(&String::from_utf8_lossy(&self.buf), &mut keep);
+                }
             }
             // A read of the table is no snapshot: while connections open and close, the
             // kernel's walk can return a row twice (seen in the tests, beside other tests'
@@ -90,10 +91,11 @@ impl Sampler {
                 self.note_unreadable(bad.into());
             }
             let cost = thread_cpu().saturating_sub(started);
-            if self.config.connections == Connections::Auto && cost > TABLE_CPU_LIMIT {
+            if self.config.connections == Connections::Auto && cost > self.config.table_cpu_limit {
                 TABLES_COSTLY.warn(format_args!(
-                    "reading the TCP tables cost {} µs of CPU (the kernel walks a connection table sized by this machine's memory): connections are no longer read; {CONNECTIONS_VAR}=always reads them anyway",
-                    cost.as_micros()
+                    "reading the TCP tables cost {} µs of CPU, over the {} µs allowed at this function's memory (the kernel walks a connection table sized by the machine's memory): connections are no longer read; {CONNECTIONS_VAR}=always reads them anyway",
+                    cost.as_micros(),
+                    self.config.table_cpu_limit.as_micros()
                 ));
                 self.config.connections = Connections::Off;
             }
@@ -108,6 +110,46 @@ impl Sampler {
                 each(*inode, *port);
             }
         }
+    }
+}
+
+impl Sampler {
+    /// Read the established sockets through the kernel's socket diagnostics; `false` when
+    /// that is not possible (then, for the rest of the process, `/proc/net/tcp` is read: the
+    /// same rows, as text). A reading that fails part-way passed nothing to `each`.
+    fn read_diag(&mut self, each: &mut impl FnMut(procfs::TcpConn)) -> bool {
+        if self.diag_failed {
+            return false;
+        }
+        let diag = match self.diag.as_mut() {
+            Some(diag) => diag,
+            None => match SockDiag::open() {
+                Ok(diag) => self.diag.insert(diag),
+                Err(e) => return self.diag_refused(&e),
+            },
+        };
+        let mut rows = Vec::new();
+        for family in [AddressFamily::INET, AddressFamily::INET6] {
+            if let Err(e) =
+                diag.established(family, &mut self.buf, MAX_TABLE_BYTES, |c| rows.push(c))
+            {
+                self.diag = None;
+                return self.diag_refused(&e);
+            }
+        }
+        rows.into_iter().for_each(each);
+        true
+    }
+
+    fn diag_refused(&mut self, e: &DiagError) -> bool {
+        self.diag_failed = true;
+        DIAG_REFUSED.at(
+            diag::Level::Info,
+            format_args!(
+                "the kernel's socket diagnostics (NETLINK_SOCK_DIAG) answered {e}: connections are read from /proc/net/tcp instead, at a higher cost"
+            ),
+        );
+        false
     }
 }
 
