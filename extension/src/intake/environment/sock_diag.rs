@@ -283,14 +283,7 @@ mod tests {
     /// remote port and the inode its descriptor links to, as in `/proc/net/tcp`.
     #[test]
     fn a_connection_of_this_process_is_in_the_dump_as_in_the_proc_table() {
-        use std::os::fd::AsRawFd;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let _server = listener.accept().unwrap();
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", client.as_raw_fd())).unwrap();
-        let inode = super::super::procfs::socket_inode(link.as_os_str().as_encoded_bytes())
-            .expect("a socket link");
+        let (_client, _server, port, inode) = super::super::tests::connection();
         let mut diag = SockDiag::open().expect("NETLINK_SOCK_DIAG opens on Linux");
         let mut buf = Vec::new();
         let mut dumped = Vec::new();

@@ -152,17 +152,24 @@ fn the_doubling_interval_stays_bounded_however_many_samples() {
     assert!(s.end(1).expect("open").samples.len() <= MAX_SAMPLES);
 }
 
-/// The socket diagnostics and the `/proc` tables they fall back to find the same established
-/// connection of this process, with its remote port.
-#[test]
-fn both_table_sources_find_the_same_connection() {
+/// An established loopback connection of this process: both ends (hold them), the server's
+/// port, and the client socket's inode.
+pub(super) fn connection() -> (std::net::TcpStream, std::net::TcpStream, u16, u64) {
     use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let _server = listener.accept().unwrap();
+    let (server, _) = listener.accept().unwrap();
     let link = std::fs::read_link(format!("/proc/self/fd/{}", client.as_raw_fd())).unwrap();
-    let inode = procfs::socket_inode(link.as_os_str().as_encoded_bytes()).unwrap();
+    let inode = procfs::socket_inode(link.as_os_str().as_encoded_bytes()).expect("a socket");
+    (client, server, port, inode)
+}
+
+/// The socket diagnostics and the `/proc` tables they fall back to find the same established
+/// connection of this process, with its remote port.
+#[test]
+fn both_table_sources_find_the_same_connection() {
+    let (_client, _server, port, inode) = connection();
     let sockets: HashSet<u64> = [inode].into_iter().collect();
     let read = |diag_failed: bool| {
         let mut s = Sampler::new(EnvironmentConfig {
