@@ -54,8 +54,24 @@ const RESPONSE_BYTES: &[f64] = &[
     200.0 * MIB,
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum MetricId {
+/// Declares [`MetricId`] and its [`MetricId::COUNT`] from one list, so that the count cannot
+/// miss an id.
+macro_rules! metric_ids {
+    ($($id:ident),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub(super) enum MetricId {
+            $($id),*
+        }
+
+        impl MetricId {
+            /// How many ids there are: [`INSTRUMENTS`] holds exactly this many, so an id
+            /// without an instrument does not compile.
+            pub(super) const COUNT: usize = [$(MetricId::$id),*].len();
+        }
+    };
+}
+
+metric_ids! {
     InvokeDuration,
     InitDuration,
     Coldstarts,
@@ -135,7 +151,7 @@ pub(super) struct Instrument {
 }
 
 /// Every instrument, in [`MetricId`] order: `INSTRUMENTS[id as usize]` is `id`'s.
-pub(super) const INSTRUMENTS: &[Instrument] = &[
+pub(super) const INSTRUMENTS: [Instrument; MetricId::COUNT] = [
     Instrument {
         id: MetricId::InvokeDuration,
         name: "faas.invoke_duration",
@@ -369,10 +385,5 @@ mod tests {
         for (i, instrument) in INSTRUMENTS.iter().enumerate() {
             assert_eq!(instrument.id as usize, i, "{}", instrument.name);
         }
-        assert_eq!(
-            INSTRUMENTS.len(),
-            MetricId::ConnectionsOpened as usize + 1,
-            "the last id is the last instrument"
-        );
     }
 }
