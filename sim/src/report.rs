@@ -32,7 +32,11 @@ pub struct ExtensionReport {
     pub peak_rss_kb: Option<u64>,
     /// CPU time used.
     pub cpu_ms: Option<f64>,
-    /// CPU time from its start to its first `event/next` (counted by cgroups only).
+    /// CPU time its cgroup counted before `exec` had loaded it: the end of the forked copy
+    /// of the emulator and the `exec` itself (counted by cgroups only).
+    pub cpu_at_exec_ms: Option<f64>,
+    /// CPU time from its `exec` to its first `event/next` (counted by cgroups only; what
+    /// `cpu_at_exec_ms` counts is left out).
     pub cpu_to_first_next_ms: Option<f64>,
     /// How the process ended (`exit code 0`, `killed by SIGKILL`), if it did.
     pub exit: Option<String>,

@@ -83,7 +83,10 @@ pub(crate) struct ExtensionSlot {
     pub events: Vec<String>,
     pub registered_at: Option<Instant>,
     pub first_next_at: Option<Instant>,
-    /// Its CPU time when it first called `event/next` (counted by cgroups only).
+    /// Its cgroup's CPU time once `exec` had loaded it: the end of the forked copy of the
+    /// emulator and the `exec` itself, which are not the extension's work.
+    pub cpu_at_exec_ms: Option<f64>,
+    /// Its CPU time from then to its first `event/next` (counted by cgroups only).
     pub cpu_to_first_next_ms: Option<f64>,
     pub last_next_at: Option<Instant>,
     /// Its parked `event/next` call.
@@ -110,6 +113,7 @@ impl ExtensionSlot {
             events: Vec::new(),
             registered_at: None,
             first_next_at: None,
+            cpu_at_exec_ms: None,
             cpu_to_first_next_ms: None,
             last_next_at: None,
             waiter: None,

@@ -414,7 +414,10 @@ pub(crate) async fn run(
          runs over {} lines. The floor also answers the SDK span (200) so that the function does \
          the same work with either. Figures are medians over the rounds of each round's ratio; \
          the ms beside them are medians of each side. INIT throttled: {rounds} pairs of \
-         one-invocation runs.",
+         one-invocation runs. CPU from exec to the first `next` is the extension's cgroup CPU \
+         at its first `next` less its CPU when `spawn` returned: the child joins its group \
+         before `exec`, so the group also counts the end of the forked copy of the emulator \
+         and the `exec`, which are not the extension's work.",
         probe.resources.summary,
         LOUD_LINES - QUIET_LINES
     ));

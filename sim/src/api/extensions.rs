@@ -165,7 +165,10 @@ pub(super) async fn extension_next(environment: Arc<EnvState>, req: Request<Inco
         extension.last_next_at = Some(now);
         if extension.first_next_at.is_none() {
             extension.first_next_at = Some(now);
-            extension.cpu_to_first_next_ms = environment.cpu.precise_ms(&extension.leaf());
+            extension.cpu_to_first_next_ms = environment
+                .cpu
+                .precise_ms(&extension.leaf())
+                .map(|ms| ms - extension.cpu_at_exec_ms.unwrap_or(0.0));
         }
         match extension.pending.pop_front() {
             Some(e) => Ok(Some(e)),

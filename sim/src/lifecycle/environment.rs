@@ -313,6 +313,7 @@ impl<'a> Environment<'a> {
                 cpu_ms: clock
                     .precise_ms(&e.leaf())
                     .or(stats.map(|s| s.cpu_ms as f64)),
+                cpu_at_exec_ms: e.cpu_at_exec_ms,
                 cpu_to_first_next_ms: e.cpu_to_first_next_ms,
                 exit: e.exited.clone(),
                 crashed: e.crashed,

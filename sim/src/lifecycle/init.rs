@@ -234,13 +234,14 @@ impl Environment<'_> {
                     .extensions
                     .push(ExtensionSlot::new(name.clone(), spawned));
             });
+            let leaf = extension_leaf(&name);
             let spec = SpawnSpec {
                 program: &path.to_string_lossy(),
                 args: &[],
                 env: &self.extension_vars,
                 cwd: path.parent().unwrap_or(Path::new("/")),
                 role: Role::Extension,
-                join: self.join_files(&extension_leaf(&name))?,
+                join: self.join_files(&leaf)?,
                 label: name,
                 echo: self.config.echo_output,
                 log_format: self.config.log_format,
@@ -251,11 +252,17 @@ impl Environment<'_> {
                     source,
                 }
             })?;
+            // `spawn` returns once `exec` has replaced the forked copy of the emulator, whose
+            // teardown is charged to the child's cgroup; the extension's own CPU starts here.
+            let at_exec = self.shared.cpu.precise_ms(&leaf);
             let pid = child.id();
             if let Some(pid) = pid {
                 self.add_process_group(pid);
             }
-            self.shared.update(|state| state.extensions[i].pid = pid);
+            self.shared.update(|state| {
+                state.extensions[i].pid = pid;
+                state.extensions[i].cpu_at_exec_ms = at_exec;
+            });
             self.watch_exit(child, Some(i));
         }
         Ok(())

@@ -208,6 +208,28 @@ fn memory_within_the_limit_is_fine_and_reported() {
     assert_eq!(report.resources.oom_kills, 0);
 }
 
+/// An extension's CPU to its first `next` leaves out what its group counted before `exec`
+/// had loaded it (the end of the forked emulator): the two parts add up to at most the CPU it
+/// used in all.
+#[test]
+#[ignore = "needs root for cgroups"]
+fn an_extensions_cpu_to_its_first_next_starts_at_its_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("extension.jsonl");
+    let report = run(with_extension(rust_run(512, 1, "{}"), &out, &[])).unwrap();
+    let text = report.render_text();
+    let extension = &report.extensions[0];
+    let at_exec = extension.cpu_at_exec_ms.expect("counted by cgroups");
+    let to_next = extension.cpu_to_first_next_ms.expect("counted by cgroups");
+    let total = extension.cpu_ms.expect("counted by cgroups");
+    assert!(at_exec > 0.0, "the fork and exec cost something: {text}");
+    assert!(to_next > 0.0, "registering costs something: {text}");
+    assert!(
+        at_exec + to_next <= total,
+        "{at_exec} + {to_next} ms of {total} ms: {text}"
+    );
+}
+
 /// Every `contrail-sim-<pid>-*` group of the cgroup hierarchies, by walking the mounts.
 fn groups_of(pid: u32) -> Vec<PathBuf> {
     fn walk(dir: &Path, prefix: &str, depth: u32, found: &mut Vec<PathBuf>) {
