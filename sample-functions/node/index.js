@@ -3,7 +3,8 @@
 //
 // Each invocation makes a `handle-order` span with two children (`validate`, `price`), logs one
 // JSON line per step, counts orders in a metric, and throws `OrderFailed` when the payload is
-// `{"fail": true}`. Its spans continue the invocation's X-Ray trace (`_X_AMZN_TRACE_ID`), so they
+// `{"fail": true}`; the payload options of resources.js use known amounts of CPU, memory and
+// `/tmp` first. Its spans continue the invocation's X-Ray trace (`_X_AMZN_TRACE_ID`), so they
 // nest under the invocation span Contrail makes from the same header. It exports OTLP/HTTP
 // protobuf to Contrail's local receiver and flushes at the end of each invocation: on loopback
 // that costs about a millisecond, and nothing waits in the SDK while the environment is frozen.
@@ -15,6 +16,7 @@ const { OTLPMetricExporter } = require('@opentelemetry/exporter-metrics-otlp-pro
 const { defaultResource, detectResources, envDetector } = require('@opentelemetry/resources');
 const { BatchSpanProcessor, TracerProvider } = require('@opentelemetry/sdk-trace');
 const { MeterProvider, PeriodicExportingMetricReader } = require('@opentelemetry/sdk-metrics');
+const { useResources } = require('./resources');
 
 // Where Contrail's receiver listens: the same variable Contrail reads, so both agree. The
 // exporters name it explicitly because OTEL_EXPORTER_OTLP_ENDPOINT, when set (as the emulator's
@@ -84,6 +86,7 @@ exports.handler = async (event, context) => {
   const cx = api.trace.setSpan(api.ROOT_CONTEXT, root);
   log('INFO', 'handling order', { requestId, step: 'start' });
   try {
+    const done = await useResources(event, requestId);
     const validateSpan = tracer.startSpan('validate', {}, cx);
     let quantity;
     try {
@@ -107,7 +110,7 @@ exports.handler = async (event, context) => {
     root.setStatus({ code: api.SpanStatusCode.OK });
     orders.add(1, { outcome: 'ok' });
     log('INFO', 'order handled', { requestId, step: 'done', outcome: 'ok' });
-    return { requestId, quantity, totalCents: cents };
+    return { requestId, quantity, totalCents: cents, ...done };
   } catch (failure) {
     root.setStatus({ code: api.SpanStatusCode.ERROR, message: failure.message });
     orders.add(1, { outcome: 'failed' });

@@ -1,6 +1,7 @@
 //! What Contrail reads from `/proc` of the function's processes, end to end: the Python sample
-//! under the emulator with the release `contrail` binary, its payload asking for a known amount
-//! of CPU, memory at a known moment, and PostgreSQL connections (a throwaway cluster started
+//! (and the Node one for CPU and memory) under the emulator with the release `contrail` binary,
+//! its payload asking for a known amount of CPU, memory at a known moment, and PostgreSQL
+//! connections (a throwaway cluster started
 //! here with `initdb`/`pg_ctl`, reached through psycopg); the invocation spans that arrive
 //! through rotel say what the function did, within the tolerances stated at each check.
 //!
@@ -15,13 +16,41 @@ use std::time::Duration;
 
 use contrail_e2e::{
     Backend, attr, attr_int, attr_str, extensions_dir, free_loopback_port, invocation_spans,
-    python_sample,
+    node_sample, python_sample,
 };
 use contrail_sim::{RunConfig, RunReport};
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 
 const MIB: i64 = 1024 * 1024;
+
+/// A sample function: its folder, the command that runs it, its handler.
+struct Sample {
+    task_root: PathBuf,
+    command: Vec<String>,
+    handler: &'static str,
+}
+
+fn python() -> Sample {
+    let (task_root, command) = python_sample();
+    Sample {
+        task_root,
+        command,
+        handler: "app.handler",
+    }
+}
+
+/// The Node sample with `--expose-gc`, so that it frees its block when it drops it: V8 would
+/// otherwise collect it at some later moment, in another invocation.
+fn node() -> Sample {
+    let (task_root, mut command) = node_sample();
+    command.insert(1, "--expose-gc".to_owned());
+    Sample {
+        task_root,
+        command,
+        handler: "index.handler",
+    }
+}
 
 async fn run(
     backend: &Backend,
@@ -30,8 +59,23 @@ async fn run(
     env: &[(&str, &str)],
     idle_gap: Duration,
 ) -> RunReport {
+    run_sample(python(), backend, payload, invocations, env, idle_gap).await
+}
+
+async fn run_sample(
+    sample: Sample,
+    backend: &Backend,
+    payload: &str,
+    invocations: u32,
+    env: &[(&str, &str)],
+    idle_gap: Duration,
+) -> RunReport {
     let exts = extensions_dir();
-    let (task_root, command) = python_sample();
+    let Sample {
+        task_root,
+        command,
+        handler,
+    } = sample;
     let receiver = format!("127.0.0.1:{}", free_loopback_port());
     let mut vars: Vec<(String, String)> = vec![
         ("CONTRAIL_EXPORTER_OTLP_ENDPOINT".into(), backend.endpoint()),
@@ -39,7 +83,8 @@ async fn run(
         ("CONTRAIL_RECEIVER_ENDPOINT".into(), receiver),
         ("CONTRAIL_RECEIVER_GRPC_ENDPOINT".into(), "off".into()),
         ("OTEL_SERVICE_NAME".into(), "sample-resources".into()),
-        // This host's connection table costs milliseconds per read, which `auto` declines.
+        // `auto` stops reading after a reading over its limit, which this host's large
+        // connection table can cost; the tests need every reading.
         ("CONTRAIL_CONNECTIONS".into(), "always".into()),
     ];
     vars.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
@@ -47,7 +92,7 @@ async fn run(
         runtime_command: command,
         task_root: Some(task_root),
         extensions_dir: Some(exts.path().to_path_buf()),
-        handler: "app.handler".into(),
+        handler: handler.into(),
         function_name: "resources-e2e".into(),
         memory_mb: 1024,
         invocations,
@@ -176,6 +221,54 @@ async fn cpu_and_memory_of_the_function_match_what_it_did() {
         );
         assert!(int(&span, "aws.lambda.function.threads") >= 1);
         assert!(int(&span, "aws.lambda.function.file_descriptors") >= 3);
+        assert!(int(&span, "aws.lambda.function.processes") >= 1);
+    }
+}
+
+/// The Node sample under the real `aws-lambda-ric`, with the same payload: its CPU and its
+/// memory, against the RSS before the allocation (the first sample).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/install-test-deps.sh"]
+async fn the_node_samples_cpu_and_memory_match_what_it_did() {
+    let backend = Backend::start().await;
+    let payload = r#"{"burn_cpu_ms": 400, "alloc_mb": 64, "alloc_after_ms": 300, "hold_ms": 400}"#;
+    let report = run_sample(
+        node(),
+        &backend,
+        payload,
+        2,
+        &[("CONTRAIL_RSS_SAMPLE_INTERVAL_MS", "100")],
+        Duration::ZERO,
+    )
+    .await;
+    for span in spans(&backend, &report).await {
+        let user = double(&span, "aws.lambda.function.cpu.user_time");
+        let system = double(&span, "aws.lambda.function.cpu.system_time");
+        // 400 ms by process.cpuUsage (user + system); clock ticks are 10 ms, and filling
+        // 64 MiB, the SDK's export and the runtime client add some.
+        assert!(
+            (0.38..=0.80).contains(&(user + system)),
+            "CPU {user} + {system} s for a 400 ms spin"
+        );
+        assert!(user >= 0.30, "the spin is mostly user time: {user}");
+        let s = samples(&span);
+        assert!(s.len() >= 5, "samples: {s:?}");
+        let before = s.first().unwrap().1;
+        let high = s.iter().map(|x| x.1).max().unwrap();
+        assert!(high - before >= 56 * MIB, "samples: {s:?}");
+        let peak = int(&span, "aws.lambda.function.memory.peak");
+        assert!(peak - before >= 56 * MIB, "peak {peak}, before {before}");
+        assert!(
+            peak >= high,
+            "the peak {peak} is at least the highest sample {high}"
+        );
+        // Collected (`--expose-gc`) before the invocation ends.
+        let end = int(&span, "aws.lambda.function.memory.usage");
+        assert!(peak - end >= 56 * MIB, "peak {peak} end {end}");
+        assert!(
+            int(&span, "aws.lambda.function.threads") >= 2,
+            "Node runs threads"
+        );
         assert!(int(&span, "aws.lambda.function.processes") >= 1);
     }
 }
