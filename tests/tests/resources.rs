@@ -168,13 +168,13 @@ fn samples(s: &Span) -> Vec<(u64, i64)> {
         .collect()
 }
 
-/// 400 ms of CPU, then 64 MiB allocated 300 ms into the invocation and held 400 ms.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs scripts/install-test-deps.sh"]
-async fn cpu_and_memory_of_the_function_match_what_it_did() {
+/// The invocation spans of two invocations of `sample`, each asking for 400 ms of CPU, then
+/// 64 MiB allocated 300 ms into the invocation and held 400 ms, with RSS samples every 100 ms.
+async fn burn_and_allocate(sample: Sample) -> Vec<Span> {
     let backend = Backend::start().await;
     let payload = r#"{"burn_cpu_ms": 400, "alloc_mb": 64, "alloc_after_ms": 300, "hold_ms": 400}"#;
-    let report = run(
+    let report = run_sample(
+        sample,
         &backend,
         payload,
         2,
@@ -182,9 +182,22 @@ async fn cpu_and_memory_of_the_function_match_what_it_did() {
         Duration::ZERO,
     )
     .await;
-    for span in spans(&backend, &report).await {
-        let user = double(&span, "aws.lambda.function.cpu.user_time");
-        let system = double(&span, "aws.lambda.function.cpu.system_time");
+    spans(&backend, &report).await
+}
+
+/// The function's user and system CPU time on the invocation span, seconds.
+fn cpu(span: &Span) -> (f64, f64) {
+    (
+        double(span, "aws.lambda.function.cpu.user_time"),
+        double(span, "aws.lambda.function.cpu.system_time"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/install-test-deps.sh"]
+async fn cpu_and_memory_of_the_function_match_what_it_did() {
+    for span in burn_and_allocate(python()).await {
+        let (user, system) = cpu(&span);
         // The spin is 400 ms of user time by time.process_time; clock ticks are 10 ms, and
         // the allocation, the SDK's export and the runtime client add some.
         assert!(
@@ -230,20 +243,8 @@ async fn cpu_and_memory_of_the_function_match_what_it_did() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/install-test-deps.sh"]
 async fn the_node_samples_cpu_and_memory_match_what_it_did() {
-    let backend = Backend::start().await;
-    let payload = r#"{"burn_cpu_ms": 400, "alloc_mb": 64, "alloc_after_ms": 300, "hold_ms": 400}"#;
-    let report = run_sample(
-        node(),
-        &backend,
-        payload,
-        2,
-        &[("CONTRAIL_RSS_SAMPLE_INTERVAL_MS", "100")],
-        Duration::ZERO,
-    )
-    .await;
-    for span in spans(&backend, &report).await {
-        let user = double(&span, "aws.lambda.function.cpu.user_time");
-        let system = double(&span, "aws.lambda.function.cpu.system_time");
+    for span in burn_and_allocate(node()).await {
+        let (user, system) = cpu(&span);
         // 400 ms by process.cpuUsage (user + system); clock ticks are 10 ms, and filling
         // 64 MiB, the SDK's export and the runtime client add some.
         assert!(
