@@ -103,11 +103,16 @@ impl SockDiag {
         if sent != HEADER + REQUEST {
             return Err(DiagError::Malformed);
         }
-        buf.clear();
-        buf.resize(DATAGRAM, 0);
+        prepare(buf);
         let mut total = 0;
         loop {
-            let (n, whole) = rustix::net::recv(&self.fd, &mut buf[..], RecvFlags::DONTWAIT)?;
+            // `TRUNC`: the length returned is the datagram's, so a datagram larger than the
+            // buffer is seen instead of silently cut.
+            let (n, whole) = rustix::net::recv(
+                &self.fd,
+                &mut buf[..],
+                RecvFlags::DONTWAIT | RecvFlags::TRUNC,
+            )?;
             if whole > n {
                 return Err(DiagError::Malformed);
             }
@@ -119,6 +124,14 @@ impl SockDiag {
                 return Ok(());
             }
         }
+    }
+}
+
+/// Make `buf` room for one datagram (its contents are overwritten; it is zero-filled only
+/// where it grows).
+pub(super) fn prepare(buf: &mut Vec<u8>) {
+    if buf.len() < DATAGRAM {
+        buf.resize(DATAGRAM, 0);
     }
 }
 
@@ -157,13 +170,15 @@ pub(super) fn parse(
             continue;
         }
         match kind {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let code = body
-                    .get(..4)
-                    .and_then(|b| b.try_into().ok())
-                    .map(i32::from_ne_bytes)
-                    .ok_or(DiagError::Malformed)?;
+            // Both carry an error number: the dump's own result in `DONE` (a dump that failed
+            // part-way, such as one whose protocol handler is missing, ends with it), the
+            // request's in `ERROR`. 0 is success; `DONE` may also come without one.
+            NLMSG_DONE | NLMSG_ERROR => {
+                let code = match body.get(..4) {
+                    Some(b) => i32::from_ne_bytes(b.try_into().map_err(|_| DiagError::Malformed)?),
+                    None if kind == NLMSG_DONE => 0,
+                    None => return Err(DiagError::Malformed),
+                };
                 return if code == 0 {
                     Ok(true)
                 } else {
@@ -268,6 +283,10 @@ mod tests {
         assert_eq!(rows(&refused, 1).0, Err(DiagError::Kernel(2)));
         let ack = message(NLMSG_ERROR, 1, &0i32.to_ne_bytes());
         assert_eq!(rows(&ack, 1).0, Ok(true));
+        // A dump that failed part-way ends with its error in `DONE`.
+        let failed = message(NLMSG_DONE, 1, &(-2i32).to_ne_bytes());
+        assert_eq!(rows(&failed, 1).0, Err(DiagError::Kernel(2)));
+        assert_eq!(rows(&message(NLMSG_DONE, 1, &[]), 1).0, Ok(true));
         let short_row = message(SOCK_DIAG_BY_FAMILY, 1, &[1; 20]);
         assert_eq!(rows(&short_row, 1).0, Err(DiagError::Malformed));
         let mut overlong = message(SOCK_DIAG_BY_FAMILY, 1, &socket(1, 1, 1));

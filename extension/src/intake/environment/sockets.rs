@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use rustix::net::AddressFamily;
 
-use super::sock_diag::{DiagError, SockDiag};
+use rustix::io::Errno;
+
+use super::sock_diag::{self, DiagError, SockDiag};
 use super::{
     CONNECTIONS_VAR, Connections, MAX_FDS, MAX_TABLE_BYTES, Sampler, TcpReading, procfs, read_all,
 };
@@ -68,6 +70,8 @@ impl Sampler {
         }) {
             let mut found = Vec::new();
             let mut bad = 0;
+            // What is done once (the socket opened, the buffer grown) is not the reading's cost.
+            self.prepare_diag();
             let started = thread_cpu();
             let mut keep = |c: procfs::TcpConn| {
                 if sockets.contains(&c.inode) {
@@ -118,27 +122,43 @@ impl Sampler {
     /// that is not possible (then, for the rest of the process, `/proc/net/tcp` is read: the
     /// same rows, as text). A reading that fails part-way passed nothing to `each`.
     fn read_diag(&mut self, each: &mut impl FnMut(procfs::TcpConn)) -> bool {
-        if self.diag_failed {
+        let Some(diag) = self.diag.as_mut() else {
             return false;
-        }
-        let diag = match self.diag.as_mut() {
-            Some(diag) => diag,
-            None => match SockDiag::open() {
-                Ok(diag) => self.diag.insert(diag),
-                Err(e) => return self.diag_refused(&e),
-            },
         };
         let mut rows = Vec::new();
         for family in [AddressFamily::INET, AddressFamily::INET6] {
-            if let Err(e) =
-                diag.established(family, &mut self.buf, MAX_TABLE_BYTES, |c| rows.push(c))
-            {
-                self.diag = None;
-                return self.diag_refused(&e);
+            match diag.established(family, &mut self.buf, MAX_TABLE_BYTES, |c| rows.push(c)) {
+                Ok(()) => {}
+                // A kernel without IPv6 has no IPv6 sockets to report.
+                Err(DiagError::Kernel(code))
+                    if family == AddressFamily::INET6
+                        && [Errno::AFNOSUPPORT, Errno::NOENT]
+                            .contains(&Errno::from_raw_os_error(code)) => {}
+                Err(e) => {
+                    self.diag = None;
+                    return self.diag_refused(&e);
+                }
             }
         }
         rows.into_iter().for_each(each);
         true
+    }
+
+    /// Open the socket diagnostics once, and give the buffer room for their answers.
+    fn prepare_diag(&mut self) {
+        if self.diag_failed {
+            return;
+        }
+        if self.diag.is_none() {
+            match SockDiag::open() {
+                Ok(diag) => self.diag = Some(diag),
+                Err(e) => {
+                    self.diag_refused(&e);
+                    return;
+                }
+            }
+        }
+        sock_diag::prepare(&mut self.buf);
     }
 
     fn diag_refused(&mut self, e: &DiagError) -> bool {
