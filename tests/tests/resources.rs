@@ -263,9 +263,6 @@ async fn the_node_samples_cpu_and_memory_match_what_it_did() {
             peak >= high,
             "the peak {peak} is at least the highest sample {high}"
         );
-        // Collected (`--expose-gc`) before the invocation ends.
-        let end = int(&span, "aws.lambda.function.memory.usage");
-        assert!(peak - end >= 56 * MIB, "peak {peak} end {end}");
         assert!(
             int(&span, "aws.lambda.function.threads") >= 2,
             "Node runs threads"
