@@ -81,7 +81,13 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
             round + 1,
             options.rounds
         );
-        for (env, out) in [(&contrail_env, &mut plain), (&aws_env, &mut aws)] {
+        // Each round in the other order, so that what the machine did just before falls on
+        // both sides alike.
+        let mut pair = [(&contrail_env, &mut plain), (&aws_env, &mut aws)];
+        if round % 2 == 1 {
+            pair.reverse();
+        }
+        for (env, out) in pair {
             let report = bench.run(&bench.builtin, Some(env), 1, &[]).await?;
             out.extend(contrail_report(&report)?.spawn_to_first_next_ms);
         }
@@ -130,7 +136,8 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
     results.notes.push(format!(
         "SigV4 and secrets A/B: {} rounds of the minimal runtime, each a run exporting to \
          `{UNREACHABLE_HTTPS}` and a run that also signs it (`CONTRAIL_EXPORTER_OTLP_AUTH=sigv4`) \
-         and names a Secrets Manager secret in a header; medians of spawn → first `next`.",
+         and names a Secrets Manager secret in a header, in alternating order; medians of \
+         spawn → first `next`.",
         options.rounds
     ));
     if let Some(base) = &bench.baseline {
