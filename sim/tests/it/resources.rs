@@ -210,7 +210,8 @@ fn memory_within_the_limit_is_fine_and_reported() {
 
 /// An extension's CPU to its first `next` leaves out what its group counted before `exec`
 /// had loaded it (the end of the forked emulator): the two parts add up to at most the CPU it
-/// used in all.
+/// used in all. The first part can read 0: the group's counter adds a running child's time at
+/// the next tick or scheduler event (ADR 0010).
 #[test]
 #[ignore = "needs root for cgroups"]
 fn an_extensions_cpu_to_its_first_next_starts_at_its_exec() {
@@ -222,7 +223,7 @@ fn an_extensions_cpu_to_its_first_next_starts_at_its_exec() {
     let at_exec = extension.cpu_at_exec_ms.expect("counted by cgroups");
     let to_next = extension.cpu_to_first_next_ms.expect("counted by cgroups");
     let total = extension.cpu_ms.expect("counted by cgroups");
-    assert!(at_exec > 0.0, "the fork and exec cost something: {text}");
+    assert!(at_exec >= 0.0, "{at_exec} ms: {text}");
     assert!(to_next > 0.0, "registering costs something: {text}");
     assert!(
         at_exec + to_next <= total,
