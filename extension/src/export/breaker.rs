@@ -22,7 +22,10 @@
 //!   duplicate), in a single attempt. Answered inside the budget: Closed, and the same flush
 //!   goes on with the data. Refused, failed or unanswered: Open again, the backoff doubled
 //!   (from [`BACKOFF_START`] to [`BACKOFF_MAX`]), and never shorter than a `Retry-After`. Cut
-//!   because the runtime was done first: still half-open (nothing was learnt).
+//!   because the runtime was done first: after waiting more than twice the endpoint's usual
+//!   round trip (or with none known), open again with the backoff doubled, since every probe
+//!   like it costs an invocation its wait for `platform.runtimeDone`; cut sooner, still
+//!   half-open (nothing was learnt).
 
 use std::time::Duration;
 
@@ -81,8 +84,10 @@ pub(crate) enum Probe {
     Answered { rtt: Duration },
     /// Refused, failed, or asked to wait (`retry_after`).
     Failed { retry_after: Option<Duration> },
-    /// No answer by its deadline, or the runtime was done first.
+    /// No answer by its deadline.
     NoAnswer,
+    /// Given up after `waited` because the runtime was done first.
+    Cut { waited: Duration },
 }
 
 /// Counts and round trips of one endpoint, since start-up.
@@ -185,6 +190,12 @@ impl Breaker {
 
     /// A probe sent while half-open ended.
     pub(crate) fn on_probe(&mut self, now: Instant, probe: Probe) {
+        if let Probe::Cut { waited } = probe
+            && self.health.rtt.is_some_and(|rtt| waited <= rtt * 2)
+        {
+            // Too soon to tell: the next flush probes again.
+            return;
+        }
         self.health.probes += 1;
         let backoff = self.open.map_or(BACKOFF_START, |(_, b)| b);
         match probe {
@@ -192,11 +203,14 @@ impl Breaker {
                 self.health.probes_answered += 1;
                 self.open = None;
             }
-            Probe::Answered { .. } | Probe::NoAnswer => {
-                if matches!(probe, Probe::Answered { .. }) {
-                    self.health.probes_answered += 1;
-                }
+            Probe::Answered { .. } => {
+                self.health.probes_answered += 1;
                 self.reopen(now, backoff.saturating_mul(2), None);
+            }
+            // No answer in twice the usual round trip (cut), or by the deadline: the next
+            // probe like it would cost another invocation its wait.
+            Probe::NoAnswer | Probe::Cut { .. } => {
+                self.reopen(now, backoff.saturating_mul(2), None)
             }
             Probe::Failed { retry_after } => {
                 self.reopen(now, backoff.saturating_mul(2), retry_after);
@@ -300,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn a_probe_slower_than_the_budget_or_cut_keeps_it_open() {
+    fn a_probe_slower_than_the_budget_or_unanswered_keeps_it_open() {
         let t0 = Instant::now();
         let mut b = Breaker::new(BUDGET);
         b.on_unfinished(t0, None);
@@ -312,6 +326,36 @@ mod tests {
         b.on_probe(t2, Probe::NoAnswer);
         assert_eq!(b.retry_at(), Some(t2 + ms(1000)));
         assert_eq!(b.health().probes_answered, 1);
+    }
+
+    #[test]
+    fn a_cut_probe_backs_off_only_when_it_waited_past_twice_the_usual_round_trip() {
+        let t0 = Instant::now();
+        // No round trip known: any cut probe waited too long.
+        let mut b = Breaker::new(BUDGET);
+        b.on_unfinished(t0, None);
+        let t1 = t0 + BACKOFF_START;
+        b.on_probe(t1, Probe::Cut { waited: ms(1) });
+        assert_eq!(b.retry_at(), Some(t1 + ms(500)));
+        assert_eq!((b.health().probes, b.health().probes_answered), (1, 0));
+
+        // A backend that answered in 10 ms.
+        let mut b = Breaker::new(BUDGET);
+        b.observe(Attempt::Answered, ms(10));
+        b.on_unfinished(t0, None);
+        let before = b.health();
+        // Cut after 20 ms: too soon to tell; still half-open, nothing counted.
+        b.on_probe(t1, Probe::Cut { waited: ms(20) });
+        assert_eq!(b.state(t1), State::HalfOpen);
+        assert_eq!(b.health(), before);
+        // Cut after 21 ms: the backend is slower than it was; the backoff doubles.
+        b.on_probe(t1, Probe::Cut { waited: ms(21) });
+        assert_eq!(b.retry_at(), Some(t1 + ms(500)));
+        assert_eq!(b.health().probes, before.probes + 1);
+        assert_eq!(
+            (b.health().failures, b.health().timeouts),
+            (before.failures, before.timeouts)
+        );
     }
 
     #[test]

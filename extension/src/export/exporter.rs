@@ -142,8 +142,8 @@ enum Sent {
     Answer(Attempt, Duration),
     /// No answer by the attempt's deadline.
     NoAnswer,
-    /// The runtime was done first.
-    Cut,
+    /// The runtime was done first, after this long in flight.
+    Cut(Duration),
 }
 
 /// What the headers of an attempt could not get.
@@ -299,7 +299,7 @@ impl Exporter {
                 Sent::NoAnswer if attempt_deadline >= deadline => return ExportResult::Abandoned,
                 Sent::NoAnswer => (format!("no answer within {} ms", timeout.as_millis()), None),
                 // Not asked for here (a request with data is never cut); kept, not retried.
-                Sent::Cut => {
+                Sent::Cut(_) => {
                     return ExportResult::Deferred {
                         reason: "the runtime was done".to_owned(),
                     };
@@ -356,8 +356,7 @@ impl Exporter {
     /// One attempt with `body` (a request without data), given up at `deadline` or when `cut`
     /// fires: what the breaker learns about the backend. Never retried. `None` when it was not
     /// sent (a `Retry-After` not passed yet, the deadline or the cut already come, the secret
-    /// values not fetched yet) or the cut came before the answer: then there is nothing to
-    /// learn.
+    /// values not fetched yet): then there is nothing to learn.
     pub(crate) async fn probe(
         &mut self,
         signal: Signal,
@@ -396,7 +395,7 @@ impl Exporter {
             return Some(Probe::Failed { retry_after: None });
         };
         match sent {
-            Sent::Cut => None,
+            Sent::Cut(waited) => Some(Probe::Cut { waited }),
             Sent::NoAnswer => Some(Probe::NoAnswer),
             Sent::Answer(Attempt::Retry { retry_after, .. }, _) => {
                 if let Some(d) = retry_after {
@@ -434,7 +433,7 @@ impl Exporter {
         let (sent, outcome) = match attempt {
             None => {
                 self.pool.discard_broken();
-                (Sent::Cut, Outcome::Cut)
+                (Sent::Cut(elapsed), Outcome::Cut)
             }
             Some(Err(_)) => {
                 // The attempt future was dropped mid-request: name where it stalled, and

@@ -133,7 +133,7 @@ async fn a_probe_that_fails_keeps_it_open_and_nothing_is_sent_until_one_is_answe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_probe_the_runtime_outlasts_teaches_the_breaker_nothing() {
+async fn a_probe_the_runtime_outlasts_backs_off_without_counting_a_fault() {
     let b = Backend::start(vec![throttled(1), Reply::Hang]).await;
     let (mut d, stats) = delivery(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &b.endpoint())]);
     d.push(spans(0..10, 0));
@@ -156,12 +156,27 @@ async fn a_probe_the_runtime_outlasts_teaches_the_breaker_nothing() {
     assert_eq!(outcome.held.records, 10);
     assert_eq!(trace_requests(&b), 2, "the probe was sent");
     assert!(d.backend_held());
-    assert_eq!(d.breaker(Signal::Traces).unwrap().health(), before);
+    // Not a fault of the backend's: no failure, timeout or abandoned request.
+    let after = d.breaker(Signal::Traces).unwrap().health();
+    assert_eq!(
+        (after.failures, after.timeouts, after.successes),
+        (before.failures, before.timeouts, before.successes)
+    );
+    assert_eq!(
+        (after.probes, after.probes_answered),
+        (before.probes + 1, 0)
+    );
     assert_eq!(Stats::get(&stats.export_failures), failures);
     assert_eq!(Stats::get(&stats.export_abandoned), 0);
     assert_eq!(stats.faults_total(ExportFault::StalledResponse), 0);
 
-    // Still half-open: the next flush probes at once, is answered, and sends the data.
+    // But no round trip of this backend is known, so the 200 ms without an answer count: the
+    // next flush sends nothing (open, the backoff doubled to 500 ms) ...
+    let outcome = d.flush_while_running(in_secs(20), &Cut::new()).await;
+    assert_eq!(outcome.held.records, 10);
+    assert_eq!(trace_requests(&b), 2, "no probe before the backoff");
+    // ... and the one after it probes, is answered, and sends the data.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let outcome = d.flush_while_running(in_secs(20), &Cut::new()).await;
     assert!(outcome.complete, "{outcome:?}");
     assert_unique(&b.accepted_span_ids(), 10);
