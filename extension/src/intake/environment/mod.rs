@@ -226,9 +226,7 @@ pub struct Sampler {
     /// `/proc/self/net/tcp` and `tcp6`, read when the socket diagnostics cannot be.
     tcp: Vec<File>,
     /// The socket diagnostics, opened at the first reading of connections.
-    diag: Option<sock_diag::SockDiag>,
-    /// They were refused or failed once: `tcp` is read.
-    diag_failed: bool,
+    diag: sockets::Diag,
     buf: Vec<u8>,
     open: Option<Open>,
     /// The established sockets of the function at the end of the previous invocation.
@@ -282,8 +280,7 @@ impl Sampler {
             last_pid: None,
             net_dev: None,
             tcp: Vec::new(),
-            diag: None,
-            diag_failed: false,
+            diag: sockets::Diag::NotOpened,
             buf: Vec::with_capacity(4096),
             open: None,
             last_sockets: None,

@@ -3,9 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rustix::net::AddressFamily;
-
 use rustix::io::Errno;
+use rustix::net::AddressFamily;
 
 use super::sock_diag::{self, DiagError, SockDiag};
 use super::{
@@ -18,6 +17,16 @@ pub(super) const TABLE_REUSE: Duration = Duration::from_secs(1);
 
 static TABLES_COSTLY: diag::Once = diag::Once::new();
 static DIAG_REFUSED: diag::Once = diag::Once::new();
+
+/// The kernel's socket diagnostics, as far as this process has got with them.
+#[derive(Debug)]
+pub(super) enum Diag {
+    /// Not needed yet: opened at the first reading of connections.
+    NotOpened,
+    Open(SockDiag),
+    /// Refused or failed once: `/proc/net/tcp` is read for the rest of the process.
+    Refused,
+}
 
 impl Sampler {
     /// The socket inodes the function's processes hold; returns how many descriptors they
@@ -115,14 +124,12 @@ impl Sampler {
             }
         }
     }
-}
 
-impl Sampler {
     /// Read the established sockets through the kernel's socket diagnostics; `false` when
     /// that is not possible (then, for the rest of the process, `/proc/net/tcp` is read: the
     /// same rows, as text). A reading that fails part-way passed nothing to `each`.
     fn read_diag(&mut self, each: &mut impl FnMut(procfs::TcpConn)) -> bool {
-        let Some(diag) = self.diag.as_mut() else {
+        let Diag::Open(diag) = &mut self.diag else {
             return false;
         };
         let mut rows = Vec::new();
@@ -135,8 +142,9 @@ impl Sampler {
                         && [Errno::AFNOSUPPORT, Errno::NOENT]
                             .contains(&Errno::from_raw_os_error(code)) => {}
                 Err(e) => {
-                    self.diag = None;
-                    return self.diag_refused(&e);
+                    diag_refused(&e);
+                    self.diag = Diag::Refused;
+                    return false;
                 }
             }
         }
@@ -146,31 +154,28 @@ impl Sampler {
 
     /// Open the socket diagnostics once, and give the buffer room for their answers.
     fn prepare_diag(&mut self) {
-        if self.diag_failed {
-            return;
+        if matches!(self.diag, Diag::NotOpened) {
+            self.diag = SockDiag::open().map_or_else(
+                |e| {
+                    diag_refused(&e);
+                    Diag::Refused
+                },
+                Diag::Open,
+            );
         }
-        if self.diag.is_none() {
-            match SockDiag::open() {
-                Ok(diag) => self.diag = Some(diag),
-                Err(e) => {
-                    self.diag_refused(&e);
-                    return;
-                }
-            }
+        if matches!(self.diag, Diag::Open(_)) {
+            sock_diag::prepare(&mut self.buf);
         }
-        sock_diag::prepare(&mut self.buf);
     }
+}
 
-    fn diag_refused(&mut self, e: &DiagError) -> bool {
-        self.diag_failed = true;
-        DIAG_REFUSED.at(
-            diag::Level::Info,
-            format_args!(
-                "the kernel's socket diagnostics (NETLINK_SOCK_DIAG) answered {e}: connections are read from /proc/net/tcp instead, at a higher cost"
-            ),
-        );
-        false
-    }
+fn diag_refused(e: &DiagError) {
+    DIAG_REFUSED.at(
+        diag::Level::Info,
+        format_args!(
+            "the kernel's socket diagnostics (NETLINK_SOCK_DIAG) answered {e}: connections are read from /proc/net/tcp instead, at a higher cost"
+        ),
+    );
 }
 
 /// CPU time of the calling thread.

@@ -171,17 +171,19 @@ pub(super) fn connection() -> (std::net::TcpStream, std::net::TcpStream, u16, u6
 fn both_table_sources_find_the_same_connection() {
     let (_client, _server, port, inode) = connection();
     let sockets: HashSet<u64> = [inode].into_iter().collect();
-    let read = |diag_failed: bool| {
+    let read = |refused: bool| {
         let mut s = Sampler::new(EnvironmentConfig {
             sample_interval: None,
             connections: Connections::Always,
             ..EnvironmentConfig::default()
         });
         s.open_tables();
-        s.diag_failed = diag_failed;
+        if refused {
+            s.diag = sockets::Diag::Refused;
+        }
         let mut found = Vec::new();
         s.established(&sockets, |inode, port| found.push((inode, port)));
-        (found, s.diag.is_some())
+        (found, matches!(s.diag, sockets::Diag::Open(_)))
     };
     assert_eq!(
         read(false),
