@@ -22,19 +22,20 @@ pub struct TelemetryRecord {
 /// Every record type of the Telemetry API (schema versions 2022-07-01 to 2025-01-29).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Event {
-    InitStart(InitStart),
-    InitRuntimeDone(InitRuntimeDone),
-    InitReport(InitReport),
-    Start(Start),
-    RuntimeDone(RuntimeDone),
-    Report(Report),
-    RestoreStart(RestoreStart),
-    RestoreRuntimeDone(RestoreRuntimeDone),
-    RestoreReport(RestoreReport),
+    // Boxed: a batch is mostly lines, and these are 100–280 bytes each where a line is 32.
+    InitStart(Box<InitStart>),
+    InitRuntimeDone(Box<InitRuntimeDone>),
+    InitReport(Box<InitReport>),
+    Start(Box<Start>),
+    RuntimeDone(Box<RuntimeDone>),
+    Report(Box<Report>),
+    RestoreStart(Box<RestoreStart>),
+    RestoreRuntimeDone(Box<RestoreRuntimeDone>),
+    RestoreReport(Box<RestoreReport>),
     /// `platform.extension`
-    Extension(ExtensionState),
-    TelemetrySubscription(TelemetrySubscription),
-    LogsDropped(LogsDropped),
+    Extension(Box<ExtensionState>),
+    TelemetrySubscription(Box<TelemetrySubscription>),
+    LogsDropped(Box<LogsDropped>),
     /// A line the function wrote (`function`).
     Function(LogLine),
     /// A line an extension wrote (`extension`).

@@ -71,24 +71,32 @@ pub(crate) fn decode_event(kind: &str, record: Value, drops: &mut FieldDrops) ->
     Some(match kind {
         "function" => Event::Function(log(record)),
         "extension" => Event::ExtensionLog(log(record)),
-        "platform.initStart" => Event::InitStart(fields(record, drops)?.init_start()),
+        "platform.initStart" => Event::InitStart(Box::new(fields(record, drops)?.init_start())),
         "platform.initRuntimeDone" => {
-            Event::InitRuntimeDone(fields(record, drops)?.init_runtime_done())
+            Event::InitRuntimeDone(Box::new(fields(record, drops)?.init_runtime_done()))
         }
-        "platform.initReport" => Event::InitReport(fields(record, drops)?.init_report()),
-        "platform.start" => Event::Start(fields(record, drops)?.start()?),
-        "platform.runtimeDone" => Event::RuntimeDone(fields(record, drops)?.runtime_done()?),
-        "platform.report" => Event::Report(fields(record, drops)?.report()?),
-        "platform.restoreStart" => Event::RestoreStart(fields(record, drops)?.restore_start()),
+        "platform.initReport" => Event::InitReport(Box::new(fields(record, drops)?.init_report())),
+        "platform.start" => Event::Start(Box::new(fields(record, drops)?.start()?)),
+        "platform.runtimeDone" => {
+            Event::RuntimeDone(Box::new(fields(record, drops)?.runtime_done()?))
+        }
+        "platform.report" => Event::Report(Box::new(fields(record, drops)?.report()?)),
+        "platform.restoreStart" => {
+            Event::RestoreStart(Box::new(fields(record, drops)?.restore_start()))
+        }
         "platform.restoreRuntimeDone" => {
-            Event::RestoreRuntimeDone(fields(record, drops)?.restore_runtime_done())
+            Event::RestoreRuntimeDone(Box::new(fields(record, drops)?.restore_runtime_done()))
         }
-        "platform.restoreReport" => Event::RestoreReport(fields(record, drops)?.restore_report()),
-        "platform.extension" => Event::Extension(fields(record, drops)?.extension()),
+        "platform.restoreReport" => {
+            Event::RestoreReport(Box::new(fields(record, drops)?.restore_report()))
+        }
+        "platform.extension" => Event::Extension(Box::new(fields(record, drops)?.extension())),
         "platform.telemetrySubscription" => {
-            Event::TelemetrySubscription(fields(record, drops)?.subscription())
+            Event::TelemetrySubscription(Box::new(fields(record, drops)?.subscription()))
         }
-        "platform.logsDropped" => Event::LogsDropped(fields(record, drops)?.logs_dropped()),
+        "platform.logsDropped" => {
+            Event::LogsDropped(Box::new(fields(record, drops)?.logs_dropped()))
+        }
         other => Event::Unknown {
             kind: other.to_owned(),
             record,
