@@ -176,6 +176,11 @@ impl Subscriber {
     }
 
     fn batch_ready(&self, now: Instant) -> bool {
+        // A drop is reported at once, also when nothing was queued after the record lost:
+        // otherwise its `platform.logsDropped` waits for the next record, which may never come.
+        if self.dropped.records > 0 {
+            return true;
+        }
         let Some(first) = self.queue.front() else {
             return false;
         };
@@ -183,7 +188,6 @@ impl Subscriber {
         self.queue.len() >= buffering.max_items
             || self.queued_bytes >= buffering.max_bytes
             || now >= first.at + self.buffering_timeout()
-            || self.dropped.records > 0
             || !self.flushes.is_empty()
     }
 
@@ -253,6 +257,8 @@ impl Subscriber {
             }
             let batch = self.take_batch();
             if batch.is_empty() {
+                // A drop this subscriber does not take platform records to hear of.
+                self.answer_flushes();
                 continue;
             }
             self.deliver(&batch, &mut tcp).await;
@@ -352,5 +358,69 @@ impl Subscriber {
                 _ = self.shared.stop.changed() => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::subscription::parse_subscription;
+
+    fn subscriber(dropped: &[&str]) -> (Subscriber, watch::Sender<bool>) {
+        let body = serde_json::to_vec(&json!({
+            "schemaVersion": "2022-12-13",
+            "types": ["platform", "function"],
+            "buffering": {"maxItems": 1000, "maxBytes": 262144, "timeoutMs": 25},
+            "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:8123/t"}
+        }))
+        .unwrap();
+        let subscription = parse_subscription(&body, false).unwrap();
+        let (_tx, events) = mpsc::unbounded_channel();
+        let (frozen_tx, frozen) = watch::channel(false);
+        let (_stop_tx, stop) = watch::channel(false);
+        let dropped: Vec<String> = dropped.iter().map(|s| (*s).to_owned()).collect();
+        let shared = Shared {
+            frozen,
+            stop,
+            counters: Arc::default(),
+            queue_limit: 100,
+            client: transport::http_client(),
+            dropped: Arc::from(dropped),
+        };
+        (Subscriber::new(subscription, events, shared), frozen_tx)
+    }
+
+    fn event(kind: &str) -> Msg {
+        Msg::Event(Arc::new(Event::platform(
+            OffsetDateTime::now_utc(),
+            kind,
+            json!({"requestId": "r"}),
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_drop_is_reported_at_once_when_nothing_follows_it() {
+        let (mut s, _frozen) = subscriber(&["platform.runtimeDone"]);
+        s.take(event("platform.runtimeDone"));
+        assert!(s.queue.is_empty());
+        // Ready now, not at the next record's buffering timeout, which would never come.
+        assert!(s.batch_ready(Instant::now()));
+        let batch = s.take_batch();
+        assert_eq!(batch.len(), 1);
+        let record: serde_json::Value = serde_json::from_slice(&batch[0]).unwrap();
+        assert_eq!(record["type"], "platform.logsDropped");
+        assert_eq!(record["record"]["droppedRecords"], 1);
+        assert!(!s.batch_ready(Instant::now()));
+
+        // A flush asked for meanwhile is answered once the report is out.
+        let (mut s, _frozen) = subscriber(&["platform.runtimeDone"]);
+        s.take(event("platform.runtimeDone"));
+        let (done, mut answered) = oneshot::channel();
+        s.take(Msg::Flush(done));
+        assert!(answered.try_recv().is_err(), "the drop is not reported yet");
+        assert!(s.batch_ready(Instant::now()));
+        assert_eq!(s.take_batch().len(), 1);
+        s.answer_flushes();
+        assert!(answered.try_recv().is_ok());
     }
 }
