@@ -2,7 +2,6 @@
 //! extensions folder, with the floor extension (`contrail-floor`, the least a telemetry
 //! subscriber does) instead, or without any extension.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,7 +72,7 @@ fn layer_binary(root: &Path, release: &Path) -> Option<PathBuf> {
 /// A port nothing listens on right now, for Contrail's local receivers (the defaults may be
 /// taken on a shared machine).
 fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(contrail_sim::ports::free_loopback_port()?)
 }
 
 impl Bench {

@@ -55,6 +55,7 @@ mod error;
 mod events;
 mod ids;
 mod lifecycle;
+pub mod ports;
 mod process;
 pub mod report;
 mod resources;

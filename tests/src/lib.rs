@@ -297,32 +297,11 @@ pub fn histogram_totals(received: &Received, name: &str) -> (u64, f64) {
     (cum.0 + delta.0, cum.1 + delta.1)
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound, then released): for a listener a
-/// child process opens, such as Contrail's receiver (`CONTRAIL_RECEIVER_ENDPOINT`), so tests
-/// running side by side do not all want 4318.
-///
-/// Taken below the kernel's ephemeral range, in turn from a start that differs per test
-/// process: a port the kernel hands out for `bind(…, 0)` or as an outgoing connection's local
-/// port (the sink's, the emulator's, Contrail's exports) could be taken again between this
-/// check and the child's bind.
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a listener a child process opens,
+/// such as Contrail's receiver (`CONTRAIL_RECEIVER_ENDPOINT`), so tests running side by side do
+/// not all want 4318 ([`contrail_sim::ports::free_loopback_port`]).
 pub fn free_loopback_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const LOWEST: u32 = 10_000;
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let span = ephemeral.saturating_sub(LOWEST).max(1);
-    let start = std::process::id().wrapping_mul(7_919) % span;
-    for _ in 0..span {
-        let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-        let port = u16::try_from(port).expect("a port below the ephemeral range");
-        if std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in {LOWEST}..{ephemeral}")
+    contrail_sim::ports::free_loopback_port().expect("a free loopback port")
 }
 
 /// A sample function's folder, `sample-functions/<name>`.

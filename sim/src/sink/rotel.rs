@@ -1,7 +1,7 @@
 //! Runs the rotel OTLP collector as a child process, forwarding to an OTLP/HTTP endpoint
 //! (typically the sink), for tests that want a real collector in the path.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -274,15 +274,12 @@ impl Drop for RotelCollector {
     }
 }
 
-/// Two distinct free loopback ports, found by binding port 0 and releasing it.
+/// Two distinct free loopback ports ([`crate::ports::free_loopback_port`]).
 fn free_ports() -> Result<(SocketAddr, SocketAddr), RotelError> {
-    let bind = || {
-        StdListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr().map(|a| (l, a)))
+    let port = || {
+        crate::ports::free_loopback_port()
+            .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
             .map_err(io_error("find a free loopback port"))
     };
-    let (first, http) = bind()?;
-    let (second, grpc) = bind()?;
-    drop((first, second));
-    Ok((http, grpc))
+    Ok((port()?, port()?))
 }

@@ -209,11 +209,7 @@ pub fn example(name: &str) -> PathBuf {
     p
 }
 
-/// A TCP port on loopback that was free a moment ago.
+/// A TCP port on loopback that was free a moment ago ([`contrail_sim::ports`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    contrail_sim::ports::free_loopback_port().unwrap()
 }
