@@ -326,8 +326,8 @@ pub(crate) async fn run(bench: &Bench, _options: &Options, results: &mut Results
          after 300 ms (`Behaviour::Delay`: a request whose client gave up first is not kept) \
          for {} s, then is healthy again. The count of slow invocations is over the whole run \
          (before, during and after the outage), for the busy function after its first \
-         {FLOOR_SKIP}, which adaptive mode spends in `end` (every slow one is listed); dropped is Contrail's own last reported \
-         `contrail.records.dropped` (every reason, so it may include records that are not lines).",
+         {FLOOR_SKIP}, which adaptive mode spends in `end` (every slow one is listed); dropped \
+         is Contrail's own last reported `contrail.records.dropped` (every reason, so it may include records that are not lines).",
         SPACING.as_millis(),
         HEALTHY_BEFORE.as_secs(),
         OUTAGE.as_secs()

@@ -93,7 +93,8 @@ pub(crate) async fn run(bench: &Bench, options: &Options, results: &mut Results)
             (&aws_env, &mut aws),
             (&contrail_env, &mut again),
         ];
-        sides.rotate_left(round as usize % 3);
+        let n = sides.len();
+        sides.rotate_left(round as usize % n);
         for (env, out) in sides {
             let report = bench.run(&bench.builtin, Some(env), 1, &[]).await?;
             out.extend(contrail_report(&report)?.spawn_to_first_next_ms);

@@ -366,7 +366,7 @@ mod tests {
     use super::*;
     use crate::telemetry::subscription::parse_subscription;
 
-    fn subscriber(dropped: &[&str]) -> (Subscriber, watch::Sender<bool>) {
+    fn subscriber(dropped: &[&str]) -> Subscriber {
         let body = serde_json::to_vec(&json!({
             "schemaVersion": "2022-12-13",
             "types": ["platform", "function"],
@@ -375,9 +375,10 @@ mod tests {
         }))
         .unwrap();
         let subscription = parse_subscription(&body, false).unwrap();
-        let (_tx, events) = mpsc::unbounded_channel();
-        let (frozen_tx, frozen) = watch::channel(false);
-        let (_stop_tx, stop) = watch::channel(false);
+        // No hub, never frozen or stopped: the tests call the steps, not `run`.
+        let (_, events) = mpsc::unbounded_channel();
+        let (_, frozen) = watch::channel(false);
+        let (_, stop) = watch::channel(false);
         let dropped: Vec<String> = dropped.iter().map(|s| (*s).to_owned()).collect();
         let shared = Shared {
             frozen,
@@ -387,7 +388,7 @@ mod tests {
             client: transport::http_client(),
             dropped: Arc::from(dropped),
         };
-        (Subscriber::new(subscription, events, shared), frozen_tx)
+        Subscriber::new(subscription, events, shared)
     }
 
     fn event(kind: &str) -> Msg {
@@ -400,7 +401,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_drop_is_reported_at_once_when_nothing_follows_it() {
-        let (mut s, _frozen) = subscriber(&["platform.runtimeDone"]);
+        let mut s = subscriber(&["platform.runtimeDone"]);
         s.take(event("platform.runtimeDone"));
         assert!(s.queue.is_empty());
         // Ready now, not at the next record's buffering timeout, which would never come.
@@ -413,7 +414,7 @@ mod tests {
         assert!(!s.batch_ready(Instant::now()));
 
         // A flush asked for meanwhile is answered once the report is out.
-        let (mut s, _frozen) = subscriber(&["platform.runtimeDone"]);
+        let mut s = subscriber(&["platform.runtimeDone"]);
         s.take(event("platform.runtimeDone"));
         let (done, mut answered) = oneshot::channel();
         s.take(Msg::Flush(done));
