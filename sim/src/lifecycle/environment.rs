@@ -33,9 +33,9 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 const FREEZE_WAIT: Duration = Duration::from_secs(1);
 
 /// One execution environment, from init to shutdown.
-pub(super) struct Environment<'a> {
+pub(super) struct Environment {
     pub(super) config: Arc<RunConfig>,
-    pub(super) plan: &'a Plan,
+    pub(super) plan: Arc<Plan>,
     /// 0 for the first environment; a reset starts the next one.
     pub(super) index: u32,
     /// What the API handlers see and change.
@@ -60,15 +60,15 @@ pub(super) struct Environment<'a> {
     stopped_by_signal: bool,
 }
 
-impl<'a> Environment<'a> {
+impl Environment {
     pub(super) fn new(
         config: Arc<RunConfig>,
-        plan: &'a Plan,
+        plan: Arc<Plan>,
         resources: Arc<resources::Plan>,
         addr: std::net::SocketAddr,
         index: u32,
         counters: Arc<Counters>,
-    ) -> Result<Environment<'a>, SimError> {
+    ) -> Result<Environment, SimError> {
         let cgroup = resources.environment()?;
         let (frozen, frozen_rx) = watch::channel(false);
         let hub = Arc::new(Hub::new(
@@ -98,7 +98,7 @@ impl<'a> Environment<'a> {
             credentials_token: ids::instance_id(),
         };
         let (extension_vars, runtime_vars) =
-            child_vars(&config, plan, addr, &instance_id, &info.credentials_token);
+            child_vars(&config, &plan, addr, &instance_id, &info.credentials_token);
         let process_groups: Arc<Mutex<Vec<u32>>> = Arc::default();
         let measurements: Arc<Mutex<Measurements>> = Arc::default();
         let sampler = spawn_sampler(process_groups.clone(), measurements.clone(), frozen_rx);
@@ -347,7 +347,7 @@ impl<'a> Environment<'a> {
     }
 }
 
-impl Drop for Environment<'_> {
+impl Drop for Environment {
     /// An environment dropped before its shutdown finished (an error, an interrupted run)
     /// leaves nothing behind: its cgroups are removed and what still ran in them killed.
     fn drop(&mut self) {

@@ -119,7 +119,7 @@ impl Failure {
     }
 }
 
-impl Environment<'_> {
+impl Environment {
     /// Init may last until then: the init timeout, or for provisioned concurrency and SnapStart
     /// (whose init happens ahead of any request) at least 900 s.
     fn init_deadline(&self, start: Instant) -> Instant {
@@ -226,7 +226,8 @@ impl Environment<'_> {
 
     /// Spawns every extension, in order, each in its own process group.
     fn start_extensions(&mut self) -> Result<(), SimError> {
-        for (i, path) in self.plan.extensions.iter().enumerate() {
+        let plan = self.plan.clone();
+        for (i, path) in plan.extensions.iter().enumerate() {
             let name = file_name(path);
             let spawned = Instant::now();
             self.shared.update(|state| {

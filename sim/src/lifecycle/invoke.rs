@@ -87,7 +87,7 @@ impl InvokeContext {
     }
 }
 
-impl Environment<'_> {
+impl Environment {
     /// One invocation in a thawed environment (frozen again by the caller).
     pub(super) async fn invoke(
         &mut self,

@@ -12,6 +12,7 @@
 //! each reset (a timed-out or failed invocation), until every invocation has run.
 
 mod environment;
+mod fleet;
 mod init;
 mod invoke;
 mod plan;
@@ -31,6 +32,8 @@ use crate::telemetry::Counters;
 
 use environment::Environment;
 use plan::Plan;
+
+pub use fleet::run_fleet;
 
 /// Milliseconds from `a` to `b` (0 if `b` is earlier).
 fn ms_between(a: Instant, b: Instant) -> f64 {
@@ -57,7 +60,7 @@ async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, SimError> {
 
 /// Runs the whole thing: start the environment, invoke, shut down, and report.
 pub async fn run(config: RunConfig) -> Result<RunReport, SimError> {
-    let plan = Plan::new(&config)?;
+    let plan = Arc::new(Plan::new(&config)?);
     let resources = Arc::new(resources::Plan::new(
         &config.resources,
         config.memory_mb,
@@ -75,7 +78,7 @@ pub async fn run(config: RunConfig) -> Result<RunReport, SimError> {
     let config = Arc::new(config);
     let result = drive(
         config.clone(),
-        &plan,
+        plan,
         resources,
         addr,
         &current,
@@ -98,7 +101,7 @@ struct ColdStart {
 
 /// Init, and for SnapStart the restore, of a new environment.
 async fn start(
-    environment: &mut Environment<'_>,
+    environment: &mut Environment,
     report: &mut RunReport,
 ) -> Result<ColdStart, SimError> {
     let init = environment.init().await;
@@ -127,7 +130,7 @@ async fn start(
 
 async fn drive(
     config: Arc<RunConfig>,
-    plan: &Plan,
+    plan: Arc<Plan>,
     resources: Arc<resources::Plan>,
     addr: std::net::SocketAddr,
     current: &Current,
@@ -146,7 +149,7 @@ async fn drive(
     loop {
         let mut environment = Environment::new(
             config.clone(),
-            plan,
+            plan.clone(),
             resources.clone(),
             addr,
             index,

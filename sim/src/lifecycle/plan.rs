@@ -58,6 +58,7 @@ const RUNTIME_ONLY: &[&str] = &[
 const MAX_EXTENSIONS: usize = 10;
 
 /// The validated inputs of a run.
+#[derive(Clone)]
 pub(super) struct Plan {
     /// The extension executables, in start order.
     pub(super) extensions: Vec<PathBuf>,

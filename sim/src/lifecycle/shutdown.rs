@@ -32,7 +32,7 @@ const MANAGED_TELEMETRY_FLUSH: Duration = Duration::from_secs(1);
 /// How long the exit watchers may take to see the killed children go.
 const SETTLE: Duration = Duration::from_secs(5);
 
-impl Environment<'_> {
+impl Environment {
     /// Shuts the environment down for `reason` and waits until every child is gone.
     pub(super) async fn shutdown(&mut self, reason: &str) {
         self.thaw();
