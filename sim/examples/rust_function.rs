@@ -2,7 +2,8 @@
 //! request id and the X-Ray trace id it was given. Asked by its event, it first does work the
 //! resource model acts on: `{"spin_ms": N}` burns N ms of CPU time (of its own thread, so the
 //! work is the same at every memory size), `{"alloc_mb": N}` allocates N MB and touches every
-//! page of it. With $INIT_SPIN_MS it burns that much CPU before its first `next` (init work).
+//! page of it, `{"sleep_ms": N}` waits N ms (busy without using CPU), `{"fail": true}` answers
+//! with an error. With $INIT_SPIN_MS it burns that much CPU before its first `next` (init work).
 
 use std::time::Duration;
 
@@ -51,6 +52,12 @@ async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let mut spun = None;
     if let Some(ms) = event.payload.get("spin_ms").and_then(Value::as_u64) {
         spun = Some(spin(Duration::from_millis(ms))?);
+    }
+    if let Some(ms) = event.payload.get("sleep_ms").and_then(Value::as_u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if event.payload.get("fail").and_then(Value::as_bool) == Some(true) {
+        return Err("asked to fail".into());
     }
     let held = event
         .payload

@@ -53,6 +53,7 @@ mod api;
 mod config;
 mod error;
 mod events;
+pub mod fleet;
 mod ids;
 mod lifecycle;
 pub mod ports;
@@ -66,7 +67,7 @@ pub mod tune;
 
 pub use config::{AwsCredentials, InitType, LogFormat, RunConfig, Schedule};
 pub use error::SimError;
-pub use lifecycle::run;
+pub use lifecycle::{run, run_fleet};
 pub use report::RunReport;
 pub use resources::{CgroupUse, CgroupVersion, FreezeWith, InitCpu, ResourceModel};
 pub use telemetry::Schema;

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => cli::run::run(*args).await,
             Command::Tune(args) => cli::tune::run(*args).await,
+            Command::Scale(args) => cli::scale::run(*args).await,
             Command::Sink { listen, jsonl } => run_sink(listen, jsonl).await,
         }
     });

@@ -193,7 +193,6 @@ impl Mapper {
         }
     }
 
-    #[cfg(test)]
     /// The resource all data is emitted with.
     pub(crate) fn resource(&self) -> &Resource {
         &self.resource

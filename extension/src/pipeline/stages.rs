@@ -70,6 +70,22 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Once `platform.initStart` names the environment (`faas.instance`), the function SDK's
+    /// data and Contrail's own metrics carry it too: every record can be told apart by
+    /// environment, as the platform's records are.
+    fn follow_instance(&mut self) {
+        let Some(instance) = resource_str(self.mapper.resource(), "faas.instance") else {
+            return;
+        };
+        if resource_str(&self.resource, "faas.instance") != Some(instance) {
+            let instance = instance.to_owned();
+            set_resource_attribute(&mut self.resource, "faas.instance", &instance);
+            self.delivery.set_resource(self.resource.clone());
+        }
+    }
+}
+
 pub(crate) fn now_unix_nano() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -123,6 +139,7 @@ impl Stages for Pipeline {
         }
         let mut out = Signals::default();
         self.mapper.on_records(records, &mut out);
+        self.follow_instance();
         if !out.is_empty() {
             self.delivery.push(out);
         }

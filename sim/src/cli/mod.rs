@@ -1,10 +1,12 @@
 //! The command line of `contrail-sim`: `run` (one function for some invocations), `tune` (the
-//! same function at several memory sizes, with the cost of each) and `sink` (the OTLP sink
-//! alone). The options that describe the function and its environment are shared by `run` and
-//! `tune` ([`env::EnvArgs`]).
+//! same function at several memory sizes, with the cost of each), `scale` (the function under a
+//! load profile, on many environments) and `sink` (the OTLP sink alone). The options that
+//! describe the function and its environment are shared by `run`, `tune` and `scale`
+//! ([`env::EnvArgs`]).
 
 pub(crate) mod env;
 pub(crate) mod run;
+pub(crate) mod scale;
 pub(crate) mod tune;
 
 use std::net::SocketAddr;
@@ -30,6 +32,10 @@ pub(crate) enum Command {
     /// print, per size, the cold start, the median and p99 duration, the extensions' share and
     /// the cost per million invocations: an estimate of the size to choose.
     Tune(Box<tune::TuneArgs>),
+    /// Run a function under a load profile on as many environments as Lambda would start,
+    /// with reserved, account and provisioned concurrency and throttles, then print per
+    /// environment its cold start, invocations and utilization.
+    Scale(Box<scale::ScaleArgs>),
     /// Run only the embedded OTLP/HTTP sink until Ctrl-C or SIGTERM.
     Sink {
         /// Address to listen on.

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::received::Received;
-use super::render::render;
+use super::render::{render, render_environments};
 use super::server::{Shared, accept_loop};
 use super::{Behaviour, SinkConfig};
 
@@ -106,6 +106,11 @@ impl SinkHandle {
     /// A copy of everything received so far.
     pub fn snapshot(&self) -> Received {
         self.shared.lock().clone()
+    }
+
+    /// What each environment sent, and the totals (see [`super::render_environments()`]).
+    pub fn render_environments(&self) -> String {
+        render_environments(&self.shared.lock())
     }
 
     /// What was received, rendered for a person (see [`super::render()`]).

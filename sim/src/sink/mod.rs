@@ -36,7 +36,7 @@ pub use received::{
     Attempt, Counters, DuplicateLog, DuplicateSpan, LogEntry, LogKey, MetricEntry, Received,
     SpanEntry, SpanKey,
 };
-pub use render::render;
+pub use render::{render, render_environments};
 
 /// Memory the sink may use for decoded requests before it stops keeping them (they are still
 /// acknowledged and written to the JSON lines file, and counted in [`Counters::over_cap`]).

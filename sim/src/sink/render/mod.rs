@@ -102,3 +102,74 @@ fn render_header(received: &Received, out: &mut String) {
         let _ = writeln!(out, "  {duplicates} spans arrived more than once");
     }
 }
+
+/// What each execution environment sent (by the `faas.instance` of the resource), and the
+/// totals: the sink's view of a fleet.
+pub fn render_environments(received: &Received) -> String {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    #[derive(Default)]
+    struct Tally {
+        spans: usize,
+        logs: usize,
+        points: usize,
+    }
+    let instance = |resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>| {
+        resource
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "faas.instance"))
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| "(no faas.instance)".to_owned())
+    };
+    let mut by: std::collections::BTreeMap<String, Tally> = std::collections::BTreeMap::new();
+    for e in received.spans() {
+        by.entry(instance(e.resource)).or_default().spans += 1;
+    }
+    for e in received.log_records() {
+        by.entry(instance(e.resource)).or_default().logs += 1;
+    }
+    for e in received.metric_entries() {
+        let points = match &e.metric.data {
+            Some(Data::Gauge(g)) => g.data_points.len(),
+            Some(Data::Sum(s)) => s.data_points.len(),
+            Some(Data::Histogram(h)) => h.data_points.len(),
+            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+            Some(Data::Summary(s)) => s.data_points.len(),
+            None => 0,
+        };
+        by.entry(instance(e.resource)).or_default().points += points;
+    }
+    let mut out = String::new();
+    render_header(received, &mut out);
+    let _ = writeln!(
+        out,
+        "== per environment (faas.instance): {} environment(s)",
+        by.len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<34}  {:>7}  {:>9}  {:>13}",
+        "faas.instance", "spans", "log lines", "metric points"
+    );
+    let mut total = Tally::default();
+    for (name, t) in &by {
+        let _ = writeln!(
+            out,
+            "  {:<34}  {:>7}  {:>9}  {:>13}",
+            name, t.spans, t.logs, t.points
+        );
+        total.spans += t.spans;
+        total.logs += t.logs;
+        total.points += t.points;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<34}  {:>7}  {:>9}  {:>13}",
+        "total", total.spans, total.logs, total.points
+    );
+    out
+}

@@ -1,0 +1,657 @@
+//! A fleet of execution environments under load ([`crate::fleet`]): one dispatcher that routes
+//! each request ([`Pool`]), and one task per environment that initializes it, runs the
+//! invocations it is given, freezes it between them, and shuts it down when told to (idle
+//! timeout, end of the run) or after a reset. Each environment has its own API endpoint, its
+//! own cgroups, its own copy of the extensions and its own processes, as on Lambda.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::environment::Environment;
+use super::plan::{Plan, file_name};
+use super::{bind, invoke, lock, ms_between};
+use crate::api::{self, Current};
+use crate::config::{InitType, RunConfig};
+use crate::error::SimError;
+use crate::fleet::pool::{Pool, Route};
+use crate::fleet::report::{self, EnvironmentReport, FleetReport, RequestRecord};
+use crate::fleet::{FleetConfig, Load, expand, load::THROTTLE_BACKOFF, machine_limit};
+use crate::ports::free_loopback_port;
+use crate::report::{InvocationReport, RunReport, Summary};
+use crate::resources;
+use crate::telemetry::Counters;
+
+/// A request waiting for its answer.
+struct Request {
+    reply: oneshot::Sender<Answer>,
+}
+
+/// What the invoker of a request gets back.
+enum Answer {
+    Throttled(&'static str),
+    Ran {
+        environment: u32,
+        cold: bool,
+        status: String,
+        error_type: Option<String>,
+    },
+    /// Its new environment could not start.
+    NotStarted {
+        environment: Option<u32>,
+        error: String,
+    },
+}
+
+enum Job {
+    Invoke(Request),
+    Shutdown,
+}
+
+/// What an environment's task tells the dispatcher.
+enum Note {
+    /// Frozen, waiting for a request.
+    Idle(usize),
+    /// Shutting down on its own (a reset, a failed init): route nothing more to it.
+    Reset(usize),
+    /// Gone, with what it measured.
+    Gone(usize, Box<(RunReport, EnvironmentReport)>),
+}
+
+static RUNS: AtomicU32 = AtomicU32::new(0);
+
+/// Runs the load against a fleet of environments and reports every request and environment.
+pub async fn run_fleet(config: FleetConfig) -> Result<FleetReport, SimError> {
+    let function = &config.function;
+    if function.init_type != InitType::OnDemand {
+        return Err(SimError::InvalidConfig(
+            "a fleet's environments start on demand; use --provisioned-concurrency for \
+             provisioned ones (SnapStart and Managed Instances are not modelled at scale)"
+                .into(),
+        ));
+    }
+    let pool = Pool::new(config.reserved_concurrency, config.account_concurrency);
+    if config.account_concurrency == 0 || config.reserved_concurrency == Some(0) {
+        return Err(SimError::InvalidConfig(
+            "a concurrency limit of 0 throttles every request".into(),
+        ));
+    }
+    if config.provisioned_concurrency > pool.limit() {
+        return Err(SimError::InvalidConfig(format!(
+            "provisioned concurrency {} is above the function's concurrency limit {} (Lambda \
+             refuses it: reserve at least as much as you provision)",
+            config.provisioned_concurrency,
+            pool.limit()
+        )));
+    }
+    let (cpus, memory_total_mb) = crate::fleet::this_machine();
+    let most = machine_limit(function.memory_mb, cpus, memory_total_mb);
+    let needed = pool
+        .limit()
+        .min(config.load.most_in_flight())
+        .max(config.provisioned_concurrency);
+    if matches!(config.load, Load::Spike { .. }) && needed > most {
+        return Err(too_many(needed, most, function.memory_mb));
+    }
+    // The per-environment variables are checked like the function's own.
+    let mut checked = function.clone();
+    checked.env.extend(config.environment_env.iter().cloned());
+    let plan = Plan::new(&checked)?;
+    let freezes = function.freeze;
+    let on_demand = Arc::new(resources::Plan::new(
+        &function.resources,
+        function.memory_mb,
+        InitType::OnDemand,
+        freezes,
+    )?);
+    let provisioned = if config.provisioned_concurrency > 0 {
+        Arc::new(resources::Plan::new(
+            &function.resources,
+            function.memory_mb,
+            InitType::ProvisionedConcurrency,
+            freezes,
+        )?)
+    } else {
+        on_demand.clone()
+    };
+    let workdir = std::env::temp_dir().join(format!(
+        "contrail-sim-fleet-{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&workdir).map_err(|e| {
+        SimError::InvalidConfig(format!("cannot create {}: {e}", workdir.display()))
+    })?;
+    let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+    let mut fleet = Fleet {
+        config: &config,
+        plan,
+        on_demand,
+        provisioned,
+        counters: Arc::new(Counters::default()),
+        workdir: workdir.clone(),
+        jobs: Vec::new(),
+        notes_tx,
+        notes_rx,
+        pieces: Vec::new(),
+        pool,
+        start: Instant::now(),
+        created: Vec::new(),
+        cold_starts: 0,
+        peak: 0,
+    };
+    let result = fleet.drive(most).await;
+    let _ = std::fs::remove_dir_all(&workdir);
+    let (timeline, mut pieces, cold_starts) = result?;
+    pieces.sort_by_key(|(_, e)| e.index);
+    let mut run = RunReport {
+        function_name: function.function_name.clone(),
+        initialization_type: InitType::OnDemand.as_str().to_owned(),
+        memory_size_mb: function.memory_mb,
+        resources: fleet_resources(&pieces),
+        environments: pieces.len() as u32,
+        ..RunReport::default()
+    };
+    let mut environments = Vec::new();
+    for (piece, mut environment) in pieces {
+        if let Some(created) = fleet.created.get(environment.index as usize) {
+            environment.created_at_ms = signed_ms(fleet.start, *created);
+        }
+        if environment.index == 0 {
+            run.runtime = piece.runtime;
+            run.init_ms = environment.init_ms;
+        }
+        run.extensions.extend(piece.extensions);
+        run.invocations.extend(piece.invocations);
+        environments.push(environment);
+    }
+    run.telemetry = fleet.counters.snapshot();
+    let post: Vec<f64> = run.invocations.iter().map(|i| i.post_runtime_ms).collect();
+    run.post_runtime = Summary::of(&post);
+    Ok(FleetReport {
+        load: config.load.to_string(),
+        concurrency_limit: fleet.pool.limit(),
+        limit_reason: fleet.pool.reason().to_owned(),
+        provisioned_concurrency: config.provisioned_concurrency,
+        machine_limit: most,
+        requests: timeline.len() as u64,
+        throttled: report::throttles(&timeline),
+        cold_starts,
+        peak_in_flight: fleet.peak,
+        timeline,
+        environments,
+        run,
+    })
+}
+
+/// Milliseconds from `a` to `b`, negative if `b` is earlier.
+fn signed_ms(a: Instant, b: Instant) -> f64 {
+    if b >= a {
+        ms_between(a, b)
+    } else {
+        -ms_between(b, a)
+    }
+}
+
+fn too_many(needed: u32, most: u32, memory_mb: u32) -> SimError {
+    SimError::InvalidConfig(format!(
+        "the load needs {needed} environments at once, more than this machine runs at \
+         {memory_mb} MB ({most}: their memory limits within three quarters of its memory, their \
+         CPU shares within twice its CPUs); lower the load, or set --reserved-concurrency {most} \
+         or less to see Lambda throttle the rest"
+    ))
+}
+
+/// The resources of the first environment's report, with every environment's CPU
+/// throttling and OOM kills summed.
+fn fleet_resources(pieces: &[(RunReport, EnvironmentReport)]) -> crate::report::ResourceReport {
+    let mut total = pieces
+        .first()
+        .map(|(p, _)| p.resources.clone())
+        .unwrap_or_default();
+    for (p, _) in pieces.iter().skip(1) {
+        if let (Some(t), Some(sum)) = (&p.resources.throttling, &mut total.throttling) {
+            sum.periods += t.periods;
+            sum.throttled_periods += t.throttled_periods;
+            sum.throttled_ms += t.throttled_ms;
+        }
+        total.oom_kills += p.resources.oom_kills;
+    }
+    total
+}
+
+struct Fleet<'c> {
+    config: &'c FleetConfig,
+    plan: Plan,
+    on_demand: Arc<resources::Plan>,
+    provisioned: Arc<resources::Plan>,
+    counters: Arc<Counters>,
+    workdir: PathBuf,
+    /// Each environment's job queue (none once it is told to shut down or is gone).
+    jobs: Vec<Option<mpsc::UnboundedSender<Job>>>,
+    notes_tx: mpsc::UnboundedSender<Note>,
+    notes_rx: mpsc::UnboundedReceiver<Note>,
+    pieces: Vec<(RunReport, EnvironmentReport)>,
+    pool: Pool,
+    start: Instant,
+    /// When each environment was created.
+    created: Vec<Instant>,
+    cold_starts: u64,
+    /// The most requests in flight at once.
+    peak: u32,
+}
+
+type Outcome = (Vec<RequestRecord>, Vec<(RunReport, EnvironmentReport)>, u64);
+
+impl Fleet<'_> {
+    async fn drive(&mut self, most: u32) -> Result<Outcome, SimError> {
+        let provisioned = self.config.provisioned_concurrency;
+        for _ in 0..provisioned {
+            let i = self.pool.add_provisioned();
+            self.spawn(i, None).await?;
+        }
+        // The load starts once every provisioned environment is ready (or failed).
+        while self.pool.warming() > 0 {
+            let Some(note) = self.notes_rx.recv().await else {
+                break;
+            };
+            self.note(note);
+        }
+        self.start = Instant::now();
+        let (requests_tx, mut requests) = mpsc::unbounded_channel();
+        let timeline: Arc<Mutex<Vec<RequestRecord>>> = Arc::default();
+        let mut load = tokio::spawn(generate(
+            self.config.load.clone(),
+            self.start,
+            requests_tx,
+            timeline.clone(),
+        ));
+        let mut failure = None;
+        loop {
+            let expiry = self.pool.next_expiry(self.config.idle_timeout);
+            tokio::select! {
+                biased;
+                Some(note) = self.notes_rx.recv() => self.note(note),
+                Some(request) = requests.recv() => {
+                    if let Err(e) = self.route(request, most).await {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                () = sleep_until_some(expiry) => {
+                    for i in self.pool.expire(Instant::now(), self.config.idle_timeout) {
+                        self.tell(i, Job::Shutdown);
+                    }
+                }
+                _ = &mut load => break,
+            }
+        }
+        load.abort();
+        for i in self.pool.retire_all() {
+            self.tell(i, Job::Shutdown);
+        }
+        while self.pieces.len() < self.jobs.len() {
+            let Some(note) = self.notes_rx.recv().await else {
+                break;
+            };
+            self.note(note);
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut timeline = std::mem::take(&mut *lock(&timeline));
+        timeline.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        Ok((timeline, std::mem::take(&mut self.pieces), self.cold_starts))
+    }
+
+    fn note(&mut self, note: Note) {
+        match note {
+            Note::Idle(i) => self.pool.idle(i, Instant::now()),
+            Note::Reset(i) => {
+                self.pool.retire(i);
+            }
+            Note::Gone(i, piece) => {
+                self.pool.retire(i);
+                if let Some(j) = self.jobs.get_mut(i) {
+                    *j = None;
+                }
+                self.pieces.push(*piece);
+            }
+        }
+    }
+
+    fn tell(&mut self, i: usize, job: Job) {
+        let shutdown = matches!(job, Job::Shutdown);
+        if let Some(Some(tx)) = self.jobs.get(i) {
+            let _ = tx.send(job);
+        }
+        if shutdown {
+            if let Some(j) = self.jobs.get_mut(i) {
+                *j = None;
+            }
+        }
+    }
+
+    async fn route(&mut self, request: Request, most: u32) -> Result<(), SimError> {
+        match self.pool.route() {
+            Route::Throttle(reason) => {
+                let _ = request.reply.send(Answer::Throttled(reason));
+                Ok(())
+            }
+            Route::Warm(i) => {
+                self.peak = self.peak.max(self.pool.in_flight());
+                self.tell(i, Job::Invoke(request));
+                Ok(())
+            }
+            Route::Cold => {
+                let i = self.jobs.len();
+                if self.pool.live() > most {
+                    self.pool.retire(i);
+                    self.jobs.push(None);
+                    self.pieces
+                        .push((RunReport::default(), EnvironmentReport::default()));
+                    let _ = request.reply.send(Answer::NotStarted {
+                        environment: None,
+                        error: "beyond this machine's limit".into(),
+                    });
+                    return Err(too_many(
+                        self.pool.in_flight() + 1,
+                        most,
+                        self.config.function.memory_mb,
+                    ));
+                }
+                self.cold_starts += 1;
+                self.peak = self.peak.max(self.pool.in_flight());
+                if let Err(e) = self.spawn(i, Some(request)).await {
+                    self.pool.retire(i);
+                    return Err(e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts environment `i`: its endpoint, its copy of the extensions, its variables, and
+    /// the task that runs it (with `first` as its first request, else provisioned).
+    async fn spawn(&mut self, i: usize, first: Option<Request>) -> Result<(), SimError> {
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let listener = bind(listen).await?;
+        let addr = listener.local_addr().map_err(|source| SimError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let current = Current::default();
+        let server = api::serve(listener, current.clone());
+        let provisioned = first.is_none();
+        let mut function: RunConfig = self.config.function.clone();
+        function.listen = addr;
+        if provisioned {
+            function.init_type = InitType::ProvisionedConcurrency;
+        }
+        let own = expand(&self.config.environment_env, free_loopback_port).map_err(|source| {
+            SimError::Bind {
+                addr: listen,
+                source,
+            }
+        })?;
+        function.env.extend(own);
+        let plan = copy_extensions(&self.plan, &self.workdir.join(format!("environment-{i}")))?;
+        let resources = if provisioned {
+            self.provisioned.clone()
+        } else {
+            self.on_demand.clone()
+        };
+        let environment = Environment::new(
+            Arc::new(function),
+            Arc::new(plan),
+            resources,
+            addr,
+            i as u32,
+            self.counters.clone(),
+        )?;
+        current.set(Some(environment.shared.clone()));
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        self.jobs.push(Some(jobs_tx));
+        self.created.push(Instant::now());
+        tokio::spawn(serve_environment(
+            environment,
+            server,
+            jobs_rx,
+            self.notes_tx.clone(),
+            first,
+        ));
+        Ok(())
+    }
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A copy of `plan` whose extensions are copies in `dir/extensions` (as each Lambda
+/// environment extracts its layers).
+fn copy_extensions(plan: &Plan, dir: &Path) -> Result<Plan, SimError> {
+    let extensions = dir.join("extensions");
+    std::fs::create_dir_all(&extensions).map_err(|e| {
+        SimError::InvalidConfig(format!("cannot create {}: {e}", extensions.display()))
+    })?;
+    let mut copy = plan.clone();
+    copy.extensions = Vec::new();
+    for path in &plan.extensions {
+        let to = extensions.join(file_name(path));
+        std::fs::copy(path, &to).map_err(|e| {
+            SimError::InvalidConfig(format!(
+                "cannot copy extension {} to {}: {e}",
+                path.display(),
+                to.display()
+            ))
+        })?;
+        copy.extensions.push(to);
+    }
+    Ok(copy)
+}
+
+/// One environment's life: init, its invocations, its shutdown.
+async fn serve_environment(
+    mut environment: Environment,
+    server: JoinHandle<()>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    notes: mpsc::UnboundedSender<Note>,
+    first: Option<Request>,
+) {
+    let index = environment.index as usize;
+    let created = Instant::now();
+    let provisioned = first.is_none();
+    let mut piece = RunReport {
+        resources: environment.resources.report(),
+        ..RunReport::default()
+    };
+    let mut measured = EnvironmentReport {
+        index: environment.index,
+        initialization_type: environment.config.init_type.as_str().to_owned(),
+        instance_id: environment.shared.info.instance_id.clone(),
+        shutdown_reason: "spindown".into(),
+        ..EnvironmentReport::default()
+    };
+    let init = environment.init().await;
+    measured.init_ms = environment.init_ms;
+    let mut gaps = Vec::new();
+    match init {
+        Err(e) => {
+            measured.shutdown_reason = "failure".into();
+            let _ = notes.send(Note::Reset(index));
+            if let Some(request) = first {
+                let _ = request.reply.send(Answer::NotStarted {
+                    environment: Some(environment.index),
+                    error: e.to_string(),
+                });
+            }
+        }
+        Ok(()) => {
+            let mut cold_init = if provisioned {
+                None
+            } else {
+                environment.init_ms
+            };
+            let mut pending = first;
+            if pending.is_none() {
+                let _ = notes.send(Note::Idle(index));
+            }
+            let mut last_end: Option<Instant> = None;
+            loop {
+                let request = match pending.take() {
+                    Some(r) => r,
+                    None => match jobs.recv().await {
+                        Some(Job::Invoke(r)) => r,
+                        Some(Job::Shutdown) | None => break,
+                    },
+                };
+                let started = Instant::now();
+                if let Some(end) = last_end {
+                    gaps.push(ms_between(end, started));
+                }
+                let cold = cold_init.is_some();
+                let invocation: InvocationReport = environment.invoke(cold_init.take(), None).await;
+                let ended = Instant::now();
+                last_end = Some(ended);
+                measured.busy_ms += ms_between(started, ended);
+                measured.invocations += 1;
+                let reset = invoke::reset_reason(&invocation);
+                // The dispatcher hears that the environment is free before the invoker gets
+                // its answer, so a request sent right after the answer can use it.
+                let _ = notes.send(match reset {
+                    Some(_) => Note::Reset(index),
+                    None => Note::Idle(index),
+                });
+                let _ = request.reply.send(Answer::Ran {
+                    environment: environment.index,
+                    cold,
+                    status: invocation.status.clone(),
+                    error_type: invocation.error_type.clone(),
+                });
+                piece.invocations.push(invocation);
+                if let Some(reason) = reset {
+                    measured.shutdown_reason = reason.into();
+                    break;
+                }
+                environment.freeze().await;
+            }
+        }
+    }
+    measured.lifetime_ms = ms_between(created, Instant::now());
+    measured.utilization = if measured.lifetime_ms > 0.0 {
+        measured.busy_ms / measured.lifetime_ms
+    } else {
+        0.0
+    };
+    measured.idle_gaps = Summary::of(&gaps);
+    measured.never_invoked = measured.invocations == 0;
+    let reason = measured.shutdown_reason.clone();
+    environment.shutdown(&reason).await;
+    environment.collect(&mut piece);
+    server.abort();
+    let _ = notes.send(Note::Gone(index, Box::new((piece, measured))));
+}
+
+/// Sends the load's requests and records each answer.
+async fn generate(
+    load: Load,
+    start: Instant,
+    requests: mpsc::UnboundedSender<Request>,
+    timeline: Arc<Mutex<Vec<RequestRecord>>>,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let clients = load.clients();
+    if clients.is_empty() {
+        for at in load.arrivals() {
+            tokio::time::sleep_until(start + at).await;
+            let requests = requests.clone();
+            let timeline = timeline.clone();
+            tasks.spawn(async move {
+                send(&requests, start, &timeline).await;
+            });
+        }
+    } else {
+        for client in clients {
+            let requests = requests.clone();
+            let timeline = timeline.clone();
+            tasks.spawn(async move {
+                tokio::time::sleep_until(start + client.start).await;
+                while Instant::now() < start + client.end {
+                    if !send(&requests, start, &timeline).await {
+                        tokio::time::sleep(THROTTLE_BACKOFF).await;
+                    }
+                }
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One request: sent now, its answer recorded. False if it was throttled (or not run).
+async fn send(
+    requests: &mpsc::UnboundedSender<Request>,
+    start: Instant,
+    timeline: &Mutex<Vec<RequestRecord>>,
+) -> bool {
+    let arrived = Instant::now();
+    let (reply, answer) = oneshot::channel();
+    if requests.send(Request { reply }).is_err() {
+        return false;
+    }
+    let Ok(answer) = answer.await else {
+        return false;
+    };
+    let latency_ms = ms_between(arrived, Instant::now());
+    let at_ms = ms_between(start, arrived);
+    let (record, ran) = match answer {
+        Answer::Throttled(reason) => (
+            RequestRecord {
+                at_ms,
+                environment: None,
+                cold: false,
+                outcome: "throttled".into(),
+                error_type: Some(reason.into()),
+                latency_ms: 0.0,
+            },
+            false,
+        ),
+        Answer::Ran {
+            environment,
+            cold,
+            status,
+            error_type,
+        } => (
+            RequestRecord {
+                at_ms,
+                environment: Some(environment),
+                cold,
+                outcome: status,
+                error_type,
+                latency_ms,
+            },
+            true,
+        ),
+        Answer::NotStarted { environment, error } => (
+            RequestRecord {
+                at_ms,
+                environment,
+                cold: true,
+                outcome: "failure".into(),
+                error_type: Some(error),
+                latency_ms,
+            },
+            false,
+        ),
+    };
+    lock(timeline).push(record);
+    ran
+}
