@@ -76,9 +76,10 @@ pub async fn run_fleet(config: FleetConfig) -> Result<FleetReport, SimError> {
         ));
     }
     let pool = Pool::new(config.reserved_concurrency, config.account_concurrency);
-    if config.account_concurrency == 0 || config.reserved_concurrency == Some(0) {
+    // A reserved concurrency of 0 is Lambda's way to throttle a function; an account of 0 is not.
+    if config.account_concurrency == 0 {
         return Err(SimError::InvalidConfig(
-            "a concurrency limit of 0 throttles every request".into(),
+            "an account concurrency of 0 is not a Lambda account".into(),
         ));
     }
     if config.provisioned_concurrency > pool.limit() {

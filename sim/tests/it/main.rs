@@ -12,6 +12,7 @@
 mod support;
 
 mod cli;
+mod fleet;
 mod lifecycle;
 mod modes;
 mod resources;

@@ -232,7 +232,7 @@ fn an_extensions_cpu_to_its_first_next_starts_at_its_exec() {
 }
 
 /// Every `contrail-sim-<pid>-*` group of the cgroup hierarchies, by walking the mounts.
-fn groups_of(pid: u32) -> Vec<PathBuf> {
+pub(crate) fn groups_of(pid: u32) -> Vec<PathBuf> {
     fn walk(dir: &Path, prefix: &str, depth: u32, found: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
