@@ -42,6 +42,7 @@
 //! | what a run measured | [`report`] |
 //! | an OTLP/HTTP backend to export to (and a scripted one for tests) | [`sink`] |
 //! | `contrail-sim tune`: per memory size, durations, the extensions' share and the cost | [`tune`] |
+//! | `contrail-sim scale`: many environments under a load profile, concurrency limits, throttles | [`fleet`], `lifecycle::fleet` |
 //!
 //! To change what a phase does, edit its `lifecycle` file; a platform record, `events`; what an
 //! API answers, its `api` file; how telemetry reaches a subscriber, `telemetry`.

@@ -7,9 +7,11 @@
 //! | INIT (extensions register, the runtime starts, everyone calls `next`) and SnapStart RESTORE | [`init`] |
 //! | INVOKE: `platform.start`, the INVOKE event, the answer, `runtimeDone`, the return to `next`, `platform.report` | [`invoke`] |
 //! | SHUTDOWN: SIGTERM to the runtime, the SHUTDOWN event, SIGKILL at the deadline | [`shutdown`] |
+//! | many environments under load: routing, cold starts, throttles, idle timeout | [`fleet`] |
 //!
 //! This file runs them in order ([`run`]): one environment after the other, a new one after
-//! each reset (a timed-out or failed invocation), until every invocation has run.
+//! each reset (a timed-out or failed invocation), until every invocation has run. [`run_fleet`]
+//! runs many at once.
 
 mod environment;
 mod fleet;
