@@ -1,6 +1,6 @@
 //! Many execution environments of one function under load, as Lambda scales it: a load profile
 //! ([`load`]), the routing of each request to an idle environment, a new one or a throttle
-//! ([`pool`]), reserved, account and provisioned concurrency, idle environments frozen and shut
+//! (`pool`), reserved, account and provisioned concurrency, idle environments frozen and shut
 //! down after an idle timeout, and what each environment and request measured ([`report`]).
 //! The environments themselves are those of [`crate::run`] (`lifecycle::fleet` drives them).
 //!
