@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -136,6 +137,7 @@ pub async fn run_fleet(config: FleetConfig) -> Result<FleetReport, SimError> {
         provisioned,
         counters: Arc::new(Counters::default()),
         workdir: workdir.clone(),
+        tasks: Vec::new(),
         jobs: Vec::new(),
         notes_tx,
         notes_rx,
@@ -233,6 +235,8 @@ struct Fleet<'c> {
     provisioned: Arc<resources::Plan>,
     counters: Arc<Counters>,
     workdir: PathBuf,
+    /// Each environment's task.
+    tasks: Vec<JoinHandle<()>>,
     /// Each environment's job queue (none once it is told to shut down or is gone).
     jobs: Vec<Option<mpsc::UnboundedSender<Job>>>,
     notes_tx: mpsc::UnboundedSender<Note>,
@@ -296,11 +300,17 @@ impl Fleet<'_> {
         for i in self.pool.retire_all() {
             self.tell(i, Job::Shutdown);
         }
+        // Every environment ends with its report; one whose task died (a panic) never sends
+        // it, and is not waited for once every task has ended.
         while self.pieces.len() < self.jobs.len() {
-            let Some(note) = self.notes_rx.recv().await else {
-                break;
-            };
-            self.note(note);
+            tokio::select! {
+                Some(note) = self.notes_rx.recv() => self.note(note),
+                () = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if self.tasks.iter().all(JoinHandle::is_finished) && self.notes_rx.is_empty() {
+                        break;
+                    }
+                }
+            }
         }
         if let Some(e) = failure {
             return Err(e);
@@ -419,13 +429,13 @@ impl Fleet<'_> {
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         self.jobs.push(Some(jobs_tx));
         self.created.push(Instant::now());
-        tokio::spawn(serve_environment(
+        self.tasks.push(tokio::spawn(serve_environment(
             environment,
             server,
             jobs_rx,
             self.notes_tx.clone(),
             first,
-        ));
+        )));
         Ok(())
     }
 }
@@ -608,9 +618,11 @@ async fn send(
     if requests.send(Request { reply }).is_err() {
         return false;
     }
-    let Ok(answer) = answer.await else {
-        return false;
-    };
+    // An answer never given (the environment's task died) is a failed request, not a lost one.
+    let answer = answer.await.unwrap_or(Answer::NotStarted {
+        environment: None,
+        error: "the environment ended without answering".into(),
+    });
     let latency_ms = ms_between(arrived, Instant::now());
     let at_ms = ms_between(start, arrived);
     let (record, ran) = match answer {
