@@ -19,6 +19,9 @@ pub struct RequestRecord {
     pub cold: bool,
     /// `success`, `error`, `timeout`, `failure`, or `throttled`.
     pub outcome: String,
+    /// The Invoke API's status: 429 when throttled (`TooManyRequestsException`), else 200
+    /// (a function error is a 200 with `X-Amz-Function-Error` on Lambda).
+    pub status_code: u16,
     /// The function's `errorType`, the init failure, or the throttle's `Reason`.
     pub error_type: Option<String>,
     /// From arrival to the answer (ms): init (if cold) plus the invocation; 0 when throttled.
@@ -187,6 +190,7 @@ mod tests {
             environment: Some(0),
             cold: false,
             outcome: outcome.into(),
+            status_code: if outcome == "throttled" { 429 } else { 200 },
             error_type: (outcome == "throttled").then(|| "Reason".to_owned()),
             latency_ms,
         }

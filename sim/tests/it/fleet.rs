@@ -80,7 +80,7 @@ fn a_spike_above_the_reserved_concurrency_is_throttled_and_never_reaches_a_runti
             .timeline
             .iter()
             .filter(|r| r.outcome == "throttled")
-            .all(|r| r.environment.is_none() && r.latency_ms == 0.0)
+            .all(|r| r.environment.is_none() && r.latency_ms == 0.0 && r.status_code == 429)
     );
     // Every answered request ran in the environment the report says, as often as it says.
     let ran = ran_by_environment(&report);
