@@ -79,7 +79,18 @@ pub(crate) fn spawn(spec: SpawnSpec<'_>, hub: Arc<Hub>) -> std::io::Result<Child
     if !spec.join.is_empty() {
         join_before_exec(&mut cmd, spec.join);
     }
-    let mut child = cmd.spawn()?;
+    // "Text file busy": the executable was just written, and a process forked meanwhile (by
+    // this emulator or another) still holds it open for writing until its own `exec`.
+    let mut tries = 0;
+    let mut child = loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => break other?,
+        }
+    };
     if let Some(out) = child.stdout.take() {
         tokio::spawn(capture(
             BufReader::new(out),

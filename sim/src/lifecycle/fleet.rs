@@ -447,8 +447,11 @@ async fn sleep_until_some(at: Option<Instant>) {
     }
 }
 
-/// A copy of `plan` whose extensions are copies in `dir/extensions` (as each Lambda
-/// environment extracts its layers).
+/// A copy of `plan` whose extensions are in `dir/extensions` of their own (as each Lambda
+/// environment extracts its layers): hard links where the file system allows, else copies.
+/// A link has no writer: a copy being written while another environment forks would make
+/// that child hold it open for writing until its `exec`, and this environment's `exec` of
+/// the copy fail with "Text file busy".
 fn copy_extensions(plan: &Plan, dir: &Path) -> Result<Plan, SimError> {
     let extensions = dir.join("extensions");
     std::fs::create_dir_all(&extensions).map_err(|e| {
@@ -458,13 +461,16 @@ fn copy_extensions(plan: &Plan, dir: &Path) -> Result<Plan, SimError> {
     copy.extensions = Vec::new();
     for path in &plan.extensions {
         let to = extensions.join(file_name(path));
-        std::fs::copy(path, &to).map_err(|e| {
-            SimError::InvalidConfig(format!(
-                "cannot copy extension {} to {}: {e}",
-                path.display(),
-                to.display()
-            ))
-        })?;
+        let linked = std::fs::hard_link(path, &to);
+        linked
+            .or_else(|_| std::fs::copy(path, &to).map(drop))
+            .map_err(|e| {
+                SimError::InvalidConfig(format!(
+                    "cannot copy extension {} to {}: {e}",
+                    path.display(),
+                    to.display()
+                ))
+            })?;
         copy.extensions.push(to);
     }
     Ok(copy)
