@@ -34,7 +34,7 @@ use crate::lifecycle::drain::Drain;
 use crate::lifecycle::policy::{Action, FlushPolicy, instant_from_epoch_ms};
 use crate::mapping::OwnInit;
 use crate::pipeline::stages::now_unix_nano;
-use crate::pipeline::worker::{Waited, WorkerGone, WorkerHandle};
+use crate::pipeline::worker::{INIT_REPORT, Waited, WorkerGone, WorkerHandle};
 
 /// Consecutive failed `next` calls after which the Lambda API is considered gone.
 pub(crate) const NEXT_ATTEMPTS: u32 = 3;
@@ -397,6 +397,10 @@ impl Lifecycle {
         };
         let mut report = match self.last_request.take() {
             Some(id) if self.platform_telemetry => Some(self.worker.report(&id)?),
+            // No invocation: an init that failed ends with SHUTDOWN, and its initReport (and
+            // the runtime's error) may still be on the way. An init that succeeded was
+            // reported long ago, and this wait ends at once.
+            None if self.platform_telemetry => Some(self.worker.report(INIT_REPORT)?),
             _ => None,
         };
         stream.deliveries.mark_unchanged();

@@ -151,6 +151,10 @@ impl BufferGauge {
     }
 }
 
+/// The id [`WorkerHandle::report`] waits under for the init phase's `platform.initReport`
+/// (request ids are UUIDs).
+pub(crate) const INIT_REPORT: &str = "init";
+
 /// The lifecycle's handle on the worker.
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerHandle {
@@ -223,7 +227,7 @@ impl WorkerHandle {
     }
 
     /// A receiver that completes when `request_id`'s `platform.report` was processed, or Lambda
-    /// reported dropped records.
+    /// reported dropped records. [`INIT_REPORT`] waits for `platform.initReport`.
     pub(crate) fn report(&self, request_id: &str) -> Result<oneshot::Receiver<Waited>, WorkerGone> {
         let (reply, rx) = oneshot::channel();
         self.send(Control::WaitReport {
@@ -413,6 +417,9 @@ impl Tracker {
                 Event::Report(rep) => observed
                     .seen
                     .push((Awaited::Report, rep.request_id.clone())),
+                Event::InitReport(_) => observed
+                    .seen
+                    .push((Awaited::Report, INIT_REPORT.to_owned())),
                 Event::LogsDropped(_) => observed.dropped = true,
                 _ => {}
             }

@@ -114,6 +114,32 @@ async fn answers_runtime_done_waits_before_and_after_the_record() {
     task.await.unwrap();
 }
 
+/// The init phase's `platform.initReport` is waited for under [`INIT_REPORT`]: before and
+/// after it comes.
+#[tokio::test(start_paused = true)]
+async fn answers_the_wait_for_the_init_report() {
+    let (handle, control) = channel(HIGH_WATER);
+    let (intake_tx, intake_rx) = intake_queue(8, Arc::new(Stats::default()));
+    let task = tokio::spawn(run(Recorder::default(), control, intake_rx));
+    let mut waiting = handle.report(INIT_REPORT).unwrap();
+    // A runtimeDone or an invocation's report does not answer it.
+    intake_tx.offer(Intake::Telemetry(report("r-1")));
+    handle.runtime_done("r-1").unwrap();
+    tokio::task::yield_now().await;
+    assert!(waiting.try_recv().is_err());
+    let body = br#"[{"time":"2024-01-01T00:00:00.000Z","type":"platform.initReport","record":{"initializationType":"on-demand","phase":"init","status":"error","errorType":"Runtime.ExitError","metrics":{"durationMs":12.5}}}]"#;
+    let batch = decode_batch(body, 0);
+    assert_eq!(batch.records.len(), 1, "fixture must decode");
+    intake_tx.offer(Intake::Telemetry(batch.records));
+    assert_eq!(waiting.await.unwrap(), Waited::Seen);
+    assert_eq!(
+        handle.report(INIT_REPORT).unwrap().await.unwrap(),
+        Waited::Seen
+    );
+    drop(handle);
+    task.await.unwrap();
+}
+
 /// Lambda says when it dropped records, and a runtimeDone waited for may be among them: a
 /// `platform.logsDropped` answers the waits pending when it is processed.
 #[tokio::test(start_paused = true)]
