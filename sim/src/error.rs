@@ -105,3 +105,19 @@ pub enum SimError {
         error_type: String,
     },
 }
+
+impl SimError {
+    /// The `errorType` Lambda reports for an init that failed this way (`None` for errors
+    /// that are the emulator's or the configuration's, not the function's).
+    pub fn init_error_type(&self) -> Option<&str> {
+        match self {
+            SimError::ExtensionInitError { error_type, .. }
+            | SimError::RuntimeInitError { error_type } => Some(error_type),
+            SimError::ExtensionCrashedDuringInit { .. } => Some("Extension.Crash"),
+            SimError::RuntimeExitedDuringInit { .. } => Some("Runtime.ExitError"),
+            SimError::InitTimeout { .. } => Some("Sandbox.Timedout"),
+            SimError::RestoreError { error_type } => Some(error_type),
+            _ => None,
+        }
+    }
+}

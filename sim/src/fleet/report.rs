@@ -22,7 +22,8 @@ pub struct RequestRecord {
     /// The Invoke API's status: 429 when throttled (`TooManyRequestsException`), else 200
     /// (a function error is a 200 with `X-Amz-Function-Error` on Lambda).
     pub status_code: u16,
-    /// The function's `errorType`, the init failure, or the throttle's `Reason`.
+    /// The function's `errorType` (of its invocation, or of its environment's failed init:
+    /// `Runtime.ExitError`, the runtime's own type), or the throttle's `Reason`.
     pub error_type: Option<String>,
     /// From arrival to the answer (ms): init (if cold) plus the invocation; 0 when throttled.
     pub latency_ms: f64,
@@ -55,6 +56,8 @@ pub struct EnvironmentReport {
     pub shutdown_reason: String,
     /// It was initialized and never invoked.
     pub never_invoked: bool,
+    /// Why it could not start or failed its init, if it did.
+    pub error: Option<String>,
 }
 
 /// Everything a fleet run measured.
@@ -149,7 +152,7 @@ impl FleetReport {
         for e in &self.environments {
             let _ = writeln!(
                 s,
-                "{:>4}  {:<24}  {:>9}  {:>7}  {:>7.1} ms  {:>8.1} ms  {:>5.1}%  {}{}",
+                "{:>4}  {:<24}  {:>9}  {:>7}  {:>7.1} ms  {:>8.1} ms  {:>5.1}%  {}{}{}",
                 e.index,
                 e.initialization_type,
                 e.init_ms.map_or("-".to_owned(), |m| format!("{m:.1} ms")),
@@ -162,7 +165,10 @@ impl FleetReport {
                     " (never invoked)"
                 } else {
                     ""
-                }
+                },
+                e.error
+                    .as_ref()
+                    .map_or(String::new(), |why| format!(": {why}"))
             );
         }
         s

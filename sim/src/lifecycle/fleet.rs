@@ -45,6 +45,7 @@ enum Answer {
     /// Its new environment could not start.
     NotStarted {
         environment: Option<u32>,
+        /// The init's `errorType` if it failed as Lambda reports it, else why it did not start.
         error: String,
     },
 }
@@ -152,11 +153,19 @@ pub async fn run_fleet(config: FleetConfig) -> Result<FleetReport, SimError> {
     let _ = std::fs::remove_dir_all(&workdir);
     let (timeline, mut pieces, cold_starts) = result?;
     pieces.sort_by_key(|(_, e)| e.index);
+    let mut resources = fleet_resources(&pieces, fleet.on_demand.report());
+    if config.provisioned_concurrency > 0 {
+        resources.summary = format!(
+            "{}; provisioned environments: {}",
+            resources.summary,
+            fleet.provisioned.report().summary
+        );
+    }
     let mut run = RunReport {
         function_name: function.function_name.clone(),
         initialization_type: InitType::OnDemand.as_str().to_owned(),
         memory_size_mb: function.memory_mb,
-        resources: fleet_resources(&pieces),
+        resources,
         environments: pieces.len() as u32,
         ..RunReport::default()
     };
@@ -210,15 +219,16 @@ fn too_many(needed: u32, most: u32, memory_mb: u32) -> SimError {
     ))
 }
 
-/// The resources of the first environment's report, with every environment's CPU
+/// What the on-demand environments were given (`plan`), with every environment's CPU
 /// throttling and OOM kills summed.
-fn fleet_resources(pieces: &[(RunReport, EnvironmentReport)]) -> crate::report::ResourceReport {
-    let mut total = pieces
-        .first()
-        .map(|(p, _)| p.resources.clone())
-        .unwrap_or_default();
-    for (p, _) in pieces.iter().skip(1) {
-        if let (Some(t), Some(sum)) = (&p.resources.throttling, &mut total.throttling) {
+fn fleet_resources(
+    pieces: &[(RunReport, EnvironmentReport)],
+    plan: crate::report::ResourceReport,
+) -> crate::report::ResourceReport {
+    let mut total = plan;
+    for (p, _) in pieces {
+        if let Some(t) = &p.resources.throttling {
+            let sum = total.throttling.get_or_insert_with(Default::default);
             sum.periods += t.periods;
             sum.throttled_periods += t.throttled_periods;
             sum.throttled_ms += t.throttled_ms;
@@ -504,11 +514,12 @@ async fn serve_environment(
     match init {
         Err(e) => {
             measured.shutdown_reason = "failure".into();
+            measured.error = Some(e.to_string());
             let _ = notes.send(Note::Reset(index));
             if let Some(request) = first {
                 let _ = request.reply.send(Answer::NotStarted {
                     environment: Some(environment.index),
-                    error: e.to_string(),
+                    error: e.init_error_type().map_or_else(|| e.to_string(), str::to_owned),
                 });
             }
         }
