@@ -55,6 +55,11 @@ bin="$out/SampleRustFunction/bootstrap"
 [ -x "$bin" ] || fail "$bin is missing or not executable"
 [ "$(machine "$bin")" = AArch64 ] || fail "$bin is a $(machine "$bin"), want AArch64"
 [ -f "$out/SamplePythonFunction/app.py" ] || fail "the Python sample has no app.py"
+# Every module of the sample that app.py imports is shipped beside it.
+for module in $(sed -n -E 's/^(from|import) ([a-z_]+).*/\2/p' sample-functions/python/app.py | sort -u); do
+  [ -f "sample-functions/python/$module.py" ] || continue
+  [ -f "$out/SamplePythonFunction/$module.py" ] || fail "the Python sample has no $module.py (app.py imports it)"
+done
 [ -d "$out/SamplePythonFunction/opentelemetry/propagators/aws" ] || fail "the Python sample lacks its dependencies"
 [ -f "$out/SampleNodeFunction/index.js" ] || fail "the Node sample has no index.js"
 [ -f "$out/SampleNodeFunction/resources.js" ] || fail "the Node sample has no resources.js (index.js requires it)"
