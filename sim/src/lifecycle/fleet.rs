@@ -519,7 +519,9 @@ async fn serve_environment(
             if let Some(request) = first {
                 let _ = request.reply.send(Answer::NotStarted {
                     environment: Some(environment.index),
-                    error: e.init_error_type().map_or_else(|| e.to_string(), str::to_owned),
+                    error: e
+                        .init_error_type()
+                        .map_or_else(|| e.to_string(), str::to_owned),
                 });
             }
         }
