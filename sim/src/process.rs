@@ -219,12 +219,14 @@ pub(crate) fn read_stats(pid: u32) -> Option<ProcStats> {
     })
 }
 
-/// Sum of the resident memory of every process in these process groups (kB).
-pub(crate) fn groups_rss_kb(pgids: &[u32]) -> u64 {
+/// The resident memory (kB) of every process group on this machine, from one walk of
+/// `/proc` (each process's `stat`: its group and its resident pages).
+fn rss_by_group() -> HashMap<u32, u64> {
+    let page_kb = page_kb();
+    let mut by_group = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return by_group;
     };
-    let mut total = 0;
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -233,16 +235,58 @@ pub(crate) fn groups_rss_kb(pgids: &[u32]) -> u64 {
         else {
             continue;
         };
-        let Some((pgrp, _)) = stat_fields(pid) else {
+        let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if !pgids.contains(&pgrp) {
+        // Fields start after the command name's last ')': pgrp is field 5, rss field 24.
+        let Some(rest) = s.rfind(')').map(|i| &s[i + 1..]) else {
             continue;
-        }
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            total += status_kb(&status, "VmRSS").unwrap_or(0);
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if let (Some(Ok(pgrp)), Some(Ok(pages))) = (
+            f.get(2).map(|v| v.parse::<u32>()),
+            f.get(21).map(|v| v.parse::<u64>()),
+        ) {
+            *by_group.entry(pgrp).or_insert(0) += pages * page_kb;
         }
     }
+    by_group
+}
+
+/// The page size in kB (4 where it cannot be read).
+fn page_kb() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|b| u64::try_from(b).ok())
+        .map_or(4, |b| (b / 1024).max(1))
+}
+
+/// A walk of `/proc` shared by every environment's background sampler: with many
+/// environments, one walk per [`SHARED_WALK_AGE`] instead of one per environment.
+static SHARED_WALK: std::sync::Mutex<Option<(std::time::Instant, HashMap<u32, u64>)>> =
+    std::sync::Mutex::new(None);
+
+/// How old a shared walk may be for a background sample (half the sampling period).
+const SHARED_WALK_AGE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Sum of the resident memory of every process in these process groups (kB), from a walk of
+/// `/proc` made now, or for a background sample (`shared`) one at most [`SHARED_WALK_AGE`] old.
+pub(crate) fn groups_rss_kb(pgids: &[u32], shared: bool) -> u64 {
+    let sum = |by_group: &HashMap<u32, u64>| pgids.iter().filter_map(|g| by_group.get(g)).sum();
+    let mut walk = match SHARED_WALK.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    let now = std::time::Instant::now();
+    if let (true, Some((at, by_group))) = (shared, walk.as_ref()) {
+        if now.duration_since(*at) < SHARED_WALK_AGE {
+            return sum(by_group);
+        }
+    }
+    let by_group = rss_by_group();
+    let total = sum(&by_group);
+    *walk = Some((now, by_group));
     total
 }
 
@@ -257,13 +301,15 @@ pub(crate) struct Measurements {
 
 impl Measurements {
     /// One reading of `pids` (each a group leader).
-    pub(crate) fn read(pids: &[u32]) -> Measurements {
+    /// Reads `pids` (each a group leader) and their groups now; `shared`: the groups from a
+    /// walk of `/proc` shared with other environments' background samples.
+    pub(crate) fn read(pids: &[u32], shared: bool) -> Measurements {
         Measurements {
             per_pid: pids
                 .iter()
                 .filter_map(|&pid| read_stats(pid).map(|s| (pid, s)))
                 .collect(),
-            peak_env_rss_kb: groups_rss_kb(pids),
+            peak_env_rss_kb: groups_rss_kb(pids, shared),
         }
     }
 
@@ -280,13 +326,24 @@ impl Measurements {
 
     /// Takes one sample of `pids` (each a group leader).
     pub(crate) fn sample(&mut self, pids: &[u32]) {
-        self.merge(Measurements::read(pids));
+        self.merge(Measurements::read(pids, false));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_groups_resident_memory_counts_this_process() {
+        let own = nix::unistd::getpgrp().as_raw() as u32;
+        let rss = read_stats(std::process::id()).unwrap().rss_kb;
+        let fresh = groups_rss_kb(&[own], false);
+        assert!(fresh >= rss / 2, "{fresh} kB against {rss} kB");
+        // A shared reading right after is the same walk.
+        assert_eq!(groups_rss_kb(&[own], true), fresh);
+        assert_eq!(groups_rss_kb(&[], false), 0);
+    }
 
     #[test]
     fn reads_own_stats() {

@@ -388,7 +388,7 @@ fn spawn_sampler(
                 let groups = lock(&process_groups).clone();
                 // Reading /proc blocks: off the runtime's threads, without holding the lock.
                 if let Ok(reading) =
-                    tokio::task::spawn_blocking(move || Measurements::read(&groups)).await
+                    tokio::task::spawn_blocking(move || Measurements::read(&groups, true)).await
                 {
                     lock(&measurements).merge(reading);
                 }
