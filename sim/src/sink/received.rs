@@ -1,11 +1,12 @@
 //! What the sink received: decoded requests, counters, the log of export attempts.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -75,12 +76,47 @@ pub struct Attempt {
     pub status: u16,
     /// Spans, data points or log records in the request, if it could be decoded.
     pub items: Option<usize>,
+    /// The client's address: its port names the connection, and so the process, that sent
+    /// the request, also when the body says nothing of its sender (an export with no data).
+    pub peer: Option<SocketAddr>,
+    /// The `faas.instance` resource attribute of the request's first resource that has one,
+    /// if the request could be decoded: the execution environment that sent it.
+    pub instance: Option<String>,
 }
 
 impl Attempt {
     pub(crate) fn is_success(&self) -> bool {
         self.status == 200
     }
+}
+
+/// The `faas.instance` of the first resource of `body` that has one (a string).
+pub(super) fn instance_of(body: &Body) -> Option<String> {
+    let resources: Vec<&Resource> = match body {
+        Body::Traces(r) => r
+            .resource_spans
+            .iter()
+            .filter_map(|x| x.resource.as_ref())
+            .collect(),
+        Body::Metrics(r) => r
+            .resource_metrics
+            .iter()
+            .filter_map(|x| x.resource.as_ref())
+            .collect(),
+        Body::Logs(r) => r
+            .resource_logs
+            .iter()
+            .filter_map(|x| x.resource.as_ref())
+            .collect(),
+    };
+    resources
+        .into_iter()
+        .flat_map(|r| &r.attributes)
+        .filter(|kv| kv.key == "faas.instance")
+        .find_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
 }
 
 /// A span with the resource and scope it arrived with.
@@ -330,5 +366,60 @@ impl Received {
         } else {
             self.counters.attempts_not_kept += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+
+    use super::*;
+
+    fn resource(attributes: &[(&str, any_value::Value)]) -> Option<Resource> {
+        Some(Resource {
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| KeyValue {
+                    key: (*k).to_owned(),
+                    value: Some(AnyValue {
+                        value: Some(v.clone()),
+                    }),
+                    ..KeyValue::default()
+                })
+                .collect(),
+            ..Resource::default()
+        })
+    }
+
+    #[test]
+    fn the_instance_is_the_first_resource_s_faas_instance_string() {
+        let logs = |resources: Vec<Option<Resource>>| {
+            Body::Logs(ExportLogsServiceRequest {
+                resource_logs: resources
+                    .into_iter()
+                    .map(|resource| ResourceLogs {
+                        resource,
+                        ..ResourceLogs::default()
+                    })
+                    .collect(),
+            })
+        };
+        let text = |s: &str| any_value::Value::StringValue(s.to_owned());
+        assert_eq!(
+            instance_of(&logs(vec![
+                None,
+                resource(&[("faas.instance", any_value::Value::IntValue(7))]),
+                resource(&[("service.name", text("f")), ("faas.instance", text("a1"))]),
+                resource(&[("faas.instance", text("b2"))]),
+            ])),
+            Some("a1".to_owned())
+        );
+        // An export without data (a probe) names no sender.
+        assert_eq!(instance_of(&logs(Vec::new())), None);
+        assert_eq!(
+            instance_of(&Body::Traces(ExportTraceServiceRequest::default())),
+            None
+        );
     }
 }

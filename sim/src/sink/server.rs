@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::decode::{Body, DecodeError, Encoding, Format, decode_request};
-use super::received::{Attempt, Received};
+use super::received::{Attempt, Received, instance_of};
 use super::response::{plain, rpc_status, success};
 use super::{Behaviour, MAX_BODY_BYTES, Signal};
 
@@ -144,7 +144,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
     let mut behaviour_rx = shared.behaviour.subscribe();
     let mut shutdown_rx = shared.shutdown.subscribe();
     let service_shared = Arc::clone(&shared);
-    let service = service_fn(move |req| handle(Arc::clone(&service_shared), req));
+    let peer = stream.peer_addr().ok();
+    let service = service_fn(move |req| handle(Arc::clone(&service_shared), peer, req));
     let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     // Dropping the connection future closes the socket.
     tokio::select! {
@@ -163,7 +164,11 @@ fn now_unix_nano() -> u64 {
 
 pub(super) type HttpResponse = Response<Full<Bytes>>;
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpResponse, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, Infallible> {
     let Some(signal) = Signal::from_path(req.uri().path()) else {
         let message = format!(
             "no such path {:?}: OTLP/HTTP paths are /v1/traces, /v1/metrics and /v1/logs",
@@ -171,6 +176,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         );
         return Ok(bad_request(
             &shared,
+            peer,
             None,
             StatusCode::NOT_FOUND,
             None,
@@ -181,6 +187,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         let message = format!("method {} not allowed: use POST", req.method());
         let mut response = bad_request(
             &shared,
+            peer,
             Some(signal),
             StatusCode::METHOD_NOT_ALLOWED,
             None,
@@ -197,6 +204,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                 "missing Content-Type: expected application/x-protobuf or application/json";
             return Ok(bad_request(
                 &shared,
+                peer,
                 Some(signal),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
@@ -220,6 +228,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         (Err(e), _) | (Ok(_), Err(e)) => {
             return Ok(bad_request(
                 &shared,
+                peer,
                 Some(signal),
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 None,
@@ -243,6 +252,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
             };
             return Ok(bad_request(
                 &shared,
+                peer,
                 Some(signal),
                 status,
                 Some(format),
@@ -268,6 +278,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
         Behaviour::Status { code, retry_after } => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let items = decoded.as_ref().ok().map(Body::item_count);
+            let instance = decoded.as_ref().ok().and_then(instance_of);
             shared.update(|r| {
                 r.counters.rejected += 1;
                 r.record_attempt(Attempt {
@@ -275,6 +286,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                     signal: Some(signal),
                     status: status.as_u16(),
                     items,
+                    peer,
+                    instance,
                 });
             });
             let mut response = rpc_status(status, format, format!("scripted answer {code}"));
@@ -294,6 +307,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                 };
                 Ok(bad_request(
                     &shared,
+                    peer,
                     Some(signal),
                     status,
                     Some(format),
@@ -304,6 +318,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                 let received = now_unix_nano();
                 shared.write_jsonl(&body, received);
                 let items = body.item_count();
+                let instance = instance_of(&body);
                 shared.update(|r| {
                     r.store(body, bytes.len(), shared.max_stored_bytes);
                     r.record_attempt(Attempt {
@@ -311,6 +326,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<HttpRespo
                         signal: Some(signal),
                         status: 200,
                         items: Some(items),
+                        peer,
+                        instance,
                     });
                 });
                 Ok(success(format))
@@ -377,6 +394,7 @@ async fn settle_behaviour(shared: &Shared) -> Behaviour {
 
 fn bad_request(
     shared: &Shared,
+    peer: Option<SocketAddr>,
     signal: Option<Signal>,
     status: StatusCode,
     format: Option<Format>,
@@ -389,6 +407,8 @@ fn bad_request(
             signal,
             status: status.as_u16(),
             items: None,
+            peer,
+            instance: None,
         });
     });
     match format {
