@@ -343,3 +343,144 @@ pub fn python_sample() -> (PathBuf, Vec<String>) {
     let dir = sample_dir("python");
     (dir, awslambdaric_command())
 }
+
+/// A throwaway PostgreSQL cluster (Debian's `postgresql`: `initdb`, `pg_ctl`, `psql`) on a free
+/// loopback port with `max_connections` as given, trust authentication and the superuser
+/// `postgres`, stopped on drop. PostgreSQL refuses to run as root: then it runs as the
+/// `postgres` user the package creates, in a folder it owns.
+pub struct Postgres {
+    bin: PathBuf,
+    data: tempfile::TempDir,
+    /// The port it listens on, on 127.0.0.1 (5432 may be taken on a shared machine).
+    pub port: u16,
+    user: Option<String>,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").is_file())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!("Debian's postgresql is not installed (/usr/lib/postgresql/*/bin/initdb): run scripts/install-test-deps.sh")
+    })
+}
+
+fn as_user(user: &Option<String>, program: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = match user {
+        Some(u) => {
+            let mut c = std::process::Command::new("runuser");
+            c.arg("-u").arg(u).arg("--").arg(program);
+            c
+        }
+        None => std::process::Command::new(program),
+    };
+    c.args(args);
+    c
+}
+
+impl Postgres {
+    /// A new cluster accepting `max_connections` connections (superusers' reserved slots
+    /// included: `superuser_reserved_connections`, 3 by default, are kept for them).
+    pub fn start(max_connections: u32) -> Postgres {
+        let bin = pg_bin();
+        let data = tempfile::tempdir().unwrap();
+        let root = std::env::var("USER").as_deref() == Ok("root")
+            || std::process::Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout == b"0\n");
+        let user = root.then(|| "postgres".to_owned());
+        if root {
+            let ok = std::process::Command::new("chown")
+                .arg("postgres")
+                .arg(data.path())
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown postgres");
+        }
+        let dir = data.path().join("db");
+        let dir_s = dir.display().to_string();
+        let ok = as_user(
+            &user,
+            &bin.join("initdb"),
+            &["-D", &dir_s, "-A", "trust", "-U", "postgres"],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            ok.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        let port = free_loopback_port();
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c max_connections={max_connections} -k {}",
+            data.path().display()
+        );
+        let log = data.path().join("log").display().to_string();
+        let ok = as_user(
+            &user,
+            &bin.join("pg_ctl"),
+            &["-D", &dir_s, "-o", &opts, "-l", &log, "-w", "start"],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            ok.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        Postgres {
+            bin,
+            data,
+            port,
+            user,
+        }
+    }
+
+    /// The `psql` command that runs `sql` as the superuser and prints the result unaligned,
+    /// without headers.
+    pub fn sql_command(&self, sql: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(self.bin.join("psql"));
+        let port = self.port.to_string();
+        c.args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-p", &port])
+            .args(["-U", "postgres", "-d", "postgres", "-c", sql]);
+        c
+    }
+
+    /// Runs `sql` as the superuser; returns what it printed, trimmed.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = self.sql_command(sql).output().expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql -c {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A libpq connection string for `user` on the database `postgres`.
+    pub fn dsn(&self, user: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname=postgres",
+            self.port
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let dir = self.data.path().join("db").display().to_string();
+        let _ = as_user(
+            &self.user,
+            &self.bin.join("pg_ctl"),
+            &["-D", &dir, "-m", "immediate", "stop"],
+        )
+        .output();
+    }
+}

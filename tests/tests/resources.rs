@@ -1,22 +1,21 @@
 //! What Contrail reads from `/proc` of the function's processes, end to end: the Python sample
 //! (and the Node one for CPU and memory) under the emulator with the release `contrail` binary,
 //! its payload asking for a known amount of CPU, memory at a known moment, and PostgreSQL
-//! connections (a throwaway cluster started
-//! here with `initdb`/`pg_ctl`, reached through psycopg); the invocation spans that arrive
-//! through rotel say what the function did, within the tolerances stated at each check.
+//! connections (a throwaway cluster, [`Postgres`], reached through psycopg); the invocation
+//! spans that arrive through rotel say what the function did, within the tolerances stated at
+//! each check.
 //!
 //! Needs `scripts/install-test-deps.sh` (the venv with awslambdaric and psycopg, Debian's
 //! `postgresql`, rotel) and the release build of `contrail`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use contrail_e2e::{
-    Backend, attr, attr_int, attr_str, extensions_dir, free_loopback_port, invocation_spans,
-    node_sample, python_sample,
+    Backend, Postgres, attr, attr_int, attr_str, extensions_dir, free_loopback_port,
+    invocation_spans, node_sample, python_sample,
 };
 use contrail_sim::{RunConfig, RunReport};
 use opentelemetry_proto::tonic::common::v1::any_value;
@@ -300,116 +299,6 @@ async fn an_idle_environment_is_not_sampled() {
     assert!(total <= 3, "samples: {total}");
 }
 
-/// A throwaway PostgreSQL cluster on a free port, stopped on drop.
-struct Postgres {
-    bin: PathBuf,
-    data: tempfile::TempDir,
-    port: u16,
-    user: Option<String>,
-}
-
-fn pg_bin() -> PathBuf {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("initdb").is_file())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!("Debian's postgresql is not installed (/usr/lib/postgresql/*/bin/initdb): run scripts/install-test-deps.sh")
-    })
-}
-
-fn as_user(user: &Option<String>, program: &Path, args: &[&str]) -> Command {
-    match user {
-        Some(u) => {
-            let mut c = Command::new("runuser");
-            c.arg("-u").arg(u).arg("--").arg(program).args(args);
-            c
-        }
-        None => {
-            let mut c = Command::new(program);
-            c.args(args);
-            c
-        }
-    }
-}
-
-impl Postgres {
-    fn start() -> Postgres {
-        let bin = pg_bin();
-        let data = tempfile::tempdir().unwrap();
-        // PostgreSQL refuses to run as root: then it runs as the `postgres` user the package
-        // creates, in a folder it owns.
-        let root = std::env::var("USER").as_deref() == Ok("root")
-            || Command::new("id")
-                .arg("-u")
-                .output()
-                .is_ok_and(|o| o.stdout == b"0\n");
-        let user = root.then(|| "postgres".to_owned());
-        if root {
-            let ok = Command::new("chown")
-                .arg("postgres")
-                .arg(data.path())
-                .status()
-                .unwrap();
-            assert!(ok.success(), "chown postgres");
-        }
-        let dir = data.path().join("db");
-        let dir_s = dir.display().to_string();
-        let ok = as_user(
-            &user,
-            &bin.join("initdb"),
-            &["-D", &dir_s, "-A", "trust", "-U", "postgres"],
-        )
-        .output()
-        .unwrap();
-        assert!(
-            ok.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        let port = free_loopback_port();
-        let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -c max_connections=10 -k {}",
-            data.path().display()
-        );
-        let log = data.path().join("log").display().to_string();
-        let ok = as_user(
-            &user,
-            &bin.join("pg_ctl"),
-            &["-D", &dir_s, "-o", &opts, "-l", &log, "-w", "start"],
-        )
-        .output()
-        .unwrap();
-        assert!(
-            ok.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&ok.stderr)
-        );
-        Postgres {
-            bin,
-            data,
-            port,
-            user,
-        }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let dir = self.data.path().join("db").display().to_string();
-        let _ = as_user(
-            &self.user,
-            &self.bin.join("pg_ctl"),
-            &["-D", &dir, "-m", "immediate", "stop"],
-        )
-        .output();
-    }
-}
-
 fn connection_events(span: &Span) -> Vec<(i64, i64, i64)> {
     span.events
         .iter()
@@ -429,12 +318,9 @@ fn connection_events(span: &Span) -> Vec<(i64, i64, i64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/install-test-deps.sh"]
 async fn postgres_connections_are_counted_by_port() {
-    let pg = Postgres::start();
+    let pg = Postgres::start(10);
     let backend = Backend::start().await;
-    let dsn = format!(
-        "host=127.0.0.1 port={} user=postgres dbname=postgres",
-        pg.port
-    );
+    let dsn = pg.dsn("postgres");
     // Each invocation opens 3 more and keeps them all: 3 after the first, 6 after the second.
     // The server listens on a free port (5432 may be taken on a shared machine).
     let payload = format!(r#"{{"pg_dsn": "{dsn}", "pg_connections": 3}}"#);
