@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from order import handle_order
-from resources import use_resources
+from resources import connect_at_init, use_resources
 
 # Where Contrail's receiver listens: the same variable Contrail reads, so both agree. The
 # exporters name it explicitly because OTEL_EXPORTER_OTLP_ENDPOINT, when set (as the emulator's
@@ -48,12 +48,16 @@ orders = meter_provider.get_meter("contrail-sample-python").create_counter(
 )
 propagator = AwsXRayLambdaPropagator()
 
+# One PostgreSQL connection per environment, opened at init when SAMPLE_PG_DSN is set, and used
+# by every invocation (resources.py): a refused connection fails the init.
+database = connect_at_init()
+
 
 def handler(event, context):
     # The X-Ray header of this invocation (awslambdaric sets _X_AMZN_TRACE_ID per invocation).
     token = otel_context.attach(propagator.extract({}))
     try:
-        done = use_resources(event, context.aws_request_id)
+        done = use_resources(event, context.aws_request_id, database)
         result = handle_order(tracer, orders, event, context.aws_request_id)
         return {**result, **done} if done else result
     finally:

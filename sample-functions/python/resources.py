@@ -11,6 +11,13 @@ Each key is optional; the handler runs them in this order before the order itsel
 - ``pg_dsn`` with ``pg_connections``: open that many PostgreSQL connections with psycopg, run
   ``SELECT 1`` on each, and keep them open (module-level) until an invocation asks for
   ``pg_close``.
+
+Apart from the payload, ``SAMPLE_PG_DSN`` names a PostgreSQL database the function connects to
+at init, as most functions do: ``connect_at_init`` opens one connection per environment when
+``app.py`` is imported, and every invocation runs ``SELECT 1`` on it. When the server refuses
+the connection (``too many clients already``), the import raises ``psycopg.OperationalError``:
+the runtime client reports it through ``init/error`` with that ``errorType`` and exits, so the
+environment's init fails, as it would on Lambda.
 """
 
 import glob
@@ -64,11 +71,26 @@ def _postgres(dsn, count):
         _connections.append(conn)
 
 
-def use_resources(event, request_id):
-    """Do what the payload asks; returns what was done, for the response."""
-    if not isinstance(event, dict):
-        return {}
+def connect_at_init():
+    """The connection ``SAMPLE_PG_DSN`` names, opened now (at import), or None when unset."""
+    dsn = os.environ.get("SAMPLE_PG_DSN", "").strip()
+    if not dsn:
+        return None
+    import psycopg
+
+    # Raises psycopg.OperationalError when the server refuses: the init fails with it.
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def use_resources(event, request_id, database=None):
+    """Do what the payload asks, and ``SELECT 1`` on ``database`` (the connection opened at
+    init) if there is one; returns what was done, for the response."""
     done = {}
+    if database is not None:
+        database.execute("SELECT 1").fetchone()
+        done["pg_init_connection"] = True
+    if not isinstance(event, dict):
+        return done
     if event.get("pg_close"):
         for conn in _connections:
             conn.close()
