@@ -14,7 +14,8 @@
 # | layer   | both layer zips built (layer/build.sh) and checked (layer/check.sh)  | install        |
 # | sam     | scripts/check-sam.sh: the template's names, cfn-lint, sam validate   | install        |
 # |         | and sam build                                                        |                |
-# | demo    | scripts/demo.sh, two invocations, and a look at what it printed      | cargo          |
+# | demo    | scripts/demo.sh (two invocations), scripts/scenario-connections.sh   | install        |
+# |         | --quick (on demand), and a look at what they printed                 |                |
 # | e2e     | every test of the workspace, the ignored ones included, against the  | install        |
 # |         | shipped x86_64 binary; fails if any test is still left ignored       |                |
 # | fuzz    | the seed corpora through the fuzz targets' entry points (cargo test, | cargo; nightly |
@@ -77,6 +78,11 @@ stage_demo() {
     "aws.lambda.init.contrail" "aws.lambda.init.runtime" "aws.lambda.invocation.cost" "aws.lambda.init.cost" \
     "aws.lambda.environment.utilization" "aws.lambda.environment.idle_gap"; do
     grep -q -- "$want" target/demo-output.txt || { echo "demo output lacks '$want'" >&2; return 1; }
+  done
+  # The README's worked example of scale, at the end-to-end test's size, on demand only.
+  scripts/scenario-connections.sh --quick --only on-demand | tee target/scenario-output.txt
+  for want in "== contrail-sim scale" "OperationalError" "sum: aws.lambda.connections{server.port=5432}"; do
+    grep -qF -- "$want" target/scenario-output.txt || { echo "scenario output lacks '$want'" >&2; return 1; }
   done
 }
 
