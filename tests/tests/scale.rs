@@ -146,16 +146,7 @@ fn fleet(function: &Path, extensions: &Path, sink: &SinkHandle) -> FleetConfig {
         reserved_concurrency: Some(ENVIRONMENTS),
         // Each environment's Contrail receivers on ports of its own, as `contrail-sim scale`
         // gives them: on Lambda each environment has its own loopback.
-        environment_env: vec![
-            (
-                "CONTRAIL_RECEIVER_ENDPOINT".into(),
-                "127.0.0.1:{port}".into(),
-            ),
-            (
-                "CONTRAIL_RECEIVER_GRPC_ENDPOINT".into(),
-                "127.0.0.1:{port1}".into(),
-            ),
-        ],
+        environment_env: contrail_sim::fleet::contrail_receiver_ports(),
         ..FleetConfig::default()
     }
 }

@@ -451,16 +451,7 @@ async fn run(
         reserved_concurrency: reserved,
         provisioned_concurrency: provisioned,
         // Every environment's own receivers, where the sample's SDK exports.
-        environment_env: vec![
-            (
-                "CONTRAIL_RECEIVER_ENDPOINT".into(),
-                "127.0.0.1:{port}".into(),
-            ),
-            (
-                "CONTRAIL_RECEIVER_GRPC_ENDPOINT".into(),
-                "127.0.0.1:{port1}".into(),
-            ),
-        ],
+        environment_env: contrail_sim::fleet::contrail_receiver_ports(),
         ..FleetConfig::default()
     };
     // The database's own count of the role's connections, a few times a second.

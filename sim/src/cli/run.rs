@@ -1,9 +1,9 @@
 //! `contrail-sim run`: one function for some invocations, then what the sink received and
 //! what the run measured.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use contrail_sim::sink::{self, SinkConfig};
+use contrail_sim::sink::{self, SinkConfig, SinkHandle};
 
 use super::env::EnvArgs;
 
@@ -34,40 +34,68 @@ pub(crate) fn endpoint_set(env: &[(String, String)]) -> bool {
         || env.iter().any(|(k, _)| k == "OTEL_EXPORTER_OTLP_ENDPOINT")
 }
 
-pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let mut config = args.env.config(args.memory_mb, args.invocations)?;
-    let sink = if args.no_sink || endpoint_set(&config.env) {
-        None
-    } else {
-        let handle = sink::start(SinkConfig {
-            jsonl_path: args.otlp_jsonl.clone(),
-            ..SinkConfig::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the OTLP sink: {e}"))?;
-        config
-            .env
-            .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), handle.endpoint()));
-        Some(handle)
-    };
-    // Ctrl-C or SIGTERM ends the run: dropping it kills the children and removes the cgroups.
+/// The embedded sink, started and named in `env` as the exporters' endpoint, unless
+/// `no_sink` or the function's exporter is pointed somewhere already.
+pub(crate) async fn start_sink(
+    no_sink: bool,
+    jsonl: Option<PathBuf>,
+    env: &mut Vec<(String, String)>,
+) -> anyhow::Result<Option<SinkHandle>> {
+    if no_sink || endpoint_set(env) {
+        return Ok(None);
+    }
+    let handle = sink::start(SinkConfig {
+        jsonl_path: jsonl,
+        ..SinkConfig::default()
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot start the OTLP sink: {e}"))?;
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), handle.endpoint()));
+    Ok(Some(handle))
+}
+
+/// Runs `job` until it ends or Ctrl-C or SIGTERM (dropping it kills the children and removes
+/// the cgroups); then prints what the sink received (`render`) and shuts it down, prints the
+/// report and writes it as JSON to `json`.
+pub(crate) async fn finish<R, E>(
+    job: impl Future<Output = Result<R, E>>,
+    sink: Option<SinkHandle>,
+    render: impl Fn(&SinkHandle) -> String,
+    text: impl Fn(&R) -> String,
+    json: Option<&Path>,
+) -> anyhow::Result<()>
+where
+    R: serde::Serialize,
+    anyhow::Error: From<E>,
+{
     let interrupted = super::interruption()?;
     let result = tokio::select! {
-        r = contrail_sim::run(config) => r.map_err(anyhow::Error::from),
+        r = job => r.map_err(anyhow::Error::from),
         () = interrupted => Err(anyhow::anyhow!("interrupted")),
     };
-    if let Some(s) = &sink {
-        println!("{}", s.render_text());
-    }
     if let Some(s) = sink {
+        println!("{}", render(&s));
         s.shutdown().await;
     }
     let report = result?;
-    print!("{}", report.render_text());
-    if let Some(path) = &args.report_json {
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(path, json)
+    print!("{}", text(&report));
+    if let Some(path) = json {
+        let bytes = serde_json::to_vec_pretty(&report)?;
+        std::fs::write(path, bytes)
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = args.env.config(args.memory_mb, args.invocations)?;
+    let sink = start_sink(args.no_sink, args.otlp_jsonl.clone(), &mut config.env).await?;
+    finish(
+        contrail_sim::run(config),
+        sink,
+        SinkHandle::render_text,
+        contrail_sim::RunReport::render_text,
+        args.report_json.as_deref(),
+    )
+    .await
 }

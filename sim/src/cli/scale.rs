@@ -4,18 +4,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use contrail_sim::fleet::{DEFAULT_ACCOUNT_CONCURRENCY, FleetConfig, Load};
-use contrail_sim::sink::{self, SinkConfig};
+use contrail_sim::fleet::{
+    DEFAULT_ACCOUNT_CONCURRENCY, FleetConfig, Load, contrail_receiver_ports,
+};
+use contrail_sim::sink::SinkHandle;
 
 use super::env::EnvArgs;
-use super::run::endpoint_set;
-
-/// What every environment gets when no `--environment-env` is given: Contrail's OTLP
-/// receivers on ports of their own (on Lambda each environment has its own loopback).
-const CONTRAIL_RECEIVERS: [(&str, &str); 2] = [
-    ("CONTRAIL_RECEIVER_ENDPOINT", "127.0.0.1:{port}"),
-    ("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "127.0.0.1:{port1}"),
-];
+use super::run::{finish, start_sink};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ScaleArgs {
@@ -70,9 +65,9 @@ impl ScaleArgs {
             environment_env.push((k.to_owned(), v.to_owned()));
         }
         if self.environment_env.is_empty() {
-            for (k, v) in CONTRAIL_RECEIVERS {
-                if !function.env.iter().any(|(name, _)| name == k) {
-                    environment_env.push((k.to_owned(), v.to_owned()));
+            for (k, v) in contrail_receiver_ports() {
+                if !function.env.iter().any(|(name, _)| *name == k) {
+                    environment_env.push((k, v));
                 }
             }
         }
@@ -90,38 +85,18 @@ impl ScaleArgs {
 
 pub(crate) async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     let mut config = args.fleet()?;
-    let sink = if args.no_sink || endpoint_set(&config.function.env) {
-        None
-    } else {
-        let handle = sink::start(SinkConfig {
-            jsonl_path: args.otlp_jsonl.clone(),
-            ..SinkConfig::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot start the OTLP sink: {e}"))?;
-        config
-            .function
-            .env
-            .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), handle.endpoint()));
-        Some(handle)
-    };
-    let interrupted = super::interruption()?;
-    let result = tokio::select! {
-        r = contrail_sim::run_fleet(config) => r.map_err(anyhow::Error::from),
-        () = interrupted => Err(anyhow::anyhow!("interrupted")),
-    };
-    if let Some(s) = &sink {
-        println!("{}", s.render_environments());
-    }
-    if let Some(s) = sink {
-        s.shutdown().await;
-    }
-    let report = result?;
-    print!("{}", report.render_text());
-    if let Some(path) = &args.report_json {
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(path, json)
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
+    let sink = start_sink(
+        args.no_sink,
+        args.otlp_jsonl.clone(),
+        &mut config.function.env,
+    )
+    .await?;
+    finish(
+        contrail_sim::run_fleet(config),
+        sink,
+        SinkHandle::render_environments,
+        contrail_sim::fleet::FleetReport::render_text,
+        args.report_json.as_deref(),
+    )
+    .await
 }

@@ -31,6 +31,19 @@ pub const PORT_PLACEHOLDERS: [&str; 10] = [
     "{port8}", "{port9}",
 ];
 
+/// What each environment needs of its own for Contrail: its two OTLP receivers on ports of
+/// their own (Lambda gives each environment its own loopback; here they share this machine's).
+/// What `contrail-sim scale` gives every environment when no `--environment-env` is given.
+pub fn contrail_receiver_ports() -> Vec<(String, String)> {
+    [
+        ("CONTRAIL_RECEIVER_ENDPOINT", "127.0.0.1:{port}"),
+        ("CONTRAIL_RECEIVER_GRPC_ENDPOINT", "127.0.0.1:{port1}"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
 /// A fleet run: the function (its `invocations`, `schedule` and `idle_gap` are not used: the
 /// load decides) and how it scales.
 #[derive(Debug, Clone)]

@@ -128,14 +128,7 @@ impl Body {
                 .iter()
                 .flat_map(|rm| &rm.scope_metrics)
                 .flat_map(|sm| &sm.metrics)
-                .map(|m| match &m.data {
-                    Some(Data::Gauge(g)) => g.data_points.len(),
-                    Some(Data::Sum(s)) => s.data_points.len(),
-                    Some(Data::Histogram(h)) => h.data_points.len(),
-                    Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-                    Some(Data::Summary(s)) => s.data_points.len(),
-                    None => 0,
-                })
+                .map(data_points)
                 .sum(),
             Body::Logs(r) => r
                 .resource_logs
@@ -157,6 +150,18 @@ impl Body {
 }
 
 /// Undoes the content encoding, refusing to produce more than [`MAX_BODY_BYTES`].
+/// The data points of a metric, whatever its kind.
+pub(super) fn data_points(metric: &opentelemetry_proto::tonic::metrics::v1::Metric) -> usize {
+    match &metric.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }
+}
+
 pub(super) fn decompress(encoding: Encoding, bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
     match encoding {
         Encoding::Identity => {

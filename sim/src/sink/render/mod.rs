@@ -106,7 +106,6 @@ fn render_header(received: &Received, out: &mut String) {
 /// What each execution environment sent (by the `faas.instance` of the resource), and the
 /// totals: the sink's view of a fleet.
 pub fn render_environments(received: &Received) -> String {
-    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     #[derive(Default)]
     struct Tally {
         spans: usize,
@@ -133,15 +132,7 @@ pub fn render_environments(received: &Received) -> String {
         by.entry(instance(e.resource)).or_default().logs += 1;
     }
     for e in received.metric_entries() {
-        let points = match &e.metric.data {
-            Some(Data::Gauge(g)) => g.data_points.len(),
-            Some(Data::Sum(s)) => s.data_points.len(),
-            Some(Data::Histogram(h)) => h.data_points.len(),
-            Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-            Some(Data::Summary(s)) => s.data_points.len(),
-            None => 0,
-        };
-        by.entry(instance(e.resource)).or_default().points += points;
+        by.entry(instance(e.resource)).or_default().points += super::decode::data_points(e.metric);
     }
     let mut out = String::new();
     render_header(received, &mut out);
