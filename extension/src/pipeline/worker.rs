@@ -340,6 +340,8 @@ impl Recent {
 struct Watch {
     seen: Recent,
     waiters: Vec<(String, oneshot::Sender<Waited>)>,
+    /// [`INIT_REPORT`] was seen (kept apart from `seen`, which holds the recent ids only).
+    init_seen: bool,
     /// Lambda reported dropped records and no record of this kind has come since: the next
     /// one waited for may have been among them (the drop can be reported before the wait is
     /// asked).
@@ -348,7 +350,7 @@ struct Watch {
 
 impl Watch {
     fn wait(&mut self, request_id: String, reply: oneshot::Sender<Waited>) {
-        if self.seen.contains(&request_id) {
+        if self.seen.contains(&request_id) || (request_id == INIT_REPORT && self.init_seen) {
             let _ = reply.send(Waited::Seen);
         } else if self.dropped_since_seen {
             let _ = reply.send(Waited::Dropped);
@@ -359,6 +361,8 @@ impl Watch {
     }
 
     fn saw(&mut self, request_id: &str) {
+        // The init's report stays seen: the recent ids of many invocations would push it out.
+        self.init_seen |= request_id == INIT_REPORT;
         self.seen.insert(request_id);
         self.dropped_since_seen = false;
         let mut i = 0;

@@ -31,7 +31,8 @@ pub(crate) struct ScaleArgs {
     #[arg(long, value_name = "S", default_value_t = 300.0)]
     idle_timeout_s: f64,
     /// A variable of each environment's own; `{port}`, `{port1}` … `{port9}` in its value
-    /// become loopback ports of that environment (default: Contrail's two receivers).
+    /// become loopback ports of that environment (Contrail's two receivers get theirs unless
+    /// set here or with --env).
     #[arg(long, value_name = "KEY=VALUE")]
     environment_env: Vec<String>,
     /// Memory size in MB (128-10240): also the CPU share and the memory limit.
@@ -54,8 +55,8 @@ impl ScaleArgs {
     fn fleet(&self) -> anyhow::Result<FleetConfig> {
         let function = self.env.config(self.memory_mb, 1)?;
         let load = Load::parse(&self.load).map_err(|e| anyhow::anyhow!("--{e}"))?;
-        if !(self.idle_timeout_s.is_finite() && self.idle_timeout_s > 0.0) {
-            anyhow::bail!("--idle-timeout-s must be a number of seconds above 0");
+        if !(self.idle_timeout_s > 0.0 && self.idle_timeout_s <= 86_400.0) {
+            anyhow::bail!("--idle-timeout-s must be a number of seconds above 0, at most a day");
         }
         let mut environment_env = Vec::new();
         for kv in &self.environment_env {
@@ -64,11 +65,11 @@ impl ScaleArgs {
                 .ok_or_else(|| anyhow::anyhow!("--environment-env {kv:?}: expected KEY=VALUE"))?;
             environment_env.push((k.to_owned(), v.to_owned()));
         }
-        if self.environment_env.is_empty() {
-            for (k, v) in contrail_receiver_ports() {
-                if !function.env.iter().any(|(name, _)| *name == k) {
-                    environment_env.push((k, v));
-                }
+        // Contrail's receivers on ports of each environment's own, unless set otherwise.
+        for (k, v) in contrail_receiver_ports() {
+            let set = |vars: &[(String, String)]| vars.iter().any(|(name, _)| *name == k);
+            if !set(&function.env) && !set(&environment_env) {
+                environment_env.push((k, v));
             }
         }
         Ok(FleetConfig {

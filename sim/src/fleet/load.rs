@@ -13,6 +13,9 @@ pub const THROTTLE_BACKOFF: Duration = Duration::from_millis(100);
 /// The most requests an open-loop profile may describe.
 pub const MAX_ARRIVALS: usize = 100_000;
 
+/// The most clients a closed-loop profile may have (each is a task sending requests).
+pub const MAX_CLIENTS: u32 = 10_000;
+
 /// A load profile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Load {
@@ -147,8 +150,13 @@ impl Load {
             let ms: f64 = line
                 .parse()
                 .ok()
-                .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-                .ok_or_else(|| format!("line {}: {line:?} is not a number of ms", n + 1))?;
+                .filter(|v: &f64| (0.0..=86_400_000.0).contains(v))
+                .ok_or_else(|| {
+                    format!(
+                        "line {}: {line:?} is not a number of ms within a day",
+                        n + 1
+                    )
+                })?;
             times.push(Duration::from_secs_f64(ms / 1000.0));
         }
         times.sort();
@@ -170,6 +178,9 @@ impl Load {
                     return Err(format!(
                         "a spike needs PEAK >= BASE and PEAK > 0 (got {base}-{peak})"
                     ));
+                }
+                if *peak > MAX_CLIENTS {
+                    return Err(format!("a spike of {peak} clients: at most {MAX_CLIENTS}"));
                 }
                 if *at + *hold > *duration {
                     return Err("the spike must end before the run does (at + hold <= for)".into());
@@ -406,6 +417,8 @@ mod tests {
         assert_eq!(load.duration(), Duration::from_micros(1_000_500));
         let e = Load::replay("10\nsoon\n").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
+        let e = Load::replay("1e25\n").unwrap_err();
+        assert!(e.contains("within a day"), "{e}");
     }
 
     #[test]
@@ -420,6 +433,7 @@ mod tests {
             ("burst=5", "unknown profile"),
             ("rate=0,for=1", "no request"),
             ("rate=1000000,for=60", "more than"),
+            ("spike=0-10000001,at=0,hold=1,for=1", "at most 10000"),
             ("rate", "expected rate="),
         ] {
             let e = Load::parse(spec).unwrap_err();

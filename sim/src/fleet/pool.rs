@@ -92,7 +92,8 @@ impl Pool {
     }
 
     /// Environments not retired.
-    pub(crate) fn live(&self) -> u32 {
+    #[cfg(test)]
+    fn live(&self) -> u32 {
         self.slots.iter().filter(|s| **s != Slot::Retired).count() as u32
     }
 
@@ -167,7 +168,7 @@ impl Pool {
             .iter()
             .zip(&self.provisioned)
             .filter_map(|(s, p)| match s {
-                Slot::Idle(since) if !p => Some(*since + timeout),
+                Slot::Idle(since) if !p => since.checked_add(timeout),
                 _ => None,
             })
             .min()

@@ -25,7 +25,8 @@ pub struct RequestRecord {
     /// The function's `errorType` (of its invocation, or of its environment's failed init:
     /// `Runtime.ExitError`, the runtime's own type), or the throttle's `Reason`.
     pub error_type: Option<String>,
-    /// From arrival to the answer (ms): init (if cold) plus the invocation; 0 when throttled.
+    /// From arrival to the runtime's answer (ms): init (if cold) plus the runtime's part of
+    /// the invocation (the extensions' time after it is not the caller's); 0 when throttled.
     pub latency_ms: f64,
 }
 

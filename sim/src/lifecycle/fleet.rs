@@ -41,6 +41,8 @@ enum Answer {
         cold: bool,
         status: String,
         error_type: Option<String>,
+        /// The extensions' time after the runtime's answer: the caller already had it.
+        post_runtime_ms: f64,
     },
     /// Its new environment could not start.
     NotStarted {
@@ -98,7 +100,9 @@ pub async fn run_fleet(config: FleetConfig) -> Result<FleetReport, SimError> {
         .limit()
         .min(config.load.most_in_flight())
         .max(config.provisioned_concurrency);
-    if matches!(config.load, Load::Spike { .. }) && needed > most {
+    if (matches!(config.load, Load::Spike { .. }) || config.provisioned_concurrency > most)
+        && needed > most
+    {
         return Err(too_many(needed, most, function.memory_mb));
     }
     // The per-environment variables are checked like the function's own.
@@ -149,9 +153,7 @@ pub async fn run_fleet(config: FleetConfig) -> Result<FleetReport, SimError> {
         cold_starts: 0,
         peak: 0,
     };
-    let result = fleet.drive(most).await;
-    let _ = std::fs::remove_dir_all(&workdir);
-    let (timeline, mut pieces, cold_starts) = result?;
+    let (timeline, mut pieces, cold_starts) = fleet.drive(most).await?;
     pieces.sort_by_key(|(_, e)| e.index);
     let mut resources = fleet_resources(&pieces, fleet.on_demand.report());
     if config.provisioned_concurrency > 0 {
@@ -261,6 +263,27 @@ struct Fleet<'c> {
     peak: u32,
 }
 
+impl Drop for Fleet<'_> {
+    /// A run that ends early (an error, an interrupt that drops it) leaves nothing behind:
+    /// each environment's task is aborted, which drops the environment (its processes are
+    /// killed, its cgroups removed) and its API server; then the extensions' copies go.
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+/// A task aborted when this is dropped: an environment's API server.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 type Outcome = (Vec<RequestRecord>, Vec<(RunReport, EnvironmentReport)>, u64);
 
 impl Fleet<'_> {
@@ -271,11 +294,11 @@ impl Fleet<'_> {
             self.spawn(i, None).await?;
         }
         // The load starts once every provisioned environment is ready (or failed).
-        while self.pool.warming() > 0 {
-            let Some(note) = self.notes_rx.recv().await else {
-                break;
-            };
-            self.note(note);
+        while self.pool.warming() > 0 && !self.tasks.iter().all(JoinHandle::is_finished) {
+            tokio::select! {
+                Some(note) = self.notes_rx.recv() => self.note(note),
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
         }
         self.start = Instant::now();
         let (requests_tx, mut requests) = mpsc::unbounded_channel();
@@ -342,6 +365,7 @@ impl Fleet<'_> {
                     *j = None;
                 }
                 self.pieces.push(*piece);
+                let _ = std::fs::remove_dir_all(self.workdir.join(format!("environment-{i}")));
             }
         }
     }
@@ -371,7 +395,9 @@ impl Fleet<'_> {
             }
             Route::Cold => {
                 let i = self.jobs.len();
-                if self.pool.live() > most {
+                // Environments shutting down still hold their processes and memory.
+                let not_gone = (self.jobs.len() - self.pieces.len()) as u32 + 1;
+                if not_gone > most {
                     self.pool.retire(i);
                     self.jobs.push(None);
                     self.pieces
@@ -407,7 +433,7 @@ impl Fleet<'_> {
             source,
         })?;
         let current = Current::default();
-        let server = api::serve(listener, current.clone());
+        let server = AbortOnDrop(api::serve(listener, current.clone()));
         let provisioned = first.is_none();
         let mut function: RunConfig = self.config.function.clone();
         function.listen = addr;
@@ -489,7 +515,7 @@ fn copy_extensions(plan: &Plan, dir: &Path) -> Result<Plan, SimError> {
 /// One environment's life: init, its invocations, its shutdown.
 async fn serve_environment(
     mut environment: Environment,
-    server: JoinHandle<()>,
+    server: AbortOnDrop,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     notes: mpsc::UnboundedSender<Note>,
     first: Option<Request>,
@@ -566,6 +592,7 @@ async fn serve_environment(
                     cold,
                     status: invocation.status.clone(),
                     error_type: invocation.error_type.clone(),
+                    post_runtime_ms: invocation.post_runtime_ms,
                 });
                 piece.invocations.push(invocation);
                 if let Some(reason) = reset {
@@ -583,11 +610,11 @@ async fn serve_environment(
         0.0
     };
     measured.idle_gaps = Summary::of(&gaps);
-    measured.never_invoked = measured.invocations == 0;
+    measured.never_invoked = measured.invocations == 0 && measured.error.is_none();
     let reason = measured.shutdown_reason.clone();
     environment.shutdown(&reason).await;
     environment.collect(&mut piece);
-    server.abort();
+    drop(server);
     let _ = notes.send(Note::Gone(index, Box::new((piece, measured))));
 }
 
@@ -662,6 +689,7 @@ async fn send(
             cold,
             status,
             error_type,
+            post_runtime_ms,
         } => (
             RequestRecord {
                 at_ms,
@@ -670,7 +698,7 @@ async fn send(
                 outcome: status,
                 status_code: 200,
                 error_type,
-                latency_ms,
+                latency_ms: (latency_ms - post_runtime_ms).max(0.0),
             },
             true,
         ),

@@ -136,6 +136,16 @@ async fn answers_the_wait_for_the_init_report() {
         handle.report(INIT_REPORT).unwrap().await.unwrap(),
         Waited::Seen
     );
+    // Still seen after many invocations' reports (Managed Instances shut down after hundreds).
+    for i in 0..100 {
+        let id = format!("r-{i}");
+        intake_tx.offer(Intake::Telemetry(report(&id)));
+        handle.report(&id).unwrap().await.unwrap();
+    }
+    assert_eq!(
+        handle.report(INIT_REPORT).unwrap().await.unwrap(),
+        Waited::Seen
+    );
     drop(handle);
     task.await.unwrap();
 }
