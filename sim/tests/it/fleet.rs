@@ -114,6 +114,41 @@ fn a_spike_above_the_reserved_concurrency_is_throttled_and_never_reaches_a_runti
 }
 
 #[test]
+fn open_loop_profiles_send_their_arrivals_whatever_the_function_does() {
+    // 20 a second for 500 ms: 10 requests 50 ms apart, each 400 ms long, so about eight are
+    // in flight at once and as many environments start; none is throttled, and no arrival
+    // waits for an answer.
+    let report = run_fleet(FleetConfig {
+        function: function(r#"{"sleep_ms": 400}"#),
+        load: Load::parse("rate=20,for=500ms").unwrap(),
+        ..FleetConfig::default()
+    })
+    .unwrap();
+    let text = report.render_text();
+    assert_eq!(report.requests, 10, "{text}");
+    assert!(
+        report.timeline.iter().all(|r| r.outcome == "success"),
+        "{text}"
+    );
+    for (i, r) in report.timeline.iter().enumerate() {
+        let due = i as f64 * 50.0;
+        assert!(r.at_ms >= due - 1.0 && r.at_ms < due + 100.0, "{i}: {r:?}");
+    }
+    assert!((6..=10).contains(&report.peak_in_flight), "{text}");
+    assert_eq!(report.cold_starts as usize, report.environments.len());
+    // A ramp from 0 to 40 a second over 500 ms: 10 requests, denser at the end.
+    let ramp = run_fleet(FleetConfig {
+        function: function("{}"),
+        load: Load::parse("ramp=0-40,for=500ms").unwrap(),
+        ..FleetConfig::default()
+    })
+    .unwrap();
+    assert_eq!(ramp.requests, 10, "{}", ramp.render_text());
+    let t: Vec<f64> = ramp.timeline.iter().map(|r| r.at_ms).collect();
+    assert!(t[9] - t[8] < t[2] - t[1], "{t:?}");
+}
+
+#[test]
 fn without_a_reserved_concurrency_the_account_limit_throttles() {
     let report = run_fleet(FleetConfig {
         function: function(r#"{"sleep_ms": 200}"#),
