@@ -30,6 +30,7 @@ use crate::export::aws::client::{field, text};
 use crate::export::aws::sigv4::Credentials;
 use crate::export::body::Chunks;
 use crate::export::conn::{Origin, Pool};
+use crate::export::request::host_header;
 use crate::intake::telemetry::time::parse_date_time;
 
 pub(crate) const ACCESS_KEY_ID_VAR: &str = "AWS_ACCESS_KEY_ID";
@@ -246,10 +247,7 @@ async fn fetch(
         Token::None => None,
     };
     let origin = Origin::of(uri).ok_or_else(|| fail("the URL has no host".into()))?;
-    let host = match uri.port_u16() {
-        Some(port) => format!("{}:{port}", uri.host().unwrap_or_default()),
-        None => uri.host().unwrap_or_default().to_owned(),
-    };
+    let host = host_header(uri).ok_or_else(|| fail("the URL has no host".into()))?;
     let target = uri
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
@@ -265,9 +263,7 @@ async fn fetch(
         let mut request = Request::new(Chunks::default());
         *request.method_mut() = Method::GET;
         *request.uri_mut() = target.parse().unwrap_or_else(|_| Uri::from_static("/"));
-        if let Ok(h) = HeaderValue::from_str(&host) {
-            request.headers_mut().insert(HOST, h);
-        }
+        request.headers_mut().insert(HOST, host.clone());
         request
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("application/json"));

@@ -140,16 +140,18 @@ pub(crate) fn error_code(body: &[u8]) -> (String, String) {
         return (code.to_owned(), truncate(message));
     }
     let text = String::from_utf8_lossy(body);
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let start = text.find(&open)? + open.len();
-        let end = text[start..].find(&format!("</{name}>"))? + start;
-        Some(text[start..end].to_owned())
-    };
     (
-        tag("Code").unwrap_or_default(),
-        truncate(&tag("Message").unwrap_or_else(|| text.into_owned())),
+        between(&text, "<Code>", "</Code>")
+            .unwrap_or_default()
+            .to_owned(),
+        truncate(between(&text, "<Message>", "</Message>").unwrap_or(&text)),
     )
+}
+
+/// The text between the first `open` and the `close` after it.
+fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let (_, rest) = text.split_once(open)?;
+    Some(rest.split_once(close)?.0)
 }
 
 /// What an error code (with its HTTP status) means.
@@ -202,10 +204,7 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
                 .into_iter()
                 .flatten()
             {
-                // Matched below by ARN or by name.
-                let arn = text(entry, "ARN");
-                let name = text(entry, "Name");
-                found.push((format!("{arn}\n{name}"), secret_value(entry)));
+                found.push((keys(entry), secret_value(entry)));
             }
             for entry in field(&v, "Errors")
                 .and_then(Value::as_array)
@@ -228,9 +227,7 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .ok_or_else(|| Failure::permanent("NoValue", "the parameter has no value"));
-                let arn = text(p, "ARN");
-                let name = text(p, "Name");
-                found.push((format!("{arn}\n{name}"), value));
+                found.push((keys(p), value));
             }
             for name in field(&v, "InvalidParameters")
                 .and_then(Value::as_array)
@@ -266,6 +263,11 @@ pub(crate) fn parse_success(call: &Call, body: &[u8]) -> Result<Values, Failure>
             (arn, result)
         })
         .collect())
+}
+
+/// What an answer's entry is matched by below: its ARN and its name, a line each.
+fn keys(entry: &Value) -> String {
+    [text(entry, "ARN"), text(entry, "Name")].join("\n")
 }
 
 /// Whether `name` is the name of the secret or parameter `arn` names.
