@@ -2,7 +2,8 @@
 //! the Telemetry API (the crate sends schema 2022-07-01) and writes every event and telemetry
 //! record it receives to $RUST_EXT_OUT as JSON lines, each with the time it was written (`at`,
 //! Unix seconds). With $RUST_EXT_TIMER_MS it also writes a `tick` line from a background timer
-//! of that period.
+//! of that period. With $RUST_EXT_SHUTDOWN_MS it takes that long to answer SHUTDOWN (an
+//! extension flushing its data).
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,10 @@ async fn main() -> Result<(), Error> {
             }
         });
     }
+    let shutdown_delay = match std::env::var("RUST_EXT_SHUTDOWN_MS") {
+        Ok(ms) => std::time::Duration::from_millis(ms.parse()?),
+        Err(_) => std::time::Duration::ZERO,
+    };
     let events_out = out.clone();
     let events = service_fn(move |event: LambdaEvent| {
         let out = events_out.clone();
@@ -51,6 +56,7 @@ async fn main() -> Result<(), Error> {
                     serde_json::json!({"kind": "INVOKE", "requestId": i.request_id, "tracing": i.tracing.value})
                 }
                 NextEvent::Shutdown(s) => {
+                    tokio::time::sleep(shutdown_delay).await;
                     serde_json::json!({"kind": "SHUTDOWN", "reason": s.shutdown_reason})
                 }
             };

@@ -212,6 +212,11 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
     }
 }
 
+/// How long a cold start waits for environments shutting down to be gone when the machine
+/// is full with them. An environment's shutdown ends within the SHUTDOWN phase's 2 s, plus the
+/// time to kill its processes and collect its report.
+const SHUTTING_DOWN_WAIT: Duration = Duration::from_secs(10);
+
 fn too_many(needed: u32, most: u32, memory_mb: u32) -> SimError {
     SimError::InvalidConfig(format!(
         "the load needs {needed} environments at once, more than this machine runs at \
@@ -353,6 +358,39 @@ impl Fleet<'_> {
         Ok((timeline, std::mem::take(&mut self.pieces), self.cold_starts))
     }
 
+    /// Wait until one more environment fits on this machine. Environments shutting down
+    /// (after a failed init, a reset or an idle timeout) still hold their processes and
+    /// memory, so a cold start waits for them to be gone, at most [`SHUTTING_DOWN_WAIT`]; the
+    /// request waits with it, as it would for a slow start. An error when the requests in
+    /// flight alone fill the machine, or when the wait is over.
+    async fn room_for_one(&mut self, most: u32) -> Result<(), SimError> {
+        let memory_mb = self.config.function.memory_mb;
+        let until = Instant::now() + SHUTTING_DOWN_WAIT;
+        loop {
+            // The new environment is the last of the jobs plus one: its slot is in flight.
+            let not_gone = (self.jobs.len() - self.pieces.len()) as u32 + 1;
+            if not_gone <= most {
+                return Ok(());
+            }
+            let in_flight = self.pool.in_flight();
+            if in_flight > most {
+                return Err(too_many(in_flight, most, memory_mb));
+            }
+            tokio::select! {
+                Some(note) = self.notes_rx.recv() => self.note(note),
+                () = tokio::time::sleep_until(until) => {
+                    return Err(SimError::InvalidConfig(format!(
+                        "{} environment(s) were still shutting down after {} s, and one more \
+                         would be past what this machine runs at {memory_mb} MB ({most}); \
+                         lower the load",
+                        not_gone - in_flight,
+                        SHUTTING_DOWN_WAIT.as_secs()
+                    )));
+                }
+            }
+        }
+    }
+
     fn note(&mut self, note: Note) {
         match note {
             Note::Idle(i) => self.pool.idle(i, Instant::now()),
@@ -395,9 +433,7 @@ impl Fleet<'_> {
             }
             Route::Cold => {
                 let i = self.jobs.len();
-                // Environments shutting down still hold their processes and memory.
-                let not_gone = (self.jobs.len() - self.pieces.len()) as u32 + 1;
-                if not_gone > most {
+                if let Err(e) = self.room_for_one(most).await {
                     self.pool.retire(i);
                     self.jobs.push(None);
                     self.pieces
@@ -406,11 +442,7 @@ impl Fleet<'_> {
                         environment: None,
                         error: "beyond this machine's limit".into(),
                     });
-                    return Err(too_many(
-                        self.pool.in_flight() + 1,
-                        most,
-                        self.config.function.memory_mb,
-                    ));
+                    return Err(e);
                 }
                 self.cold_starts += 1;
                 self.peak = self.peak.max(self.pool.in_flight());

@@ -394,6 +394,58 @@ fn a_load_beyond_this_machine_is_refused_with_what_to_do() {
     assert!(report.throttled_total() > 900, "{}", report.render_text());
 }
 
+/// The smallest memory size at which this machine runs one environment only.
+fn memory_for_one_environment() -> u32 {
+    let (cpus, ram) = contrail_sim::fleet::this_machine();
+    (128..=10_240)
+        .step_by(64)
+        .find(|mb| contrail_sim::fleet::machine_limit(*mb, cpus, ram) == 1)
+        .expect("a memory size at which one environment fills this machine")
+}
+
+#[test]
+fn a_cold_start_on_a_full_machine_waits_for_an_environment_still_shutting_down() {
+    // One environment fills the machine. The first goes idle and times out at 300 ms, and
+    // its extension takes 1.5 s to answer SHUTDOWN; the second request comes meanwhile.
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = function("{}");
+    f.memory_mb = memory_for_one_environment();
+    f.extensions = vec![example("rust_extension")];
+    let report = run_fleet(FleetConfig {
+        function: f,
+        load: Load::replay("0\n800\n").unwrap(),
+        idle_timeout: Duration::from_millis(300),
+        environment_env: vec![
+            ("RUST_EXT_TELEMETRY_PORT".into(), "{port}".into()),
+            (
+                "RUST_EXT_OUT".into(),
+                dir.path().join("ext-{port}.jsonl").display().to_string(),
+            ),
+            ("RUST_EXT_SHUTDOWN_MS".into(), "1500".into()),
+        ],
+        ..FleetConfig::default()
+    })
+    .unwrap();
+    let text = report.render_text();
+    assert_eq!(report.machine_limit, 1, "{text}");
+    assert_eq!(report.environments.len(), 2, "{text}");
+    assert_eq!(report.environments[0].shutdown_reason, "spindown", "{text}");
+    let second = &report.timeline[1];
+    assert!(second.cold, "{text}");
+    assert_eq!(second.environment, Some(1), "{text}");
+    assert_eq!(second.outcome, "success", "{text}");
+    // It waited for the first environment to be gone: its shutdown began at its idle
+    // timeout, and its extension held it for 1.5 s.
+    let first = &report.environments[0];
+    let shutdown_began = first.created_at_ms + first.lifetime_ms;
+    let created = report.environments[1].created_at_ms;
+    assert!(
+        created >= shutdown_began + 1_400.0,
+        "created at {created} ms, the first's shutdown began at {shutdown_began} ms: {text}"
+    );
+    assert!(second.latency_ms >= created - second.at_ms, "{text}");
+}
+
 #[test]
 fn scale_prints_the_fleet_and_writes_its_report() {
     let dir = tempfile::tempdir().unwrap();
