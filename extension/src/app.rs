@@ -245,7 +245,7 @@ async fn start(
     let (worker_handle, inbox) = worker::channel(HIGH_WATER);
     let mut tasks = Tasks(Vec::new());
 
-    let mut stages = Pipeline::new(settings, registration, stats.clone());
+    let mut stages = Pipeline::new(settings, registration, platform, stats.clone());
     // It waits for the first INVOKE (or flush) before it fetches anything.
     if let Some(resolver) = stages.take_resolver() {
         tasks.spawn_boxed("secrets resolver", &fatal_tx, resolver.0);

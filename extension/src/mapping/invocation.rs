@@ -110,9 +110,16 @@ impl Mapper {
             self.metrics
                 .record(MetricId::ProducedBytes, bytes as f64, t);
         }
+        let expected = self.invokes_expected;
         let inv = self.invocation(&id);
         adopt_tracing(inv, done.tracing.as_ref());
         inv.runtime_done = Some((t, done));
+        if expected && inv.invoke.is_none() {
+            // The INVOKE event comes on the Extensions API's connection, this on the Telemetry
+            // API's: when Contrail's thread is busy, this one can be mapped first. The span
+            // waits for it ([`Mapper::on_invoke`]), or for the report at the latest.
+            return;
+        }
         self.resolve_now(&id, t);
         self.emit_invocation_span(&id, None, t, false);
     }

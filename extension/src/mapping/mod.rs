@@ -138,6 +138,9 @@ pub struct Mapper {
     restore_costed: bool,
     /// What the processes used by init's end, for the init span.
     init_usage: Option<crate::intake::environment::InitUsage>,
+    /// Every invocation has an `INVOKE` event (not on Managed Instances): an invocation span
+    /// waits for it.
+    invokes_expected: bool,
 }
 
 impl Mapper {
@@ -190,7 +193,22 @@ impl Mapper {
             own_init: None,
             restore_costed: false,
             init_usage: None,
+            invokes_expected: false,
         }
+    }
+
+    /// Every invocation will have its `INVOKE` event (Contrail registered for them): its span
+    /// is made once that event has come, whichever came first, so that it carries the ARN,
+    /// the X-Ray header and the readings the event starts.
+    pub(crate) fn expect_invokes(&mut self) {
+        self.invokes_expected = true;
+    }
+
+    /// The invocation's `platform.runtimeDone` was mapped: the runtime is done with it.
+    pub(crate) fn runtime_done_seen(&self, request_id: &str) -> bool {
+        self.pending
+            .get(request_id)
+            .is_some_and(|inv| inv.runtime_done.is_some())
     }
 
     /// The resource all data is emitted with.
@@ -205,7 +223,8 @@ impl Mapper {
     }
 
     /// An Extensions API `INVOKE` event. It may come before or after the invocation's
-    /// `platform.start`. Anything it completes is emitted with the next call that has an output.
+    /// `platform.start`, and even after its `platform.runtimeDone` (the two come on different
+    /// connections). Anything it completes is emitted with the next call that has an output.
     pub fn on_invoke(&mut self, invoke: InvokeInfo, now_unix_nano: u64) {
         self.last_ns = self.last_ns.max(now_unix_nano);
         let header = invoke.xray_header.as_deref().map(XrayHeader::parse);
@@ -216,7 +235,14 @@ impl Mapper {
         }
         inv.invoke_ns = Some(now_unix_nano);
         inv.invoke = Some(invoke);
-        self.try_resolve(&id);
+        // Its runtimeDone came first: the span it waited with is made now.
+        match inv.runtime_done.as_ref().map(|(t, _)| *t) {
+            Some(t) if !inv.span_emitted => {
+                self.resolve_now(&id, t);
+                self.emit_invocation_span(&id, None, t, false);
+            }
+            _ => self.try_resolve(&id),
+        }
     }
 
     /// One decoded Telemetry API batch.

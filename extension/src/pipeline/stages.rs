@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::time::Instant;
 
-use crate::config::Settings;
+use crate::config::{Platform, Settings};
 use crate::diag;
 use crate::diag::{DropReason, Stats};
 use crate::export::FlushOutcome;
@@ -42,6 +42,7 @@ impl Pipeline {
     pub(crate) fn new(
         settings: &Settings,
         registration: &Registration,
+        platform: Platform,
         stats: Arc<Stats>,
     ) -> Pipeline {
         let mut resource = settings.resource.clone();
@@ -50,7 +51,10 @@ impl Pipeline {
         {
             set_resource_attribute(&mut resource, "cloud.account.id", account);
         }
-        let mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
+        let mut mapper = Mapper::new(settings.mapping.clone(), resource.clone(), stats.clone());
+        if platform == Platform::Classic {
+            mapper.expect_invokes();
+        }
         let mut delivery = Delivery::new(
             settings.export.clone(),
             settings.flush.interval,
@@ -104,6 +108,12 @@ impl Stages for Pipeline {
         }
         if let Some(init) = init {
             self.mapper.on_init_usage(init);
+        }
+        if self.mapper.runtime_done_seen(&event.request_id) {
+            // Its runtimeDone was mapped before this event was handled (a busy thread): the
+            // invocation is over, nothing of it is left to read, and its span goes without
+            // readings rather than with those of the time after it.
+            let _ = self.sampler.end(now_ns);
         }
         self.mapper.on_invoke(
             InvokeInfo {

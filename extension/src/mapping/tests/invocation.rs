@@ -244,6 +244,47 @@ fn invoke_after_start_still_fills_the_span() {
 }
 
 #[test]
+fn a_runtime_done_mapped_before_its_invoke_waits_for_it() {
+    let mut run = Run::new();
+    run.mapper.expect_invokes();
+    run.feed(&["platform.start.json", "platform.runtimeDone.json"]);
+    run.collect(NOW);
+    assert!(
+        run.spans().iter().all(|s| s.name != "orders"),
+        "no invocation span before its INVOKE"
+    );
+    run.invoke(2);
+    run.collect(NOW);
+    let all = run.spans();
+    assert_eq!(all.iter().filter(|s| s.name == "orders").count(), 1);
+    let inv = span(&all, "orders");
+    assert_eq!(
+        str_attr(&inv.attributes, "aws.lambda.invoked_arn"),
+        Some(ARN)
+    );
+    // The INVOKE's X-Ray header gives its context, as when the event comes first.
+    assert_eq!(hex(&inv.span_id), PARENT_HEX);
+    // The report adds its metrics and no second span.
+    run.clear();
+    run.feed(&["platform.report.json"]);
+    assert!(run.spans().iter().all(|s| s.name != "orders"));
+}
+
+#[test]
+fn an_invoke_that_never_comes_leaves_the_span_to_the_report() {
+    let mut run = Run::new();
+    run.mapper.expect_invokes();
+    run.feed(&["platform.start.json", "platform.runtimeDone.json"]);
+    run.collect(NOW);
+    assert!(run.spans().iter().all(|s| s.name != "orders"));
+    run.feed(&["platform.report.json"]);
+    let all = run.spans();
+    assert_eq!(all.iter().filter(|s| s.name == "orders").count(), 1);
+    let inv = span(&all, "orders");
+    assert_eq!(str_attr(&inv.attributes, "aws.lambda.invoked_arn"), None);
+}
+
+#[test]
 fn timeout_without_runtime_done_emits_at_report() {
     let mut run = Run::new();
     run.invoke(1);
