@@ -74,6 +74,7 @@ macro_rules! metric_ids {
 metric_ids! {
     InvokeDuration,
     InitDuration,
+    InitFailures,
     Coldstarts,
     Invocations,
     Errors,
@@ -165,6 +166,13 @@ pub(super) const INSTRUMENTS: [Instrument; MetricId::COUNT] = [
         unit: "s",
         description: "Duration of the environment's initialization (platform.initReport).",
         kind: Kind::Histogram(DURATION_S),
+    },
+    Instrument {
+        id: MetricId::InitFailures,
+        name: "aws.lambda.init.failures",
+        unit: "{init}",
+        description: "Environments whose init failed (platform.initReport status other than success): each one a cold start that served nothing.",
+        kind: Kind::Counter,
     },
     Instrument {
         id: MetricId::Coldstarts,

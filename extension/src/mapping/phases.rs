@@ -4,6 +4,7 @@
 
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 
 use crate::intake::telemetry::event::{
     InitReport, InitRuntimeDone, InitStart, PhaseSpan, RestoreReport, RestoreRuntimeDone,
@@ -287,6 +288,11 @@ impl Mapper {
         if incomplete {
             attributes.push(kv_bool("aws.lambda.incomplete", true));
         }
+        let init_failed = kind == PhaseKind::Init
+            && !phase.snapshot
+            && status
+                .as_ref()
+                .is_some_and(|s| s.code == StatusCode::Error as i32);
         let ctx = phase.ctx;
         let mut children: Vec<Span> = Vec::new();
         if kind == PhaseKind::Init && !phase.snapshot {
@@ -325,6 +331,9 @@ impl Mapper {
             ..Default::default()
         });
         self.staged_spans.extend(children);
+        if init_failed {
+            self.metrics.record(MetricId::InitFailures, 1.0, end);
+        }
         if kind == PhaseKind::Init {
             self.emit_own_init();
         }

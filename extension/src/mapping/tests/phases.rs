@@ -204,3 +204,24 @@ fn restore_duration_comes_from_the_report_when_the_restore_report_is_missing_and
         );
     }
 }
+
+#[test]
+fn a_failed_init_is_counted_and_a_successful_one_is_not() {
+    let mut run = Run::new();
+    run.batch(br#"[
+        {"time":"2022-10-12T00:00:15.000Z","type":"platform.initStart","record":{"initializationType":"on-demand","phase":"init"}},
+        {"time":"2022-10-12T00:00:15.265Z","type":"platform.initReport","record":{"initializationType":"on-demand","phase":"init","status":"error","errorType":"Runtime.ExitError","metrics":{"durationMs":265.0}}}]"#);
+    let all = run.spans();
+    let init = span(&all, "aws.lambda.init");
+    assert_eq!(
+        str_attr(&init.attributes, "error.type"),
+        Some("Runtime.ExitError")
+    );
+    run.collect(NOW);
+    assert_eq!(counter(&run.metrics(), "aws.lambda.init.failures"), Some(1));
+
+    let mut ok = Run::new();
+    ok.feed(&["platform.initStart.json", "platform.initReport.json"]);
+    ok.collect(NOW);
+    assert_eq!(counter(&ok.metrics(), "aws.lambda.init.failures"), None);
+}
