@@ -121,7 +121,7 @@ spans_seen = set()
 def entry(resource):
     for a in (resource or {}).get("attributes", []):
         if a["key"] == "faas.instance":
-            return seen.setdefault(a["value"].get("stringValue"), {"conns": None, "cold": 0, "spans": 0, "init_error": "", "refused": 0, "incomplete": False})
+            return seen.setdefault(a["value"].get("stringValue"), {"conns": None, "cold": 0, "spans": 0, "init_error": "", "refused": 0, "incomplete": False, "failures": 0})
     return None
 def attr(attrs, key):
     for a in attrs or []:
@@ -140,6 +140,9 @@ for line in open(otlp_path):
                 elif m["name"] == "faas.coldstarts":
                     for p in m["sum"]["dataPoints"]:
                         e["cold"] = max(e["cold"], int(p.get("asInt", 0)))
+                elif m["name"] == "aws.lambda.init.failures":
+                    for p in m["sum"]["dataPoints"]:
+                        e["failures"] = max(e["failures"], int(p.get("asInt", 0)))
     for rs in req.get("resourceSpans", []):
         e = entry(rs.get("resource"))
         for ss in rs.get("scopeSpans", []) if e else []:
@@ -163,9 +166,9 @@ for line in open(otlp_path):
                     e["refused"] += 1
 print(f"== what Contrail says, per environment (faas.instance); the database is on port {port}")
 print(f"  {'env':>3}  {'type':<23}  {'faas.instance':<32}  {'conns':>5}  {'coldstarts':>10}  {'invocations':>11}  init error")
-total = {"conns": 0, "cold": 0, "spans": 0, "refused": 0, "incomplete": 0}
+total = {"conns": 0, "cold": 0, "spans": 0, "refused": 0, "incomplete": 0, "failures": 0}
 for env in report["environments"]:
-    e = seen.get(env["instance_id"], {"conns": None, "cold": 0, "spans": 0, "init_error": "", "refused": 0, "incomplete": False})
+    e = seen.get(env["instance_id"], {"conns": None, "cold": 0, "spans": 0, "init_error": "", "refused": 0, "incomplete": False, "failures": 0})
     conns = "-" if e["conns"] is None else e["conns"]
     error = e["init_error"] + (" (refused: in the logs)" if e["refused"] else "")
     if env["instance_id"] not in seen:
@@ -177,10 +180,11 @@ for env in report["environments"]:
     total["cold"] += e["cold"]
     total["spans"] += e["spans"]
     total["refused"] += 1 if e["init_error"] else 0
+    total["failures"] += e["failures"]
     total["incomplete"] += 1 if e["incomplete"] and not e["init_error"] else 0
 print(f"  sum: aws.lambda.connections{{server.port={port}}} = {total['conns']} (the database's own peak: {peak}), "
       f"faas.coldstarts = {total['cold']}, invocation spans = {total['spans']}, "
-      f"failed inits (aws.lambda.init status ERROR) = {total['refused']}"
+      f"failed inits (aws.lambda.init status ERROR) = {total['refused']}, aws.lambda.init.failures = {total['failures']}"
       + (f", incomplete inits = {total['incomplete']}" if total["incomplete"] else ""))
 PY
 }
