@@ -35,6 +35,9 @@ pub(crate) struct ScaleArgs {
     /// set here or with --env).
     #[arg(long, value_name = "KEY=VALUE")]
     environment_env: Vec<String>,
+    /// At most this many environments at once (at least 1), below this machine's own limit.
+    #[arg(long, value_name = "N")]
+    max_environments: Option<u32>,
     /// Memory size in MB (128-10240): also the CPU share and the memory limit.
     #[arg(long, default_value_t = 128)]
     memory_mb: u32,
@@ -80,6 +83,7 @@ impl ScaleArgs {
             provisioned_concurrency: self.provisioned_concurrency,
             idle_timeout: Duration::from_secs_f64(self.idle_timeout_s),
             environment_env,
+            max_environments: self.max_environments,
         })
     }
 }

@@ -66,6 +66,9 @@ pub struct FleetConfig {
     /// environment's processes share this host's loopback, where Lambda gives each its own
     /// network).
     pub environment_env: Vec<(String, String)>,
+    /// At most this many environments at once, below this machine's own limit (room for
+    /// other work, or a small limit to try); `None`: the machine's limit.
+    pub max_environments: Option<u32>,
 }
 
 impl Default for FleetConfig {
@@ -78,6 +81,7 @@ impl Default for FleetConfig {
             provisioned_concurrency: 0,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             environment_env: Vec::new(),
+            max_environments: None,
         }
     }
 }

@@ -110,17 +110,8 @@ impl Pool {
         if self.in_flight() >= self.limit {
             return Route::Throttle(self.reason);
         }
-        let warm = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s {
-                Slot::Idle(since) => Some((i, *since)),
-                _ => None,
-            })
-            .max_by_key(|(_, since)| *since);
-        match warm {
-            Some((i, _)) => {
+        match self.most_recent_idle() {
+            Some(i) => {
                 self.slots[i] = Slot::Busy;
                 Route::Warm(i)
             }
@@ -130,6 +121,33 @@ impl Pool {
                 Route::Cold
             }
         }
+    }
+
+    /// The request that made `i`, the last environment and still to start, goes to an idle
+    /// environment instead, if one has come since: `i` is forgotten and the idle one (as
+    /// [`Pool::route`] picks it) is marked busy and returned.
+    pub(crate) fn reroute_warm(&mut self, i: usize) -> Option<usize> {
+        if i + 1 != self.slots.len() || self.slots[i] != Slot::Starting {
+            return None;
+        }
+        let warm = self.most_recent_idle()?;
+        self.slots.pop();
+        self.provisioned.pop();
+        self.slots[warm] = Slot::Busy;
+        Some(warm)
+    }
+
+    /// The environment idle for the shortest time, if any is idle.
+    fn most_recent_idle(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Slot::Idle(since) => Some((i, *since)),
+                _ => None,
+            })
+            .max_by_key(|(_, since)| *since)
+            .map(|(i, _)| i)
     }
 
     /// Environment `i` finished its init (a provisioned one) or an invocation: idle now.
@@ -255,6 +273,22 @@ mod tests {
         assert_eq!(pool.route(), Route::Warm(1));
         assert_eq!(pool.retire_all(), [1]);
         assert_eq!(pool.live(), 0);
+    }
+
+    #[test]
+    fn a_pending_cold_start_goes_to_an_environment_idle_since() {
+        let mut pool = Pool::new(None, 10);
+        assert_eq!(pool.route(), Route::Cold);
+        assert_eq!(pool.route(), Route::Cold);
+        // Nothing idle yet: the second start stays.
+        assert_eq!(pool.reroute_warm(1), None);
+        pool.idle(0, Instant::now());
+        assert_eq!(pool.reroute_warm(0), None, "only the last, still starting");
+        assert_eq!(pool.reroute_warm(1), Some(0));
+        assert_eq!(pool.in_flight(), 1);
+        // Nothing idle now: the next one starts, in the place of the forgotten one.
+        assert_eq!(pool.route(), Route::Cold);
+        assert_eq!(pool.in_flight(), 2);
     }
 
     #[test]

@@ -72,7 +72,8 @@ pub struct FleetReport {
     pub limit_reason: String,
     /// Environments initialized ahead of the load.
     pub provisioned_concurrency: u32,
-    /// The most environments this machine runs at this memory size.
+    /// The most environments this machine runs at this memory size (or fewer, when
+    /// `max_environments` asked for fewer).
     pub machine_limit: u32,
     /// Requests sent.
     pub requests: u64,

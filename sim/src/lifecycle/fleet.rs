@@ -95,7 +95,13 @@ pub async fn run_fleet(config: FleetConfig) -> Result<FleetReport, SimError> {
         )));
     }
     let (cpus, memory_total_mb) = crate::fleet::this_machine();
-    let most = machine_limit(function.memory_mb, cpus, memory_total_mb);
+    let machine = machine_limit(function.memory_mb, cpus, memory_total_mb);
+    if config.max_environments == Some(0) {
+        return Err(SimError::InvalidConfig(
+            "the most environments at once must be 1 or more".into(),
+        ));
+    }
+    let most = config.max_environments.map_or(machine, |m| m.min(machine));
     let needed = pool
         .limit()
         .min(config.load.most_in_flight())
@@ -210,6 +216,14 @@ fn signed_ms(a: Instant, b: Instant) -> f64 {
     } else {
         -ms_between(b, a)
     }
+}
+
+/// Where a request that needed a cold start goes once there is room.
+enum Room {
+    /// Its environment can start.
+    Ready,
+    /// An environment went idle while it waited: it goes there.
+    Warm(usize),
 }
 
 /// How long a cold start waits for environments shutting down to be gone when the machine
@@ -358,31 +372,39 @@ impl Fleet<'_> {
         Ok((timeline, std::mem::take(&mut self.pieces), self.cold_starts))
     }
 
-    /// Wait until one more environment fits on this machine. Environments shutting down
-    /// (after a failed init, a reset or an idle timeout) still hold their processes and
-    /// memory, so a cold start waits for them to be gone, at most [`SHUTTING_DOWN_WAIT`]; the
-    /// request waits with it, as it would for a slow start. An error when the requests in
-    /// flight alone fill the machine, or when the wait is over.
-    async fn room_for_one(&mut self, most: u32) -> Result<(), SimError> {
+    /// Wait until the environment `i` a cold start would add fits on this machine.
+    /// Environments shutting down (after a failed init, a reset or an idle timeout) still hold
+    /// their processes and memory, so the start waits for them to be gone, at most
+    /// [`SHUTTING_DOWN_WAIT`], and its request waits with it, as it would for a slow start;
+    /// if an environment goes idle meanwhile, the request goes there instead
+    /// ([`Room::Warm`]). An error when the requests in flight alone fill the machine, or when
+    /// the wait is over.
+    async fn room_for_one(&mut self, i: usize, most: u32) -> Result<Room, SimError> {
         let memory_mb = self.config.function.memory_mb;
         let until = Instant::now() + SHUTTING_DOWN_WAIT;
         loop {
-            // The new environment is the last of the jobs plus one: its slot is in flight.
+            // The environments not gone, and the one to start.
             let not_gone = (self.jobs.len() - self.pieces.len()) as u32 + 1;
             if not_gone <= most {
-                return Ok(());
+                return Ok(Room::Ready);
             }
+            // The requests in flight, this one's start among them.
             let in_flight = self.pool.in_flight();
             if in_flight > most {
                 return Err(too_many(in_flight, most, memory_mb));
             }
             tokio::select! {
-                Some(note) = self.notes_rx.recv() => self.note(note),
+                Some(note) = self.notes_rx.recv() => {
+                    self.note(note);
+                    if let Some(j) = self.pool.reroute_warm(i) {
+                        return Ok(Room::Warm(j));
+                    }
+                }
                 () = tokio::time::sleep_until(until) => {
                     return Err(SimError::InvalidConfig(format!(
                         "{} environment(s) were still shutting down after {} s, and one more \
-                         would be past what this machine runs at {memory_mb} MB ({most}); \
-                         lower the load",
+                         would be past the {most} this machine runs at {memory_mb} MB; lower \
+                         the load",
                         not_gone - in_flight,
                         SHUTTING_DOWN_WAIT.as_secs()
                     )));
@@ -433,16 +455,24 @@ impl Fleet<'_> {
             }
             Route::Cold => {
                 let i = self.jobs.len();
-                if let Err(e) = self.room_for_one(most).await {
-                    self.pool.retire(i);
-                    self.jobs.push(None);
-                    self.pieces
-                        .push((RunReport::default(), EnvironmentReport::default()));
-                    let _ = request.reply.send(Answer::NotStarted {
-                        environment: None,
-                        error: "beyond this machine's limit".into(),
-                    });
-                    return Err(e);
+                match self.room_for_one(i, most).await {
+                    Ok(Room::Ready) => {}
+                    Ok(Room::Warm(j)) => {
+                        self.peak = self.peak.max(self.pool.in_flight());
+                        self.tell(j, Job::Invoke(request));
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.pool.retire(i);
+                        self.jobs.push(None);
+                        self.pieces
+                            .push((RunReport::default(), EnvironmentReport::default()));
+                        let _ = request.reply.send(Answer::NotStarted {
+                            environment: None,
+                            error: "beyond this machine's limit".into(),
+                        });
+                        return Err(e);
+                    }
                 }
                 self.cold_starts += 1;
                 self.peak = self.peak.max(self.pool.in_flight());

@@ -392,36 +392,36 @@ fn a_load_beyond_this_machine_is_refused_with_what_to_do() {
     .unwrap();
     assert_eq!(report.environments.len(), 2);
     assert!(report.throttled_total() > 900, "{}", report.render_text());
-}
-
-/// The smallest memory size at which this machine runs one environment only.
-fn memory_for_one_environment() -> u32 {
-    let (cpus, ram) = contrail_sim::fleet::this_machine();
-    (128..=10_240)
-        .step_by(64)
-        .find(|mb| contrail_sim::fleet::machine_limit(*mb, cpus, ram) == 1)
-        .expect("a memory size at which one environment fills this machine")
+    // A cap of no environment at all is refused.
+    let e = run_fleet(FleetConfig {
+        function: function("{}"),
+        max_environments: Some(0),
+        ..FleetConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("1 or more"), "{e}");
 }
 
 #[test]
 fn a_cold_start_on_a_full_machine_waits_for_an_environment_still_shutting_down() {
-    // One environment fills the machine. The first goes idle and times out at 300 ms, and
-    // its extension takes 1.5 s to answer SHUTDOWN; the second request comes meanwhile.
+    // One environment at most. The first goes idle and times out after 100 ms, and its
+    // extension takes 1.8 s to answer SHUTDOWN; the second request comes meanwhile.
     let dir = tempfile::tempdir().unwrap();
     let mut f = function("{}");
-    f.memory_mb = memory_for_one_environment();
     f.extensions = vec![example("rust_extension")];
     let report = run_fleet(FleetConfig {
         function: f,
-        load: Load::replay("0\n800\n").unwrap(),
-        idle_timeout: Duration::from_millis(300),
+        load: Load::replay("0\n1200\n").unwrap(),
+        idle_timeout: Duration::from_millis(100),
+        max_environments: Some(1),
         environment_env: vec![
             ("RUST_EXT_TELEMETRY_PORT".into(), "{port}".into()),
             (
                 "RUST_EXT_OUT".into(),
                 dir.path().join("ext-{port}.jsonl").display().to_string(),
             ),
-            ("RUST_EXT_SHUTDOWN_MS".into(), "1500".into()),
+            ("RUST_EXT_SHUTDOWN_MS".into(), "1800".into()),
         ],
         ..FleetConfig::default()
     })
@@ -435,12 +435,12 @@ fn a_cold_start_on_a_full_machine_waits_for_an_environment_still_shutting_down()
     assert_eq!(second.environment, Some(1), "{text}");
     assert_eq!(second.outcome, "success", "{text}");
     // It waited for the first environment to be gone: its shutdown began at its idle
-    // timeout, and its extension held it for 1.5 s.
+    // timeout, and its extension held it for 1.8 s.
     let first = &report.environments[0];
     let shutdown_began = first.created_at_ms + first.lifetime_ms;
     let created = report.environments[1].created_at_ms;
     assert!(
-        created >= shutdown_began + 1_400.0,
+        created >= shutdown_began + 1_700.0,
         "created at {created} ms, the first's shutdown began at {shutdown_began} ms: {text}"
     );
     assert!(second.latency_ms >= created - second.at_ms, "{text}");
