@@ -171,7 +171,7 @@ pub(super) const INSTRUMENTS: [Instrument; MetricId::COUNT] = [
         id: MetricId::InitFailures,
         name: "aws.lambda.init.failures",
         unit: "{init}",
-        description: "Environments whose init failed (platform.initReport status other than success): each one a cold start that served nothing.",
+        description: "Inits that failed (platform.initReport, or the init's runtimeDone, with a status other than success).",
         kind: Kind::Counter,
     },
     Instrument {

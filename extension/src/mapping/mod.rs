@@ -227,8 +227,12 @@ impl Mapper {
     /// connections). Anything it completes is emitted with the next call that has an output.
     pub fn on_invoke(&mut self, invoke: InvokeInfo, now_unix_nano: u64) {
         self.last_ns = self.last_ns.max(now_unix_nano);
-        let header = invoke.xray_header.as_deref().map(XrayHeader::parse);
         let id = invoke.request_id.clone();
+        if self.recent_ctx(&id).is_some() {
+            // Retired already (reported, or evicted): nothing is left to fill in.
+            return;
+        }
+        let header = invoke.xray_header.as_deref().map(XrayHeader::parse);
         let inv = self.invocation(&id);
         if inv.header.is_none() {
             inv.header = header;

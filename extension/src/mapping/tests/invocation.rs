@@ -285,6 +285,21 @@ fn an_invoke_that_never_comes_leaves_the_span_to_the_report() {
 }
 
 #[test]
+fn an_invoke_after_its_invocation_was_reported_adds_nothing() {
+    let mut run = Run::new();
+    run.feed(&[
+        "platform.start.json",
+        "platform.runtimeDone.json",
+        "platform.report.json",
+    ]);
+    run.invoke(2);
+    run.finish(NOW);
+    let all = run.spans();
+    assert_eq!(all.iter().filter(|s| s.name == "orders").count(), 1);
+    assert_eq!(run.mapper.pending_invocations(), 0);
+}
+
+#[test]
 fn timeout_without_runtime_done_emits_at_report() {
     let mut run = Run::new();
     run.invoke(1);
