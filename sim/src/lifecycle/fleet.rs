@@ -5,7 +5,7 @@
 //! own cgroups, its own copy of the extensions and its own processes, as on Lambda.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,18 +15,23 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::environment::Environment;
-use super::plan::{Plan, file_name};
-use super::{bind, invoke, lock, ms_between};
+use super::plan::Plan;
+use super::{bind, lock, ms_between};
 use crate::api::{self, Current};
 use crate::config::{InitType, RunConfig};
 use crate::error::SimError;
 use crate::fleet::pool::{Pool, Route};
 use crate::fleet::report::{self, EnvironmentReport, FleetReport, RequestRecord};
-use crate::fleet::{FleetConfig, Load, expand, load::THROTTLE_BACKOFF, machine_limit};
+use crate::fleet::{FleetConfig, Load, expand, machine_limit};
 use crate::ports::free_loopback_port;
-use crate::report::{InvocationReport, RunReport, Summary};
+use crate::report::{RunReport, Summary};
 use crate::resources;
 use crate::telemetry::Counters;
+use clients::generate;
+use serve::{AbortOnDrop, copy_extensions, serve_environment};
+
+mod clients;
+mod serve;
 
 /// A request waiting for its answer.
 struct Request {
@@ -294,15 +299,6 @@ impl Drop for Fleet<'_> {
     }
 }
 
-/// A task aborted when this is dropped: an environment's API server.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 type Outcome = (Vec<RequestRecord>, Vec<(RunReport, EnvironmentReport)>, u64);
 
 impl Fleet<'_> {
@@ -543,240 +539,4 @@ async fn sleep_until_some(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// A copy of `plan` whose extensions are in `dir/extensions` of their own (as each Lambda
-/// environment extracts its layers): hard links where the file system allows, else copies.
-/// A link has no writer: a copy being written while another environment forks would make
-/// that child hold it open for writing until its `exec`, and this environment's `exec` of
-/// the copy fail with "Text file busy".
-fn copy_extensions(plan: &Plan, dir: &Path) -> Result<Plan, SimError> {
-    let extensions = dir.join("extensions");
-    std::fs::create_dir_all(&extensions).map_err(|e| {
-        SimError::InvalidConfig(format!("cannot create {}: {e}", extensions.display()))
-    })?;
-    let mut copy = plan.clone();
-    copy.extensions = Vec::new();
-    for path in &plan.extensions {
-        let to = extensions.join(file_name(path));
-        let linked = std::fs::hard_link(path, &to);
-        linked
-            .or_else(|_| std::fs::copy(path, &to).map(drop))
-            .map_err(|e| {
-                SimError::InvalidConfig(format!(
-                    "cannot copy extension {} to {}: {e}",
-                    path.display(),
-                    to.display()
-                ))
-            })?;
-        copy.extensions.push(to);
-    }
-    Ok(copy)
-}
-
-/// One environment's life: init, its invocations, its shutdown.
-async fn serve_environment(
-    mut environment: Environment,
-    server: AbortOnDrop,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    notes: mpsc::UnboundedSender<Note>,
-    first: Option<Request>,
-) {
-    let index = environment.index as usize;
-    let created = Instant::now();
-    let provisioned = first.is_none();
-    let mut piece = RunReport {
-        resources: environment.resources.report(),
-        ..RunReport::default()
-    };
-    let mut measured = EnvironmentReport {
-        index: environment.index,
-        initialization_type: environment.config.init_type.as_str().to_owned(),
-        instance_id: environment.shared.info.instance_id.clone(),
-        shutdown_reason: "spindown".into(),
-        ..EnvironmentReport::default()
-    };
-    let init = environment.init().await;
-    measured.init_ms = environment.init_ms;
-    let mut gaps = Vec::new();
-    match init {
-        Err(e) => {
-            measured.shutdown_reason = "failure".into();
-            measured.error = Some(e.to_string());
-            let _ = notes.send(Note::Reset(index));
-            if let Some(request) = first {
-                let _ = request.reply.send(Answer::NotStarted {
-                    environment: Some(environment.index),
-                    error: e
-                        .init_error_type()
-                        .map_or_else(|| e.to_string(), str::to_owned),
-                });
-            }
-        }
-        Ok(()) => {
-            let mut cold_init = if provisioned {
-                None
-            } else {
-                environment.init_ms
-            };
-            let mut pending = first;
-            if pending.is_none() {
-                let _ = notes.send(Note::Idle(index));
-            }
-            let mut last_end: Option<Instant> = None;
-            loop {
-                let request = match pending.take() {
-                    Some(r) => r,
-                    None => match jobs.recv().await {
-                        Some(Job::Invoke(r)) => r,
-                        Some(Job::Shutdown) | None => break,
-                    },
-                };
-                let started = Instant::now();
-                if let Some(end) = last_end {
-                    gaps.push(ms_between(end, started));
-                }
-                let cold = cold_init.is_some();
-                let invocation: InvocationReport = environment.invoke(cold_init.take(), None).await;
-                let ended = Instant::now();
-                last_end = Some(ended);
-                measured.busy_ms += ms_between(started, ended);
-                measured.invocations += 1;
-                let reset = invoke::reset_reason(&invocation);
-                // The dispatcher hears that the environment is free before the invoker gets
-                // its answer, so a request sent right after the answer can use it.
-                let _ = notes.send(match reset {
-                    Some(_) => Note::Reset(index),
-                    None => Note::Idle(index),
-                });
-                let _ = request.reply.send(Answer::Ran {
-                    environment: environment.index,
-                    cold,
-                    status: invocation.status.clone(),
-                    error_type: invocation.error_type.clone(),
-                    post_runtime_ms: invocation.post_runtime_ms,
-                });
-                piece.invocations.push(invocation);
-                if let Some(reason) = reset {
-                    measured.shutdown_reason = reason.into();
-                    break;
-                }
-                environment.freeze().await;
-            }
-        }
-    }
-    measured.lifetime_ms = ms_between(created, Instant::now());
-    measured.utilization = if measured.lifetime_ms > 0.0 {
-        measured.busy_ms / measured.lifetime_ms
-    } else {
-        0.0
-    };
-    measured.idle_gaps = Summary::of(&gaps);
-    measured.never_invoked = measured.invocations == 0 && measured.error.is_none();
-    let reason = measured.shutdown_reason.clone();
-    environment.shutdown(&reason).await;
-    environment.collect(&mut piece);
-    drop(server);
-    let _ = notes.send(Note::Gone(index, Box::new((piece, measured))));
-}
-
-/// Sends the load's requests and records each answer.
-async fn generate(
-    load: Load,
-    start: Instant,
-    requests: mpsc::UnboundedSender<Request>,
-    timeline: Arc<Mutex<Vec<RequestRecord>>>,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    let clients = load.clients();
-    if clients.is_empty() {
-        for at in load.arrivals() {
-            tokio::time::sleep_until(start + at).await;
-            let requests = requests.clone();
-            let timeline = timeline.clone();
-            tasks.spawn(async move {
-                send(&requests, start, &timeline).await;
-            });
-        }
-    } else {
-        for client in clients {
-            let requests = requests.clone();
-            let timeline = timeline.clone();
-            tasks.spawn(async move {
-                tokio::time::sleep_until(start + client.start).await;
-                while Instant::now() < start + client.end {
-                    if !send(&requests, start, &timeline).await {
-                        tokio::time::sleep(THROTTLE_BACKOFF).await;
-                    }
-                }
-            });
-        }
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-/// One request: sent now, its answer recorded. False if it was throttled (or not run).
-async fn send(
-    requests: &mpsc::UnboundedSender<Request>,
-    start: Instant,
-    timeline: &Mutex<Vec<RequestRecord>>,
-) -> bool {
-    let arrived = Instant::now();
-    let (reply, answer) = oneshot::channel();
-    if requests.send(Request { reply }).is_err() {
-        return false;
-    }
-    // An answer never given (the environment's task died) is a failed request, not a lost one.
-    let answer = answer.await.unwrap_or(Answer::NotStarted {
-        environment: None,
-        error: "the environment ended without answering".into(),
-    });
-    let latency_ms = ms_between(arrived, Instant::now());
-    let at_ms = ms_between(start, arrived);
-    let (record, ran) = match answer {
-        Answer::Throttled(reason) => (
-            RequestRecord {
-                at_ms,
-                environment: None,
-                cold: false,
-                outcome: "throttled".into(),
-                status_code: 429,
-                error_type: Some(reason.into()),
-                latency_ms: 0.0,
-            },
-            false,
-        ),
-        Answer::Ran {
-            environment,
-            cold,
-            status,
-            error_type,
-            post_runtime_ms,
-        } => (
-            RequestRecord {
-                at_ms,
-                environment: Some(environment),
-                cold,
-                outcome: status,
-                status_code: 200,
-                error_type,
-                latency_ms: (latency_ms - post_runtime_ms).max(0.0),
-            },
-            true,
-        ),
-        Answer::NotStarted { environment, error } => (
-            RequestRecord {
-                at_ms,
-                environment,
-                cold: true,
-                outcome: "failure".into(),
-                status_code: 200,
-                error_type: Some(error),
-                latency_ms,
-            },
-            false,
-        ),
-    };
-    lock(timeline).push(record);
-    ran
 }
